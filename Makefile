@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both bootstrap .venv and, on Linux
+# without a Vulkan/Metal/D3D12 adapter, install Mesa lavapipe (a CPU Vulkan driver).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Mesa prints errors at every adapter creation without a private XDG_RUNTIME_DIR.
+export XDG_RUNTIME_DIR := $(or $(XDG_RUNTIME_DIR),/tmp/hal-xdg-$(shell id -u))
+
+.PHONY: demo test lint bench adapter clean
+
+demo: adapter
+	$(PY) -m hal demo
+
+test: adapter
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check hal tests benchmarks
+	$(VENV)/bin/mypy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hal tests benchmarks
+	$(VENV)/bin/ruff format --check hal tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: adapter
+	$(PY) benchmarks/dispatch_overhead.py --json benchmarks/results/dispatch_overhead.json
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+adapter: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	@if [ "$$(uname -s)" = Linux ] && ! $(PY) -m hal devices --check; then \
+		echo "no Vulkan adapter: installing Mesa lavapipe (mesa-vulkan-drivers)"; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mesa-vulkan-drivers; \
+	fi
+	@$(PY) -m hal devices
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

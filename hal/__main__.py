@@ -1,0 +1,7 @@
+"""Entry point of ``python -m hal``."""
+
+import sys
+
+from hal.cli import main
+
+sys.exit(main())

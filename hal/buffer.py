@@ -1,0 +1,388 @@
+"""Buffers, subspans, buffer references, binding-table slot references and buffer views."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hal.enums import BufferUsage, MemoryAccess, MemoryType
+from hal.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    OutOfRangeError,
+    PermissionDeniedError,
+)
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = [
+    "WHOLE_BUFFER",
+    "Buffer",
+    "BufferLike",
+    "BufferRef",
+    "BufferView",
+    "SlotRef",
+    "host_bytes",
+    "resolve_direct",
+]
+
+WHOLE_BUFFER = None
+"""``length=WHOLE_BUFFER`` (``None``) means "to the end of the buffer or range"."""
+
+
+class _Allocation:
+    """The wgpu buffer behind a root :class:`Buffer`, and who still needs it.
+
+    ``in_flight`` counts submitted operations that use it; the wgpu buffer is destroyed when
+    the buffer was released and that count drops to zero.
+    """
+
+    __slots__ = ("destroyed", "in_flight", "lock", "released", "size", "wgpu_buffer")
+
+    def __init__(self, wgpu_buffer: Any, size: int) -> None:
+        self.wgpu_buffer = wgpu_buffer
+        self.size = size
+        self.released = False
+        self.destroyed = False
+        self.in_flight = 0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def retire(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            destroy = self.released and self.in_flight == 0 and not self.destroyed
+            if destroy:
+                self.destroyed = True
+        if destroy:
+            self.wgpu_buffer.destroy()
+
+    def release(self) -> None:
+        with self.lock:
+            self.released = True
+            destroy = self.in_flight == 0 and not self.destroyed
+            if destroy:
+                self.destroyed = True
+        if destroy:
+            self.wgpu_buffer.destroy()
+
+
+class Buffer:
+    """A range of device memory: either an allocation or a subspan sharing one.
+
+    Attributes: ``byte_length``, ``byte_offset`` (within the allocation), ``memory_type``,
+    ``allowed_usage``, ``allowed_access``, ``allocated_buffer`` (the root), ``device``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_allocation",
+        "_released",
+        "allocated_buffer",
+        "allowed_access",
+        "allowed_usage",
+        "byte_length",
+        "byte_offset",
+        "device",
+        "memory_type",
+    )
+
+    def __init__(
+        self,
+        device: Device,
+        allocation: _Allocation,
+        root: Buffer | None,
+        byte_offset: int,
+        byte_length: int,
+        memory_type: MemoryType,
+        usage: BufferUsage,
+        access: MemoryAccess,
+    ) -> None:
+        self.device = device
+        self._allocation = allocation
+        self.allocated_buffer: Buffer = root if root is not None else self
+        self.byte_offset = byte_offset
+        self.byte_length = byte_length
+        self.memory_type = memory_type
+        self.allowed_usage = usage
+        self.allowed_access = access
+        self._released = False
+
+    def __repr__(self) -> str:
+        span = "" if self.allocated_buffer is self else f" @{self.byte_offset}"
+        return f"<hal.Buffer {self.byte_length} B{span} id={id(self.allocated_buffer):#x}>"
+
+    @property
+    def is_released(self) -> bool:
+        """True once this buffer, or the allocation it is a subspan of, was released."""
+        return self._released or self._allocation.released
+
+    def check_alive(self, what: str, argument: str) -> None:
+        """Raise FailedPreconditionError if this buffer was released."""
+        if self.is_released:
+            raise FailedPreconditionError(f"{what}: {argument} {self!r} was released")
+
+    def subspan(self, offset: int, length: int | None = None) -> Buffer:
+        """A buffer sharing this one's storage for ``[offset, offset+length)``.
+
+        Subspans of subspans are re-rooted on the allocation. Raises OutOfRangeError."""
+        self.check_alive("subspan", "buffer")
+        _check_int("subspan", "offset", offset)
+        if offset > self.byte_length:
+            raise OutOfRangeError(
+                f"subspan: offset {offset} is past the end of a {self.byte_length}-byte buffer"
+            )
+        if length is None:
+            length = self.byte_length - offset
+        _check_int("subspan", "length", length)
+        if offset + length > self.byte_length:
+            raise OutOfRangeError(
+                f"subspan: range [{offset}, {offset + length}) is past the end of a "
+                f"{self.byte_length}-byte buffer"
+            )
+        return Buffer(
+            self.device,
+            self._allocation,
+            self.allocated_buffer,
+            self.byte_offset + offset,
+            length,
+            self.memory_type,
+            self.allowed_usage,
+            self.allowed_access,
+        )
+
+    def release(self) -> None:
+        """Release the buffer. For an allocation, the memory is freed as soon as no submitted
+        work uses it; for a subspan, only the view ends. Later use raises
+        FailedPreconditionError. Idempotent."""
+        if self._released:
+            return
+        self._released = True
+        if self.allocated_buffer is self:
+            self.device._bind_groups.forget(self)
+            self._allocation.release()
+
+    def __enter__(self) -> Buffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- host access ----------------------------------------------------------------------
+
+    def _map_range(self, what: str, access: MemoryAccess, offset: int, length: int | None) -> int:
+        self.check_alive(what, "buffer")
+        self.device._check_open(what)
+        if not self.allowed_usage & (BufferUsage.MAPPING_SCOPED | BufferUsage.MAPPING_PERSISTENT):
+            raise PermissionDeniedError(
+                f"{what}: buffer usage {self.allowed_usage!r} lacks MAPPING (host access)"
+            )
+        missing = access & (MemoryAccess.READ | MemoryAccess.WRITE) & ~self.allowed_access
+        if missing:
+            raise PermissionDeniedError(
+                f"{what}: buffer access {self.allowed_access!r} lacks {MemoryAccess(missing)!r}"
+            )
+        _check_int(what, "offset", offset)
+        if offset > self.byte_length:
+            raise OutOfRangeError(
+                f"{what}: offset {offset} is past the end of a {self.byte_length}-byte buffer"
+            )
+        if length is None:
+            length = self.byte_length - offset
+        _check_int(what, "length", length)
+        if offset + length > self.byte_length:
+            raise OutOfRangeError(
+                f"{what}: range [{offset}, {offset + length}) is past the end of a "
+                f"{self.byte_length}-byte buffer"
+            )
+        return length
+
+    def map_read(self, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``[offset, offset+length)``. Needs MAPPING usage and READ access."""
+        length = self._map_range("map_read", MemoryAccess.READ, offset, length)
+        return self.device._queue.host_read(self, self.byte_offset + offset, length)
+
+    def map_write(self, offset: int, data: Any) -> None:
+        """Write host bytes at ``offset``. Needs MAPPING usage and WRITE access."""
+        payload = host_bytes(data, "map_write", "data")
+        self._map_range("map_write", MemoryAccess.WRITE, offset, len(payload))
+        self.device._queue.host_write(self, self.byte_offset + offset, payload)
+
+    def map_zero(self, offset: int = 0, length: int | None = None) -> None:
+        """Write zeros to ``[offset, offset+length)``."""
+        length = self._map_range("map_zero", MemoryAccess.WRITE, offset, length)
+        self.device._queue.host_write(self, self.byte_offset + offset, bytes(length))
+
+    def map_fill(
+        self, offset: int, length: int | None, pattern: Any, pattern_length: int | None = None
+    ) -> None:
+        """Fill ``[offset, offset+length)`` with a 1/2/4-byte pattern (as ``fill_buffer``).
+
+        Raises InvalidArgumentError for a bad pattern or misaligned range."""
+        from hal.validation import normalise_pattern
+
+        length = self._map_range("map_fill", MemoryAccess.WRITE, offset, length)
+        pattern_bytes = normalise_pattern("map_fill", pattern, pattern_length)
+        size = len(pattern_bytes)
+        if offset % size or length % size:
+            raise InvalidArgumentError(
+                f"map_fill: offset {offset} and length {length} must be multiples of "
+                f"pattern_length {size}"
+            )
+        data = pattern_bytes * (length // size)
+        self.device._queue.host_write(self, self.byte_offset + offset, data)
+
+    @contextlib.contextmanager
+    def map_range(
+        self, access: MemoryAccess, offset: int = 0, length: int | None = None
+    ) -> Iterator[memoryview]:
+        """Map ``[offset, offset+length)``; yields a memoryview (writable unless READ-only
+        access). Written bytes reach the buffer when the block exits."""
+        access = MemoryAccess(access)
+        length = self._map_range("map_range", access, offset, length)
+        absolute = self.byte_offset + offset
+        if access & MemoryAccess.READ or not access & MemoryAccess.DISCARD:
+            staging = bytearray(self.device._queue.host_read(self, absolute, length))
+        else:
+            staging = bytearray(length)
+        view = memoryview(staging)
+        try:
+            yield view if access & MemoryAccess.WRITE else view.toreadonly()
+        finally:
+            view.release()
+        if access & MemoryAccess.WRITE:
+            self.device._queue.host_write(self, absolute, staging)
+
+    def to_numpy(self, dtype: Any = np.uint8, shape: Any = None, offset: int = 0) -> np.ndarray:
+        """A host copy of the buffer's bytes from ``offset`` as an array of ``dtype``
+        (``shape`` defaults to 1-D). Raises InvalidArgumentError if the bytes don't divide."""
+        dtype = np.dtype(dtype)
+        available = self.byte_length - offset if offset <= self.byte_length else -1
+        if shape is None:
+            if available < 0 or available % dtype.itemsize:
+                raise InvalidArgumentError(
+                    f"to_numpy: {available} bytes from offset {offset} is not a whole number "
+                    f"of {dtype} items"
+                )
+            count = available // dtype.itemsize
+            shape = (count,)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        data = self.device.transfer_d2h(self, offset, nbytes)
+        return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferRef:
+    """A range ``[offset, offset+length)`` of ``buffer`` (``length=None``: to the end)."""
+
+    buffer: Buffer
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRef:
+    """A range of binding-table slot ``slot``; ``offset`` is added to the table entry's."""
+
+    slot: int
+    offset: int = 0
+    length: int | None = None
+
+
+BufferLike = Buffer | BufferRef | SlotRef
+
+
+class BufferView:
+    """A buffer with a shape and dtype, like IREE's buffer view."""
+
+    __slots__ = ("buffer", "dtype", "shape")
+
+    def __init__(self, buffer: Buffer, shape: Any, dtype: Any) -> None:
+        self.buffer = buffer
+        self.shape: tuple[int, ...] = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.dtype = np.dtype(dtype)
+        need = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        if need > buffer.byte_length:
+            raise OutOfRangeError(
+                f"BufferView: shape {self.shape} of {self.dtype} needs {need} bytes but the "
+                f"buffer has {buffer.byte_length}"
+            )
+
+    @property
+    def byte_length(self) -> int:
+        """Bytes covered by the view."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def to_numpy(self) -> np.ndarray:
+        """A host copy of the view's contents."""
+        return self.buffer.to_numpy(self.dtype, self.shape)
+
+    def __repr__(self) -> str:
+        return f"<hal.BufferView {self.shape} {self.dtype}>"
+
+
+def _check_int(what: str, argument: str, value: Any) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise InvalidArgumentError(f"{what}: {argument} {value!r} is not a non-negative integer")
+
+
+def host_bytes(data: Any, what: str, argument: str) -> memoryview:
+    """View any bytes-like object or numpy array as flat bytes (no copy when contiguous).
+
+    Raises InvalidArgumentError for objects without the buffer protocol."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{what}: {argument} of type {type(data).__name__} is not bytes-like"
+        ) from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def resolve_direct(target: Any, what: str, argument: str) -> tuple[Buffer, int, int]:
+    """Resolve a ``Buffer`` or ``BufferRef`` to (buffer, offset within its allocation,
+    length). Raises InvalidArgumentError for a SlotRef or a non-buffer, OutOfRangeError for a
+    range past the end, FailedPreconditionError for a released buffer."""
+    if isinstance(target, Buffer):
+        target.check_alive(what, argument)
+        return target, target.byte_offset, target.byte_length
+    if isinstance(target, BufferRef):
+        buffer = target.buffer
+        if not isinstance(buffer, Buffer):
+            raise InvalidArgumentError(f"{what}: {argument}.buffer is not a hal.Buffer")
+        buffer.check_alive(what, argument)
+        _check_int(what, f"{argument}.offset", target.offset)
+        if target.offset > buffer.byte_length:
+            raise OutOfRangeError(
+                f"{what}: {argument} offset {target.offset} is past the end of a "
+                f"{buffer.byte_length}-byte buffer"
+            )
+        length = buffer.byte_length - target.offset if target.length is None else target.length
+        _check_int(what, f"{argument}.length", length)
+        if target.offset + length > buffer.byte_length:
+            raise OutOfRangeError(
+                f"{what}: {argument} range [{target.offset}, {target.offset + length}) is past "
+                f"the end of a {buffer.byte_length}-byte buffer"
+            )
+        return buffer, buffer.byte_offset + target.offset, length
+    if isinstance(target, SlotRef):
+        raise InvalidArgumentError(
+            f"{what}: {argument} must be a Buffer or BufferRef, not a SlotRef"
+        )
+    raise InvalidArgumentError(
+        f"{what}: {argument} must be a Buffer, BufferRef or SlotRef, not {type(target).__name__}"
+    )

@@ -1,0 +1,90 @@
+"""Builtin WGSL kernels (fill, copy) that do what wgpu's transfer commands cannot.
+
+The lowering refers to them by :class:`BuiltinKernel` and packs their parameters with the
+pure helpers here; the encoder resolves them to pipelines through :class:`BuiltinKernels`.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hal.device import Device
+    from hal.executable import Executable
+
+__all__ = [
+    "WORKGROUP_SIZE",
+    "BuiltinKernel",
+    "BuiltinKernels",
+    "copy_params",
+    "fill_params",
+    "shader_path",
+    "shader_source",
+]
+
+WORKGROUP_SIZE = 256
+"""Invocations per workgroup of every builtin kernel."""
+
+MAX_WORKGROUPS = 4096
+"""Builtins loop over their range (grid stride), so this many workgroups cover any size."""
+
+
+class BuiltinKernel(enum.Enum):
+    """A builtin kernel: its shader file and entry point."""
+
+    FILL = ("builtin_fill.wgsl", "fill")
+    COPY = ("builtin_copy.wgsl", "copy")
+
+    @property
+    def entry_point(self) -> str:
+        """The WGSL entry point name."""
+        return self.value[1]
+
+
+def shader_source(name: str) -> str:
+    """The text of a WGSL file shipped in ``hal.shaders`` (e.g. ``"elementwise.wgsl"``)."""
+    return resources.files("hal.shaders").joinpath(name).read_text()
+
+
+def shader_path(name: str) -> str:
+    """A filesystem path of a shipped WGSL file (for ``create_executable(path)``)."""
+    return str(resources.files("hal.shaders").joinpath(name))
+
+
+def _words(first_byte: int, end_byte: int) -> int:
+    return (end_byte + 3) // 4 - first_byte // 4
+
+
+def workgroups_for(word_count: int) -> int:
+    """Workgroups a builtin dispatch over ``word_count`` words uses."""
+    return max(1, min(MAX_WORKGROUPS, -(-word_count // WORKGROUP_SIZE)))
+
+
+def fill_params(begin: int, length: int, pattern_word: int) -> bytes:
+    """Immediate bytes of a fill of ``length`` bytes from window byte ``begin``."""
+    end = begin + length
+    return struct.pack("<4I", begin, end, pattern_word, _words(begin, end))
+
+
+def copy_params(src_begin: int, dst_begin: int, length: int) -> bytes:
+    """Immediate bytes of a copy of ``length`` bytes between window bytes."""
+    return struct.pack("<4I", src_begin, dst_begin, length, _words(dst_begin, dst_begin + length))
+
+
+class BuiltinKernels:
+    """The builtin executables of one device, compiled at device creation."""
+
+    def __init__(self, device: Device) -> None:
+        self._executables: dict[BuiltinKernel, Executable] = {
+            kernel: device._executables.get(
+                shader_source(kernel.value[0]), None, f"hal.builtin.{kernel.entry_point}"
+            )
+            for kernel in BuiltinKernel
+        }
+
+    def executable(self, kernel: BuiltinKernel) -> Executable:
+        """The compiled executable of ``kernel``."""
+        return self._executables[kernel]

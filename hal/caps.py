@@ -1,0 +1,27 @@
+"""Device capabilities the lowering needs, as plain data (no wgpu objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DeviceCaps"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCaps:
+    """The limits and features that shape a plan.
+
+    ``storage_alignment``/``uniform_alignment`` are the adapter's minimum binding offset
+    alignments; ``immediates`` says whether ``var<immediate>`` constants are native (otherwise
+    the lowering stages constants into a uniform buffer); ``max_binding_size`` bounds one
+    storage binding window; ``max_workgroups`` bounds one dispatch dimension.
+    """
+
+    storage_alignment: int = 256
+    uniform_alignment: int = 256
+    immediates: bool = True
+    max_immediate_size: int = 128
+    max_binding_size: int = 128 << 20
+    max_uniform_binding_size: int = 64 << 10
+    max_workgroups: int = 65535
+    max_buffer_size: int = (1 << 31) - 1

@@ -1,0 +1,250 @@
+"""Executables: WGSL modules compiled into one compute pipeline per entry point."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import wgpu
+
+from hal.errors import InvalidArgumentError
+from hal.wgsl import ModuleInfo, reflect, rewrite_immediates
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = ["BindingLayout", "EntryPointLayout", "Executable", "ExecutableCache"]
+
+CONSTANTS_GROUP = 1
+"""Bind group that carries dispatch constants where the adapter lacks immediates."""
+
+MAX_CONSTANTS_SIZE = 128
+
+
+@dataclass(frozen=True, slots=True)
+class BindingLayout:
+    """One binding of an entry point: HAL binding index, layout kind ("storage",
+    "read-only-storage" or "uniform") and the WGSL variable name."""
+
+    binding: int
+    kind: str
+    name: str
+
+    @property
+    def writable(self) -> bool:
+        """True for read-write storage."""
+        return self.kind == "storage"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPointLayout:
+    """What a dispatch of an entry point must provide.
+
+    ``bindings`` lists the bindings the entry point uses (sorted); ``binding_count`` is the
+    number of HAL bindings a dispatch passes (highest used binding + 1; unused indices below
+    it are accepted and ignored); ``constants_size`` is the byte size of the module's
+    ``var<immediate>`` block if the entry point uses it, else 0.
+    """
+
+    name: str
+    bindings: tuple[BindingLayout, ...]
+    binding_count: int
+    constants_size: int
+
+    def binding(self, index: int) -> BindingLayout | None:
+        """The layout of HAL binding ``index``, or None if the entry point ignores it."""
+        for b in self.bindings:
+            if b.binding == index:
+                return b
+        return None
+
+
+class Executable:
+    """A compiled WGSL module. ``entry_points`` names its ``@compute`` functions;
+    :meth:`layout` describes each one's bindings and constants."""
+
+    def __init__(
+        self, device: Device, source: str, constants: dict[str, Any] | None, label: str | None
+    ) -> None:
+        self.device = device
+        self.label = label or "executable"
+        self.source = source
+        try:
+            info = reflect(source)
+        except ValueError as error:
+            raise InvalidArgumentError(f"create_executable: {error}") from None
+        self._info: ModuleInfo = info
+        if not info.entry_points:
+            raise InvalidArgumentError("create_executable: the module has no @compute entry point")
+        if info.immediate_size > MAX_CONSTANTS_SIZE:
+            raise InvalidArgumentError(
+                f"create_executable: the immediate block is {info.immediate_size} bytes; at "
+                f"most {MAX_CONSTANTS_SIZE} are allowed"
+            )
+        for decl in info.bindings:
+            if decl.group != 0:
+                raise InvalidArgumentError(
+                    f"create_executable: binding {decl.name!r} is in @group({decl.group}); HAL "
+                    "bindings must be in @group(0)"
+                )
+        self._layouts: dict[str, EntryPointLayout] = {}
+        for ep in info.entry_points:
+            used = sorted(
+                (
+                    BindingLayout(d.binding, d.kind, d.name)
+                    for d in info.bindings
+                    if d.name in ep.uses
+                ),
+                key=lambda b: b.binding,
+            )
+            uses_constants = info.immediate_name is not None and info.immediate_name in ep.uses
+            self._layouts[ep.name] = EntryPointLayout(
+                ep.name,
+                tuple(used),
+                used[-1].binding + 1 if used else 0,
+                info.immediate_size if uses_constants else 0,
+            )
+        self.entry_points: tuple[str, ...] = tuple(self._layouts)
+        self._modules: dict[bool, Any] = {}
+        self._pipelines = {
+            name: self._create_pipeline(layout, constants) for name, layout in self._layouts.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"<hal.Executable {self.label!r} {list(self.entry_points)}>"
+
+    def layout(self, entry_point: str) -> EntryPointLayout:
+        """The layout of ``entry_point``. Raises InvalidArgumentError if there is none."""
+        try:
+            return self._layouts[entry_point]
+        except (KeyError, TypeError):
+            raise InvalidArgumentError(
+                f"entry_point {entry_point!r} is not in {self.label!r} "
+                f"(entry points: {', '.join(self.entry_points)})"
+            ) from None
+
+    def pipeline(self, entry_point: str) -> tuple[Any, Any, Any]:
+        """(compute pipeline, group-0 bind group layout, constants bind group layout or None)
+        for ``entry_point``; used by the encoder."""
+        return self._pipelines[entry_point]
+
+    def _create_pipeline(
+        self, layout: EntryPointLayout, constants: dict[str, Any] | None
+    ) -> tuple[Any, Any, Any]:
+        device = self.device
+        wgpu_device = device._wgpu
+        group0 = device._executables.bind_group_layout(
+            tuple((b.binding, b.kind, False) for b in layout.bindings)
+        )
+        groups = [group0]
+        constants_bgl = None
+        immediate_size = 0
+        if layout.constants_size and device.caps.immediates:
+            immediate_size = self._info.immediate_size
+        elif self._info.immediate_name is not None:
+            kind = (
+                "uniform"
+                if not (self._info.immediate_type or "").startswith("array")
+                else "read-only-storage"
+            )
+            constants_bgl = device._executables.bind_group_layout(((0, kind, True),))
+            groups.append(constants_bgl)
+        module = self._module(constants_bgl is not None)
+        compute: dict[str, Any] = {"module": module, "entry_point": layout.name}
+        if constants:
+            compute["constants"] = dict(constants)
+        try:
+            pipeline_layout = wgpu_device.create_pipeline_layout(
+                bind_group_layouts=groups, immediate_size=immediate_size
+            )
+            pipeline = wgpu_device.create_compute_pipeline(
+                label=f"{self.label}:{layout.name}", layout=pipeline_layout, compute=compute
+            )
+        except wgpu.GPUError as error:
+            raise InvalidArgumentError(
+                f"create_executable: entry point {layout.name!r} of {self.label!r}: {error}"
+            ) from None
+        return pipeline, group0, constants_bgl
+
+    def _module(self, rewritten: bool) -> Any:
+        source = self.source
+        if rewritten:
+            source = rewrite_immediates(source, self._info, CONSTANTS_GROUP)
+        cache = self._modules
+        if rewritten not in cache:
+            try:
+                cache[rewritten] = self.device._wgpu.create_shader_module(
+                    label=self.label, code=source
+                )
+            except wgpu.GPUError as error:
+                raise InvalidArgumentError(
+                    f"create_executable: WGSL of {self.label!r} does not compile: {error}"
+                ) from None
+        return cache[rewritten]
+
+
+class ExecutableCache:
+    """Per-device cache of executables (by source and constants) and bind group layouts."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._lock = threading.Lock()
+        self._executables: dict[tuple[str, tuple[tuple[str, Any], ...]], Executable] = {}
+        self._layouts: dict[tuple[tuple[int, str, bool], ...], Any] = {}
+
+    def get(
+        self, source: str | os.PathLike[str], constants: dict[str, Any] | None, label: str | None
+    ) -> Executable:
+        """The executable for ``source`` (WGSL text or a path) and ``constants``."""
+        text = _read_source(source)
+        if label is None and not _looks_like_wgsl(str(source)):
+            label = Path(str(source)).stem
+        key = (text, tuple(sorted((constants or {}).items())))
+        with self._lock:
+            found = self._executables.get(key)
+        if found is not None:
+            return found
+        executable = Executable(self._device, text, constants, label)
+        with self._lock:
+            return self._executables.setdefault(key, executable)
+
+    def bind_group_layout(self, entries: tuple[tuple[int, str, bool], ...]) -> Any:
+        """A shared bind group layout for (binding, kind, dynamic offset) entries."""
+        with self._lock:
+            found = self._layouts.get(entries)
+            if found is None:
+                found = self._device._wgpu.create_bind_group_layout(
+                    entries=[
+                        {
+                            "binding": binding,
+                            "visibility": wgpu.ShaderStage.COMPUTE,
+                            "buffer": {"type": kind, "has_dynamic_offset": dynamic},
+                        }
+                        for binding, kind, dynamic in entries
+                    ]
+                )
+                self._layouts[entries] = found
+            return found
+
+
+def _looks_like_wgsl(text: str) -> bool:
+    return "\n" in text or "fn " in text or "@" in text
+
+
+def _read_source(source: str | os.PathLike[str]) -> str:
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str) and not _looks_like_wgsl(source)
+    ):
+        path = Path(source)
+        try:
+            return path.read_text()
+        except OSError as error:
+            raise InvalidArgumentError(f"create_executable: cannot read {path}: {error}") from None
+    if not isinstance(source, str):
+        raise InvalidArgumentError(
+            f"create_executable: source must be WGSL text or a path, not {type(source).__name__}"
+        )
+    return source

@@ -1,0 +1,339 @@
+"""The device queue: submissions ordered by semaphores, completion tracking, host transfers.
+
+Completion is detected by a tracker thread that blocks in ``wgpuDevicePoll(wait=True)``
+whenever work is in flight (``queue.on_submitted_work_done*`` is broken in wgpu-py 0.32.0)
+and sleeps on a condition variable otherwise, so an idle device costs no CPU. An operation
+whose waits are not yet reached is held back and submitted by whichever thread reaches them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from hal.errors import (
+    AbortedError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    UnavailableError,
+)
+from hal.semaphore import Point, WaitList, normalise_points
+
+if TYPE_CHECKING:
+    from hal.buffer import Buffer, _Allocation
+    from hal.command_buffer import CommandBuffer
+    from hal.device import Device
+
+__all__ = ["Queue", "WaitList"]
+
+_CLOSE_TIMEOUT = 10.0
+
+
+class _Submission:
+    """One queue operation: wgpu command buffers, the allocations it holds alive and the
+    points it signals when the GPU has finished it."""
+
+    __slots__ = ("allocations", "command_buffers", "index", "keepalive", "signals", "waits")
+
+    def __init__(
+        self,
+        command_buffers: list[Any],
+        allocations: list[_Allocation],
+        waits: tuple[Point, ...],
+        signals: tuple[Point, ...],
+        keepalive: Any,
+    ) -> None:
+        self.command_buffers = command_buffers
+        self.allocations = allocations
+        self.waits = waits
+        self.signals = signals
+        self.keepalive = keepalive
+        self.index = 0
+
+    def complete(self) -> None:
+        for allocation in self.allocations:
+            allocation.retire()
+        self.allocations = []
+        for semaphore, value in self.signals:
+            semaphore._advance(value)
+
+    def abort(self, error: BaseException) -> None:
+        for allocation in self.allocations:
+            allocation.retire()
+        self.allocations = []
+        for semaphore, _ in self.signals:
+            semaphore.fail(error)
+
+
+class Queue:
+    """The single wgpu queue of a device, shared by every thread."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._wgpu = device._wgpu
+        self._wgpu_queue = device._wgpu.queue
+        self._cond = threading.Condition(threading.Lock())
+        self._submit_lock = threading.Lock()
+        self._in_flight: list[_Submission] = []
+        self._deferred: list[_Submission] = []
+        self._submitted = 0
+        self._closing = False
+        self._pending_clears: list[tuple[Any, _Allocation | None]] = []
+        self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
+        self._tracker.start()
+
+    # -- zero-initialisation ----------------------------------------------------------------
+
+    def zero_new_buffer(self, allocation: _Allocation) -> None:
+        """Clear a new allocation before anything else touches it (ordered on the queue).
+
+        Clearing also defeats a wgpu-native bug: writes through dynamic-offset bindings to a
+        never-initialised buffer are lost."""
+        allocation.acquire()
+        with self._cond:
+            self._pending_clears.append((allocation.wgpu_buffer, allocation))
+
+    def zero_new_wgpu_buffer(self, wgpu_buffer: Any) -> None:
+        """Clear an internal wgpu buffer before its first use."""
+        with self._cond:
+            self._pending_clears.append((wgpu_buffer, None))
+
+    def _take_clears(self) -> tuple[Any, list[_Allocation]]:
+        with self._cond:
+            pending, self._pending_clears = self._pending_clears, []
+        if not pending:
+            return None, []
+        encoder = self._wgpu.create_command_encoder(label="hal.zero")
+        for wgpu_buffer, _ in pending:
+            encoder.clear_buffer(wgpu_buffer)
+        return encoder.finish(), [a for _, a in pending if a is not None]
+
+    def _flush_clears(self) -> None:
+        command_buffer, allocations = self._take_clears()
+        if command_buffer is not None:
+            with self._submit_lock:
+                self._wgpu_queue.submit([command_buffer])
+            for allocation in allocations:
+                allocation.retire()
+
+    # -- host transfers -----------------------------------------------------------------------
+
+    def host_write(self, buffer: Buffer, offset: int, data: Any) -> None:
+        """Write ``data`` at absolute ``offset`` of ``buffer``'s allocation, ordered after all
+        submitted work; edge words are read back so unaligned writes change only ``data``'s
+        bytes."""
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if size == 0:
+            return
+        allocation = buffer._allocation
+        self._check_usable(allocation, "host write")
+        self._flush_clears()
+        start, end = offset & ~3, (offset + size + 3) & ~3
+        wgpu_buffer = allocation.wgpu_buffer
+        if start == offset and end == offset + size:
+            self._wgpu_queue.write_buffer(wgpu_buffer, offset, view)
+            return
+        payload = bytearray(end - start)
+        if offset != start:
+            payload[:4] = self._wgpu_queue.read_buffer(wgpu_buffer, start, 4)
+        if end != offset + size and (end - 4 != start or offset == start):
+            payload[-4:] = self._wgpu_queue.read_buffer(wgpu_buffer, end - 4, 4)
+        payload[offset - start : offset - start + size] = view
+        self._wgpu_queue.write_buffer(wgpu_buffer, start, payload)
+
+    def host_read(self, buffer: Buffer, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at absolute ``offset`` after all submitted work."""
+        if length == 0:
+            return b""
+        allocation = buffer._allocation
+        self._check_usable(allocation, "host read")
+        self._flush_clears()
+        start, end = offset & ~3, (offset + length + 3) & ~3
+        data = self._wgpu_queue.read_buffer(allocation.wgpu_buffer, start, end - start)
+        return bytes(data[offset - start : offset - start + length])
+
+    def _check_usable(self, allocation: _Allocation, what: str) -> None:
+        if self._closing:
+            raise UnavailableError(f"{what}: the device is closed")
+        if allocation.released:
+            raise FailedPreconditionError(f"{what}: the buffer was released")
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def execute(
+        self,
+        command_buffers: CommandBuffer | Sequence[CommandBuffer] | None,
+        wait: WaitList,
+        signal: WaitList,
+        binding_table: Sequence[Any] | None,
+    ) -> None:
+        """Validate, encode and submit (or hold back until ``wait`` is reached)."""
+        from hal.command_buffer import CommandBuffer
+        from hal.enums import CommandBufferMode
+
+        what = "queue_execute"
+        if command_buffers is None:
+            cbs: list[CommandBuffer] = []
+        elif isinstance(command_buffers, CommandBuffer):
+            cbs = [command_buffers]
+        else:
+            cbs = list(command_buffers)
+        waits = normalise_points(f"{what} wait", wait)
+        signals = normalise_points(f"{what} signal", signal)
+        for i, cb in enumerate(cbs):
+            if not isinstance(cb, CommandBuffer) or cb.device is not self._device:
+                raise InvalidArgumentError(
+                    f"{what}: command_buffers[{i}] is not a command buffer of this device"
+                )
+            if cb.mode & CommandBufferMode.ONE_SHOT and cbs.count(cb) > 1:
+                raise FailedPreconditionError(
+                    f"{what}: ONE_SHOT command buffer listed {cbs.count(cb)} times"
+                )
+            if cb.mode & CommandBufferMode.ALLOW_INLINE_EXECUTION and waits:
+                raise InvalidArgumentError(
+                    f"{what}: an inline-execution command buffer cannot wait on semaphores"
+                )
+        programs = [cb._prepare_submission(binding_table) for cb in cbs]
+        allocations: list[_Allocation] = []
+        try:
+            for program in programs:
+                for buffer in program.plan.resources:
+                    allocation = buffer._allocation
+                    allocation.acquire()
+                    allocations.append(allocation)
+                    if allocation.released:
+                        raise FailedPreconditionError(
+                            f"{what}: a buffer the command buffer uses was released"
+                        )
+            encoded = [program.encode(self._wgpu) for program in programs]
+        except BaseException:
+            for allocation in allocations:
+                allocation.retire()
+            raise
+        for cb in cbs:
+            cb._mark_submitted()
+        submission = _Submission(encoded, allocations, waits, signals, programs)
+        self._schedule(submission)
+
+    def _schedule(self, submission: _Submission) -> None:
+        failure = _failed_wait(submission.waits)
+        if failure is not None:
+            submission.abort(AbortedError(f"a wait semaphore failed: {failure}", failure))
+            return
+        if all(s._value >= v for s, v in submission.waits):
+            self._submit(submission)
+            return
+        with self._cond:
+            self._deferred.append(submission)
+        for semaphore, value in submission.waits:
+            if semaphore._value < value:
+                semaphore._watch(self._on_semaphore_change)
+        self._on_semaphore_change()  # a wait may have been reached meanwhile
+
+    def _on_semaphore_change(self) -> None:
+        with self._cond:
+            deferred, self._deferred = self._deferred, []
+        keep: list[_Submission] = []
+        for submission in deferred:
+            failure = _failed_wait(submission.waits)
+            if failure is not None:
+                submission.abort(AbortedError(f"a wait semaphore failed: {failure}", failure))
+            elif all(s._value >= v for s, v in submission.waits):
+                self._submit(submission)
+            else:
+                keep.append(submission)
+        if keep:
+            with self._cond:
+                self._deferred.extend(keep)
+            for submission in keep:
+                for semaphore, value in submission.waits:
+                    if semaphore._value < value:
+                        semaphore._watch(self._on_semaphore_change)
+
+    def _submit(self, submission: _Submission) -> None:
+        if self._closing:
+            submission.abort(UnavailableError("queue_execute: the device was closed"))
+            return
+        clears, cleared = self._take_clears()
+        command_buffers = submission.command_buffers
+        if clears is not None:
+            command_buffers = [clears, *command_buffers]
+        with self._submit_lock:
+            if command_buffers:
+                self._wgpu_queue.submit(command_buffers)
+            submission.command_buffers = []
+            with self._cond:
+                self._submitted += 1
+                submission.index = self._submitted
+                self._in_flight.append(submission)
+                self._cond.notify_all()
+        for allocation in cleared:
+            allocation.retire()
+
+    # -- completion -----------------------------------------------------------------------------
+
+    def _track(self) -> None:
+        while True:
+            with self._cond:
+                while not self._in_flight and not self._closing:
+                    self._cond.wait()
+                if not self._in_flight:
+                    return
+                target = self._submitted
+            try:
+                self._wgpu._poll(True)
+            except Exception:  # a lost device: fail what was in flight instead of hanging
+                with self._cond:
+                    lost, self._in_flight = self._in_flight, []
+                    self._cond.notify_all()
+                for submission in lost:
+                    submission.abort(UnavailableError("the device was lost"))
+                continue
+            with self._cond:
+                done = [s for s in self._in_flight if s.index <= target]
+                self._in_flight = [s for s in self._in_flight if s.index > target]
+            for submission in done:
+                submission.complete()
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no submitted work is in flight (held-back operations excluded);
+        False on timeout."""
+        self._flush_clears()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Stop accepting work, fail held-back operations, wait (bounded) for work in
+        flight and stop the tracker thread."""
+        with self._cond:
+            self._closing = True
+            deferred, self._deferred = self._deferred, []
+            self._cond.notify_all()
+        for submission in deferred:
+            submission.abort(UnavailableError("the device was closed before the waits"))
+        self._tracker.join(_CLOSE_TIMEOUT)
+
+    @staticmethod
+    def shutdown(queue: Queue) -> None:
+        """Finaliser: close without raising (used at interpreter exit)."""
+        with contextlib.suppress(Exception):
+            queue.close()
+
+
+def _failed_wait(waits: tuple[Point, ...]) -> BaseException | None:
+    for semaphore, _ in waits:
+        if semaphore._failure is not None:
+            return semaphore._failure
+    return None

@@ -1,0 +1,234 @@
+"""Timeline semaphores and fences.
+
+All semaphores share one condition variable: a host wait on several semaphores ("any" or
+"all") then needs no per-waiter plumbing, and signals are rare enough that waking every waiter
+costs nothing measurable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hal.errors import (
+    AbortedError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    OutOfRangeError,
+)
+from hal.validation import check_int
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = ["MAX_VALUE", "Fence", "Semaphore", "WaitList", "normalise_points", "wait_points"]
+
+MAX_VALUE = (1 << 63) - 1
+"""Largest semaphore payload."""
+
+_changed = threading.Condition(threading.Lock())
+
+
+class Semaphore:
+    """A timeline semaphore: a monotonically increasing 63-bit value, or failed.
+
+    ``query`` and ``wait`` raise AbortedError (with the failure as ``__cause__``) once failed.
+    """
+
+    __slots__ = ("__weakref__", "_failure", "_value", "_watchers", "device")
+
+    def __init__(self, initial_value: int = 0, device: Device | None = None) -> None:
+        self._value = _check_value("create_semaphore", initial_value)
+        self._failure: BaseException | None = None
+        self._watchers: list[Callable[[], None]] = []
+        self.device = device
+
+    def __repr__(self) -> str:
+        state = "failed" if self._failure is not None else str(self._value)
+        return f"<hal.Semaphore {state}>"
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The failure that failed the semaphore, or None."""
+        return self._failure
+
+    def query(self) -> int:
+        """The current value. Raises AbortedError if the semaphore failed."""
+        failure = self._failure
+        if failure is not None:
+            raise AbortedError(f"semaphore failed: {failure}", failure)
+        return self._value
+
+    def signal(self, value: int) -> None:
+        """Advance to ``value``. Raises OutOfRangeError unless it increases the value and
+        AbortedError if the semaphore failed."""
+        value = _check_value("signal", value)
+        with _changed:
+            if self._failure is not None:
+                raise AbortedError(f"signal: semaphore failed: {self._failure}", self._failure)
+            if value <= self._value:
+                raise OutOfRangeError(
+                    f"signal: value {value} does not increase the semaphore's {self._value}"
+                )
+            self._value = value
+            _changed.notify_all()
+        self._notify_watchers()
+
+    def _advance(self, value: int) -> None:
+        """Signal from the device: never lowers the value and ignores a failed semaphore."""
+        with _changed:
+            if self._failure is not None or value <= self._value:
+                return
+            self._value = value
+            _changed.notify_all()
+        self._notify_watchers()
+
+    def fail(self, error: BaseException | str) -> None:
+        """Fail the semaphore; the first failure wins and later ones are ignored."""
+        if not isinstance(error, BaseException):
+            error = RuntimeError(str(error))
+        with _changed:
+            if self._failure is not None:
+                return
+            self._failure = error
+            _changed.notify_all()
+        self._notify_watchers()
+
+    def wait(self, value: int, timeout: float | None = None) -> None:
+        """Block until the value reaches ``value``. Raises DeadlineExceededError after
+        ``timeout`` seconds (0 polls) and AbortedError if the semaphore fails."""
+        wait_points([(self, value)], "all", timeout)
+
+    def _watch(self, callback: Callable[[], None]) -> None:
+        with _changed:
+            self._watchers.append(callback)
+
+    def _notify_watchers(self) -> None:
+        with _changed:
+            watchers, self._watchers = self._watchers, []
+        for callback in watchers:
+            callback()
+
+
+Point = tuple[Semaphore, int]
+
+
+class Fence:
+    """A set of (semaphore, value) points waited or signalled together."""
+
+    __slots__ = ("_points",)
+
+    def __init__(self, points: Iterable[Point] = ()) -> None:
+        self._points: dict[Semaphore, int] = {}
+        for semaphore, value in points:
+            self.insert(semaphore, value)
+
+    def insert(self, semaphore: Semaphore, value: int) -> None:
+        """Add a point; a semaphore already present keeps the larger value."""
+        if not isinstance(semaphore, Semaphore):
+            raise InvalidArgumentError(f"Fence.insert: {semaphore!r} is not a Semaphore")
+        value = _check_value("Fence.insert", value)
+        self._points[semaphore] = max(value, self._points.get(semaphore, 0))
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        """The (semaphore, value) points."""
+        return tuple(self._points.items())
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __iter__(self) -> Any:
+        return iter(self.points)
+
+    @classmethod
+    def join(cls, *fences: Fence) -> Fence:
+        """A fence with every point of ``fences`` (the larger value per semaphore)."""
+        joined = cls()
+        for fence in fences:
+            for semaphore, value in fence.points:
+                joined.insert(semaphore, value)
+        return joined
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for every point. Raises DeadlineExceededError / AbortedError."""
+        wait_points(self.points, "all", timeout)
+
+    def signal(self) -> None:
+        """Signal every point from the host."""
+        for semaphore, value in self.points:
+            semaphore.signal(value)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Fail every semaphore of the fence."""
+        for semaphore, _ in self.points:
+            semaphore.fail(error)
+
+    @property
+    def is_reached(self) -> bool:
+        """True when every point is reached. Raises AbortedError if one failed."""
+        return all(semaphore.query() >= value for semaphore, value in self.points)
+
+
+WaitList = Fence | Sequence[Point]
+
+
+def _check_value(what: str, value: Any) -> int:
+    value = check_int(what, "value", value)
+    if value > MAX_VALUE:
+        raise OutOfRangeError(f"{what}: value {value} exceeds the maximum {MAX_VALUE}")
+    return value
+
+
+def normalise_points(what: str, points: WaitList | None) -> tuple[Point, ...]:
+    """A wait/signal list as (semaphore, value) tuples. Raises InvalidArgumentError."""
+    if points is None:
+        return ()
+    if isinstance(points, Fence):
+        return points.points
+    out = []
+    for item in points:
+        try:
+            semaphore, value = item
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"{what}: {item!r} is not a (semaphore, value) pair"
+            ) from None
+        if not isinstance(semaphore, Semaphore):
+            raise InvalidArgumentError(f"{what}: {semaphore!r} is not a Semaphore")
+        out.append((semaphore, _check_value(what, value)))
+    return tuple(out)
+
+
+def wait_points(points: WaitList, mode: str = "all", timeout: float | None = None) -> None:
+    """Wait until all (or any) points are reached. Raises DeadlineExceededError on timeout,
+    AbortedError if a needed semaphore failed, InvalidArgumentError for a bad mode."""
+    if mode not in ("all", "any"):
+        raise InvalidArgumentError(f"wait_semaphores: mode {mode!r} must be 'all' or 'any'")
+    pairs = normalise_points("wait_semaphores", points)
+    if not pairs:
+        return
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+    def check() -> bool:
+        reached = 0
+        for semaphore, value in pairs:
+            failure = semaphore._failure
+            if failure is not None:
+                raise AbortedError(f"wait: semaphore failed: {failure}", failure)
+            if semaphore._value >= value:
+                reached += 1
+                if mode == "any":
+                    return True
+        return reached == len(pairs)
+
+    with _changed:
+        while not check():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError(
+                    f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
+                )
+            _changed.wait(remaining)

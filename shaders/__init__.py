@@ -1,0 +1,1 @@
+"""WGSL kernels shipped with hal: builtins (fill, copy) and examples."""

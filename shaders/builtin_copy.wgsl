@@ -1,0 +1,52 @@
+// hal builtin: copy `length` bytes from byte `src_begin` of the source window to byte
+// `dst_begin` of the target window, at any alignment. Interior target words are assembled
+// from two source words with a funnel shift; the first and last target words are patched byte
+// by byte so bytes outside the target range keep their values. Both bindings are read_write
+// so that one buffer may be bound twice (a copy between disjoint ranges of one buffer):
+// WebGPU forbids binding a buffer read-only and read-write in one dispatch.
+struct CopyParams {
+  src_begin: u32,
+  dst_begin: u32,
+  length: u32,
+  word_count: u32,  // target words touched
+}
+var<immediate> params: CopyParams;
+@group(0) @binding(0) var<storage, read_write> source_words: array<u32>;
+@group(0) @binding(1) var<storage, read_write> target_words: array<u32>;
+
+fn source_byte(p: u32) -> u32 {
+  return (source_words[p >> 2u] >> ((p & 3u) * 8u)) & 0xffu;
+}
+
+@compute @workgroup_size(256)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let first = params.dst_begin / 4u;
+  let dst_end = params.dst_begin + params.length;
+  let stride = groups.x * 256u;
+  for (var i = gid.x; i < params.word_count; i += stride) {
+    let w = first + i;
+    let t = w * 4u;
+    if (t >= params.dst_begin && t + 4u <= dst_end) {
+      let s = t - params.dst_begin + params.src_begin;
+      let shift = (s & 3u) * 8u;
+      let low = source_words[s >> 2u];
+      if (shift == 0u) {
+        target_words[w] = low;
+      } else {
+        let high = source_words[(s >> 2u) + 1u];
+        target_words[w] = (low >> shift) | (high << (32u - shift));
+      }
+    } else {
+      var value = target_words[w];
+      for (var k = 0u; k < 4u; k++) {
+        let p = t + k;
+        if (p >= params.dst_begin && p < dst_end) {
+          let b = source_byte(p - params.dst_begin + params.src_begin);
+          value = (value & ~(0xffu << (k * 8u))) | (b << (k * 8u));
+        }
+      }
+      target_words[w] = value;
+    }
+  }
+}

@@ -144,7 +144,7 @@ class Executable:
         immediate_size = 0
         if layout.constants_size and device.caps.immediates:
             immediate_size = self._info.immediate_size
-        elif self._info.immediate_name is not None:
+        elif layout.constants_size:
             kind = (
                 "uniform"
                 if not (self._info.immediate_type or "").startswith("array")

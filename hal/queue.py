@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.errors import (
@@ -20,7 +20,7 @@ from hal.errors import (
     InvalidArgumentError,
     UnavailableError,
 )
-from hal.semaphore import Point, WaitList, normalise_points
+from hal.semaphore import Point, Semaphore, WaitList, normalise_points
 
 if TYPE_CHECKING:
     from hal.buffer import Buffer, _Allocation
@@ -79,6 +79,7 @@ class Queue:
         self._submit_lock = threading.Lock()
         self._in_flight: list[_Submission] = []
         self._deferred: list[_Submission] = []
+        self._watched: set[Semaphore] = set()
         self._submitted = 0
         self._closing = False
         self._pending_clears: list[tuple[Any, _Allocation | None]] = []
@@ -220,39 +221,51 @@ class Queue:
         self._schedule(submission)
 
     def _schedule(self, submission: _Submission) -> None:
-        failure = _failed_wait(submission.waits)
-        if failure is not None:
-            submission.abort(AbortedError(f"a wait semaphore failed: {failure}", failure))
-            return
-        if all(s._value >= v for s, v in submission.waits):
-            self._submit(submission)
-            return
         with self._cond:
             self._deferred.append(submission)
-        for semaphore, value in submission.waits:
-            if semaphore._value < value:
-                semaphore._watch(self._on_semaphore_change)
-        self._on_semaphore_change()  # a wait may have been reached meanwhile
+        self._on_semaphore_change()
 
     def _on_semaphore_change(self) -> None:
-        with self._cond:
-            deferred, self._deferred = self._deferred, []
-        keep: list[_Submission] = []
-        for submission in deferred:
-            failure = _failed_wait(submission.waits)
-            if failure is not None:
-                submission.abort(AbortedError(f"a wait semaphore failed: {failure}", failure))
-            elif all(s._value >= v for s, v in submission.waits):
-                self._submit(submission)
-            else:
-                keep.append(submission)
-        if keep:
+        """Submit held-back operations whose waits are reached, drop those whose waits
+        failed, and watch the semaphores the rest still need."""
+        while True:
+            with self._cond:
+                deferred, self._deferred = self._deferred, []
+            keep: list[_Submission] = []
+            for submission in deferred:
+                state = _wait_state(submission.waits)
+                if isinstance(state, BaseException):
+                    error = AbortedError(f"a wait semaphore failed: {state}", state)
+                    submission.abort(error)
+                elif state:
+                    self._submit(submission)
+                else:
+                    keep.append(submission)
+            if not keep:
+                return
             with self._cond:
                 self._deferred.extend(keep)
-            for submission in keep:
-                for semaphore, value in submission.waits:
-                    if semaphore._value < value:
-                        semaphore._watch(self._on_semaphore_change)
+                unwatched = {
+                    semaphore
+                    for submission in keep
+                    for semaphore, value in submission.waits
+                    if semaphore._value < value and semaphore not in self._watched
+                }
+                self._watched.update(unwatched)
+            for semaphore in unwatched:
+                semaphore._watch(self._watcher(semaphore))
+            # A signal that landed before the watchers were registered would be missed:
+            # look again now that they are in place.
+            if not any(_wait_state(s.waits) is not False for s in keep):
+                return
+
+    def _watcher(self, semaphore: Semaphore) -> Callable[[], None]:
+        def changed() -> None:
+            with self._cond:
+                self._watched.discard(semaphore)
+            self._on_semaphore_change()
+
+        return changed
 
     def _submit(self, submission: _Submission) -> None:
         if self._closing:
@@ -332,8 +345,12 @@ class Queue:
             queue.close()
 
 
-def _failed_wait(waits: tuple[Point, ...]) -> BaseException | None:
-    for semaphore, _ in waits:
+def _wait_state(waits: tuple[Point, ...]) -> bool | BaseException:
+    """True when every wait is reached, the failure when one failed, else False."""
+    reached = True
+    for semaphore, value in waits:
         if semaphore._failure is not None:
             return semaphore._failure
-    return None
+        if semaphore._value < value:
+            reached = False
+    return reached

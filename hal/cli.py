@@ -19,8 +19,10 @@ def _devices(args: argparse.Namespace) -> int:
         print("no adapters found", file=sys.stderr)
         return 1
     for i, info in enumerate(adapters):
-        print(f"[{i}] {info.name}  backend={info.backend} type={info.adapter_type} "
-              f"vendor={info.vendor or '-'}")
+        print(
+            f"[{i}] {info.name}  backend={info.backend} type={info.adapter_type} "
+            f"vendor={info.vendor or '-'}"
+        )
     return 0
 
 
@@ -36,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hal", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     devices = commands.add_parser("devices", help="list the adapters wgpu can use")
-    devices.add_argument("--check", action="store_true",
-                         help="exit 0 if a Vulkan/Metal/D3D12 adapter exists, else 1")
+    devices.add_argument(
+        "--check", action="store_true", help="exit 0 if a Vulkan/Metal/D3D12 adapter exists, else 1"
+    )
     devices.set_defaults(run=_devices)
     demo = commands.add_parser("demo", help="record, lower, run and verify a pipeline")
-    demo.add_argument("--dispatches", type=int, default=200,
-                      help="chain length for the dispatch-overhead comparison")
+    demo.add_argument(
+        "--dispatches",
+        type=int,
+        default=200,
+        help="chain length for the dispatch-overhead comparison",
+    )
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))

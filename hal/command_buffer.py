@@ -8,6 +8,7 @@ uses binding-table slots is lowered at submission, once per distinct binding tab
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,7 @@ class CommandBuffer:
         self._plan: Plan | None = None
         self._programs: dict[tuple[Any, ...], Program] = {}
         self._submissions = 0
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -558,20 +560,38 @@ class CommandBuffer:
 
     # -- submission -------------------------------------------------------------------------
 
+    def _claim(self) -> None:
+        """Reserve the buffer for one submission: raises FailedPreconditionError unless it is
+        ended and (for ONE_SHOT) not yet submitted; a ONE_SHOT buffer becomes SUBMITTED now,
+        so two threads can never both submit it. Undo with :meth:`_unclaim`."""
+        what = "queue_execute"
+        with self._lock:
+            if self.state in (CommandBufferState.INITIAL, CommandBufferState.RECORDING):
+                raise FailedPreconditionError(
+                    f"{what}: the command buffer has not been ended (state {self.state.value})"
+                )
+            if self.state is CommandBufferState.SUBMITTED:
+                raise FailedPreconditionError(
+                    f"{what}: the ONE_SHOT command buffer was already submitted"
+                )
+            if self.mode & CommandBufferMode.ONE_SHOT:
+                self.state = CommandBufferState.SUBMITTED
+            self._submissions += 1
+
+    def _unclaim(self) -> None:
+        """Give back a claim whose submission failed before reaching the queue."""
+        with self._lock:
+            self._submissions -= 1
+            if self.mode & CommandBufferMode.ONE_SHOT:
+                self.state = CommandBufferState.EXECUTABLE
+
     def _prepare_submission(self, table: Sequence[Any] | None) -> Program:
-        """Check that the buffer may be submitted with ``table`` and return the program to
-        encode. Raises FailedPreconditionError, OutOfRangeError, PermissionDeniedError."""
+        """The program to encode for a submission with ``table`` (lowered and compiled on
+        first use). Raises FailedPreconditionError (released buffer), OutOfRangeError and
+        PermissionDeniedError (binding table)."""
         from hal.encoder import compile_plan
 
         what = "queue_execute"
-        if self.state in (CommandBufferState.INITIAL, CommandBufferState.RECORDING):
-            raise FailedPreconditionError(
-                f"{what}: the command buffer has not been ended (state {self.state.value})"
-            )
-        if self.state is CommandBufferState.SUBMITTED:
-            raise FailedPreconditionError(
-                f"{what}: the ONE_SHOT command buffer was already submitted"
-            )
         if self._uses_slots:
             segments, key = self._resolve_slots(table)
             program = self._programs.get(key)
@@ -590,11 +610,6 @@ class CommandBuffer:
         for buffer in program.plan.resources:
             buffer.check_alive(what, "a buffer the command buffer uses")
         return program
-
-    def _mark_submitted(self) -> None:
-        self._submissions += 1
-        if self.mode & CommandBufferMode.ONE_SHOT:
-            self.state = CommandBufferState.SUBMITTED
 
     def _resolve_slots(self, table: Sequence[Any] | None) -> tuple[list[Segment], tuple[Any, ...]]:
         what = "queue_execute"

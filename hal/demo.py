@@ -49,14 +49,21 @@ def main(dispatches: int = 200, repeats: int = 7) -> int:
             cb.update_buffer(x, 0, data, 0, x.nbytes)  # host data, ordered in the stream
             cb.fill_buffer(acc, 0, x.nbytes, np.float32(0.5).view(np.uint32).item())
             cb.execution_barrier()
-            cb.dispatch(ops, "scale", (groups, 1, 1), constants=[_COUNT, 2.0, -1.0],
-                        bindings=[data, tmp])
+            cb.dispatch(
+                ops, "scale", (groups, 1, 1), constants=[_COUNT, 2.0, -1.0], bindings=[data, tmp]
+            )
             cb.execution_barrier()
-            cb.dispatch(ops, "square", (groups, 1, 1), constants=[_COUNT, 0.0, 0.0],
-                        bindings=[tmp, data])
+            cb.dispatch(
+                ops, "square", (groups, 1, 1), constants=[_COUNT, 0.0, 0.0], bindings=[tmp, data]
+            )
             cb.execution_barrier()
-            cb.dispatch(ops, "accumulate", (groups, 1, 1), constants=[_COUNT, 0.0, 0.0],
-                        bindings=[data, acc])
+            cb.dispatch(
+                ops,
+                "accumulate",
+                (groups, 1, 1),
+                constants=[_COUNT, 0.0, 0.0],
+                bindings=[data, acc],
+            )
             cb.execution_barrier()
             cb.copy_buffer(acc, 0, result, 3, x.nbytes)  # unaligned: a builtin copy kernel
         print(cb.dump())
@@ -74,8 +81,9 @@ def main(dispatches: int = 200, repeats: int = 7) -> int:
         with device.record(mode=CommandBufferMode.DEFAULT) as chain:
             for i in range(dispatches):
                 src, dst = (data, tmp) if i % 2 == 0 else (tmp, data)
-                chain.dispatch(ops, "scale", (1, 1, 1), constants=[64, 1.0, 1.0],
-                               bindings=[src, dst])
+                chain.dispatch(
+                    ops, "scale", (1, 1, 1), constants=[64, 1.0, 1.0], bindings=[src, dst]
+                )
                 chain.execution_barrier()
         assert chain.plan is not None
         grouped = time_plan(device, chain.plan, repeats)

@@ -399,6 +399,149 @@ class Device:
         self._queue.execute(command_buffers, wait, signal, binding_table)
 
     def queue_barrier(self, *, wait: WaitList = (), signal: WaitList = ()) -> None:
-        """Signal ``signal`` once ``wait`` is reached and all earlier work is done."""
+        """Signal ``signal`` once ``wait`` is reached and the work submitted before is done."""
         self._check_open("queue_barrier")
         self._queue.execute(None, wait, signal, None)
+
+    def queue_fill(
+        self,
+        target: BufferLike,
+        offset: int,
+        length: int | None,
+        pattern: int | bytes,
+        pattern_length: int | None = None,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """``fill_buffer`` as a queue operation (same arguments and errors)."""
+        from hal.queue_ops import queue_transfer
+
+        self._check_open("queue_fill")
+        queue_transfer(
+            self,
+            lambda cb: cb.fill_buffer(target, offset, length, pattern, pattern_length),
+            wait,
+            signal,
+        )
+
+    def queue_update(
+        self,
+        source: Any,
+        source_offset: int,
+        target: BufferLike,
+        target_offset: int,
+        length: int,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """``update_buffer`` as a queue operation; ``source`` is captured now (any size and
+        alignment)."""
+        from hal.queue_ops import queue_transfer
+
+        self._check_open("queue_update")
+        queue_transfer(
+            self,
+            lambda cb: cb.update_buffer(source, source_offset, target, target_offset, length),
+            wait,
+            signal,
+        )
+
+    def queue_copy(
+        self,
+        source: BufferLike,
+        source_offset: int,
+        target: BufferLike,
+        target_offset: int,
+        length: int | None,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """``copy_buffer`` as a queue operation (same arguments and errors)."""
+        from hal.queue_ops import queue_transfer
+
+        self._check_open("queue_copy")
+        queue_transfer(
+            self,
+            lambda cb: cb.copy_buffer(source, source_offset, target, target_offset, length),
+            wait,
+            signal,
+        )
+
+    def queue_alloca(
+        self,
+        size: int,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+        memory_type: MemoryType = MemoryType.DEVICE_LOCAL,
+        usage: BufferUsage = BufferUsage.DEFAULT,
+    ) -> Buffer:
+        """A new buffer usable by queue work ordered after ``signal``."""
+        from hal.queue_ops import queue_alloca
+
+        self._check_open("queue_alloca")
+        return queue_alloca(self, size, wait, signal, memory_type, usage)
+
+    def queue_dealloca(self, buffer: Buffer, *, wait: WaitList = (), signal: WaitList = ()) -> None:
+        """Release ``buffer`` once ``wait`` is reached and earlier work finished."""
+        from hal.queue_ops import queue_dealloca
+
+        self._check_open("queue_dealloca")
+        queue_dealloca(self, buffer, wait, signal)
+
+    def queue_read(
+        self,
+        source_file: Any,
+        source_offset: int,
+        target: BufferLike,
+        target_offset: int,
+        length: int,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """Copy bytes of a file (path, open binary file or bytes-like) into ``target`` once
+        ``wait`` is reached."""
+        from hal.queue_ops import queue_read
+
+        self._check_open("queue_read")
+        queue_read(
+            self,
+            source_file,
+            source_offset,
+            target,
+            target_offset,
+            length,
+            wait,
+            signal,
+        )
+
+    def queue_write(
+        self,
+        source: BufferLike,
+        source_offset: int,
+        target_file: Any,
+        target_offset: int,
+        length: int,
+        *,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """Write bytes of ``source`` into a file (path, open binary file or writable
+        bytes-like) once ``wait`` is reached and earlier work finished."""
+        from hal.queue_ops import queue_write
+
+        self._check_open("queue_write")
+        queue_write(
+            self,
+            source,
+            source_offset,
+            target_file,
+            target_offset,
+            length,
+            wait,
+            signal,
+        )

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.errors import (
-    AbortedError,
     FailedPreconditionError,
     InvalidArgumentError,
     UnavailableError,
@@ -33,10 +32,20 @@ _CLOSE_TIMEOUT = 10.0
 
 
 class _Submission:
-    """One queue operation: wgpu command buffers, the allocations it holds alive and the
-    points it signals when the GPU has finished it."""
+    """One queue operation: wgpu command buffers (or ``prepare``, which makes them when the
+    waits are reached), the allocations it holds alive, ``on_complete`` (run on the host once
+    the GPU finished it) and the points it signals after that."""
 
-    __slots__ = ("allocations", "command_buffers", "index", "keepalive", "signals", "waits")
+    __slots__ = (
+        "allocations",
+        "command_buffers",
+        "index",
+        "keepalive",
+        "on_complete",
+        "prepare",
+        "signals",
+        "waits",
+    )
 
     def __init__(
         self,
@@ -44,16 +53,26 @@ class _Submission:
         allocations: list[_Allocation],
         waits: tuple[Point, ...],
         signals: tuple[Point, ...],
-        keepalive: Any,
+        keepalive: Any = None,
+        prepare: Callable[[], list[Any]] | None = None,
+        on_complete: Callable[[], None] | None = None,
     ) -> None:
         self.command_buffers = command_buffers
         self.allocations = allocations
         self.waits = waits
         self.signals = signals
         self.keepalive = keepalive
+        self.prepare = prepare
+        self.on_complete = on_complete
         self.index = 0
 
     def complete(self) -> None:
+        if self.on_complete is not None:
+            try:
+                self.on_complete()
+            except Exception as error:
+                self.abort(error)
+                return
         for allocation in self.allocations:
             allocation.retire()
         self.allocations = []
@@ -198,9 +217,13 @@ class Queue:
                 raise InvalidArgumentError(
                     f"{what}: an inline-execution command buffer cannot wait on semaphores"
                 )
-        programs = [cb._prepare_submission(binding_table) for cb in cbs]
+        claimed: list[CommandBuffer] = []
         allocations: list[_Allocation] = []
         try:
+            for cb in cbs:
+                cb._claim()
+                claimed.append(cb)
+            programs = [cb._prepare_submission(binding_table) for cb in cbs]
             for program in programs:
                 for buffer in program.plan.resources:
                     allocation = buffer._allocation
@@ -214,13 +237,32 @@ class Queue:
         except BaseException:
             for allocation in allocations:
                 allocation.retire()
+            for cb in claimed:
+                cb._unclaim()
             raise
-        for cb in cbs:
-            cb._mark_submitted()
-        submission = _Submission(encoded, allocations, waits, signals, programs)
-        self._schedule(submission)
+        self.schedule(_Submission(encoded, allocations, waits, signals, programs))
 
-    def _schedule(self, submission: _Submission) -> None:
+    def operation(
+        self,
+        wait: WaitList,
+        signal: WaitList,
+        allocations: Sequence[_Allocation] = (),
+        prepare: Callable[[], list[Any]] | None = None,
+        on_complete: Callable[[], None] | None = None,
+    ) -> None:
+        """Schedule a queue operation built by the caller: ``prepare`` makes its wgpu
+        command buffers once ``wait`` is reached; ``on_complete`` runs after the GPU finished
+        it and before ``signal``. Holds ``allocations`` alive until then."""
+        waits = normalise_points("queue operation wait", wait)
+        signals = normalise_points("queue operation signal", signal)
+        for allocation in allocations:
+            allocation.acquire()
+        self.schedule(
+            _Submission([], list(allocations), waits, signals, None, prepare, on_complete)
+        )
+
+    def schedule(self, submission: _Submission) -> None:
+        """Submit ``submission`` now if its waits are reached, else hold it back."""
         with self._cond:
             self._deferred.append(submission)
         self._on_semaphore_change()
@@ -235,8 +277,9 @@ class Queue:
             for submission in deferred:
                 state = _wait_state(submission.waits)
                 if isinstance(state, BaseException):
-                    error = AbortedError(f"a wait semaphore failed: {state}", state)
-                    submission.abort(error)
+                    # Propagate the original failure, so every waiter down a chain sees the
+                    # same ``__cause__``.
+                    submission.abort(state)
                 elif state:
                     self._submit(submission)
                 else:
@@ -271,6 +314,12 @@ class Queue:
         if self._closing:
             submission.abort(UnavailableError("queue_execute: the device was closed"))
             return
+        if submission.prepare is not None:
+            try:
+                submission.command_buffers = submission.prepare()
+            except Exception as error:
+                submission.abort(error)
+                return
         clears, cleared = self._take_clears()
         command_buffers = submission.command_buffers
         if clears is not None:

@@ -9,11 +9,13 @@ whose waits are not yet reached is held back and submitted by whichever thread r
 from __future__ import annotations
 
 import contextlib
+import heapq
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hal import native
 from hal.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Queue", "WaitList"]
 
 _CLOSE_TIMEOUT = 10.0
+_TRACKER_SPIN = 0.0
+"""Seconds the tracker polls without blocking before it blocks in the device poll."""
 
 
 class _Submission:
@@ -97,9 +101,10 @@ class Queue:
         self._cond = threading.Condition(threading.Lock())
         self._submit_lock = threading.Lock()
         self._in_flight: list[_Submission] = []
-        self._deferred: list[_Submission] = []
+        self._parked: dict[Semaphore, list[tuple[int, int, _Submission]]] = {}
+        self._parked_count = 0
         self._watched: set[Semaphore] = set()
-        self._submitted = 0
+        self._last_index = 0
         self._closing = False
         self._pending_clears: list[tuple[Any, _Allocation | None]] = []
         self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
@@ -262,53 +267,59 @@ class Queue:
         )
 
     def schedule(self, submission: _Submission) -> None:
-        """Submit ``submission`` now if its waits are reached, else hold it back."""
+        """Submit ``submission`` now if its waits are reached, drop it (failing its signals)
+        if one failed, else park it on the first semaphore it still needs."""
+        state = _wait_state(submission.waits)
+        if isinstance(state, BaseException):
+            # The original failure propagates, so every waiter down a chain sees the same
+            # ``__cause__``.
+            submission.abort(state)
+            return
+        if state:
+            self._submit(submission)
+            return
+        semaphore, value = next((s, v) for s, v in submission.waits if s._value < v)
         with self._cond:
-            self._deferred.append(submission)
-        self._on_semaphore_change()
+            if self._closing:
+                closed = True
+            else:
+                closed = False
+                self._parked_count += 1
+                heap = self._parked.setdefault(semaphore, [])
+                heapq.heappush(heap, (value, self._parked_count, submission))
+        if closed:
+            submission.abort(UnavailableError("the device was closed before the waits"))
+            return
+        self._release_ready(semaphore)
 
-    def _on_semaphore_change(self) -> None:
-        """Submit held-back operations whose waits are reached, drop those whose waits
-        failed, and watch the semaphores the rest still need."""
+    def _semaphore_changed(self, semaphore: Semaphore) -> None:
+        with self._cond:
+            self._watched.discard(semaphore)
+        self._release_ready(semaphore)
+
+    def _release_ready(self, semaphore: Semaphore) -> None:
+        """Reschedule the submissions parked on ``semaphore`` whose value is reached (all of
+        them if it failed), and keep a watcher on it while others remain. Parked work is a
+        heap per semaphore, so a chain of n dependent submissions costs O(n log n)."""
         while True:
             with self._cond:
-                deferred, self._deferred = self._deferred, []
-            keep: list[_Submission] = []
-            for submission in deferred:
-                state = _wait_state(submission.waits)
-                if isinstance(state, BaseException):
-                    # Propagate the original failure, so every waiter down a chain sees the
-                    # same ``__cause__``.
-                    submission.abort(state)
-                elif state:
-                    self._submit(submission)
-                else:
-                    keep.append(submission)
-            if not keep:
+                heap = self._parked.get(semaphore)
+                ready = []
+                while heap and (semaphore._failure is not None or heap[0][0] <= semaphore._value):
+                    ready.append(heapq.heappop(heap)[2])
+                if heap is not None and not heap:
+                    del self._parked[semaphore]
+                watch = bool(heap) and semaphore not in self._watched
+                if watch:
+                    self._watched.add(semaphore)
+            if watch:
+                semaphore._watch(lambda: self._semaphore_changed(semaphore))
+            for submission in ready:
+                self.schedule(submission)
+            if not watch:
                 return
-            with self._cond:
-                self._deferred.extend(keep)
-                unwatched = {
-                    semaphore
-                    for submission in keep
-                    for semaphore, value in submission.waits
-                    if semaphore._value < value and semaphore not in self._watched
-                }
-                self._watched.update(unwatched)
-            for semaphore in unwatched:
-                semaphore._watch(self._watcher(semaphore))
-            # A signal that landed before the watchers were registered would be missed:
-            # look again now that they are in place.
-            if not any(_wait_state(s.waits) is not False for s in keep):
-                return
-
-    def _watcher(self, semaphore: Semaphore) -> Callable[[], None]:
-        def changed() -> None:
-            with self._cond:
-                self._watched.discard(semaphore)
-            self._on_semaphore_change()
-
-        return changed
+            # A change that landed before the watcher was registered is caught by one more
+            # pass now that it is in place.
 
     def _submit(self, submission: _Submission) -> None:
         if self._closing:
@@ -326,17 +337,44 @@ class Queue:
             command_buffers = [clears, *command_buffers]
         with self._submit_lock:
             if command_buffers:
-                self._wgpu_queue.submit(command_buffers)
+                self._last_index = native.submit(self._wgpu_queue, command_buffers)
             submission.command_buffers = []
             with self._cond:
-                self._submitted += 1
-                submission.index = self._submitted
+                # An operation without command buffers completes with the work before it.
+                submission.index = self._last_index
                 self._in_flight.append(submission)
                 self._cond.notify_all()
         for allocation in cleared:
             allocation.retire()
 
     # -- completion -----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while submitted work has not been seen to complete."""
+        return bool(self._in_flight)
+
+    def _complete_through(self, index: int) -> None:
+        """Complete every in-flight operation with a wgpu submission index <= ``index``."""
+        with self._cond:
+            done = [s for s in self._in_flight if s.index <= index]
+            if not done:
+                return
+            self._in_flight = [s for s in self._in_flight if s.index > index]
+        for submission in done:
+            submission.complete()
+        with self._cond:
+            self._cond.notify_all()
+
+    def poll(self) -> bool:
+        """Non-blocking: complete the work the device has finished. Host waiters call this
+        in a short spin so that a fast round trip needs no thread hand-off. True when the
+        queue is empty."""
+        target = self._last_index  # read first: everything up to it was submitted already
+        if native.poll(self._wgpu, False):
+            self._complete_through(target)
+            return True
+        return False
 
     def _track(self) -> None:
         while True:
@@ -345,23 +383,23 @@ class Queue:
                     self._cond.wait()
                 if not self._in_flight:
                     return
-                target = self._submitted
+                oldest = self._in_flight[0].index
             try:
-                self._wgpu._poll(True)
+                # Spin briefly (the work is often done within microseconds), then block until
+                # the oldest submission finished.
+                spin_until = time.perf_counter() + _TRACKER_SPIN
+                while time.perf_counter() < spin_until:
+                    if self.poll():
+                        break
+                else:
+                    native.poll(self._wgpu, True, oldest)
+                    self._complete_through(oldest)
             except Exception:  # a lost device: fail what was in flight instead of hanging
                 with self._cond:
                     lost, self._in_flight = self._in_flight, []
                     self._cond.notify_all()
                 for submission in lost:
                     submission.abort(UnavailableError("the device was lost"))
-                continue
-            with self._cond:
-                done = [s for s in self._in_flight if s.index <= target]
-                self._in_flight = [s for s in self._in_flight if s.index > target]
-            for submission in done:
-                submission.complete()
-            with self._cond:
-                self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait until no submitted work is in flight (held-back operations excluded);
@@ -381,7 +419,8 @@ class Queue:
         flight and stop the tracker thread."""
         with self._cond:
             self._closing = True
-            deferred, self._deferred = self._deferred, []
+            deferred = [entry[2] for heap in self._parked.values() for entry in heap]
+            self._parked.clear()
             self._cond.notify_all()
         for submission in deferred:
             submission.abort(UnavailableError("the device was closed before the waits"))

@@ -1,0 +1,155 @@
+"""Queue latency: submit → GPU done → host wake, through hal and through raw wgpu-py.
+
+(a) round trip of one empty submission: hal ``queue_execute`` of an empty command buffer (a
+    real wgpu submit) and of no command buffer (a pure queue barrier), each followed by
+    ``Semaphore.wait``; raw wgpu-py ``queue.submit`` + ``device._poll(True)``; and raw
+    wgpu-py submit + a non-blocking poll loop (the floor a spinning waiter can reach).
+(b) a chain of dependent tiny submissions (one dispatch each): hal submits them all up front,
+    each waiting on the previous one's semaphore value, then waits for the last; raw wgpu-py
+    submits and blocks in the device poll after each.
+
+Usage: python benchmarks/queue_latency.py [--reps 200] [--chain 1000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hal  # noqa: E402
+from hal import native  # noqa: E402
+from hal.builtins import shader_path  # noqa: E402
+
+TIMEOUT = 60.0
+
+
+def _median_us(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
+    """Per-mode round-trip samples in seconds."""
+    wgpu_device = device._wgpu
+    empty = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+    empty.begin()
+    empty.end()
+    semaphore = device.create_semaphore()
+    value = 0
+    samples: dict[str, list[float]] = {
+        "hal_execute_empty_cb": [],
+        "hal_barrier": [],
+        "raw_submit_poll_wait": [],
+        "raw_submit_poll_spin": [],
+    }
+    for rep in range(reps + 10):  # the first 10 are warm-up
+        record = rep >= 10
+        value += 1
+        start = time.perf_counter()
+        device.queue_execute(empty, signal=[(semaphore, value)])
+        semaphore.wait(value, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["hal_execute_empty_cb"].append(elapsed)
+
+        value += 1
+        start = time.perf_counter()
+        device.queue_barrier(signal=[(semaphore, value)])
+        semaphore.wait(value, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["hal_barrier"].append(elapsed)
+
+        start = time.perf_counter()
+        wgpu_device.queue.submit([wgpu_device.create_command_encoder().finish()])
+        wgpu_device._poll(True)
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["raw_submit_poll_wait"].append(elapsed)
+
+        start = time.perf_counter()
+        wgpu_device.queue.submit([wgpu_device.create_command_encoder().finish()])
+        while not native.poll(wgpu_device, False):
+            pass
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["raw_submit_poll_spin"].append(elapsed)
+    return samples
+
+
+def chain(device: hal.Device, length: int) -> dict[str, float]:
+    """Seconds for ``length`` dependent tiny submissions, hal and raw."""
+    executable = device.create_executable(shader_path("noop.wgsl"))
+    counter = device.allocate_buffer(256)
+    cb = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+    cb.begin()
+    cb.dispatch(executable, "touch", (1, 1, 1), bindings=[counter])
+    cb.end()
+    semaphore = device.create_semaphore()
+    device.queue_execute(cb, signal=[(semaphore, 1)])  # warm-up: compiles the program
+    semaphore.wait(1, timeout=TIMEOUT)
+
+    start = time.perf_counter()
+    for i in range(1, length + 1):
+        device.queue_execute(cb, wait=[(semaphore, i)], signal=[(semaphore, i + 1)])
+    semaphore.wait(length + 1, timeout=TIMEOUT)
+    hal_seconds = time.perf_counter() - start
+    count = int(counter.to_numpy("uint32")[0])
+    assert count == length + 1, f"chain ran {count} dispatches, expected {length + 1}"
+
+    wgpu_device = device._wgpu
+    program = cb._prepare_submission(None)
+    start = time.perf_counter()
+    for _ in range(length):
+        wgpu_device.queue.submit([program.encode(wgpu_device)])
+        wgpu_device._poll(True)
+    raw_seconds = time.perf_counter() - start
+    return {"hal_s": hal_seconds, "raw_s": raw_seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both measurements, print a table and write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--chain", type=int, default=1000)
+    parser.add_argument("--json", default="benchmarks/results/queue_latency.json")
+    args = parser.parse_args(argv)
+    with hal.create_device() as device:
+        print(f"adapter: {device.info}")
+        trips = round_trips(device, args.reps)
+        medians = {mode: _median_us(s) for mode, s in trips.items()}
+        raw = medians["raw_submit_poll_wait"]
+        print(f"\n(a) round trip, median of {args.reps} (µs)")
+        print(f"{'mode':<26}{'µs':>10}{'vs raw poll':>14}")
+        for mode, value in medians.items():
+            print(f"{mode:<26}{value:>10.1f}{value / raw:>13.2f}x")
+        links = chain(device, args.chain)
+        per_hal = links["hal_s"] / args.chain * 1e6
+        per_raw = links["raw_s"] / args.chain * 1e6
+        print(f"\n(b) chain of {args.chain} dependent tiny submissions (µs per link)")
+        print(f"{'hal (semaphore-ordered)':<26}{per_hal:>10.1f}{per_hal / per_raw:>13.2f}x")
+        print(f"{'raw (submit + poll wait)':<26}{per_raw:>10.1f}{1.0:>13.2f}x")
+        result: dict[str, Any] = {
+            "adapter": str(device.info),
+            "reps": args.reps,
+            "round_trip_median_us": medians,
+            "round_trip_samples_s": trips,
+            "round_trip_ratio_vs_raw": {m: v / raw for m, v in medians.items()},
+            "chain_length": args.chain,
+            "chain_us_per_link": {"hal": per_hal, "raw": per_raw},
+        }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,26 +81,23 @@ class BindGroupCache:
 class Program:
     """A plan bound to wgpu objects, ready to be encoded any number of times.
 
-    Owns the plan's STAGING buffer (uploaded once at compile time) and SCRATCH buffer.
+    Owns the plan's STAGING buffer (uploaded once at compile time) and scratch buffers.
     """
 
-    __slots__ = ("__weakref__", "_ops", "plan", "scratch", "staging")
+    __slots__ = ("__weakref__", "_ops", "aux", "plan")
 
     def __init__(
         self,
         plan: Plan,
         ops: list[tuple[Any, ...]],
-        staging: Any,
-        scratch: Any,
+        aux: dict[AuxBuffer, Any],
         cache: BindGroupCache,
     ) -> None:
         self.plan = plan
         self._ops = ops
-        self.staging = staging
-        self.scratch = scratch
-        for aux in (staging, scratch):
-            if aux is not None:
-                weakref.finalize(self, cache.forget_wgpu, aux)
+        self.aux = aux
+        for buffer in aux.values():
+            weakref.finalize(self, cache.forget_wgpu, buffer)
 
     def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
         """Record the program into a new wgpu command buffer. Raises InvalidArgumentError
@@ -138,36 +135,40 @@ def compile_plan(plan: Plan, device: Device) -> Program:
     """Bind ``plan`` to ``device``: look up pipelines and bind groups, create and upload the
     STAGING buffer and create the SCRATCH buffer."""
     wgpu_device = device._wgpu
-    staging = scratch = None
-    if plan.staging:
-        staging = wgpu_device.create_buffer(
-            size=max(4, -(-len(plan.staging) // 4) * 4),
-            usage=wgpu.BufferUsage.STORAGE
-            | wgpu.BufferUsage.UNIFORM
-            | wgpu.BufferUsage.COPY_SRC
-            | wgpu.BufferUsage.COPY_DST,
-            label="hal.staging",
-        )
-        padded = plan.staging + bytes(-len(plan.staging) % 4)
-        wgpu_device.queue.write_buffer(staging, 0, padded)
-    if plan.scratch_size:
-        scratch = wgpu_device.create_buffer(
-            size=plan.scratch_size,
-            usage=wgpu.BufferUsage.STORAGE
-            | wgpu.BufferUsage.UNIFORM
-            | wgpu.BufferUsage.COPY_SRC
-            | wgpu.BufferUsage.COPY_DST
-            | wgpu.BufferUsage.INDIRECT,
-            label="hal.scratch",
-        )
-        device._queue.zero_new_wgpu_buffer(scratch)
+    aux: dict[AuxBuffer, Any] = {}
+    for kind, data in ((AuxBuffer.STAGING, plan.staging), (AuxBuffer.CONSTANTS, plan.constants)):
+        if data:
+            buffer = wgpu_device.create_buffer(
+                size=max(4, -(-len(data) // 4) * 4),
+                usage=wgpu.BufferUsage.STORAGE
+                | wgpu.BufferUsage.UNIFORM
+                | wgpu.BufferUsage.COPY_SRC
+                | wgpu.BufferUsage.COPY_DST,
+                label=f"hal.{kind.value}",
+            )
+            wgpu_device.queue.write_buffer(buffer, 0, data + bytes(-len(data) % 4))
+            aux[kind] = buffer
+    for kind, size in (
+        (AuxBuffer.SCRATCH, plan.scratch_size),
+        (AuxBuffer.READ_SCRATCH, plan.read_scratch_size),
+    ):
+        if size:
+            scratch = wgpu_device.create_buffer(
+                size=size,
+                usage=wgpu.BufferUsage.STORAGE
+                | wgpu.BufferUsage.UNIFORM
+                | wgpu.BufferUsage.COPY_SRC
+                | wgpu.BufferUsage.COPY_DST
+                | wgpu.BufferUsage.INDIRECT,
+                label=f"hal.{kind.value}",
+            )
+            device._queue.zero_new_wgpu_buffer(scratch)
+            aux[kind] = scratch
 
     def wgpu_buffer(region: Region) -> Any:
         resource = region.resource
-        if resource is AuxBuffer.STAGING:
-            return staging
-        if resource is AuxBuffer.SCRATCH:
-            return scratch
+        if isinstance(resource, AuxBuffer):
+            return aux[resource]
         return resource._allocation.wgpu_buffer
 
     bind_groups = device._bind_groups
@@ -212,7 +213,7 @@ def compile_plan(plan: Plan, device: Device) -> Program:
                     current_groups[0] = group
             if d.constants_offset is not None and constants_layout is not None:
                 size = executable.layout(d.entry_point).constants_size
-                group = bind_groups.get(constants_layout, ((0, staging, 0, size),))
+                group = bind_groups.get(constants_layout, ((0, aux[AuxBuffer.CONSTANTS], 0, size),))
                 ops.append((_BIND, 1, group, (d.constants_offset,)))
                 current_groups[1] = None
             elif d.constants:
@@ -223,4 +224,4 @@ def compile_plan(plan: Plan, device: Device) -> Program:
                 assert d.workgroups is not None
                 ops.append((_DISPATCH, *d.workgroups))
         ops.append((_END_PASS,))
-    return Program(plan, ops, staging, scratch, bind_groups)
+    return Program(plan, ops, aux, bind_groups)

@@ -69,7 +69,8 @@ class _PlanBuilder:
         self.steps: list[Step] = []
         self.current: list[Dispatch] = []
         self.staging = bytearray()
-        self.scratch_size = 0
+        self.constants_data = bytearray()
+        self.scratch_sizes = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
         self.resources: set[Buffer] = set()
         self.builtin_dispatches = 0
         self.shadowed = 0
@@ -79,16 +80,20 @@ class _PlanBuilder:
 
     # -- plan memory --------------------------------------------------------------------------
 
-    def stage(self, data: bytes, alignment: int) -> int:
-        offset = _round_up(len(self.staging), alignment)
-        self.staging.extend(bytes(offset - len(self.staging)))
-        self.staging.extend(data)
+    def stage(self, data: bytes, alignment: int, into: bytearray | None = None) -> int:
+        """Append ``data`` at an aligned offset of STAGING (or ``into``); its offset."""
+        into = self.staging if into is None else into
+        offset = _round_up(len(into), alignment)
+        into.extend(bytes(offset - len(into)))
+        into.extend(data)
         return offset
 
-    def scratch(self, size: int, alignment: int) -> int:
-        offset = _round_up(self.scratch_size, alignment)
-        self.scratch_size = offset + _round_up(max(size, 4), 4)
-        return offset
+    def scratch(self, size: int, alignment: int, writable: bool) -> Region:
+        """A fresh ``size``-byte range of SCRATCH (writable shadows) or READ_SCRATCH."""
+        kind = AuxBuffer.SCRATCH if writable else AuxBuffer.READ_SCRATCH
+        offset = _round_up(self.scratch_sizes[kind], alignment)
+        self.scratch_sizes[kind] = offset + _round_up(max(size, 4), 4)
+        return Region(kind, offset, size)
 
     def window(self, region: Region) -> tuple[Region, int]:
         """An aligned binding window covering ``region`` and the region's offset in it."""
@@ -141,7 +146,7 @@ class _PlanBuilder:
         if not data or self.caps.immediates:
             return data, None
         alignment = max(self.caps.uniform_alignment, self.caps.storage_alignment)
-        return b"", self.stage(data, alignment)
+        return b"", self.stage(data, alignment, self.constants_data)
 
     def builtin_fill(self, target: Region, pattern_word: int) -> None:
         for start in range(0, target.size, self.chunk):
@@ -231,9 +236,7 @@ class _PlanBuilder:
             aliased = not b.writable and region.resource in written
             if region.offset % alignment or region.size % 4 or region.size == 0 or aliased:
                 self.shadowed += 1
-                shadow = Region(
-                    AuxBuffer.SCRATCH, self.scratch(region.size, alignment), region.size
-                )
+                shadow = self.scratch(region.size, alignment, b.writable)
                 if region.size:
                     self.builtin_copy(region, shadow)
                     if b.writable:
@@ -244,8 +247,10 @@ class _PlanBuilder:
         if segment.indirect is not None:
             indirect = self.region(segment.indirect)
             indirect = Region(indirect.resource, indirect.offset, 12)
-            if indirect.offset % 4:
-                shadow = Region(AuxBuffer.SCRATCH, self.scratch(12, 4), 12)
+            # Indirect parameters are read through INDIRECT usage, which wgpu also refuses
+            # beside a read-write binding of the same buffer.
+            if indirect.offset % 4 or indirect.resource in written:
+                shadow = self.scratch(12, 4, writable=False)
                 self.builtin_copy(indirect, shadow)
                 indirect = shadow
         padded = segment.constants.ljust(layout.constants_size, b"\0")
@@ -276,14 +281,16 @@ class _PlanBuilder:
             builtin_dispatches=self.builtin_dispatches,
             native_copies=sum(isinstance(s, CopyBuffer) for s in self.steps),
             native_clears=sum(isinstance(s, ClearBuffer) for s in self.steps),
-            staged_bytes=len(self.staging),
+            staged_bytes=len(self.staging) + len(self.constants_data),
             shadowed_bindings=self.shadowed,
-            scratch_bytes=self.scratch_size,
+            scratch_bytes=sum(self.scratch_sizes.values()),
         )
         return Plan(
             tuple(self.steps),
             bytes(self.staging),
-            self.scratch_size,
+            bytes(self.constants_data),
+            self.scratch_sizes[AuxBuffer.SCRATCH],
+            self.scratch_sizes[AuxBuffer.READ_SCRATCH],
             frozenset(self.resources),
             stats,
         )

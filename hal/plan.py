@@ -31,11 +31,19 @@ __all__ = [
 
 
 class AuxBuffer(enum.Enum):
-    """Buffers a plan owns: ``STAGING`` holds update bytes and staged constants (uploaded
-    once per plan); ``SCRATCH`` holds binding shadows."""
+    """Buffers a plan owns.
+
+    ``STAGING`` holds update bytes and ``CONSTANTS`` dispatch constants where there are no
+    immediates; both are uploaded once per plan, and they are separate because builtin copies
+    bind STAGING read-write while a dispatch reads CONSTANTS. ``SCRATCH`` holds shadows of
+    writable bindings, ``READ_SCRATCH`` shadows of read-only bindings and indirect parameters:
+    wgpu rejects one buffer bound read-write and read-only in the same dispatch.
+    """
 
     STAGING = "staging"
+    CONSTANTS = "constants"
     SCRATCH = "scratch"
+    READ_SCRATCH = "read_scratch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,7 @@ class Dispatch:
 
     ``bindings`` are (binding index, layout kind, window). ``constants`` are immediate bytes;
     where the adapter lacks immediates they were staged instead and ``constants_offset`` is
-    their STAGING offset. Either ``workgroups`` or ``indirect`` (a 12-byte region) is set.
+    their CONSTANTS offset. Either ``workgroups`` or ``indirect`` (a 12-byte region) is set.
     """
 
     kernel: Executable | BuiltinKernel
@@ -128,12 +136,15 @@ class PlanStats:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The lowered command buffer: ``steps`` in order, the STAGING bytes, the SCRATCH size,
-    the allocations it touches and its statistics."""
+    """The lowered command buffer: ``steps`` in order, the STAGING and CONSTANTS bytes, the
+    SCRATCH and
+    READ_SCRATCH sizes, the allocations it touches and its statistics."""
 
     steps: tuple[Step, ...]
     staging: bytes
+    constants: bytes
     scratch_size: int
+    read_scratch_size: int
     resources: frozenset[Buffer]
     stats: PlanStats
 

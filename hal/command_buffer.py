@@ -121,6 +121,9 @@ class CommandBuffer:
         self._programs: dict[tuple[Any, ...], Program] = {}
         self._submissions = 0
         self._lock = threading.Lock()
+        # Subspans the commands name: releasing one must fail later submissions too, and the
+        # plan only knows allocations.
+        self._views: set[Buffer] = set()
 
     def __repr__(self) -> str:
         return (
@@ -176,11 +179,15 @@ class CommandBuffer:
         access: MemoryAccess,
     ) -> Ref:
         ref = make_ref(what, argument, target, offset, length, self.binding_capacity)
-        if ref.buffer is not None and self._validate:
+        if ref.buffer is None:
+            return ref
+        view = target.buffer if isinstance(target, BufferRef) else target
+        if self._validate:
             check_buffer_usage(what, argument, ref.buffer, usage, access)
-            buffer = target.buffer if isinstance(target, BufferRef) else target
-            if buffer is not ref.buffer:  # a subspan carries its own permissions
-                check_buffer_usage(what, argument, buffer, usage, access)
+            if view is not ref.buffer:  # a subspan carries its own permissions
+                check_buffer_usage(what, argument, view, usage, access)
+        if view is not ref.buffer:
+            self._views.add(view)
         return ref
 
     def _append(self, segment: Segment, refs: Sequence[Ref | None]) -> None:
@@ -277,8 +284,6 @@ class CommandBuffer:
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
         self._begin_command(what, CommandCategory.TRANSFER)
-        if length == 0:
-            return
         data = normalise_pattern(what, pattern, pattern_length)
         ref = self._ref(
             what, "target", target, offset, length, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
@@ -317,8 +322,6 @@ class CommandBuffer:
                 f"{what}: source range [{source_offset}, {source_offset + length}) is past "
                 f"the end of the {len(view)}-byte source"
             )
-        if length == 0:
-            return
         ref = self._ref(
             what,
             "target",
@@ -328,6 +331,8 @@ class CommandBuffer:
             BufferUsage.TRANSFER_TARGET,
             MemoryAccess.WRITE,
         )
+        if length == 0:
+            return
         self._append(
             UpdateSegment(bytes(view[source_offset : source_offset + length]), ref), (ref,)
         )
@@ -345,8 +350,6 @@ class CommandBuffer:
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
         self._begin_command(what, CommandCategory.TRANSFER)
-        if length == 0:
-            return
         src = self._ref(
             what,
             "source",
@@ -607,7 +610,7 @@ class CommandBuffer:
             program = self._programs.get(())
             if program is None:
                 program = self._programs[()] = compile_plan(self._plan, self.device)
-        for buffer in program.plan.resources:
+        for buffer in (*program.plan.resources, *self._views):
             buffer.check_alive(what, "a buffer the command buffer uses")
         return program
 

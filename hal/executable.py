@@ -152,7 +152,10 @@ class Executable:
             )
             constants_bgl = device._executables.bind_group_layout(((0, kind, True),))
             groups.append(constants_bgl)
-        module = self._module(constants_bgl is not None)
+        # Without immediates every entry point compiles from the rewritten module: the original
+        # declares ``var<immediate>``, which such a device rejects even where it is unused.
+        rewritten = self._info.immediate_name is not None and not device.caps.immediates
+        module = self._module(rewritten)
         compute: dict[str, Any] = {"module": module, "entry_point": layout.name}
         if constants:
             compute["constants"] = dict(constants)

@@ -1,7 +1,7 @@
 """The encoder: replays a :class:`~hal.plan.Plan` onto a wgpu device. It makes no decisions.
 
-``compile_plan`` resolves a plan once into a flat list of encoder calls with every wgpu object
-bound (pipelines, bind groups, the plan's STAGING and SCRATCH buffers); ``Program.encode``
+``compile_plan`` resolves a plan once into a flat list of native encoder calls with every wgpu
+object bound (pipelines, cached bind groups, the plan's own buffers); ``Program.encode``
 replays that list into a fresh command encoder for each submission, because wgpu command
 buffers are single-use.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
+from hal import native
 from hal.builtins import BuiltinKernel
 from hal.errors import InvalidArgumentError
 from hal.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer, Plan, Region
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
     from hal.device import Device
 
 __all__ = ["BindGroupCache", "Program", "compile_plan"]
-
-# Opcodes of a compiled program.
-_BEGIN_PASS, _END_PASS, _PIPELINE, _BIND, _IMMEDIATES, _DISPATCH, _INDIRECT, _COPY, _CLEAR = range(
-    9
-)
-
 
 class BindGroupCache:
     """Bind groups keyed by (layout, (binding, buffer, offset, size)...), shared by every
@@ -81,70 +76,64 @@ class BindGroupCache:
 class Program:
     """A plan bound to wgpu objects, ready to be encoded any number of times.
 
-    Owns the plan's STAGING buffer (uploaded once at compile time) and scratch buffers.
+    ``steps`` is the flat call list: for each compute pass the calls made inside it, for each
+    transfer the one encoder call. Owns the plan's STAGING/CONSTANTS buffers (uploaded once
+    at compile time) and scratch buffers, and keeps every wgpu object its calls use alive.
     """
 
-    __slots__ = ("__weakref__", "_ops", "aux", "plan")
+    __slots__ = ("__weakref__", "_keepalive", "_steps", "aux", "plan")
 
     def __init__(
         self,
         plan: Plan,
-        ops: list[tuple[Any, ...]],
+        steps: list[tuple[bool, list[native.Call]]],
         aux: dict[AuxBuffer, Any],
+        keepalive: list[Any],
         cache: BindGroupCache,
     ) -> None:
         self.plan = plan
-        self._ops = ops
+        self._steps = steps
         self.aux = aux
+        self._keepalive = keepalive
         for buffer in aux.values():
             weakref.finalize(self, cache.forget_wgpu, buffer)
 
     def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
         """Record the program into a new wgpu command buffer. Raises InvalidArgumentError
-        if wgpu rejects it (mapped back from ``encoder.finish()``)."""
+        if wgpu rejects it (errors surface at ``encoder.finish()``)."""
         encoder = wgpu_device.create_command_encoder(label=label)
-        compute: Any = None
-        for op in self._ops:
-            code = op[0]
-            if code == _DISPATCH:
-                compute.dispatch_workgroups(op[1], op[2], op[3])
-            elif code == _BIND:
-                compute.set_bind_group(op[1], op[2], op[3])
-            elif code == _PIPELINE:
-                compute.set_pipeline(op[1])
-            elif code == _IMMEDIATES:
-                compute.set_immediates(0, op[1], 0, len(op[1]))
-            elif code == _BEGIN_PASS:
+        target = native.handle(encoder)
+        for is_pass, calls in self._steps:
+            if is_pass:
                 compute = encoder.begin_compute_pass()
-            elif code == _END_PASS:
+                inside = native.handle(compute)
+                for function, args in calls:
+                    function(inside, *args)
                 compute.end()
-                compute = None
-            elif code == _INDIRECT:
-                compute.dispatch_workgroups_indirect(op[1], op[2])
-            elif code == _COPY:
-                encoder.copy_buffer_to_buffer(op[1], op[2], op[3], op[4], op[5])
             else:
-                encoder.clear_buffer(op[1], op[2], op[3])
+                for function, args in calls:
+                    function(target, *args)
         try:
             return encoder.finish()
         except wgpu.GPUError as error:
             raise InvalidArgumentError(f"queue_execute: wgpu rejected the plan: {error}") from None
 
 
-def compile_plan(plan: Plan, device: Device) -> Program:
-    """Bind ``plan`` to ``device``: look up pipelines and bind groups, create and upload the
-    STAGING buffer and create the SCRATCH buffer."""
+def _create_aux(plan: Plan, device: Device) -> dict[AuxBuffer, Any]:
+    """Create the plan's own buffers: upload STAGING and CONSTANTS, zero the scratch ones."""
     wgpu_device = device._wgpu
+    usage = (
+        wgpu.BufferUsage.STORAGE
+        | wgpu.BufferUsage.UNIFORM
+        | wgpu.BufferUsage.COPY_SRC
+        | wgpu.BufferUsage.COPY_DST
+        | wgpu.BufferUsage.INDIRECT
+    )
     aux: dict[AuxBuffer, Any] = {}
     for kind, data in ((AuxBuffer.STAGING, plan.staging), (AuxBuffer.CONSTANTS, plan.constants)):
         if data:
             buffer = wgpu_device.create_buffer(
-                size=max(4, -(-len(data) // 4) * 4),
-                usage=wgpu.BufferUsage.STORAGE
-                | wgpu.BufferUsage.UNIFORM
-                | wgpu.BufferUsage.COPY_SRC
-                | wgpu.BufferUsage.COPY_DST,
-                label=f"hal.{kind.value}",
+                size=max(4, -(-len(data) // 4) * 4), usage=usage, label=f"hal.{kind.value}"
             )
             wgpu_device.queue.write_buffer(buffer, 0, data + bytes(-len(data) % 4))
             aux[kind] = buffer
@@ -153,17 +142,17 @@ def compile_plan(plan: Plan, device: Device) -> Program:
         (AuxBuffer.READ_SCRATCH, plan.read_scratch_size),
     ):
         if size:
-            scratch = wgpu_device.create_buffer(
-                size=size,
-                usage=wgpu.BufferUsage.STORAGE
-                | wgpu.BufferUsage.UNIFORM
-                | wgpu.BufferUsage.COPY_SRC
-                | wgpu.BufferUsage.COPY_DST
-                | wgpu.BufferUsage.INDIRECT,
-                label=f"hal.{kind.value}",
-            )
-            device._queue.zero_new_wgpu_buffer(scratch)
-            aux[kind] = scratch
+            buffer = wgpu_device.create_buffer(size=size, usage=usage, label=f"hal.{kind.value}")
+            device._queue.zero_new_wgpu_buffer(buffer)
+            aux[kind] = buffer
+    return aux
+
+
+def compile_plan(plan: Plan, device: Device) -> Program:
+    """Bind ``plan`` to ``device``: look up pipelines and bind groups, create the plan's own
+    buffers, and flatten every step into native calls. Redundant pipeline and bind group
+    changes inside a pass are dropped here, once, instead of at every submission."""
+    aux = _create_aux(plan, device)
 
     def wgpu_buffer(region: Region) -> Any:
         resource = region.resource
@@ -172,25 +161,32 @@ def compile_plan(plan: Plan, device: Device) -> Program:
         return resource._allocation.wgpu_buffer
 
     bind_groups = device._bind_groups
-    ops: list[tuple[Any, ...]] = []
+    keepalive: list[Any] = []
+    steps: list[tuple[bool, list[native.Call]]] = []
     for step in plan.steps:
         if isinstance(step, CopyBuffer):
-            ops.append(
+            source, target = wgpu_buffer(step.source), wgpu_buffer(step.target)
+            keepalive += (source, target)
+            steps.append(
                 (
-                    _COPY,
-                    wgpu_buffer(step.source),
-                    step.source.offset,
-                    wgpu_buffer(step.target),
-                    step.target.offset,
-                    step.target.size,
+                    False,
+                    [
+                        native.copy_buffer(
+                            source, step.source.offset, target, step.target.offset, step.target.size
+                        )
+                    ],
                 )
             )
             continue
         if isinstance(step, ClearBuffer):
-            ops.append((_CLEAR, wgpu_buffer(step.target), step.target.offset, step.target.size))
+            target = wgpu_buffer(step.target)
+            keepalive.append(target)
+            steps.append(
+                (False, [native.clear_buffer(target, step.target.offset, step.target.size)])
+            )
             continue
         assert isinstance(step, ComputePass)
-        ops.append((_BEGIN_PASS,))
+        calls: list[native.Call] = []
         current_pipeline = None
         current_groups: dict[int, Any] = {}
         for d in step.dispatches:
@@ -201,7 +197,8 @@ def compile_plan(plan: Plan, device: Device) -> Program:
             )
             pipeline, layout, constants_layout = executable.pipeline(d.entry_point)
             if pipeline is not current_pipeline:
-                ops.append((_PIPELINE, pipeline))
+                calls.append(native.set_pipeline(pipeline))
+                keepalive.append(pipeline)
                 current_pipeline = pipeline
                 current_groups = {}
             if d.bindings:
@@ -209,19 +206,22 @@ def compile_plan(plan: Plan, device: Device) -> Program:
                     layout, tuple((b, wgpu_buffer(r), r.offset, r.size) for b, _, r in d.bindings)
                 )
                 if current_groups.get(0) is not group:
-                    ops.append((_BIND, 0, group, ()))
+                    calls.append(native.set_bind_group(0, group))
+                    keepalive.append(group)
                     current_groups[0] = group
             if d.constants_offset is not None and constants_layout is not None:
                 size = executable.layout(d.entry_point).constants_size
                 group = bind_groups.get(constants_layout, ((0, aux[AuxBuffer.CONSTANTS], 0, size),))
-                ops.append((_BIND, 1, group, (d.constants_offset,)))
-                current_groups[1] = None
+                calls.append(native.set_bind_group(1, group, (d.constants_offset,)))
+                keepalive.append(group)
             elif d.constants:
-                ops.append((_IMMEDIATES, d.constants))
+                calls.append(native.set_immediates(d.constants))
             if d.indirect is not None:
-                ops.append((_INDIRECT, wgpu_buffer(d.indirect), d.indirect.offset))
+                buffer = wgpu_buffer(d.indirect)
+                keepalive.append(buffer)
+                calls.append(native.dispatch_indirect(buffer, d.indirect.offset))
             else:
                 assert d.workgroups is not None
-                ops.append((_DISPATCH, *d.workgroups))
-        ops.append((_END_PASS,))
-    return Program(plan, ops, aux, bind_groups)
+                calls.append(native.dispatch(*d.workgroups))
+        steps.append((True, calls))
+    return Program(plan, steps, aux, keepalive, bind_groups)

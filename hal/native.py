@@ -1,29 +1,137 @@
-"""The few wgpu-native entry points hal needs that wgpu-py 0.32.0 does not expose.
+"""Direct wgpu-native calls for the hot paths, through wgpu-py's own cffi handles.
 
-``wgpuQueueSubmitForIndex`` returns the submission index and ``wgpuDevicePoll`` reports
-whether the queue is empty and can wait for one index. hal uses them to detect completion
-precisely without ``queue.on_submitted_work_done*`` (broken in 0.32.0). Everything here goes
-through wgpu-py's own cffi handles; where they are missing, the public calls are used.
+wgpu-py 0.32.0 wraps every native call in Python (argument conversion, error capture), which
+costs about 2 µs per call — more than the GPU needs for a tiny dispatch. The encoder replays
+plans through the raw functions here instead; errors inside a compute pass surface at
+``encoder.finish()`` either way, and ``finish`` still goes through wgpu-py, which raises them.
+``submit``/``poll`` expose submission indices and the queue-empty flag that wgpu-py drops; hal
+uses them to detect completion without ``queue.on_submitted_work_done*`` (broken in 0.32.0).
+Where the cffi handles are missing (another wgpu build), every helper falls back to the public
+wgpu-py methods with the same behaviour.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["poll", "submit"]
+__all__ = [
+    "RAW",
+    "Call",
+    "clear_buffer",
+    "copy_buffer",
+    "dispatch",
+    "dispatch_indirect",
+    "handle",
+    "poll",
+    "set_bind_group",
+    "set_immediates",
+    "set_pipeline",
+    "submit",
+]
+
+Call = tuple[Callable[..., Any], tuple[Any, ...]]
+"""A recorded call: ``function(target, *args)`` where target is a pass or encoder handle."""
 
 try:
     from wgpu.backends.wgpu_native._ffi import ffi as _ffi
     from wgpu.backends.wgpu_native._ffi import lib as _lib
 
-    _HAVE_INDEX = hasattr(_lib, "wgpuQueueSubmitForIndex") and hasattr(_lib, "wgpuDevicePoll")
+    RAW = all(
+        hasattr(_lib, name)
+        for name in (
+            "wgpuQueueSubmitForIndex",
+            "wgpuDevicePoll",
+            "wgpuComputePassEncoderSetPipeline",
+            "wgpuComputePassEncoderSetBindGroup",
+            "wgpuComputePassEncoderSetImmediates",
+            "wgpuComputePassEncoderDispatchWorkgroups",
+            "wgpuComputePassEncoderDispatchWorkgroupsIndirect",
+            "wgpuCommandEncoderCopyBufferToBuffer",
+            "wgpuCommandEncoderClearBuffer",
+        )
+    )
 except ImportError:  # pragma: no cover - other wgpu backends
-    _HAVE_INDEX = False
+    RAW = False
+
+
+def handle(obj: Any) -> Any:
+    """What recorded calls take as their target: the native handle, or the object itself."""
+    return obj._internal if RAW else obj
+
+
+def set_pipeline(pipeline: Any) -> Call:
+    """Bind a compute pipeline."""
+    if RAW:
+        return _lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
+    return (lambda p, pipe: p.set_pipeline(pipe)), (pipeline,)
+
+
+def set_bind_group(index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
+    """Bind ``group`` at ``index`` with dynamic ``offsets``."""
+    if RAW:
+        array = _ffi.new("uint32_t[]", list(offsets)) if offsets else _ffi.NULL
+        return _lib.wgpuComputePassEncoderSetBindGroup, (
+            index,
+            group._internal,
+            len(offsets),
+            array,
+        )
+    return (lambda p, i, g, o: p.set_bind_group(i, g, o)), (index, group, list(offsets))
+
+
+def set_immediates(data: bytes) -> Call:
+    """Set the immediate block from offset 0."""
+    if RAW:
+        return _lib.wgpuComputePassEncoderSetImmediates, (0, _ffi.new("uint8_t[]", data), len(data))
+    return (lambda p, d: p.set_immediates(0, d, 0, len(d))), (data,)
+
+
+def dispatch(x: int, y: int, z: int) -> Call:
+    """Dispatch a grid of workgroups."""
+    if RAW:
+        return _lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
+    return (lambda p, a, b, c: p.dispatch_workgroups(a, b, c)), (x, y, z)
+
+
+def dispatch_indirect(buffer: Any, offset: int) -> Call:
+    """Dispatch with counts read from ``buffer`` at ``offset``."""
+    if RAW:
+        return _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (buffer._internal, offset)
+    return (lambda p, b, o: p.dispatch_workgroups_indirect(b, o)), (buffer, offset)
+
+
+def copy_buffer(
+    source: Any, source_offset: int, target: Any, target_offset: int, size: int
+) -> Call:
+    """``copy_buffer_to_buffer`` on an encoder."""
+    if RAW:
+        return _lib.wgpuCommandEncoderCopyBufferToBuffer, (
+            source._internal,
+            source_offset,
+            target._internal,
+            target_offset,
+            size,
+        )
+    return (lambda e, s, so, t, to, n: e.copy_buffer_to_buffer(s, so, t, to, n)), (
+        source,
+        source_offset,
+        target,
+        target_offset,
+        size,
+    )
+
+
+def clear_buffer(buffer: Any, offset: int, size: int) -> Call:
+    """``clear_buffer`` on an encoder."""
+    if RAW:
+        return _lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
+    return (lambda e, b, o, n: e.clear_buffer(b, o, n)), (buffer, offset, size)
 
 
 def submit(queue: Any, command_buffers: list[Any]) -> int:
     """Submit ``command_buffers`` on ``queue``; the submission index (0 if unknown)."""
-    if not _HAVE_INDEX:
+    if not RAW:
         queue.submit(command_buffers)
         return 0
     handles = _ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
@@ -32,8 +140,10 @@ def submit(queue: Any, command_buffers: list[Any]) -> int:
 
 def poll(device: Any, wait: bool, index: int = 0) -> bool:
     """Process finished work; with ``wait``, block until submission ``index`` (0: all
-    submitted work) finished. True when the queue is empty."""
-    if not _HAVE_INDEX:
+    submitted work) finished. Returns wgpu-native's "queue empty" flag, which is NOT reliable
+    without ``wait`` (seen true with work in flight on lavapipe): don't infer completion from
+    it."""
+    if not RAW:
         device._poll(wait)
         return wait
     target = _ffi.new("WGPUSubmissionIndex*", index) if wait and index else _ffi.NULL

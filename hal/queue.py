@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Queue", "WaitList"]
 
 _CLOSE_TIMEOUT = 10.0
-_TRACKER_SPIN = 0.0
-"""Seconds the tracker polls without blocking before it blocks in the device poll."""
 
 
 class _Submission:
@@ -349,11 +347,6 @@ class Queue:
 
     # -- completion -----------------------------------------------------------------------------
 
-    @property
-    def busy(self) -> bool:
-        """True while submitted work has not been seen to complete."""
-        return bool(self._in_flight)
-
     def _complete_through(self, index: int) -> None:
         """Complete every in-flight operation with a wgpu submission index <= ``index``."""
         with self._cond:
@@ -366,16 +359,6 @@ class Queue:
         with self._cond:
             self._cond.notify_all()
 
-    def poll(self) -> bool:
-        """Non-blocking: complete the work the device has finished. Host waiters call this
-        in a short spin so that a fast round trip needs no thread hand-off. True when the
-        queue is empty."""
-        target = self._last_index  # read first: everything up to it was submitted already
-        if native.poll(self._wgpu, False):
-            self._complete_through(target)
-            return True
-        return False
-
     def _track(self) -> None:
         while True:
             with self._cond:
@@ -385,15 +368,11 @@ class Queue:
                     return
                 oldest = self._in_flight[0].index
             try:
-                # Spin briefly (the work is often done within microseconds), then block until
-                # the oldest submission finished.
-                spin_until = time.perf_counter() + _TRACKER_SPIN
-                while time.perf_counter() < spin_until:
-                    if self.poll():
-                        break
-                else:
-                    native.poll(self._wgpu, True, oldest)
-                    self._complete_through(oldest)
+                # wgpuDevicePoll's non-blocking "queue empty" result is not reliable (it
+                # reported an empty queue with 40 ms of lavapipe work in flight), so completion
+                # is only ever taken from a blocking wait on a submission index.
+                native.poll(self._wgpu, True, oldest)
+                self._complete_through(oldest)
             except Exception:  # a lost device: fail what was in flight instead of hanging
                 with self._cond:
                     lost, self._in_flight = self._in_flight, []

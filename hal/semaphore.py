@@ -29,8 +29,6 @@ MAX_VALUE = (1 << 63) - 1
 """Largest semaphore payload."""
 
 _changed = threading.Condition(threading.Lock())
-_WAIT_SPIN = 1e-3
-"""Seconds a host wait polls the device before it sleeps on the condition variable."""
 
 
 class Semaphore:
@@ -226,18 +224,6 @@ def wait_points(points: WaitList, mode: str = "all", timeout: float | None = Non
                     return True
         return reached == len(pairs)
 
-    # Spin briefly on the devices that will signal: a short GPU round trip then completes on
-    # this thread without waking the tracker thread. Spins only while work is in flight.
-    queues = {s.device._queue for s, _ in pairs if s.device is not None}
-    spin_until = time.monotonic() + _WAIT_SPIN
-    if deadline is not None:
-        spin_until = min(spin_until, deadline)
-    while not check():
-        busy = [q for q in queues if q.busy]
-        if not busy or time.monotonic() >= spin_until:
-            break
-        for queue in busy:
-            queue.poll()
     with _changed:
         while not check():
             remaining = None if deadline is None else deadline - time.monotonic()

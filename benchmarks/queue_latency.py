@@ -1,9 +1,12 @@
 """Queue latency: submit → GPU done → host wake, through hal and through raw wgpu-py.
 
-(a) round trip of one empty submission: hal ``queue_execute`` of an empty command buffer (a
-    real wgpu submit) and of no command buffer (a pure queue barrier), each followed by
-    ``Semaphore.wait``; raw wgpu-py ``queue.submit`` + ``device._poll(True)``; and raw
-    wgpu-py submit + a non-blocking poll loop (the floor a spinning waiter can reach).
+(a) round trip of one tiny dispatch: hal ``queue_execute`` + ``Semaphore.wait`` against raw
+    wgpu-py submit of the same commands + ``device._poll(True)``; and of an empty
+    submission: hal ``queue_execute`` of an empty command buffer (nothing reaches the GPU: it
+    completes like a barrier) and of no command buffer (a pure queue barrier), each followed
+    by ``Semaphore.wait``; raw wgpu-py ``queue.submit`` of an empty command buffer +
+    ``device._poll(True)``; and raw
+    wgpu-native submit-for-index + a blocking poll on that index (what hal's tracker does).
 (b) a chain of dependent tiny submissions (one dispatch each): hal submits them all up front,
     each waiting on the previous one's semaphore value, then waits for the last; raw wgpu-py
     submits and blocks in the device poll after each.
@@ -23,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hal  # noqa: E402
-from hal import native  # noqa: E402
-from hal.builtins import shader_path  # noqa: E402
+import hal
+from hal import native
+from hal.builtins import shader_path
 
 TIMEOUT = 60.0
 
@@ -42,14 +45,41 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
     empty.end()
     semaphore = device.create_semaphore()
     value = 0
+    executable = device.create_executable(shader_path("noop.wgsl"))
+    counter = device.allocate_buffer(256)
+    tiny = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+    tiny.begin()
+    tiny.dispatch(executable, "touch", (1, 1, 1), bindings=[counter])
+    tiny.end()
+    device.queue_execute(tiny, signal=[(semaphore, 1)])  # compiles the program
+    semaphore.wait(1, timeout=TIMEOUT)
+    tiny_program = tiny._prepare_submission(None)
+    value = 1
     samples: dict[str, list[float]] = {
+        "hal_execute_1_dispatch": [],
+        "raw_1_dispatch_poll_wait": [],
         "hal_execute_empty_cb": [],
         "hal_barrier": [],
         "raw_submit_poll_wait": [],
-        "raw_submit_poll_spin": [],
+        "raw_submit_poll_index": [],
     }
     for rep in range(reps + 10):  # the first 10 are warm-up
         record = rep >= 10
+        value += 1
+        start = time.perf_counter()
+        device.queue_execute(tiny, signal=[(semaphore, value)])
+        semaphore.wait(value, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["hal_execute_1_dispatch"].append(elapsed)
+
+        start = time.perf_counter()
+        wgpu_device.queue.submit([tiny_program.encode(wgpu_device)])
+        wgpu_device._poll(True)
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["raw_1_dispatch_poll_wait"].append(elapsed)
+
         value += 1
         start = time.perf_counter()
         device.queue_execute(empty, signal=[(semaphore, value)])
@@ -74,12 +104,11 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
             samples["raw_submit_poll_wait"].append(elapsed)
 
         start = time.perf_counter()
-        wgpu_device.queue.submit([wgpu_device.create_command_encoder().finish()])
-        while not native.poll(wgpu_device, False):
-            pass
+        index = native.submit(wgpu_device.queue, [wgpu_device.create_command_encoder().finish()])
+        native.poll(wgpu_device, True, index)
         elapsed = time.perf_counter() - start
         if record:
-            samples["raw_submit_poll_spin"].append(elapsed)
+            samples["raw_submit_poll_index"].append(elapsed)
     return samples
 
 
@@ -125,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         trips = round_trips(device, args.reps)
         medians = {mode: _median_us(s) for mode, s in trips.items()}
         raw = medians["raw_submit_poll_wait"]
+        raw_tiny = medians["raw_1_dispatch_poll_wait"]
         print(f"\n(a) round trip, median of {args.reps} (µs)")
-        print(f"{'mode':<26}{'µs':>10}{'vs raw poll':>14}")
+        print(f"{'mode':<28}{'µs':>10}{'vs raw':>10}")
         for mode, value in medians.items():
-            print(f"{mode:<26}{value:>10.1f}{value / raw:>13.2f}x")
+            base = raw_tiny if "1_dispatch" in mode else raw
+            print(f"{mode:<28}{value:>10.1f}{value / base:>9.2f}x")
         links = chain(device, args.chain)
         per_hal = links["hal_s"] / args.chain * 1e6
         per_raw = links["raw_s"] / args.chain * 1e6
@@ -140,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             "reps": args.reps,
             "round_trip_median_us": medians,
             "round_trip_samples_s": trips,
-            "round_trip_ratio_vs_raw": {m: v / raw for m, v in medians.items()},
+            "round_trip_ratio_vs_raw": {
+                m: v / (raw_tiny if "1_dispatch" in m else raw) for m, v in medians.items()
+            },
             "chain_length": args.chain,
             "chain_us_per_link": {"hal": per_hal, "raw": per_raw},
         }

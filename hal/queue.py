@@ -236,7 +236,9 @@ class Queue:
                         raise FailedPreconditionError(
                             f"{what}: a buffer the command buffer uses was released"
                         )
-            encoded = [program.encode(self._wgpu) for program in programs]
+            # An empty plan has nothing for the GPU: it completes like a queue barrier.
+            encoded = [program.encode(self._wgpu) for program in programs
+                       if program.plan.steps]
         except BaseException:
             for allocation in allocations:
                 allocation.retire()

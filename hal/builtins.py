@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import struct
 from importlib import resources
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hal.device import Device
@@ -19,7 +20,9 @@ __all__ = [
     "WORKGROUP_SIZE",
     "BuiltinKernel",
     "BuiltinKernels",
+    "copy4_params",
     "copy_params",
+    "fill4_params",
     "fill_params",
     "shader_path",
     "shader_source",
@@ -37,6 +40,8 @@ class BuiltinKernel(enum.Enum):
 
     FILL = ("builtin_fill.wgsl", "fill")
     COPY = ("builtin_copy.wgsl", "copy")
+    FILL4 = ("builtin_fill4.wgsl", "fill4")
+    COPY4 = ("builtin_copy4.wgsl", "copy4")
 
     @property
     def entry_point(self) -> str:
@@ -44,14 +49,23 @@ class BuiltinKernel(enum.Enum):
         return self.value[1]
 
 
+def _shaders() -> Any:
+    """The shipped WGSL folder: package data ``hal.shaders`` when installed, else the
+    repository's ``shaders/`` next to the ``hal`` package (running from a checkout)."""
+    try:
+        return resources.files("hal.shaders")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "shaders"
+
+
 def shader_source(name: str) -> str:
     """The text of a WGSL file shipped in ``hal.shaders`` (e.g. ``"elementwise.wgsl"``)."""
-    return resources.files("hal.shaders").joinpath(name).read_text()
+    return _shaders().joinpath(name).read_text()
 
 
 def shader_path(name: str) -> str:
     """A filesystem path of a shipped WGSL file (for ``create_executable(path)``)."""
-    return str(resources.files("hal.shaders").joinpath(name))
+    return str(_shaders().joinpath(name))
 
 
 def _words(first_byte: int, end_byte: int) -> int:
@@ -72,6 +86,16 @@ def fill_params(begin: int, length: int, pattern_word: int) -> bytes:
 def copy_params(src_begin: int, dst_begin: int, length: int) -> bytes:
     """Immediate bytes of a copy of ``length`` bytes between window bytes."""
     return struct.pack("<4I", src_begin, dst_begin, length, _words(dst_begin, dst_begin + length))
+
+
+def fill4_params(begin_block: int, count: int, pattern_word: int) -> bytes:
+    """Immediate bytes of a 16-byte-block fill."""
+    return struct.pack("<4I", begin_block, count, pattern_word, 0)
+
+
+def copy4_params(src_block: int, dst_block: int, count: int) -> bytes:
+    """Immediate bytes of a 16-byte-block copy."""
+    return struct.pack("<4I", src_block, dst_block, count, 0)
 
 
 class BuiltinKernels:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from hal.cost import TransferCosts
 
 __all__ = ["DeviceCaps"]
 
@@ -14,7 +16,8 @@ class DeviceCaps:
     ``storage_alignment``/``uniform_alignment`` are the adapter's minimum binding offset
     alignments; ``immediates`` says whether ``var<immediate>`` constants are native (otherwise
     the lowering stages constants into a uniform buffer); ``max_binding_size`` bounds one
-    storage binding window; ``max_workgroups`` bounds one dispatch dimension.
+    storage binding window; ``max_workgroups`` bounds one dispatch dimension; ``costs`` is the
+    adapter's measured transfer cost model.
     """
 
     storage_alignment: int = 256
@@ -25,3 +28,4 @@ class DeviceCaps:
     max_uniform_binding_size: int = 64 << 10
     max_workgroups: int = 65535
     max_buffer_size: int = (1 << 31) - 1
+    costs: TransferCosts = field(default_factory=TransferCosts)

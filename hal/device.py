@@ -14,6 +14,7 @@ import numpy as np
 import wgpu
 
 from hal.caps import DeviceCaps
+from hal.cost import load_costs
 from hal.enums import BufferUsage, CommandBufferMode, CommandCategory, MemoryType
 from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
 
@@ -192,6 +193,7 @@ class Device:
             max_uniform_binding_size=self.limits["max-uniform-buffer-binding-size"],
             max_workgroups=self.limits["max-compute-workgroups-per-dimension"],
             max_buffer_size=self.limits["max-buffer-size"],
+            costs=load_costs(f"{info.name} {info.backend} {info.vendor} {info.adapter_type}"),
         )
         self._closed = False
         self._lock = threading.RLock()

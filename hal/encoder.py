@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BindGroupCache", "Program", "compile_plan"]
 
+
 class BindGroupCache:
     """Bind groups keyed by (layout, (binding, buffer, offset, size)...), shared by every
     command buffer of a device; entries of a buffer are dropped when it is released."""

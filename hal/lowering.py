@@ -1,31 +1,50 @@
 """The lowering pass: a pure function from recorded segments to a :class:`~hal.plan.Plan`.
 
-Rules of this cut (see README, "How the lowering works"):
+It works in two steps (see README, "How the lowering works"):
 
-* dispatches share the current compute pass; barriers and events do not split it, because
-  wgpu already synchronises dispatches inside a pass;
-* a zero fill at 4-byte aligned offset/length becomes ``clear_buffer``; any other fill is a
-  builtin fill dispatch in the current pass;
-* a 4-byte aligned copy between different allocations becomes ``copy_buffer_to_buffer``; any
-  other copy is a builtin copy dispatch;
-* update bytes are packed into the plan's STAGING buffer and copied into place where the
-  update was recorded (native copy when aligned, builtin copy otherwise);
-* constants go to immediates, or are staged for a uniform binding where there are none;
-* a binding that wgpu cannot take as is (offset not a multiple of the binding alignment,
-  length not a multiple of 4 or zero, read-only alias of a read-write binding) is shadowed in
-  SCRATCH: a builtin copy in before the dispatch, and out after it when writable.
+1. **Translate** each segment, in program order, into *items*: dispatches (user kernels and
+   builtin fill/copy kernels) and native transfers (``clear_buffer``,
+   ``copy_buffer_to_buffer``), each tagged with its barrier region and the byte ranges it
+   reads and writes.
 
-Native transfers end the current pass; program order is kept, so every barrier is honoured.
+   * a fill or copy becomes a native transfer only where wgpu allows one (zero pattern or
+     distinct buffers, 4-byte alignment) *and* the adapter's measured cost model
+     (:mod:`hal.cost`) says it beats a builtin kernel inside the pass, pass switch included;
+     otherwise builtin kernels do it: 16-byte blocks for the aligned body of large transfers,
+     word kernels with byte-exact edges for the rest — no byte outside the range changes;
+   * update bytes go into the plan's STAGING buffer (uploaded once) and are copied into place
+     at the point where ``update_buffer`` was recorded;
+   * constants go to immediates, or into the CONSTANTS buffer where there are none;
+   * a binding wgpu cannot take as is (offset not a multiple of the binding alignment, length
+     not a multiple of 4 or zero, read-only alias of a read-write binding) is shadowed in
+     scratch: a builtin copy in before the dispatch, and out after it when writable.
+
+2. **Schedule** the items into compute passes and transfer groups. Dispatches keep their
+   program order and share one pass: wgpu synchronises the dispatches of a pass itself, so a
+   barrier between dispatches needs no split. Native transfers keep their order among
+   themselves and move as far as the barriers allow: a transfer must stay after every item of
+   an earlier region it conflicts with (overlapping bytes, one side writing) and before every
+   such item of a later region; within a region, order is free (API.md, Semantics). A greedy
+   merge of the two ordered lists then yields the fewest pass switches.
+
 Nothing here touches wgpu.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hal.buffer import Buffer
-from hal.builtins import BuiltinKernel, copy_params, fill_params, workgroups_for
+from hal.builtins import (
+    BuiltinKernel,
+    copy4_params,
+    copy_params,
+    fill4_params,
+    fill_params,
+    workgroups_for,
+)
 from hal.caps import DeviceCaps
 from hal.plan import (
     AuxBuffer,
@@ -39,44 +58,89 @@ from hal.plan import (
     Step,
 )
 from hal.segments import (
+    BarrierSegment,
     CopySegment,
     DispatchSegment,
     FillSegment,
     Ref,
     Segment,
     UpdateSegment,
+    WaitEventsSegment,
 )
 
 __all__ = ["LoweringOptions", "lower"]
 
+_VECTOR_MIN = 4096
+"""Transfers at least this large use 16-byte-block kernels for their aligned body."""
+
+_CONFLICT_BUDGET = 4_000_000
+"""Above this many (dispatch, transfer) pairs, skip the byte-range analysis and keep each
+transfer inside its own barrier region."""
+
 
 @dataclass(frozen=True, slots=True)
 class LoweringOptions:
-    """``naive``: one compute pass per dispatch (builtin ones included) — the baseline that
-    benchmarks compare against."""
+    """Switches for comparisons and debugging.
+
+    ``naive``: the baseline — program order, one compute pass per dispatch (builtins
+    included), native transfers wherever wgpu allows them. ``reorder``: barrier-region
+    scheduling of native transfers. ``cost_model``: choose native transfers vs builtin
+    kernels by the adapter's measured costs (off: native wherever wgpu allows).
+    """
 
     naive: bool = False
+    reorder: bool = True
+    cost_model: bool = True
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+@dataclass(slots=True)
+class _Item:
+    """A dispatch or native transfer with its barrier region and byte accesses."""
+
+    op: Dispatch | CopyBuffer | ClearBuffer
+    region: int
+    reads: tuple[Region, ...]
+    writes: tuple[Region, ...]
+    order: int = 0
+    after: int = -1  # index in the other list of the last item that must precede this one
+    notes: list[str] = field(default_factory=list)
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return (
+        a.resource is b.resource and a.offset < b.offset + b.size and b.offset < a.offset + a.size
+    )
+
+
+def _conflict(a: _Item, b: _Item) -> bool:
+    """True when the two items touch overlapping bytes and at least one writes them."""
+    for w in a.writes:
+        if any(_overlap(w, x) for x in b.reads) or any(_overlap(w, x) for x in b.writes):
+            return True
+    return any(_overlap(w, x) for w in b.writes for x in a.reads)
+
+
 class _PlanBuilder:
     def __init__(self, caps: DeviceCaps, options: LoweringOptions) -> None:
         self.caps = caps
         self.options = options
-        self.steps: list[Step] = []
-        self.current: list[Dispatch] = []
+        self.items: list[_Item] = []
+        self.region_index = 0
+        self.has_dispatches = False
         self.staging = bytearray()
         self.constants_data = bytearray()
         self.scratch_sizes = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
         self.resources: set[Buffer] = set()
         self.builtin_dispatches = 0
         self.shadowed = 0
+        self.notes: list[str] = []
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
-        self.chunk = max(4, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
+        self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
 
     # -- plan memory --------------------------------------------------------------------------
 
@@ -101,46 +165,19 @@ class _PlanBuilder:
         end = _round_up(region.offset + region.size, 4)
         return Region(region.resource, start, end - start), region.offset - start
 
-    # -- steps --------------------------------------------------------------------------------
+    # -- items --------------------------------------------------------------------------------
 
-    def end_pass(self) -> None:
-        if self.current:
-            self.steps.append(ComputePass(tuple(self.current)))
-            self.current = []
-
-    def add_dispatch(self, dispatch: Dispatch) -> None:
-        if self.options.naive:
-            self.end_pass()
-        self.current.append(dispatch)
-        if dispatch.is_builtin:
-            self.builtin_dispatches += 1
-        if self.options.naive:
-            self.end_pass()
-
-    def add_native(self, step: Step) -> None:
-        self.end_pass()
-        self.steps.append(step)
-
-    def builtin(
+    def emit(
         self,
-        kernel: BuiltinKernel,
-        bindings: tuple[tuple[int, str, Region], ...],
-        params: bytes,
-        words: int,
+        op: Dispatch | CopyBuffer | ClearBuffer,
+        reads: tuple[Region, ...],
+        writes: tuple[Region, ...],
+        note: str | None = None,
     ) -> None:
-        constants, offset = self.constants(params)
-        self.add_dispatch(
-            Dispatch(
-                kernel,
-                kernel.entry_point,
-                bindings,
-                constants,
-                offset,
-                (workgroups_for(words), 1, 1),
-                None,
-                f"builtin.{kernel.entry_point}",
-            )
-        )
+        item = _Item(op, self.region_index, reads, writes)
+        if note:
+            item.notes.append(note)
+        self.items.append(item)
 
     def constants(self, data: bytes) -> tuple[bytes, int | None]:
         if not data or self.caps.immediates:
@@ -148,41 +185,146 @@ class _PlanBuilder:
         alignment = max(self.caps.uniform_alignment, self.caps.storage_alignment)
         return b"", self.stage(data, alignment, self.constants_data)
 
-    def builtin_fill(self, target: Region, pattern_word: int) -> None:
-        for start in range(0, target.size, self.chunk):
-            piece = Region(
-                target.resource, target.offset + start, min(self.chunk, target.size - start)
-            )
-            window, begin = self.window(piece)
-            self.builtin(
-                BuiltinKernel.FILL,
-                ((0, "storage", window),),
-                fill_params(begin, piece.size, pattern_word),
-                window.size // 4,
-            )
+    def builtin(
+        self,
+        kernel: BuiltinKernel,
+        bindings: tuple[tuple[int, str, Region], ...],
+        params: bytes,
+        units: int,
+        reads: tuple[Region, ...],
+        writes: tuple[Region, ...],
+        note: str | None = None,
+    ) -> None:
+        constants, offset = self.constants(params)
+        self.builtin_dispatches += 1
+        self.emit(
+            Dispatch(
+                kernel,
+                kernel.entry_point,
+                bindings,
+                constants,
+                offset,
+                (workgroups_for(units), 1, 1),
+                None,
+                f"builtin.{kernel.entry_point}",
+            ),
+            reads,
+            writes,
+            note,
+        )
 
-    def builtin_copy(self, source: Region, target: Region) -> None:
-        for start in range(0, target.size, self.chunk):
-            size = min(self.chunk, target.size - start)
-            src_window, src_begin = self.window(
-                Region(source.resource, source.offset + start, size)
-            )
-            dst_window, dst_begin = self.window(
-                Region(target.resource, target.offset + start, size)
-            )
-            self.builtin(
-                BuiltinKernel.COPY,
-                ((0, "storage", src_window), (1, "storage", dst_window)),
-                copy_params(src_begin, dst_begin, size),
-                dst_window.size // 4,
-            )
-
-    def copy(self, source: Region, target: Region) -> None:
-        aligned = source.offset % 4 == 0 and target.offset % 4 == 0 and target.size % 4 == 0
-        if aligned and source.resource is not target.resource:
-            self.add_native(CopyBuffer(source, target))
+    def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:
+        """Fill with kernels: 16-byte blocks for the aligned body of a large range, the word
+        kernel (byte-exact edges) for the rest."""
+        body_start = _round_up(target.offset, 16)
+        body_end = (target.offset + target.size) & ~15
+        if target.size >= _VECTOR_MIN and body_end > body_start:
+            pieces = [
+                (target.offset, body_start - target.offset, False),
+                (body_start, body_end - body_start, True),
+                (body_end, target.offset + target.size - body_end, False),
+            ]
         else:
-            self.builtin_copy(source, target)
+            pieces = [(target.offset, target.size, False)]
+        for offset, size, blocks in pieces:
+            for start in range(0, size, self.chunk):
+                piece = Region(target.resource, offset + start, min(self.chunk, size - start))
+                window, begin = self.window(piece)
+                if blocks:
+                    self.builtin(
+                        BuiltinKernel.FILL4,
+                        ((0, "storage", window),),
+                        fill4_params(begin // 16, piece.size // 16, pattern_word),
+                        piece.size // 16,
+                        (),
+                        (piece,),
+                        note,
+                    )
+                else:
+                    self.builtin(
+                        BuiltinKernel.FILL,
+                        ((0, "storage", window),),
+                        fill_params(begin, piece.size, pattern_word),
+                        window.size // 4,
+                        (),
+                        (piece,),
+                        note,
+                    )
+                note = None
+
+    def builtin_copy(self, source: Region, target: Region, note: str | None = None) -> None:
+        """Copy with kernels: 16-byte blocks for the body when both sides agree modulo 16,
+        the word kernel (funnel shifts, byte-exact edges) for the rest."""
+        delta = target.offset - source.offset
+        body_start = _round_up(target.offset, 16)
+        body_end = (target.offset + target.size) & ~15
+        if target.size >= _VECTOR_MIN and delta % 16 == 0 and body_end > body_start:
+            pieces = [
+                (target.offset, body_start - target.offset, False),
+                (body_start, body_end - body_start, True),
+                (body_end, target.offset + target.size - body_end, False),
+            ]
+        else:
+            pieces = [(target.offset, target.size, False)]
+        for offset, size, blocks in pieces:
+            for start in range(0, size, self.chunk):
+                length = min(self.chunk, size - start)
+                dst = Region(target.resource, offset + start, length)
+                src = Region(source.resource, offset + start - delta, length)
+                src_window, src_begin = self.window(src)
+                dst_window, dst_begin = self.window(dst)
+                bindings = ((0, "storage", src_window), (1, "storage", dst_window))
+                if blocks:
+                    self.builtin(
+                        BuiltinKernel.COPY4,
+                        bindings,
+                        copy4_params(src_begin // 16, dst_begin // 16, length // 16),
+                        length // 16,
+                        (src,),
+                        (dst,),
+                        note,
+                    )
+                else:
+                    self.builtin(
+                        BuiltinKernel.COPY,
+                        bindings,
+                        copy_params(src_begin, dst_begin, length),
+                        dst_window.size // 4,
+                        (src,),
+                        (dst,),
+                        note,
+                    )
+                note = None
+
+    def prefer_native(self, size: int, copy: bool) -> tuple[bool, str]:
+        """Whether a native transfer beats kernels, by the cost model, and why."""
+        options, costs = self.options, self.caps.costs
+        if options.naive or not options.cost_model:
+            return True, "native (cost model off)"
+        # Without a single dispatch there is no pass to switch out of.
+        if not self.has_dispatches:
+            return True, "native (no compute pass to stay in)"
+        estimate = costs.copy_us if copy else costs.fill_us
+        native, kernel = estimate(size, True), estimate(size, False)
+        verdict = "native" if native <= kernel else "kernel"
+        return native <= kernel, (
+            f"{verdict}: native {native:.1f} us (incl. pass switch) vs "
+            f"kernel {kernel:.1f} us [{costs.name}]"
+        )
+
+    def copy(self, source: Region, target: Region, what: str) -> None:
+        aligned = source.offset % 4 == 0 and target.offset % 4 == 0 and target.size % 4 == 0
+        if not aligned or source.resource is target.resource:
+            why = "unaligned" if not aligned else "same allocation"
+            self.builtin_copy(source, target, f"{what} {target.size} B: kernel ({why})")
+            return
+        native, why = self.prefer_native(target.size, copy=True)
+        if native:
+            self.emit(
+                CopyBuffer(source, target), (source,), (target,), f"{what} {target.size} B: {why}"
+            )
+        else:
+            self.builtin_copy(source, target, f"{what} {target.size} B: {why}")
 
     # -- segments -----------------------------------------------------------------------------
 
@@ -198,25 +340,33 @@ class _PlanBuilder:
             return
         pattern = segment.pattern
         if not any(pattern) and target.offset % 4 == 0 and target.size % 4 == 0:
-            self.add_native(ClearBuffer(target))
-            return
+            native, why = self.prefer_native(target.size, copy=False)
+            if native:
+                self.emit(ClearBuffer(target), (), (target,), f"fill {target.size} B: {why}")
+                return
+            note = f"fill {target.size} B: {why}"
+        else:
+            note = f"fill {target.size} B: kernel (pattern or alignment)"
         # The pattern repeats from the target offset; bytes of a word are at window positions
         # congruent to 0..3 (windows are word aligned), so rotate the pattern accordingly.
         n = len(pattern)
         word = bytes(pattern[(k - target.offset) % n] for k in range(4))
-        self.builtin_fill(target, int.from_bytes(word, "little"))
+        self.builtin_fill(target, int.from_bytes(word, "little"), note)
 
     def update(self, segment: UpdateSegment) -> None:
         target = self.region(segment.target)
         if target.size == 0:
             return
-        offset = self.stage(segment.data, 4)
-        self.copy(Region(AuxBuffer.STAGING, offset, target.size), target)
+        # Staged at the target's offset modulo 16, so block kernels and native copies apply.
+        offset = self.stage(b"", 16) + target.offset % 16
+        self.staging.extend(bytes(offset - len(self.staging)))
+        self.staging.extend(segment.data)
+        self.copy(Region(AuxBuffer.STAGING, offset, target.size), target, "update")
 
     def copy_segment(self, segment: CopySegment) -> None:
         source, target = self.region(segment.source), self.region(segment.target)
         if target.size:
-            self.copy(source, target)
+            self.copy(source, target, "copy")
 
     def dispatch(self, segment: DispatchSegment) -> None:
         layout = segment.layout
@@ -229,8 +379,11 @@ class _PlanBuilder:
         written = {refs[b.binding].resource for b in layout.bindings if b.writable}
         bindings: list[tuple[int, str, Region]] = []
         copy_back: list[tuple[Region, Region]] = []
+        reads: list[Region] = []
+        writes: list[Region] = []
         for b in layout.bindings:
             region = refs[b.binding]
+            (writes if b.writable else reads).append(region)
             uniform = b.kind == "uniform"
             alignment = caps.uniform_alignment if uniform else caps.storage_alignment
             aliased = not b.writable and region.resource in written
@@ -238,7 +391,7 @@ class _PlanBuilder:
                 self.shadowed += 1
                 shadow = self.scratch(region.size, alignment, b.writable)
                 if region.size:
-                    self.builtin_copy(region, shadow)
+                    self.builtin_copy(region, shadow, f"shadow binding {b.binding} in")
                     if b.writable:
                         copy_back.append((shadow, region))
                 region = Region(shadow.resource, shadow.offset, max(4, _round_up(region.size, 4)))
@@ -247,16 +400,17 @@ class _PlanBuilder:
         if segment.indirect is not None:
             indirect = self.region(segment.indirect)
             indirect = Region(indirect.resource, indirect.offset, 12)
+            reads.append(indirect)
             # Indirect parameters are read through INDIRECT usage, which wgpu also refuses
             # beside a read-write binding of the same buffer.
             if indirect.offset % 4 or indirect.resource in written:
                 shadow = self.scratch(12, 4, writable=False)
-                self.builtin_copy(indirect, shadow)
+                self.builtin_copy(indirect, shadow, "shadow indirect parameters")
                 indirect = shadow
         padded = segment.constants.ljust(layout.constants_size, b"\0")
         constants, constants_offset = self.constants(padded)
         label = f"{segment.executable.label}:{segment.entry_point}"
-        self.add_dispatch(
+        self.emit(
             Dispatch(
                 segment.executable,
                 segment.entry_point,
@@ -266,34 +420,152 @@ class _PlanBuilder:
                 segment.workgroups,
                 indirect,
                 label,
-            )
+            ),
+            tuple(reads),
+            tuple(writes),
         )
         for shadow, region in copy_back:
-            self.builtin_copy(shadow, region)
+            self.builtin_copy(shadow, region, f"shadow binding out to {region.describe()}")
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def schedule(self) -> list[Step]:
+        dispatches = [i for i in self.items if isinstance(i.op, Dispatch)]
+        natives = [i for i in self.items if not isinstance(i.op, Dispatch)]
+        for index, item in enumerate(self.items):
+            item.order = index
+        if self.options.naive:
+            return [
+                ComputePass((i.op,)) if isinstance(i.op, Dispatch) else i.op for i in self.items
+            ]
+        if not self.options.reorder or not natives or not dispatches:
+            return _in_program_order(self.items)
+        exact = len(dispatches) * len(natives) <= _CONFLICT_BUDGET
+        if not exact:
+            self.notes.append(
+                "too many items for byte-range analysis: transfers stay in their barrier region"
+            )
+        # For each item, the last item of the other list that must come before it.
+        for j, native in enumerate(natives):
+            for i, dispatch in enumerate(dispatches):
+                if dispatch.region == native.region:
+                    continue
+                if exact and not _conflict(dispatch, native):
+                    continue
+                if dispatch.region < native.region:
+                    native.after = max(native.after, i)
+                else:
+                    dispatch.after = max(dispatch.after, j)
+        best: list[Step] | None = None
+        for natives_first in (True, False):
+            steps = _merge(dispatches, natives, natives_first)
+            if best is None or len(steps) < len(best):
+                best = steps
+        assert best is not None
+        return best
 
     def finish(self, segment_count: int) -> Plan:
-        self.end_pass()
-        passes = [s for s in self.steps if isinstance(s, ComputePass)]
+        steps = self.schedule()
+        passes = [s for s in steps if isinstance(s, ComputePass)]
+        # A pass switch is every boundary that ends or begins a compute pass.
+        switches = sum(
+            isinstance(a, ComputePass) or isinstance(b, ComputePass)
+            for a, b in itertools.pairwise(steps)
+        )
+        notes = [f"region {i.region}: {n}" for i in self.items for n in i.notes]
+        moved = _moved_transfers(self.items, steps)
+        if moved:
+            notes.append(
+                f"reordered: {moved} native transfer(s) moved across dispatches of "
+                "their barrier region or past non-conflicting regions to share passes"
+            )
         stats = PlanStats(
             segments=segment_count,
             compute_passes=len(passes),
             dispatches=sum(len(p.dispatches) for p in passes),
             builtin_dispatches=self.builtin_dispatches,
-            native_copies=sum(isinstance(s, CopyBuffer) for s in self.steps),
-            native_clears=sum(isinstance(s, ClearBuffer) for s in self.steps),
+            native_copies=sum(isinstance(s, CopyBuffer) for s in steps),
+            native_clears=sum(isinstance(s, ClearBuffer) for s in steps),
             staged_bytes=len(self.staging) + len(self.constants_data),
             shadowed_bindings=self.shadowed,
             scratch_bytes=sum(self.scratch_sizes.values()),
+            pass_switches=switches,
+            regions=self.region_index + 1,
         )
         return Plan(
-            tuple(self.steps),
+            tuple(steps),
             bytes(self.staging),
             bytes(self.constants_data),
             self.scratch_sizes[AuxBuffer.SCRATCH],
             self.scratch_sizes[AuxBuffer.READ_SCRATCH],
             frozenset(self.resources),
             stats,
+            tuple([*self.notes, *notes]),
         )
+
+
+def _in_program_order(items: list[_Item]) -> list[Step]:
+    """Consecutive dispatches share a pass; native transfers split passes in place."""
+    steps: list[Step] = []
+    current: list[Dispatch] = []
+    for item in items:
+        if isinstance(item.op, Dispatch):
+            current.append(item.op)
+            continue
+        if current:
+            steps.append(ComputePass(tuple(current)))
+            current = []
+        steps.append(item.op)
+    if current:
+        steps.append(ComputePass(tuple(current)))
+    return steps
+
+
+def _merge(dispatches: list[_Item], natives: list[_Item], natives_first: bool) -> list[Step]:
+    """Greedy merge of the two ordered lists: emit as many items of the current kind as
+    their cross-dependencies allow, then switch. Program order satisfies every dependency,
+    so the merge always makes progress."""
+    steps: list[Step] = []
+    i = j = 0
+    use_natives = natives_first
+    while i < len(dispatches) or j < len(natives):
+        if use_natives:
+            while j < len(natives) and natives[j].after < i:
+                op = natives[j].op
+                assert not isinstance(op, Dispatch)
+                steps.append(op)
+                j += 1
+        else:
+            batch: list[Dispatch] = []
+            while i < len(dispatches) and dispatches[i].after < j:
+                op = dispatches[i].op
+                assert isinstance(op, Dispatch)
+                batch.append(op)
+                i += 1
+            if batch:
+                steps.append(ComputePass(tuple(batch)))
+        use_natives = not use_natives
+    return steps
+
+
+def _moved_transfers(items: list[_Item], steps: list[Step]) -> int:
+    """How many native transfers changed position relative to the dispatches."""
+
+    def signature(sequence: list[object]) -> list[int]:
+        seen = 0
+        out = []
+        for entry in sequence:
+            if isinstance(entry, Dispatch):
+                seen += 1
+            else:
+                out.append(seen)
+        return out
+
+    original = signature([i.op for i in items])
+    flat: list[object] = []
+    for step in steps:
+        flat.extend(step.dispatches if isinstance(step, ComputePass) else [step])
+    return sum(a != b for a, b in zip(original, signature(flat), strict=True))
 
 
 def lower(
@@ -305,6 +577,7 @@ def lower(
     reference is still a binding-table slot.
     """
     builder = _PlanBuilder(caps, options or LoweringOptions())
+    builder.has_dispatches = any(isinstance(s, DispatchSegment) for s in segments)
     for segment in segments:
         if isinstance(segment, DispatchSegment):
             builder.dispatch(segment)
@@ -314,6 +587,8 @@ def lower(
             builder.copy_segment(segment)
         elif isinstance(segment, UpdateSegment):
             builder.update(segment)
-        # Barriers, events and advice need no wgpu command: program order is kept and wgpu
-        # synchronises every dependency inside and between passes.
+        elif isinstance(segment, (BarrierSegment, WaitEventsSegment)):
+            builder.region_index += 1
+        # Events are signalled at their position and waited like a barrier; advice needs no
+        # wgpu command.
     return builder.finish(len(segments))

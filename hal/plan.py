@@ -125,6 +125,8 @@ class PlanStats:
     staged_bytes: int
     shadowed_bindings: int
     scratch_bytes: int
+    pass_switches: int = 0
+    regions: int = 1
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""
@@ -147,6 +149,7 @@ class Plan:
     read_scratch_size: int
     resources: frozenset[Buffer]
     stats: PlanStats
+    notes: tuple[str, ...] = ()
 
     @property
     def passes(self) -> tuple[ComputePass, ...]:
@@ -179,6 +182,10 @@ class Plan:
             f"  stats: {s.compute_passes} passes, {s.dispatches} dispatches "
             f"({s.builtin_dispatches} builtin), {s.native_copies} copies, "
             f"{s.native_clears} clears, {s.staged_bytes} staged bytes, "
-            f"{s.shadowed_bindings} shadowed bindings"
+            f"{s.shadowed_bindings} shadowed bindings, {s.pass_switches} pass switches, "
+            f"{s.regions} barrier regions"
         )
+        if self.notes:
+            lines.append("  decisions:")
+            lines.extend(f"    - {note}" for note in self.notes)
         return "\n".join(lines)

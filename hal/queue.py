@@ -135,12 +135,14 @@ class Queue:
         return encoder.finish(), [a for _, a in pending if a is not None]
 
     def _flush_clears(self) -> None:
-        command_buffer, allocations = self._take_clears()
-        if command_buffer is not None:
-            with self._submit_lock:
+        # Taken and submitted under the submit lock: a clear submitted after another
+        # thread's work on the same buffer would wipe it.
+        with self._submit_lock:
+            command_buffer, allocations = self._take_clears()
+            if command_buffer is not None:
                 self._wgpu_queue.submit([command_buffer])
-            for allocation in allocations:
-                allocation.retire()
+        for allocation in allocations:
+            allocation.retire()
 
     # -- host transfers -----------------------------------------------------------------------
 
@@ -180,8 +182,8 @@ class Queue:
         return bytes(data[offset - start : offset - start + length])
 
     def _check_usable(self, allocation: _Allocation, what: str) -> None:
-        if self._closing:
-            raise UnavailableError(f"{what}: the device is closed")
+        # Not closed-checked: work in flight at close (a queue_write's read-back) still
+        # finishes; public entry points check the device themselves.
         if allocation.released:
             raise FailedPreconditionError(f"{what}: the buffer was released")
 
@@ -237,8 +239,7 @@ class Queue:
                             f"{what}: a buffer the command buffer uses was released"
                         )
             # An empty plan has nothing for the GPU: it completes like a queue barrier.
-            encoded = [program.encode(self._wgpu) for program in programs
-                       if program.plan.steps]
+            encoded = [program.encode(self._wgpu) for program in programs if program.plan.steps]
         except BaseException:
             for allocation in allocations:
                 allocation.retire()
@@ -331,11 +332,13 @@ class Queue:
             except Exception as error:
                 submission.abort(error)
                 return
-        clears, cleared = self._take_clears()
-        command_buffers = submission.command_buffers
-        if clears is not None:
-            command_buffers = [clears, *command_buffers]
         with self._submit_lock:
+            # Clears of new buffers go first in the same submission, taken under the lock so
+            # no other thread's work on those buffers can be submitted before them.
+            clears, cleared = self._take_clears()
+            command_buffers = submission.command_buffers
+            if clears is not None:
+                command_buffers = [clears, *command_buffers]
             if command_buffers:
                 self._last_index = native.submit(self._wgpu_queue, command_buffers)
             submission.command_buffers = []

@@ -194,7 +194,8 @@ def test_zero_fill_unaligned_uses_builtin(any_device: hal.Device) -> None:
     cb = run_fills(any_device, ZERO_UNALIGNED, seed=22)
     assert cb.stats is not None
     assert cb.stats.native_clears == 0
-    assert cb.stats.builtin_dispatches == len(ZERO_UNALIGNED)
+    # Large kernel fills split into a 16-byte-block body and word edges.
+    assert cb.stats.builtin_dispatches >= len(ZERO_UNALIGNED)
 
 
 def test_zero_and_pattern_fills_mixed(device: hal.Device) -> None:

@@ -1,0 +1,1 @@
+"""Measured transfer cost models (JSON), one per adapter family; see hal.cost."""

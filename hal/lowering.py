@@ -84,13 +84,14 @@ class LoweringOptions:
 
     ``naive``: the baseline — program order, one compute pass per dispatch (builtins
     included), native transfers wherever wgpu allows them. ``reorder``: barrier-region
-    scheduling of native transfers. ``cost_model``: choose native transfers vs builtin
-    kernels by the adapter's measured costs (off: native wherever wgpu allows).
+    scheduling of native transfers. ``transfers``: "auto" chooses native transfers vs builtin
+    kernels by the adapter's measured costs; "native" uses native ones wherever wgpu allows;
+    "kernel" always uses builtin kernels (calibration and benchmarks).
     """
 
     naive: bool = False
     reorder: bool = True
-    cost_model: bool = True
+    transfers: str = "auto"
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -299,8 +300,10 @@ class _PlanBuilder:
     def prefer_native(self, size: int, copy: bool) -> tuple[bool, str]:
         """Whether a native transfer beats kernels, by the cost model, and why."""
         options, costs = self.options, self.caps.costs
-        if options.naive or not options.cost_model:
+        if options.naive or options.transfers == "native":
             return True, "native (cost model off)"
+        if options.transfers == "kernel":
+            return False, "kernel (forced)"
         # Without a single dispatch there is no pass to switch out of.
         if not self.has_dispatches:
             return True, "native (no compute pass to stay in)"

@@ -1,0 +1,115 @@
+"""Measure the transfer cost model of this adapter (see hal/cost.py) and write it as JSON.
+
+Measures, with submit + blocking device poll around each GPU run (medians):
+  dispatch_us        per tiny dispatch inside one compute pass
+  pass_switch_us     extra per dispatch when every dispatch has its own pass
+  native_copy_gbps   copy_buffer_to_buffer bandwidth (bytes copied per second)
+  kernel_copy_gbps   hal's 16-byte-block builtin copy kernel
+  clear_gbps         clear_buffer
+  kernel_fill_gbps   hal's 16-byte-block builtin fill kernel
+
+Usage: python benchmarks/calibrate.py [--size-mib 256] [--out hal/cost_models/NAME.json]
+The output's "match" strings select the model at device creation (hal.cost.load_costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hal
+from hal.builtins import shader_path
+from hal.encoder import compile_plan
+from hal.lowering import LoweringOptions, lower
+from hal.plan import Plan
+
+
+def _time_plan(device: hal.Device, plan: Plan, reps: int) -> float:
+    program = compile_plan(plan, device)
+    wgpu_device = device._wgpu
+    samples = []
+    for rep in range(reps + 1):
+        start = time.perf_counter()
+        wgpu_device.queue.submit([program.encode(wgpu_device)])
+        wgpu_device._poll(True)
+        if rep:
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _plan(device: hal.Device, record: object, options: LoweringOptions) -> Plan:
+    cb = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+    cb.begin()
+    record(cb)  # type: ignore[operator]
+    cb.end()
+    return lower(cb.segments, device.caps, options)
+
+
+def calibrate(device: hal.Device, size: int, reps: int, dispatches: int) -> dict[str, float]:
+    """The measured cost model constants."""
+    noop = device.create_executable(shader_path("noop.wgsl"))
+    counter = device.allocate_buffer(256)
+
+    def tiny(cb: hal.CommandBuffer) -> None:
+        for _ in range(dispatches):
+            cb.dispatch(noop, "touch", (1, 1, 1), bindings=[counter])
+
+    one_pass = _time_plan(device, _plan(device, tiny, LoweringOptions()), reps)
+    per_pass = _time_plan(device, _plan(device, tiny, LoweringOptions(naive=True)), reps)
+    a, b = device.allocate_buffer(size), device.allocate_buffer(size)
+
+    def copy(cb: hal.CommandBuffer) -> None:
+        cb.copy_buffer(a, 0, b, 0, size)
+
+    def zero(cb: hal.CommandBuffer) -> None:
+        cb.fill_buffer(b, 0, size, 0)
+
+    native = LoweringOptions(transfers="native")
+    kernel = LoweringOptions(transfers="kernel")
+    gb = size / 1e9
+    return {
+        "dispatch_us": one_pass / dispatches * 1e6,
+        "pass_switch_us": max(0.0, (per_pass - one_pass) / dispatches * 1e6),
+        "native_copy_gbps": gb / _time_plan(device, _plan(device, copy, native), reps),
+        "kernel_copy_gbps": gb / _time_plan(device, _plan(device, copy, kernel), reps),
+        "clear_gbps": gb / _time_plan(device, _plan(device, zero, native), reps),
+        "kernel_fill_gbps": gb / _time_plan(device, _plan(device, zero, kernel), reps),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Calibrate, print the model and write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--dispatches", type=int, default=2000)
+    parser.add_argument("--out", help="JSON path (default: print only)")
+    args = parser.parse_args(argv)
+    with hal.create_device() as device:
+        info = device.info
+        size = min(args.size_mib << 20, device.caps.max_buffer_size & ~255)
+        model = calibrate(device, size, args.reps, args.dispatches)
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{info.name}-{info.backend}".lower()).strip("-")
+        result = {
+            "name": slug,
+            "match": [re.split(r"[ (]", info.name)[0].lower(), info.backend],
+            "adapter": str(info),
+            "transfer_bytes": size,
+            **{k: round(v, 3) for k, v in model.items()},
+        }
+    print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

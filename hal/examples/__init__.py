@@ -1,0 +1,92 @@
+"""Real workloads on hal, each verified against numpy and timed.
+
+* :mod:`hal.examples.matmul` — tiled matrix multiply (workgroup-memory tiles);
+* :mod:`hal.examples.prefix_sum` — multi-level parallel prefix sum of any length;
+* :mod:`hal.examples.softmax` — row-wise, numerically stable softmax (max/sum reductions);
+* :mod:`hal.examples.mlp` — a two-layer perceptron forward pass chaining the above through
+  one command buffer.
+
+Each module has ``load(device)``, ``record_*`` functions that append its dispatches to a
+command buffer, a numpy-in/numpy-out convenience function, ``reference`` (numpy) and
+``run(device, size, repeats)`` returning an :class:`ExampleResult`. Run them from the shell
+with ``python -m hal example NAME [--size ...]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hal.errors import InvalidArgumentError
+from hal.examples.common import ExampleResult, Timing, parse_size
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = ["EXAMPLES", "ExampleInfo", "ExampleResult", "Timing", "run_example"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleInfo:
+    """One example: its module, what it does, and the meaning and default of ``--size``."""
+
+    module: str
+    description: str
+    size_help: str
+    default_size: tuple[int, ...]
+
+
+EXAMPLES: dict[str, ExampleInfo] = {
+    "matmul": ExampleInfo(
+        "hal.examples.matmul",
+        "tiled matrix multiply: 64x64 tiles via workgroup memory, 4x4 per invocation",
+        "N (square) or MxKxN",
+        (256, 256, 256),
+    ),
+    "prefix_sum": ExampleInfo(
+        "hal.examples.prefix_sum",
+        "inclusive prefix sum of any length: block scans, recursive totals, offsets",
+        "LENGTH",
+        (1_000_000,),
+    ),
+    "softmax": ExampleInfo(
+        "hal.examples.softmax",
+        "row-wise numerically stable softmax (max and sum reductions)",
+        "ROWSxCOLS (or N for square)",
+        (1024, 1000),
+    ),
+    "mlp": ExampleInfo(
+        "hal.examples.mlp",
+        "MLP forward pass: matmul, bias+relu, matmul, bias, softmax in one command buffer",
+        "BATCHxINPUTSxHIDDENxOUTPUTS (a single number sets the batch)",
+        (256, 784, 512, 10),
+    ),
+}
+"""The examples by name, in the order ``python -m hal example all`` runs them."""
+
+
+def run_example(
+    name: str, device: Device, size: str | None = None, repeats: int = 5, seed: int = 0
+) -> ExampleResult:
+    """Run example ``name`` on ``device`` with ``size`` (text as on the command line, None
+    for the default) and return its result.
+
+    Raises InvalidArgumentError for an unknown name or a malformed size, and whatever the
+    example raises (e.g. DeadlineExceededError on a GPU hang)."""
+    info = EXAMPLES.get(name)
+    if info is None:
+        raise InvalidArgumentError(f"unknown example {name!r} (examples: {', '.join(EXAMPLES)})")
+    dims = _parse(name, info, size)
+    module = importlib.import_module(info.module)
+    result: ExampleResult = module.run(device, dims, repeats=repeats, seed=seed)
+    return result
+
+
+def _parse(name: str, info: ExampleInfo, size: str | None) -> tuple[int, ...]:
+    if name == "mlp" and size is not None and "x" not in size.lower() and "," not in size:
+        # A single number is the batch size; the layer widths keep their defaults.
+        return parse_size(
+            f"{size}x" + "x".join(map(str, info.default_size[1:])), info.default_size, name
+        )
+    return parse_size(size, info.default_size, name)

@@ -1,6 +1,7 @@
 """Measure the transfer cost model of this adapter (see hal/cost.py) and write it as JSON.
 
-Measures, with submit + blocking device poll around each GPU run (medians):
+Measures, with submit + blocking device poll around each GPU run (medians; transfers are
+repeated 8 times per submission so that fixed costs don't hide the bandwidth):
   dispatch_us        per tiny dispatch inside one compute pass
   pass_switch_us     extra per dispatch when every dispatch has its own pass
   native_copy_gbps   copy_buffer_to_buffer bandwidth (bytes copied per second)
@@ -29,6 +30,8 @@ from hal.builtins import shader_path
 from hal.encoder import compile_plan
 from hal.lowering import LoweringOptions, lower
 from hal.plan import Plan
+
+_REPEAT = 8
 
 
 def _time_plan(device: hal.Device, plan: Plan, reps: int) -> float:
@@ -65,15 +68,20 @@ def calibrate(device: hal.Device, size: int, reps: int, dispatches: int) -> dict
     per_pass = _time_plan(device, _plan(device, tiny, LoweringOptions(naive=True)), reps)
     a, b = device.allocate_buffer(size), device.allocate_buffer(size)
 
+    # Several transfers per submission, so the submit and wake-up cost is amortised.
     def copy(cb: hal.CommandBuffer) -> None:
-        cb.copy_buffer(a, 0, b, 0, size)
+        for _ in range(_REPEAT):
+            cb.copy_buffer(a, 0, b, 0, size)
+            cb.execution_barrier()
 
     def zero(cb: hal.CommandBuffer) -> None:
-        cb.fill_buffer(b, 0, size, 0)
+        for _ in range(_REPEAT):
+            cb.fill_buffer(b, 0, size, 0)
+            cb.execution_barrier()
 
     native = LoweringOptions(transfers="native")
     kernel = LoweringOptions(transfers="kernel")
-    gb = size / 1e9
+    gb = _REPEAT * size / 1e9
     return {
         "dispatch_us": one_pass / dispatches * 1e6,
         "pass_switch_us": max(0.0, (per_pass - one_pass) / dispatches * 1e6),

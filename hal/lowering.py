@@ -304,15 +304,15 @@ class _PlanBuilder:
             return True, "native (cost model off)"
         if options.transfers == "kernel":
             return False, "kernel (forced)"
-        # Without a single dispatch there is no pass to switch out of.
-        if not self.has_dispatches:
-            return True, "native (no compute pass to stay in)"
+        # A native transfer costs a pass switch only when there is a compute pass to leave.
+        switch = costs.pass_switch_us if self.has_dispatches else 0.0
         estimate = costs.copy_us if copy else costs.fill_us
-        native, kernel = estimate(size, True), estimate(size, False)
+        native = estimate(size, True) - costs.pass_switch_us + switch
+        kernel = estimate(size, False)
         verdict = "native" if native <= kernel else "kernel"
         return native <= kernel, (
-            f"{verdict}: native {native:.1f} us (incl. pass switch) vs "
-            f"kernel {kernel:.1f} us [{costs.name}]"
+            f"{verdict}: native {native:.1f} us (pass switch {switch:.0f}) vs kernel "
+            f"{kernel:.1f} us [{costs.name}]"
         )
 
     def copy(self, source: Region, target: Region, what: str) -> None:

@@ -7,7 +7,6 @@ costs nothing measurable.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,9 +29,6 @@ MAX_VALUE = (1 << 63) - 1
 """Largest semaphore payload."""
 
 _changed = threading.Condition(threading.Lock())
-_WAIT_SPIN = 500e-6 if (os.cpu_count() or 1) >= 8 else 0.0
-"""Seconds a host wait polls semaphore values before sleeping; 0 on small hosts, where the
-spinning thread would compete with the completion thread and the driver for cores."""
 
 
 class Semaphore:
@@ -228,19 +224,6 @@ def wait_points(points: WaitList, mode: str = "all", timeout: float | None = Non
                     return True
         return reached == len(pairs)
 
-    # On hosts with cores to spare, poll the values briefly (yielding the GIL each time)
-    # while their devices have work in flight: waking a sleeping thread costs tens of µs
-    # (33 µs measured on the H100 host), longer than a short GPU round trip.
-    if _WAIT_SPIN and not check() and any(
-        s.device is not None and s.device._queue._in_flight for s, _ in pairs
-    ):
-        spin_until = time.monotonic() + _WAIT_SPIN
-        if deadline is not None:
-            spin_until = min(spin_until, deadline)
-        while time.monotonic() < spin_until:
-            time.sleep(0)
-            if check():
-                return
     with _changed:
         while not check():
             remaining = None if deadline is None else deadline - time.monotonic()

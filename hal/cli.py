@@ -1,11 +1,99 @@
-"""The ``python -m hal`` command line: ``devices``, ``demo``."""
+"""The ``python -m hal`` command line: ``devices``, ``run``, ``example``, ``bench``, ``demo``.
+
+Exit status: 0 success; 1 runtime failure (no device, a kernel that does not compile, a GPU
+error or timeout, a result that does not match numpy, a failed benchmark); 2 usage error
+(bad arguments, missing or malformed files, unknown entry point or example, wrong binding
+count).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+from hal.cli_run import UsageError
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = ["COMPUTE_FEATURES", "KEY_LIMITS", "UsageError", "main"]
+
+PROG = "python -m hal"
+
+KEY_LIMITS = (
+    "max-buffer-size",
+    "max-storage-buffer-binding-size",
+    "max-uniform-buffer-binding-size",
+    "max-compute-workgroups-per-dimension",
+    "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x",
+    "max-compute-workgroup-storage-size",
+    "max-storage-buffers-per-shader-stage",
+    "max-immediate-size",
+    "min-storage-buffer-offset-alignment",
+)
+"""Limits ``devices`` shows without ``--verbose``."""
+
+COMPUTE_FEATURES = (
+    "immediates",
+    "timestamp-query",
+    "timestamp-query-inside-passes",
+    "shader-f16",
+    "shader-f64",
+    "shader-int64",
+    "subgroup",
+    "shader-float32-atomic",
+    "mappable-primary-buffers",
+)
+"""Features ``devices`` shows without ``--verbose`` (those that matter for compute)."""
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+def _size(value: int) -> str:
+    """``value`` bytes, with the largest binary unit it reaches."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= scale:
+            return f"{value} ({value / scale:.4g} {unit})"
+    return str(value)
+
+
+def _adapter_details() -> list[dict[str, Any]]:
+    """Every adapter as a dict: info fields, limits, features, and whether hal picks it."""
+    from hal.device import _adapter_info, _enumerate, _pick_adapter
+
+    adapters = _enumerate()
+    try:
+        env = os.environ.get("HAL_ADAPTER") or None
+        chosen = _pick_adapter(
+            int(env) if env and env.isdigit() else env, os.environ.get("HAL_BACKEND") or None
+        )
+    except Exception:
+        chosen = None
+    details = []
+    for adapter in adapters:
+        info = _adapter_info(adapter)
+        raw = dict(adapter.info)
+        details.append(
+            {
+                "name": info.name,
+                "backend": info.backend,
+                "type": info.adapter_type,
+                "vendor": info.vendor,
+                "driver": str(raw.get("description", "")),
+                "default": adapter is chosen,
+                "limits": {k: int(v) for k, v in sorted(dict(adapter.limits).items())},
+                "features": sorted(str(f) for f in adapter.features),
+            }
+        )
+    return details
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -18,12 +106,96 @@ def _devices(args: argparse.Namespace) -> int:
     if not adapters:
         print("no adapters found", file=sys.stderr)
         return 1
-    for i, info in enumerate(adapters):
+    details = _adapter_details()
+    if args.json:
+        print(json.dumps(details, indent=2))
+        return 0
+    for i, d in enumerate(details):
         print(
-            f"[{i}] {info.name}  backend={info.backend} type={info.adapter_type} "
-            f"vendor={info.vendor or '-'}"
+            f"[{i}] {d['name']}  backend={d['backend']} type={d['type']} "
+            f"vendor={d['vendor'] or '-'}{'  (default)' if d['default'] else ''}"
+        )
+        if d["driver"]:
+            print(f"    driver: {d['driver']}")
+        limits = d["limits"]
+        if not args.verbose:
+            limits = {k: limits[k] for k in KEY_LIMITS if k in limits}
+        print("    limits:")
+        for name, value in limits.items():
+            sized = name.endswith(("buffer-size", "binding-size", "storage-size"))
+            print(f"      {name:<48} {_size(value) if sized else value}")
+        features = set(d["features"])
+        if args.verbose:
+            text = ", ".join(d["features"]) or "none"
+            print(f"    features ({len(features)}):")
+        else:
+            text = ", ".join(f"{f} {'yes' if f in features else 'no'}" for f in COMPUTE_FEATURES)
+            print(f"    compute features ({len(features)} features in all; -v lists them):")
+        print(
+            textwrap.fill(
+                text,
+                width=96,
+                initial_indent="      ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
         )
     return 0
+
+
+# -- device opening, examples, demo, run, bench --------------------------------------------------
+
+
+@contextmanager
+def _open_device(adapter: str | None) -> Iterator[Device]:
+    """Open the device ``--adapter`` names (index or name substring; default: hal's pick).
+    An adapter that does not exist is a usage error; no adapter at all a runtime failure."""
+    from hal.device import create_device
+    from hal.errors import InvalidArgumentError, UnavailableError
+
+    choice: int | str | None = None
+    if adapter is not None:
+        choice = int(adapter) if adapter.isdigit() else adapter
+    try:
+        device = create_device(choice)
+    except (InvalidArgumentError, UnavailableError) as error:
+        if adapter is not None:
+            raise UsageError(f"--adapter {adapter!r}: {error}") from None
+        raise
+    with device:
+        yield device
+
+
+def _example(args: argparse.Namespace) -> int:
+    from hal.errors import InvalidArgumentError
+    from hal.examples import EXAMPLES, example_size, run_example
+
+    if args.list or args.name is None:
+        print("examples (python -m hal example NAME [--size SIZE]):")
+        for name, info in EXAMPLES.items():
+            default = "x".join(map(str, info.default_size))
+            print(f"  {name:<11} {info.description}")
+            print(f"  {'':<11} --size {info.size_help}; default {default}")
+        return 0 if args.list else 2
+    if args.name != "all" and args.name not in EXAMPLES:
+        raise UsageError(f"unknown example {args.name!r} (examples: {', '.join(EXAMPLES)}, all)")
+    if args.size is not None and args.name == "all":
+        raise UsageError("--size needs a single example, not 'all'")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: must be at least 1")
+    names = list(EXAMPLES) if args.name == "all" else [args.name]
+    try:
+        sizes = {name: example_size(name, args.size) for name in names}
+    except InvalidArgumentError as error:
+        raise UsageError(f"--size {args.size!r}: {error}") from None
+    ok = True
+    with _open_device(args.adapter) as device:
+        print(f"device: {device.info}")
+        for name in names:
+            result = run_example(name, device, sizes[name], args.repeat, args.seed)
+            print(result.summary())
+            ok = ok and result.ok
+    return 0 if ok else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -32,16 +204,168 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(dispatches=args.dispatches)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; returns the exit code (0 ok, 1 failure,
-    2 usage error)."""
-    parser = argparse.ArgumentParser(prog="python -m hal", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    devices = commands.add_parser("devices", help="list the adapters wgpu can use")
+def _run(args: argparse.Namespace) -> int:
+    from hal.cli_run import run_command
+
+    return run_command(args, _open_device)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from hal.cli_bench import run_bench
+
+    return run_bench(args.dir, args.scripts, args.extra, args.timeout, args.list)
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+_DESCRIPTION = """\
+hal: a Vulkan-like GPU HAL (after IREE's HAL) on wgpu. `python -m hal COMMAND --help` shows a
+command's options.
+
+exit status: 0 success; 1 runtime failure (no device, a kernel that does not compile, a GPU
+error or timeout, a result that does not match numpy, a failed benchmark); 2 usage error (bad
+arguments, missing or malformed files, unknown entry point or example, wrong binding count).
+"""
+
+_RUN_EPILOG = """\
+examples:
+  python -m hal run shaders/elementwise.wgsl --entry scale --workgroups 16 \\
+      --input x.npy --output y.npy:float32:1024 --constants 1024,2.0,1.0 --repeat 10
+  python -m hal run k.wgsl --entry main --workgroups 4,4,1 --input a.npy b.npy:f32 \\
+      --output c.npy:f32:64x64 --constants u32:64,f32:0.5
+
+Inputs bind to @binding(0..k-1) in order, outputs to the bindings after them; outputs start
+zeroed. Constants fill the kernel's var<immediate> block, one 32-bit value each, typed from
+its struct fields (u32/i32/f32) or by a prefix (u32:5, i32:-1, f32:2). With --repeat N the
+inputs and outputs are restored before every run, so the outputs are those of one run.
+exit status: 0 ok, 1 runtime failure (no device, the kernel does not compile, GPU error or
+timeout), 2 usage error.
+"""
+
+
+def _add_devices(commands: Any) -> None:
+    devices = commands.add_parser(
+        "devices",
+        help="list adapters: backend, type, key limits and features",
+        description="List the adapters wgpu can open, with key limits and compute features. "
+        "HAL_ADAPTER (index or name substring) and HAL_BACKEND choose the default.",
+    )
     devices.add_argument(
         "--check", action="store_true", help="exit 0 if a Vulkan/Metal/D3D12 adapter exists, else 1"
     )
+    devices.add_argument(
+        "-v", "--verbose", action="store_true", help="list every limit and feature"
+    )
+    devices.add_argument("--json", action="store_true", help="print the details as JSON")
     devices.set_defaults(run=_devices)
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run one WGSL entry point on .npy inputs, write .npy outputs, print timing",
+        description="Run one entry point of a WGSL kernel (like IREE's iree-run-module).",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("kernel", metavar="KERNEL.wgsl", help="the WGSL file")
+    run.add_argument(
+        "--entry", metavar="NAME", help="the @compute entry point (optional if it has one)"
+    )
+    run.add_argument(
+        "--workgroups", metavar="X,Y,Z", required=True, help="workgroup counts (Y, Z default 1)"
+    )
+    run.add_argument(
+        "--input",
+        metavar="A.npy[:DTYPE]",
+        nargs="+",
+        action="extend",
+        help="input arrays, bound in order from @binding(0); :DTYPE converts (e.g. a.npy:f32)",
+    )
+    run.add_argument(
+        "--output",
+        metavar="OUT.npy:DTYPE:SHAPE",
+        nargs="+",
+        action="extend",
+        help="outputs, bound after the inputs, e.g. out.npy:float32:64x64",
+    )
+    run.add_argument(
+        "--constants",
+        metavar="V",
+        nargs="+",
+        action="extend",
+        help="dispatch constants (comma or space separated; optional u32:/i32:/f32: prefix)",
+    )
+    run.add_argument(
+        "--override",
+        metavar="NAME=VALUE",
+        action="append",
+        help="set a WGSL `override` constant (repeatable)",
+    )
+    run.add_argument("--repeat", type=int, default=1, metavar="N", help="runs to time (default 1)")
+    run.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="seconds to wait per run (60)"
+    )
+    run.add_argument("--adapter", help="adapter index or name substring (default: hal's pick)")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only the timing line")
+    run.set_defaults(run=_run)
+
+
+def _add_example(commands: Any) -> None:
+    from hal.examples import EXAMPLES
+
+    example = commands.add_parser(
+        "example",
+        help="run a verified example workload (matmul, prefix_sum, softmax, mlp, all)",
+        description="Run an example workload on the GPU, check it against numpy, print its "
+        "timing. Exit 0 when it matches, 1 when not.",
+        epilog="sizes:\n"
+        + "".join(f"  {n}: {i.size_help}\n" for n, i in EXAMPLES.items())
+        + "example:\n  python -m hal example matmul --size 512x256x128 --repeat 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    example.add_argument(
+        "name", nargs="?", metavar="NAME", help=f"one of {', '.join(EXAMPLES)}, or all"
+    )
+    example.add_argument("--size", help="problem size, e.g. 256 or 128x64x32 (see below)")
+    example.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs (5)")
+    example.add_argument("--seed", type=int, default=0, help="random seed of the inputs (0)")
+    example.add_argument("--adapter", help="adapter index or name substring")
+    example.add_argument("--list", action="store_true", help="list the examples and exit")
+    example.set_defaults(run=_example)
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark suite (from a source checkout) with a progress bar",
+        description="Run benchmarks/run_all.py if present, else benchmarks/dispatch_overhead.py "
+        "and benchmarks/queue_latency.py, with a progress bar. The scripts ship with the "
+        "source checkout, not with an installed hal.",
+        epilog="arguments after -- go to every script, e.g.\n"
+        "  python -m hal bench queue_latency -- --reps 50",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "scripts", nargs="*", metavar="SCRIPT", help="run only these scripts of benchmarks/"
+    )
+    bench.add_argument("--dir", help="the benchmarks folder (default: found next to hal)")
+    bench.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="kill a script after S seconds"
+    )
+    bench.add_argument("--list", action="store_true", help="print the scripts and exit")
+    bench.set_defaults(run=_bench, extra=[])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_devices(commands)
+    _add_run(commands)
+    _add_example(commands)
+    _add_bench(commands)
     demo = commands.add_parser("demo", help="record, lower, run and verify a pipeline")
     demo.add_argument(
         "--dispatches",
@@ -50,5 +374,39 @@ def main(argv: list[str] | None = None) -> int:
         help="chain length for the dispatch-overhead comparison",
     )
     demo.set_defaults(run=_demo)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code:
+    0 ok, 1 runtime failure, 2 usage error. Never raises for hal errors, usage errors or
+    ``--help`` (argparse's exits become return values)."""
+    from hal.cli_bench import BenchmarkNotFoundError
+    from hal.errors import HalError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if argv[:1] == ["bench"] and "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    if extra:
+        args.extra = extra
+    where = f"{PROG} {args.command}"
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # e.g. `python -m hal devices | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        return 1
+    except UsageError as error:
+        print(f"{where}: error: {error}", file=sys.stderr)
+        return 2
+    except (HalError, OSError, BenchmarkNotFoundError) as error:
+        print(f"{where}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130

@@ -24,7 +24,7 @@ from hal.examples.common import ExampleResult, Timing, parse_size
 if TYPE_CHECKING:
     from hal.device import Device
 
-__all__ = ["EXAMPLES", "ExampleInfo", "ExampleResult", "Timing", "run_example"]
+__all__ = ["EXAMPLES", "ExampleInfo", "ExampleResult", "Timing", "example_size", "run_example"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +66,34 @@ EXAMPLES: dict[str, ExampleInfo] = {
 """The examples by name, in the order ``python -m hal example all`` runs them."""
 
 
-def run_example(
-    name: str, device: Device, size: str | None = None, repeats: int = 5, seed: int = 0
-) -> ExampleResult:
-    """Run example ``name`` on ``device`` with ``size`` (text as on the command line, None
-    for the default) and return its result.
+def example_size(name: str, text: str | None) -> tuple[int, ...]:
+    """The size tuple of example ``name`` from command-line text (None: the default). For
+    ``mlp`` a single number is the batch size (the layer widths keep their defaults); for
+    the others it sets every dimension.
 
-    Raises InvalidArgumentError for an unknown name or a malformed size, and whatever the
-    example raises (e.g. DeadlineExceededError on a GPU hang)."""
+    Raises InvalidArgumentError for an unknown name or a malformed size."""
     info = EXAMPLES.get(name)
     if info is None:
         raise InvalidArgumentError(f"unknown example {name!r} (examples: {', '.join(EXAMPLES)})")
-    dims = _parse(name, info, size)
-    module = importlib.import_module(info.module)
+    if name == "mlp" and text is not None and text.strip().isdigit():
+        widths = "x".join(map(str, info.default_size[1:]))
+        return parse_size(f"{text.strip()}x{widths}", info.default_size, name)
+    return parse_size(text, info.default_size, name)
+
+
+def run_example(
+    name: str,
+    device: Device,
+    size: str | tuple[int, ...] | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+) -> ExampleResult:
+    """Run example ``name`` on ``device`` with ``size`` (a tuple, text as on the command
+    line, or None for the default) and return its result.
+
+    Raises InvalidArgumentError for an unknown name or a malformed size, and whatever the
+    example raises (e.g. DeadlineExceededError on a GPU hang)."""
+    dims = size if isinstance(size, tuple) else example_size(name, size)
+    module = importlib.import_module(EXAMPLES[name].module)
     result: ExampleResult = module.run(device, dims, repeats=repeats, seed=seed)
     return result
-
-
-def _parse(name: str, info: ExampleInfo, size: str | None) -> tuple[int, ...]:
-    if name == "mlp" and size is not None and "x" not in size.lower() and "," not in size:
-        # A single number is the batch size; the layer widths keep their defaults.
-        return parse_size(
-            f"{size}x" + "x".join(map(str, info.default_size[1:])), info.default_size, name
-        )
-    return parse_size(size, info.default_size, name)

@@ -161,6 +161,7 @@ def _run_one(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # lines arrive as they are printed
     )
     stop = threading.Event()
 

@@ -82,7 +82,7 @@ def parse_dtype(text: str, what: str) -> np.dtype[Any]:
     return dtype
 
 
-def parse_shape(text: str, what: str) -> tuple[int, ...]:
+def parse_shape(text: str, what: str = "shape") -> tuple[int, ...]:
     """A shape from ``64x64``, ``64,64`` or ``4096``; ``()``, ``scalar`` or an empty text
     mean a 0-d array. Raises UsageError for anything else."""
     t = text.strip().lower()

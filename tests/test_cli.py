@@ -91,7 +91,7 @@ def test_devices_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == (0 if native else 1) and out == ""
 
 
-# -- run: parsing (no GPU) ------------------------------------------------------------------------
+# -- run: parsing (no GPU) ---------------------------------------------------------------------
 
 
 def test_parse_helpers(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_pack_constants_uses_field_types() -> None:
             pack_constants(values, kernel)
 
 
-# -- run: on the GPU --------------------------------------------------------------------------------
+# -- run: on the GPU ---------------------------------------------------------------------------
 
 
 def test_run_scale(capsys: pytest.CaptureFixture[str], tmp_path: Path, x_npy: Path) -> None:

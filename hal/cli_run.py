@@ -466,7 +466,7 @@ def _execute(
         if not quiet:
             print(f"  -> {spec.path} {array.dtype} {array.shape}: {_preview(array)}")
     rest = samples[1:]
-    line = f"timing: first run {_format_ms(samples[0])} (includes lowering)"
+    line = f"timing: first run {_format_ms(samples[0])} (with one-time costs: lowering, first use)"
     if rest:
         line += (
             f"; then median {_format_ms(statistics.median(rest))}, min {_format_ms(min(rest))} "

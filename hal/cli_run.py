@@ -170,7 +170,7 @@ def load_input(text: str) -> tuple[str, np.ndarray]:
         raise UsageError(f"--input {text!r}: dtype {array.dtype} is not numeric")
     if dtype is not None:
         array = array.astype(dtype)
-    return str(path), np.ascontiguousarray(array)
+    return str(path), np.asarray(array, order="C")  # keeps 0-d arrays 0-d
 
 
 # -- the kernel's interface -------------------------------------------------------------------

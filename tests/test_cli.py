@@ -18,6 +18,7 @@ from hal.cli import main
 from hal.cli_run import (
     KernelInterface,
     UsageError,
+    load_input,
     pack_constants,
     parse_dtype,
     parse_output,
@@ -116,6 +117,18 @@ def test_parse_helpers(tmp_path: Path) -> None:
         parse_output("o.npy:f32")
     with pytest.raises(UsageError, match="does not exist"):
         parse_output(f"{tmp_path}/missing/o.npy:f32:4")
+
+
+def test_load_input(tmp_path: Path) -> None:
+    np.save(tmp_path / "s.npy", np.float64(3.5))
+    np.save(tmp_path / "m.npy", np.arange(6, dtype=np.int64).reshape(2, 3).T)
+    _, scalar = load_input(str(tmp_path / "s.npy"))
+    assert scalar.shape == () and scalar.dtype == np.float64
+    _, converted = load_input(f"{tmp_path / 'm.npy'}:i32")
+    assert converted.dtype == np.int32 and converted.shape == (3, 2)
+    assert converted.flags.c_contiguous
+    with pytest.raises(UsageError, match="unknown dtype"):
+        load_input(f"{tmp_path / 'm.npy'}:q7")
 
 
 def test_pack_constants_uses_field_types() -> None:
@@ -331,6 +344,17 @@ def test_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "matmul: [40x30] @ [30x20]" in out and "ms median of 2" in out and out.endswith("OK\n")
     code, out, _ = run_cli(capsys, "example", "--list")
     assert code == 0 and all(name in out for name in ("matmul", "prefix_sum", "softmax", "mlp"))
+
+
+def test_example_mismatch_is_a_runtime_failure(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hal.examples import matmul
+
+    monkeypatch.setattr(matmul, "RTOL", 0.0)
+    monkeypatch.setattr(matmul, "ATOL_PER_K", 0.0)
+    code, out, _ = run_cli(capsys, "example", "matmul", "--size", "8x300x8", "--repeat", "1")
+    assert code == 1 and out.endswith("MISMATCH\n")
 
 
 def test_example_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -422,7 +422,8 @@ def test_bench_finds_the_checkout(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _python_m_hal(*argv: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "hal", *map(str, argv)],
         cwd=cwd,

@@ -1,6 +1,8 @@
 """Queue latency: submit → GPU done → host wake, through hal and through raw wgpu-py.
 
-(a) round trip of one tiny dispatch: hal ``queue_execute`` + ``Semaphore.wait`` against raw
+(a) round trip of one tiny dispatch: hal ``queue_execute`` + ``Semaphore.wait`` (unbounded, so
+    the waiting thread blocks in the device poll itself; and with a timeout, so the completion
+    thread wakes it) against raw
     wgpu-py submit of the same commands + ``device._poll(True)``; and of an empty
     submission: hal ``queue_execute`` of an empty command buffer (nothing reaches the GPU: it
     completes like a barrier) and of no command buffer (a pure queue barrier), each followed
@@ -57,6 +59,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
     value = 1
     samples: dict[str, list[float]] = {
         "hal_execute_1_dispatch": [],
+        "hal_execute_1_dispatch_timeout": [],
         "raw_1_dispatch_poll_wait": [],
         "hal_execute_empty_cb": [],
         "hal_barrier": [],
@@ -68,10 +71,18 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
         value += 1
         start = time.perf_counter()
         device.queue_execute(tiny, signal=[(semaphore, value)])
-        semaphore.wait(value, timeout=TIMEOUT)
+        semaphore.wait(value)  # unbounded: this thread blocks in the device poll itself
         elapsed = time.perf_counter() - start
         if record:
             samples["hal_execute_1_dispatch"].append(elapsed)
+
+        value += 1
+        start = time.perf_counter()
+        device.queue_execute(tiny, signal=[(semaphore, value)])
+        semaphore.wait(value, timeout=TIMEOUT)  # bounded: woken by the completion thread
+        elapsed = time.perf_counter() - start
+        if record:
+            samples["hal_execute_1_dispatch_timeout"].append(elapsed)
 
         start = time.perf_counter()
         wgpu_device.queue.submit([tiny_program.encode(wgpu_device)])
@@ -83,7 +94,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
         value += 1
         start = time.perf_counter()
         device.queue_execute(empty, signal=[(semaphore, value)])
-        semaphore.wait(value, timeout=TIMEOUT)
+        semaphore.wait(value)
         elapsed = time.perf_counter() - start
         if record:
             samples["hal_execute_empty_cb"].append(elapsed)
@@ -91,7 +102,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
         value += 1
         start = time.perf_counter()
         device.queue_barrier(signal=[(semaphore, value)])
-        semaphore.wait(value, timeout=TIMEOUT)
+        semaphore.wait(value)
         elapsed = time.perf_counter() - start
         if record:
             samples["hal_barrier"].append(elapsed)

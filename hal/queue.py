@@ -347,8 +347,17 @@ class Queue:
                 submission.index = self._last_index
                 self._in_flight.append(submission)
                 self._cond.notify_all()
+        if submission.index:
+            for semaphore, value in submission.signals:
+                semaphore._expect(value, self, submission.index)
         for allocation in cleared:
             allocation.retire()
+
+    def wait_for_index(self, index: int) -> None:
+        """Block in the device poll until wgpu submission ``index`` finished and complete it
+        on this thread: an unbounded host wait saves the tracker's thread wake-up."""
+        native.poll(self._wgpu, True, index)
+        self._complete_through(index)
 
     # -- completion -----------------------------------------------------------------------------
 

@@ -37,12 +37,14 @@ class Semaphore:
     ``query`` and ``wait`` raise AbortedError (with the failure as ``__cause__``) once failed.
     """
 
-    __slots__ = ("__weakref__", "_failure", "_value", "_watchers", "device")
+    __slots__ = ("__weakref__", "_expected", "_failure", "_value", "_watchers", "device")
 
     def __init__(self, initial_value: int = 0, device: Device | None = None) -> None:
         self._value = _check_value("create_semaphore", initial_value)
         self._failure: BaseException | None = None
         self._watchers: list[Callable[[], None]] = []
+        # (value, queue, wgpu submission index) of submitted work that will signal us.
+        self._expected: list[tuple[int, Any, int]] = []
         self.device = device
 
     def __repr__(self) -> str:
@@ -100,6 +102,21 @@ class Semaphore:
         """Block until the value reaches ``value``. Raises DeadlineExceededError after
         ``timeout`` seconds (0 polls) and AbortedError if the semaphore fails."""
         wait_points([(self, value)], "all", timeout)
+
+    def _expect(self, value: int, queue: Any, index: int) -> None:
+        """Note that wgpu submission ``index`` on ``queue`` signals ``value`` when done."""
+        with _changed:
+            self._expected = [e for e in self._expected if e[0] > self._value]
+            self._expected.append((value, queue, index))
+
+    def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
+        """The earliest submitted work that brings the value to ``value``, if any."""
+        with _changed:
+            found = [(index, queue) for v, queue, index in self._expected if v >= value]
+        if not found:
+            return None
+        index, queue = min(found, key=lambda f: f[0])
+        return queue, index
 
     def _watch(self, callback: Callable[[], None]) -> None:
         with _changed:
@@ -224,6 +241,16 @@ def wait_points(points: WaitList, mode: str = "all", timeout: float | None = Non
                     return True
         return reached == len(pairs)
 
+    # A wait without a timeout on a value that submitted GPU work will signal blocks in the
+    # device poll itself: the tracker thread's wake-up and hand-off (~33 µs each on the H100
+    # host) are skipped. A bounded wait can't do this: the poll cannot be interrupted.
+    if timeout is None and len(pairs) == 1:
+        semaphore, value = pairs[0]
+        while not check():
+            pending = semaphore._signalling_submission(value)
+            if pending is None or pending[0]._closing:
+                break
+            pending[0].wait_for_index(pending[1])
     with _changed:
         while not check():
             remaining = None if deadline is None else deadline - time.monotonic()

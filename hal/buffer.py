@@ -277,8 +277,11 @@ class Buffer:
             shape = (count,)
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        data = self.device.transfer_d2h(self, offset, nbytes)
-        return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+        # Validated before allocating; read straight into the array (one copy, not two).
+        root, absolute, _ = self.device._d2h_range("to_numpy", self, offset, nbytes)
+        out = np.empty(shape, dtype)
+        self.device._queue.host_read_into(root, absolute, out.reshape(-1).view(np.uint8))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,17 +296,25 @@ class Device:
     ) -> bytes:
         """Read ``length`` bytes (default: to the end) of ``source`` after all previously
         submitted work finished. Raises OutOfRangeError / PermissionDeniedError."""
+        buffer, offset, length = self._d2h_range("transfer_d2h", source, source_offset, length)
+        return self._queue.host_read(buffer, offset, length)
+
+    def _d2h_range(
+        self, what: str, source: BufferLike, source_offset: int, length: int | None
+    ) -> tuple[Buffer, int, int]:
+        """Validate a device-to-host read: (buffer, absolute offset, length). Raises
+        UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         from hal.buffer import resolve_direct
         from hal.validation import check_buffer_usage, check_range
 
-        self._check_open("transfer_d2h")
-        buffer, base, size = resolve_direct(source, "transfer_d2h", "source")
-        check_buffer_usage("transfer_d2h", "source", buffer, BufferUsage.TRANSFER_SOURCE)
+        self._check_open(what)
+        buffer, base, size = resolve_direct(source, what, "source")
+        check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE)
         if length is None:
-            check_range("transfer_d2h", "source", source_offset, 0, size)
+            check_range(what, "source", source_offset, 0, size)
             length = size - source_offset
-        check_range("transfer_d2h", "source", source_offset, length, size)
-        return self._queue.host_read(buffer, base + source_offset, length)
+        check_range(what, "source", source_offset, length, size)
+        return buffer, base + source_offset, length
 
     # -- executables, events, semaphores ------------------------------------------------------
 

@@ -23,11 +23,17 @@ __all__ = [
     "dispatch",
     "dispatch_indirect",
     "handle",
+    "is_dispatch",
+    "map_async",
+    "map_callback",
+    "map_callback_info",
+    "mapped_range",
     "poll",
     "set_bind_group",
     "set_immediates",
     "set_pipeline",
     "submit",
+    "unmap",
 ]
 
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -51,8 +57,20 @@ try:
             "wgpuCommandEncoderClearBuffer",
         )
     )
+    MAP_RAW = all(
+        hasattr(_lib, name)
+        for name in (
+            "wgpuBufferMapAsync",
+            "wgpuBufferGetMappedRange",
+            "wgpuBufferGetConstMappedRange",
+            "wgpuBufferUnmap",
+            "wgpuDevicePoll",
+        )
+    )
+    MAP_SUCCESS = int(_lib.WGPUMapAsyncStatus_Success) if MAP_RAW else 1
 except ImportError:  # pragma: no cover - other wgpu backends
-    RAW = False
+    RAW = MAP_RAW = False
+    MAP_SUCCESS = 1
 
 
 def handle(obj: Any) -> Any:
@@ -87,18 +105,37 @@ def set_immediates(data: bytes) -> Call:
     return (lambda p, d: p.set_immediates(0, d, 0, len(d))), (data,)
 
 
+def _dispatch(p: Any, x: int, y: int, z: int) -> None:
+    p.dispatch_workgroups(x, y, z)
+
+
+def _dispatch_indirect(p: Any, buffer: Any, offset: int) -> None:
+    p.dispatch_workgroups_indirect(buffer, offset)
+
+
 def dispatch(x: int, y: int, z: int) -> Call:
     """Dispatch a grid of workgroups."""
     if RAW:
         return _lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
-    return (lambda p, a, b, c: p.dispatch_workgroups(a, b, c)), (x, y, z)
+    return _dispatch, (x, y, z)
 
 
 def dispatch_indirect(buffer: Any, offset: int) -> Call:
     """Dispatch with counts read from ``buffer`` at ``offset``."""
     if RAW:
         return _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (buffer._internal, offset)
-    return (lambda p, b, o: p.dispatch_workgroups_indirect(b, o)), (buffer, offset)
+    return _dispatch_indirect, (buffer, offset)
+
+
+def is_dispatch(call: Call) -> bool:
+    """True if ``call`` is a (direct or indirect) dispatch — what the profiler times."""
+    function = call[0]
+    if RAW:
+        return function in (
+            _lib.wgpuComputePassEncoderDispatchWorkgroups,
+            _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect,
+        )
+    return function in (_dispatch, _dispatch_indirect)
 
 
 def copy_buffer(
@@ -148,3 +185,47 @@ def poll(device: Any, wait: bool, index: int = 0) -> bool:
         return wait
     target = _ffi.new("WGPUSubmissionIndex*", index) if wait and index else _ffi.NULL
     return bool(_lib.wgpuDevicePoll(device._internal, wait, target))
+
+
+# -- buffer mapping (staging buffers only; see hal/staging.py) --------------------------------
+
+
+def map_callback(on_done: Callable[[int], None]) -> Any:
+    """A native map callback that calls ``on_done(status)``; keep it alive while in use."""
+
+    @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+    def callback(status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+        on_done(int(status))
+
+    return callback
+
+
+def map_callback_info(callback: Any) -> Any:
+    """The callback-info struct for :func:`map_async` (fires in any thread's device poll)."""
+    info = _ffi.new("WGPUBufferMapCallbackInfo *")
+    info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
+    info.callback = callback
+    return info
+
+
+def map_async(buffer: Any, mode: int, size: int, info: Any) -> None:
+    """Request ``[0, size)`` of ``buffer`` mapped with ``mode`` (1 read, 2 write); the
+    callback in ``info`` fires from a later device poll once the GPU is done with it."""
+    _lib.wgpuBufferMapAsync(buffer._internal, mode, 0, size, info[0])
+
+
+def mapped_range(buffer: Any, size: int, writable: bool) -> memoryview:
+    """The mapped bytes ``[0, size)`` of ``buffer``; invalid once it is unmapped."""
+    if writable:
+        pointer = _lib.wgpuBufferGetMappedRange(buffer._internal, 0, size)
+    else:
+        pointer = _lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, size)
+    if pointer == _ffi.NULL:
+        raise RuntimeError("wgpuBufferGetMappedRange returned NULL")
+    view = memoryview(_ffi.buffer(_ffi.cast("uint8_t *", pointer), size))
+    return view if writable else view.toreadonly()
+
+
+def unmap(buffer: Any) -> None:
+    """Unmap ``buffer`` (cancels a map still pending)."""
+    _lib.wgpuBufferUnmap(buffer._internal)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hal.buffer import Buffer, _Allocation
     from hal.command_buffer import CommandBuffer
     from hal.device import Device
+    from hal.staging import StagingPool
 
 __all__ = ["Queue", "WaitList"]
 
@@ -46,6 +47,7 @@ class _Submission:
         "on_complete",
         "prepare",
         "signals",
+        "token",
         "waits",
     )
 
@@ -67,6 +69,7 @@ class _Submission:
         self.prepare = prepare
         self.on_complete = on_complete
         self.index = 0
+        self.token: object | None = None
 
     def complete(self) -> None:
         if self.on_complete is not None:
@@ -99,12 +102,13 @@ class Queue:
         self._cond = threading.Condition(threading.Lock())
         self._submit_lock = threading.Lock()
         self._in_flight: list[_Submission] = []
-        self._parked: dict[Semaphore, list[tuple[int, int, _Submission]]] = {}
+        self._parked: dict[Semaphore, list[tuple[int, int, object, _Submission]]] = {}
         self._parked_count = 0
         self._watched: set[Semaphore] = set()
         self._last_index = 0
         self._closing = False
         self._pending_clears: list[tuple[Any, _Allocation | None]] = []
+        self._staging: StagingPool | None = None
         self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
         self._tracker.start()
 
@@ -146,40 +150,66 @@ class Queue:
 
     # -- host transfers -----------------------------------------------------------------------
 
+    @property
+    def staging(self) -> StagingPool:
+        """The device's staging buffers (created on first use)."""
+        pool = self._staging
+        if pool is None:
+            from hal.staging import StagingPool
+
+            with self._cond:
+                if self._staging is None:
+                    self._staging = StagingPool(self)
+                pool = self._staging
+        return pool
+
     def host_write(self, buffer: Buffer, offset: int, data: Any) -> None:
         """Write ``data`` at absolute ``offset`` of ``buffer``'s allocation, ordered after all
-        submitted work; edge words are read back so unaligned writes change only ``data``'s
-        bytes."""
+        submitted work, through the staging pool (hal/staging.py); unaligned edges change
+        only ``data``'s bytes. Returns once ``data`` was copied out."""
         view = memoryview(data).cast("B")
-        size = len(view)
-        if size == 0:
+        if len(view) == 0:
             return
-        allocation = buffer._allocation
-        self._check_usable(allocation, "host write")
-        self._flush_clears()
-        start, end = offset & ~3, (offset + size + 3) & ~3
-        wgpu_buffer = allocation.wgpu_buffer
-        if start == offset and end == offset + size:
-            self._wgpu_queue.write_buffer(wgpu_buffer, offset, view)
-            return
-        payload = bytearray(end - start)
-        if offset != start:
-            payload[:4] = self._wgpu_queue.read_buffer(wgpu_buffer, start, 4)
-        if end != offset + size and (end - 4 != start or offset == start):
-            payload[-4:] = self._wgpu_queue.read_buffer(wgpu_buffer, end - 4, 4)
-        payload[offset - start : offset - start + size] = view
-        self._wgpu_queue.write_buffer(wgpu_buffer, start, payload)
+        self._check_usable(buffer._allocation, "host write")
+        self.staging.write(buffer, offset, view)
 
     def host_read(self, buffer: Buffer, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at absolute ``offset`` after all submitted work."""
+        from hal.staging import new_bytes
+
         if length == 0:
             return b""
-        allocation = buffer._allocation
-        self._check_usable(allocation, "host read")
-        self._flush_clears()
-        start, end = offset & ~3, (offset + length + 3) & ~3
-        data = self._wgpu_queue.read_buffer(allocation.wgpu_buffer, start, end - start)
-        return bytes(data[offset - start : offset - start + length])
+        result, view = new_bytes(length)
+        self.host_read_into(buffer, offset, view)
+        view.release()
+        return bytes(result) if not isinstance(result, bytes) else result
+
+    def host_read_into(self, buffer: Buffer, offset: int, out: Any) -> None:
+        """Read ``len(out)`` bytes at absolute ``offset`` into the writable buffer ``out``
+        after all submitted work."""
+        from hal.staging import copy_bytes
+
+        target = memoryview(out).cast("B")
+        if len(target) == 0:
+            return
+        self._check_usable(buffer._allocation, "host read")
+
+        def sink(chunk: memoryview, position: int) -> None:
+            copy_bytes(target[position : position + len(chunk)], chunk)
+
+        self.staging.read(buffer, offset, len(target), sink)
+
+    def submit_transfer(
+        self, command_buffers: list[Any], allocations: Sequence[_Allocation]
+    ) -> int:
+        """Submit ``command_buffers`` now, after all previously submitted work, holding
+        ``allocations`` until they finished; the wgpu submission index (0 where unknown)."""
+        for allocation in allocations:
+            allocation.acquire()
+        submission = _Submission(command_buffers, list(allocations), (), ())
+        # Accepted while closing: a queue_write still reads back from work in flight then.
+        self._submit(submission, closing_ok=True)
+        return submission.index
 
     def _check_usable(self, allocation: _Allocation, what: str) -> None:
         # Not closed-checked: work in flight at close (a queue_write's read-back) still
@@ -279,19 +309,23 @@ class Queue:
         if state:
             self._submit(submission)
             return
-        semaphore, value = next((s, v) for s, v in submission.waits if s._value < v)
+        # Parked on every semaphore it still needs, so that any of them failing drops it at
+        # once; the token makes whichever heap releases it first the only one that counts.
+        unreached = [(s, v) for s, v in submission.waits if s._value < v]
+        token = object()
         with self._cond:
-            if self._closing:
-                closed = True
-            else:
-                closed = False
-                self._parked_count += 1
-                heap = self._parked.setdefault(semaphore, [])
-                heapq.heappush(heap, (value, self._parked_count, submission))
+            closed = self._closing
+            if not closed:
+                submission.token = token
+                for semaphore, value in unreached:
+                    self._parked_count += 1
+                    heap = self._parked.setdefault(semaphore, [])
+                    heapq.heappush(heap, (value, self._parked_count, token, submission))
         if closed:
             submission.abort(UnavailableError("the device was closed before the waits"))
             return
-        self._release_ready(semaphore)
+        for semaphore, _ in unreached:
+            self._release_ready(semaphore)
 
     def _semaphore_changed(self, semaphore: Semaphore) -> None:
         with self._cond:
@@ -307,7 +341,10 @@ class Queue:
                 heap = self._parked.get(semaphore)
                 ready = []
                 while heap and (semaphore._failure is not None or heap[0][0] <= semaphore._value):
-                    ready.append(heapq.heappop(heap)[2])
+                    _, _, token, submission = heapq.heappop(heap)
+                    if submission.token is token:  # else released through another semaphore
+                        submission.token = None
+                        ready.append(submission)
                 if heap is not None and not heap:
                     del self._parked[semaphore]
                 watch = bool(heap) and semaphore not in self._watched
@@ -322,8 +359,8 @@ class Queue:
             # A change that landed before the watcher was registered is caught by one more
             # pass now that it is in place.
 
-    def _submit(self, submission: _Submission) -> None:
-        if self._closing:
+    def _submit(self, submission: _Submission, closing_ok: bool = False) -> None:
+        if self._closing and not closing_ok:
             submission.abort(UnavailableError("queue_execute: the device was closed"))
             return
         if submission.prepare is not None:
@@ -412,7 +449,12 @@ class Queue:
         flight and stop the tracker thread."""
         with self._cond:
             self._closing = True
-            deferred = [entry[2] for heap in self._parked.values() for entry in heap]
+            deferred = []
+            for heap in self._parked.values():
+                for _, _, token, submission in heap:
+                    if submission.token is token:
+                        submission.token = None
+                        deferred.append(submission)
             self._parked.clear()
             self._cond.notify_all()
         for submission in deferred:

@@ -448,9 +448,14 @@ class Device:
     ) -> None:
         """``update_buffer`` as a queue operation; ``source`` is captured now (any size and
         alignment)."""
-        from hal.queue_ops import queue_transfer
+        from hal.queue_ops import queue_transfer, queue_update_staged
 
         self._check_open("queue_update")
+        # Large updates are staged through hal's staging buffers (one copy, no lowering).
+        if queue_update_staged(
+            self, source, source_offset, target, target_offset, length, wait, signal
+        ):
+            return
         queue_transfer(
             self,
             lambda cb: cb.update_buffer(source, source_offset, target, target_offset, length),

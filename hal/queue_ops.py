@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hal.buffer import Buffer, BufferRef, SlotRef
+from hal.buffer import Buffer, BufferRef, SlotRef, host_bytes
 from hal.enums import (
     BufferUsage,
     CommandBufferMode,
@@ -21,22 +22,27 @@ from hal.enums import (
     MemoryType,
 )
 from hal.errors import InvalidArgumentError, OutOfRangeError
+from hal.staging import copy_bytes
 from hal.validation import check_buffer_usage, check_int, make_ref
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from hal.command_buffer import CommandBuffer
     from hal.device import Device
     from hal.semaphore import WaitList
 
 __all__ = [
+    "STAGED_MIN",
     "queue_alloca",
     "queue_dealloca",
     "queue_read",
     "queue_transfer",
+    "queue_update_staged",
     "queue_write",
 ]
+
+STAGED_MIN = 64 * 1024
+"""From this size, ``queue_update``/``queue_read`` stage their bytes in hal's staging buffers
+(hal/staging.py) instead of a plan's STAGING bytes (which costs three more copies)."""
 
 
 def queue_transfer(
@@ -49,6 +55,94 @@ def queue_transfer(
     record(cb)
     cb.end()
     device._queue.execute(cb, wait, signal, None)
+
+
+def queue_update_staged(
+    device: Device,
+    source: Any,
+    source_offset: int,
+    target: Any,
+    target_offset: int,
+    length: Any,
+    wait: WaitList,
+    signal: WaitList,
+) -> bool:
+    """``queue_update`` of a large range through staging buffers: the source is copied into
+    them now, the GPU copies run once ``wait`` is reached. Returns False (doing nothing)
+    where the ordinary path applies: small or invalid arguments, slot targets."""
+    what = "queue_update"
+    if (
+        not isinstance(length, int)
+        or length < STAGED_MIN
+        or not isinstance(target, (Buffer, BufferRef))
+    ):
+        return False
+    view = host_bytes(source, what, "source")
+    source_offset = check_int(what, "source_offset", source_offset)
+    if source_offset + length > len(view):
+        return False  # the ordinary path raises the error
+    ref = make_ref(what, "target", target, target_offset, length, 0)
+    assert ref.buffer is not None
+    check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
+    outer = target.buffer if isinstance(target, BufferRef) else target
+    if outer is not ref.buffer:  # a subspan carries its own permissions
+        check_buffer_usage(what, "target", outer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
+    data = view[source_offset : source_offset + length]
+
+    def fill(chunk: memoryview, position: int) -> None:
+        copy_bytes(chunk, data[position : position + len(chunk)])
+
+    _queue_staged(device, ref.buffer, ref.offset, length, fill, wait, signal)
+    return True
+
+
+def _queue_staged(
+    device: Device,
+    root: Buffer,
+    offset: int,
+    length: int,
+    fill: Callable[[memoryview, int], None],
+    wait: WaitList,
+    signal: WaitList,
+) -> None:
+    """Stage ``length`` bytes from ``fill`` for absolute ``offset`` of ``root`` now and queue
+    their copy (body through staging buffers, edges through an update command buffer)."""
+    upload, head, tail = device._queue.staging.capture(root, offset, length, fill)
+    edges = _edges(device, root, offset, length, head, tail)
+
+    def prepare() -> list[Any]:
+        command_buffers = [] if upload is None else [upload.encode()]
+        if edges is not None:
+            command_buffers.append(edges._prepare_submission(None).encode(device._wgpu))
+        return command_buffers
+
+    device._queue.operation(
+        wait,
+        signal,
+        [root._allocation],
+        prepare=prepare,
+        on_complete=None if upload is None else upload.release,
+    )
+
+
+def _edges(
+    device: Device, root: Buffer, offset: int, length: int, head: bytes, tail: bytes
+) -> CommandBuffer | None:
+    """An ended command buffer writing the unaligned ``head`` (at ``offset``) and ``tail``
+    (ending at ``offset + length``) bytes; builtin kernels touch no other byte. None when
+    there are none. UNVALIDATED: the caller validated usage and range."""
+    if not head and not tail:
+        return None
+    cb = device.create_command_buffer(
+        CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
+    )
+    cb.begin()
+    if head:
+        cb.update_buffer(head, 0, root, offset, len(head))
+    if tail:
+        cb.update_buffer(tail, 0, root, offset + length - len(tail), len(tail))
+    cb.end()
+    return cb
 
 
 def queue_alloca(
@@ -95,20 +189,99 @@ def _read_source(source: Any, offset: int, length: int) -> bytes:
     return bytes(data)
 
 
-def _write_target(target: Any, offset: int, data: bytes) -> None:
-    if isinstance(target, (str, os.PathLike)):
-        mode = "r+b" if os.path.exists(target) else "wb"
-        with open(target, mode) as handle:
-            handle.seek(offset)
-            handle.write(data)
-    elif isinstance(target, io.IOBase) or hasattr(target, "write"):
-        target.seek(offset)
-        target.write(data)
-        if hasattr(target, "flush"):
-            target.flush()
-    else:
-        view = memoryview(target).cast("B")
-        view[offset : offset + len(data)] = data
+class _Source:
+    """Reads ``[offset, offset+length)`` of a path, open binary file or bytes-like object
+    into given memory (``read_into(view, position)``); a context manager that closes a file
+    it opened. A short source raises OutOfRangeError."""
+
+    def __init__(self, source: Any, offset: int, length: int) -> None:
+        self._source = source
+        self._offset = offset
+        self._length = length
+        self._handle: Any = None
+        self._view: memoryview | None = None
+
+    def __enter__(self) -> _Source:
+        source = self._source
+        if isinstance(source, (str, os.PathLike)):
+            self._handle = open(source, "rb")  # closed in __exit__
+        elif isinstance(source, io.IOBase) or hasattr(source, "read"):
+            self._handle = source
+        else:
+            self._view = memoryview(source).cast("B")
+            if self._offset + self._length > len(self._view):
+                raise OutOfRangeError(
+                    f"queue_read: source has {max(0, len(self._view) - self._offset)} bytes at "
+                    f"offset {self._offset}; {self._length} requested"
+                )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None and self._handle is not self._source:
+            self._handle.close()
+
+    def read_into(self, view: memoryview, position: int) -> None:
+        """Fill ``view`` with the source bytes at ``position`` of the range."""
+        start = self._offset + position
+        if self._view is not None:
+            copy_bytes(view, self._view[start : start + len(view)])
+            return
+        handle = self._handle
+        handle.seek(start)
+        done = 0
+        while done < len(view):
+            if hasattr(handle, "readinto"):
+                count = handle.readinto(view[done:])
+            else:
+                data = handle.read(len(view) - done)
+                count = len(data)
+                view[done : done + count] = data
+            if not count:
+                raise OutOfRangeError(
+                    f"queue_read: source has {position + done} bytes at offset "
+                    f"{self._offset}; {self._length} requested"
+                )
+            done += count
+
+
+class _Target:
+    """Writes chunks at ``offset + position`` of a path, open binary file or writable
+    bytes-like object (``write_at(chunk, position)``); closes a file it opened."""
+
+    def __init__(self, target: Any, offset: int) -> None:
+        self._target = target
+        self._offset = offset
+        self._handle: Any = None
+        self._view: memoryview | None = None
+
+    def __enter__(self) -> _Target:
+        target = self._target
+        if isinstance(target, (str, os.PathLike)):
+            mode = "r+b" if os.path.exists(target) else "wb"
+            self._handle = open(target, mode)  # closed in __exit__
+        elif isinstance(target, io.IOBase) or hasattr(target, "write"):
+            self._handle = target
+        else:
+            self._view = memoryview(target).cast("B")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is None:
+            return
+        if self._handle is self._target:
+            if hasattr(self._handle, "flush"):
+                self._handle.flush()
+        else:
+            self._handle.close()
+
+    def write_at(self, chunk: memoryview, position: int) -> None:
+        """Write ``chunk`` at ``position`` of the range."""
+        start = self._offset + position
+        if self._view is not None:
+            copy_bytes(self._view[start : start + len(chunk)], chunk)
+            return
+        self._handle.seek(start)
+        self._handle.write(chunk)
 
 
 def _check_file(what: str, argument: str, file: Any, writable: bool) -> None:
@@ -147,6 +320,33 @@ def queue_read(
     ref = make_ref(what, "target", target, target_offset, length, 0)
     assert ref.buffer is not None
     check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
+
+    if length >= STAGED_MIN:
+        # Read straight from the file into staging buffers once the waits are reached.
+        root = ref.buffer
+        staged: list[Any] = []  # the Upload, once prepared; released when the copy is done
+
+        def prepare_staged() -> list[Any]:
+            with _Source(source_file, source_offset, length) as reader:
+                upload, head, tail = device._queue.staging.capture(
+                    root, ref.offset, length, reader.read_into
+                )
+            edges = _edges(device, root, ref.offset, length, head, tail)
+            command_buffers = [] if upload is None else [upload.encode()]
+            if edges is not None:
+                command_buffers.append(edges._prepare_submission(None).encode(device._wgpu))
+            staged.append(upload)
+            return command_buffers
+
+        def release() -> None:
+            for upload in staged:
+                if upload is not None:
+                    upload.release()
+
+        device._queue.operation(
+            wait, signal, [root._allocation], prepare=prepare_staged, on_complete=release
+        )
+        return
 
     def prepare() -> list[Any]:
         data = _read_source(source_file, source_offset, length)
@@ -192,7 +392,8 @@ def queue_write(
     root = ref.buffer
 
     def write() -> None:
-        data = device._queue.host_read(root, ref.offset, length)
-        _write_target(target_file, target_offset, data)
+        # Straight from the mapped staging buffers into the file, chunk by chunk.
+        with _Target(target_file, target_offset) as sink:
+            device._queue.staging.read(root, ref.offset, length, sink.write_at)
 
     device._queue.operation(wait, signal, [root._allocation], on_complete=write)

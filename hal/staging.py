@@ -69,6 +69,10 @@ DEPTH = _env_int("HAL_STAGING_DEPTH", 3)
 
 # With few cores the GPU (lavapipe: the same CPU) needs them; threads would only contend.
 _cores = os.cpu_count() or 1
+WRITE_BUFFER_MAX = _env_int("HAL_WRITE_BUFFER_MAX", 1 * _MIB)
+"""Uploads up to this size go through ``queue.write_buffer`` (wgpu's own staging: no map
+round trip, the lowest latency); larger ones stream through hal's staging buffers."""
+
 COPY_THREADS = _env_int("HAL_COPY_THREADS", 1 if _cores < 8 else min(8, _cores // 2))
 """Threads one large host memcpy is split over (``HAL_COPY_THREADS`` overrides)."""
 
@@ -397,6 +401,14 @@ class StagingPool:
         """Stream the word-aligned ``body`` to ``start`` in chunks over rotating buffers."""
         allocation = buffer._allocation
         target = allocation.wgpu_buffer
+        if len(body) <= WRITE_BUFFER_MAX:
+            # write_buffer lands before the command buffers of the next submission, so a
+            # pending clear of a new buffer must be submitted first or it would wipe it.
+            self._queue._flush_clears()
+            self._wgpu.queue.write_buffer(target, start, body)
+            empty = self._wgpu.create_command_encoder(label="hal.write").finish()
+            self._submit(empty, allocation)  # flushes the write now and tracks it
+            return
         chunk = self.chunk_size
         total = len(body)
         chunks = -(-total // chunk)

@@ -1,0 +1,266 @@
+"""Host <-> device transfer bandwidth: hal against raw wgpu-py (and torch where it has CUDA).
+
+Rows, per size (4 KiB up to ``--max-size``), in GB/s of payload (median of the repetitions):
+
+upload (host -> device), each timed until the bytes are on the device:
+- ``hal transfer_h2d``: ``device.transfer_h2d(array, buf)`` then ``device.wait_idle()``.
+- ``hal queue_update``: ``device.queue_update(array, 0, buf, 0, n, signal=...)`` + wait.
+- ``hal buffer_from_numpy``: allocation + upload + ``wait_idle`` (the buffer is released).
+- ``wgpu write_buffer``: ``queue.write_buffer(buf, 0, array)``, ``queue.submit([])``,
+  ``device._poll(True)`` on the raw wgpu-py device hal uses.
+- ``torch pinned h2d`` / ``torch pageable h2d``: ``dst.copy_(src, non_blocking=True)`` from
+  a pinned (resp. ordinary) host tensor, then ``torch.cuda.synchronize()``.
+
+download (device -> host), each timed until the host holds the bytes:
+- ``hal transfer_d2h`` (returns new ``bytes``), ``hal to_numpy`` (returns a new array).
+- ``wgpu read_buffer``: ``queue.read_buffer(buf)`` (returns a new memoryview).
+- ``torch pinned d2h``: into a preallocated pinned tensor; ``torch .cpu()``: a new tensor.
+
+Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
+adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
+``HAL_COPY_THREADS``) and the ratios against wgpu and torch.
+
+Usage (repository root)::
+
+    python3 benchmarks/transfer.py [--max-size 256M] [--reps 9] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import wgpu
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hal  # noqa: E402
+from hal import staging  # noqa: E402
+
+TIMEOUT = 120.0
+KIB, MIB = 1 << 10, 1 << 20
+
+
+def parse_size(text: str) -> int:
+    """``"4K"``, ``"16M"``, ``"1G"`` or plain bytes."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": KIB, "M": MIB, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def human(size: int) -> str:
+    """``4 KiB``, ``16 MiB`` ..."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", KIB)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def measure(run: Callable[[], Any], reps: int, budget: float) -> list[float]:
+    """Seconds per call: one warm-up, then ``reps`` calls or as many as ``budget`` s allow
+    (at least 3)."""
+    run()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(samples) < reps and (len(samples) < 3 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def torch_cuda() -> Any:
+    """The torch module when it has a CUDA device, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Callable[[], Any]]]:
+    """Mode name -> (direction, one timed call) for ``size`` bytes; every hal/wgpu mode is
+    checked for exact bytes here, once."""
+    rng = np.random.default_rng(size)
+    host = rng.integers(0, 256, size, dtype=np.uint8)
+    buf = device.allocate_buffer(size)
+    raw = device._wgpu
+    raw_buf = raw.create_buffer(
+        size=size, usage=wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC
+    )
+    semaphore = device.create_semaphore()
+    counter = [0]
+
+    def hal_h2d() -> None:
+        device.transfer_h2d(host, buf)
+        device.wait_idle(TIMEOUT)
+
+    def hal_update() -> None:
+        counter[0] += 1
+        device.queue_update(host, 0, buf, 0, size, signal=[(semaphore, counter[0])])
+        semaphore.wait(counter[0], timeout=TIMEOUT)
+
+    def hal_from_numpy() -> None:
+        device.buffer_from_numpy(host).release()
+        device.wait_idle(TIMEOUT)
+
+    def raw_write() -> None:
+        raw.queue.write_buffer(raw_buf, 0, host)
+        raw.queue.submit([])
+        raw._poll(True)
+
+    result: dict[str, tuple[str, Callable[[], Any]]] = {
+        "hal transfer_h2d": ("upload", hal_h2d),
+        "hal queue_update": ("upload", hal_update),
+        "hal buffer_from_numpy": ("upload", hal_from_numpy),
+        "wgpu write_buffer": ("upload", raw_write),
+        "hal transfer_d2h": ("download", lambda: device.transfer_d2h(buf)),
+        "hal to_numpy": ("download", lambda: buf.to_numpy()),
+        "wgpu read_buffer": ("download", lambda: raw.queue.read_buffer(raw_buf)),
+    }
+    # Exactness, once: every upload path lands the bytes, every download path returns them.
+    for name in ("hal transfer_h2d", "hal queue_update"):
+        device.transfer_h2d(np.zeros(size, np.uint8), buf)
+        result[name][1]()
+        if not np.array_equal(buf.to_numpy(), host):
+            raise AssertionError(f"{name}: wrong bytes at {size}")
+    raw_write()
+    if bytes(raw.queue.read_buffer(raw_buf)) != host.tobytes():
+        raise AssertionError(f"wgpu write_buffer/read_buffer: wrong bytes at {size}")
+    if device.transfer_d2h(buf) != host.tobytes():
+        raise AssertionError(f"hal transfer_d2h: wrong bytes at {size}")
+    if torch is not None:
+        pinned = torch.from_numpy(host).pin_memory()
+        pageable = torch.from_numpy(host.copy())
+        gpu = torch.empty(size, dtype=torch.uint8, device="cuda")
+        pinned_out = torch.empty(size, dtype=torch.uint8).pin_memory()
+
+        def pinned_h2d() -> None:
+            gpu.copy_(pinned, non_blocking=True)
+            torch.cuda.synchronize()
+
+        def pageable_h2d() -> None:
+            gpu.copy_(pageable, non_blocking=True)
+            torch.cuda.synchronize()
+
+        def pinned_d2h() -> None:
+            pinned_out.copy_(gpu, non_blocking=True)
+            torch.cuda.synchronize()
+
+        result["torch pinned h2d"] = ("upload", pinned_h2d)
+        result["torch pageable h2d"] = ("upload", pageable_h2d)
+        result["torch pinned d2h"] = ("download", pinned_d2h)
+        result["torch .cpu()"] = ("download", lambda: gpu.cpu())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON. Returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-size", default="256M", help="largest size (default 256M)")
+    parser.add_argument("--min-size", default="4K")
+    parser.add_argument("--reps", type=int, default=9, help="timed repetitions per cell")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds per cell, soft")
+    parser.add_argument("--adapter", default=None, help="hal adapter index or name substring")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch rows")
+    parser.add_argument("--json", default="benchmarks/results/transfer.json")
+    args = parser.parse_args(argv)
+
+    adapter: int | str | None = args.adapter
+    if isinstance(adapter, str) and adapter.isdigit():
+        adapter = int(adapter)
+    torch = None if args.no_torch else torch_cuda()
+    sizes = []
+    size = parse_size(args.min_size)
+    while size <= parse_size(args.max_size):
+        sizes.append(size)
+        size *= 4
+    samples: dict[str, dict[str, list[float]]] = {}
+    directions: dict[str, str] = {}
+    with hal.create_device(adapter) as device:
+        print(f"adapter: {device.info}; torch: {'yes' if torch is not None else 'no'}")
+        print(
+            f"staging: chunk {human(staging.CHUNK_SIZE)}, depth {staging.DEPTH}, "
+            f"copy threads {staging.COPY_THREADS}",
+            flush=True,
+        )
+        for size in sizes:
+            for name, (direction, run) in modes(device, size, torch).items():
+                directions[name] = direction
+                samples.setdefault(name, {})[str(size)] = measure(run, args.reps, args.budget)
+            print(f"  {human(size)} done", flush=True)
+        info = str(device.info)
+
+    def gbps(name: str, size: int) -> float | None:
+        cell = samples.get(name, {}).get(str(size))
+        return size / statistics.median(cell) / 1e9 if cell else None
+
+    names = list(samples)
+    header = "| mode | " + " | ".join(human(s) for s in sizes) + " |"
+    lines = [header, "|" + " --- |" * (len(sizes) + 1)]
+    for direction in ("upload", "download"):
+        for name in names:
+            if directions[name] != direction:
+                continue
+            cells = [gbps(name, s) for s in sizes]
+            lines.append(
+                f"| {name} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells) + " |"
+            )
+    table = "\n".join(lines)
+    print(f"\nGB/s (median), {info}\n{table}")
+
+    ratios: dict[str, dict[str, float]] = {}
+    pairs = [
+        ("hal transfer_h2d / wgpu write_buffer", "hal transfer_h2d", "wgpu write_buffer"),
+        ("hal transfer_d2h / wgpu read_buffer", "hal transfer_d2h", "wgpu read_buffer"),
+        ("hal to_numpy / wgpu read_buffer", "hal to_numpy", "wgpu read_buffer"),
+        ("hal transfer_h2d / torch pinned h2d", "hal transfer_h2d", "torch pinned h2d"),
+        ("hal to_numpy / torch pinned d2h", "hal to_numpy", "torch pinned d2h"),
+        ("hal transfer_h2d / torch pageable h2d", "hal transfer_h2d", "torch pageable h2d"),
+        ("hal to_numpy / torch .cpu()", "hal to_numpy", "torch .cpu()"),
+    ]
+    for label, a, b in pairs:
+        row = {}
+        for s in sizes:
+            x, y = gbps(a, s), gbps(b, s)
+            if x is not None and y is not None:
+                row[human(s)] = round(x / y, 2)
+        if row:
+            ratios[label] = row
+            print(f"{label}: " + ", ".join(f"{k} {v}x" for k, v in row.items()))
+
+    result = {
+        "adapter": info,
+        "python": platform.python_version(),
+        "wgpu": wgpu.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "cores": os.cpu_count(),
+        "staging": {
+            "chunk": staging.CHUNK_SIZE,
+            "depth": staging.DEPTH,
+            "copy_threads": staging.COPY_THREADS,
+        },
+        "sizes": sizes,
+        "gbps_median": {n: {human(s): gbps(n, s) for s in sizes} for n in names},
+        "ratios": ratios,
+        "samples_s": samples,
+        "table": table,
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1128,14 +1128,14 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     sections = report["sections"]
     env = report["environment"]
-    load = env.get("loadavg") or ["?"]
+    load = env.get("loadavg") or [float("nan")]
     lines = [
         f"# hal benchmark suite: {report['adapter']['name']} ({report['adapter']['backend']})",
         "",
         f"Command: `{' '.join(report['command'])}` ({report['mode']} mode); wgpu "
         f"{env.get('wgpu')}, wgpu-native {env.get('wgpu_native')}, Python {env.get('python')}; "
         f"git {str(env.get('git_commit'))[:7]}; {env.get('cpu_count')} CPUs, load average "
-        f"{load[0]} at the start; {report['elapsed_s']:.0f} s in all.",
+        f"{load[0]:.2f} at the start; {report['elapsed_s']:.0f} s in all.",
         "",
         "## Targets",
         "",

@@ -32,6 +32,7 @@ Nothing here touches wgpu.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,9 +74,6 @@ __all__ = ["LoweringOptions", "lower"]
 _VECTOR_MIN = 4096
 """Transfers at least this large use 16-byte-block kernels for their aligned body."""
 
-_CONFLICT_BUDGET = 4_000_000
-"""Above this many (dispatch, transfer) pairs, skip the byte-range analysis and keep each
-transfer inside its own barrier region."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,22 +441,8 @@ class _PlanBuilder:
             ]
         if not self.options.reorder or not natives or not dispatches:
             return _in_program_order(self.items)
-        exact = len(dispatches) * len(natives) <= _CONFLICT_BUDGET
-        if not exact:
-            self.notes.append(
-                "too many items for byte-range analysis: transfers stay in their barrier region"
-            )
-        # For each item, the last item of the other list that must come before it.
-        for j, native in enumerate(natives):
-            for i, dispatch in enumerate(dispatches):
-                if dispatch.region == native.region:
-                    continue
-                if exact and not _conflict(dispatch, native):
-                    continue
-                if dispatch.region < native.region:
-                    native.after = max(native.after, i)
-                else:
-                    dispatch.after = max(dispatch.after, j)
+        _link(natives, dispatches)
+        _link(dispatches, natives)
         best: list[Step] | None = None
         for natives_first in (True, False):
             steps = _merge(dispatches, natives, natives_first)
@@ -505,6 +489,37 @@ class _PlanBuilder:
             stats,
             tuple([*self.notes, *notes]),
         )
+
+
+def _link(items: list[_Item], others: list[_Item]) -> None:
+    """Set ``item.after`` for each of ``items``: the index of the last of ``others`` in an
+    earlier barrier region that touches overlapping bytes with one side writing.
+
+    Both lists are in program order, so regions ascend along each; and since each list is
+    emitted in order, a running maximum loses nothing. Candidates come from a per-resource
+    index and are scanned from the latest down, stopping at the first conflict or at the
+    running maximum, so the usual cost is far below len(items) * len(others).
+    """
+    by_resource: dict[object, list[int]] = {}
+    for index, other in enumerate(others):
+        for region in (*other.reads, *other.writes):
+            bucket = by_resource.setdefault(id(region.resource), [])
+            if not bucket or bucket[-1] != index:
+                bucket.append(index)
+    regions = [other.region for other in others]
+    running = -1
+    for item in items:
+        limit = bisect.bisect_left(regions, item.region)  # others[:limit] are earlier regions
+        best = running
+        for region in (*item.reads, *item.writes):
+            bucket = by_resource.get(id(region.resource), [])
+            position = bisect.bisect_left(bucket, limit) - 1
+            while position >= 0 and bucket[position] > best:
+                if _conflict(item, others[bucket[position]]):
+                    best = bucket[position]
+                    break
+                position -= 1
+        running = item.after = best
 
 
 def _in_program_order(items: list[_Item]) -> list[Step]:

@@ -43,8 +43,8 @@ import wgpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hal  # noqa: E402
-from hal import staging  # noqa: E402
+import hal
+from hal import staging
 
 TIMEOUT = 120.0
 KIB, MIB = 1 << 10, 1 << 20

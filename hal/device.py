@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hal.command_buffer import CommandBuffer
     from hal.event import Event
     from hal.executable import Executable
+    from hal.profiling import Profile
     from hal.queue import Queue, WaitList
     from hal.semaphore import Semaphore
 
@@ -201,6 +202,7 @@ class Device:
         self._executables = ExecutableCache(self)
         self._bind_groups = BindGroupCache(wgpu_device)
         self._builtins = BuiltinKernels(self)
+        self._profiler: Profile | None = None  # the active device.profile(), if any
         self._queue: Queue = Queue(self)
         self._finalizer = weakref.finalize(self, Queue.shutdown, self._queue)
 
@@ -235,6 +237,18 @@ class Device:
         self._check_open("wait_idle")
         if not self._queue.wait_idle(timeout):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
+
+    def profile(self, clock: str = "auto") -> Profile:
+        """A context manager that times the work submitted while it is active, per dispatch
+        and transfer (``with device.profile() as p: ...``; then ``p.events``,
+        ``p.save_chrome_trace(path)``). ``clock``: ``"auto"`` (GPU timestamps where the
+        adapter has ``timestamp-query``), ``"gpu"`` or ``"host"``. Raises InvalidArgumentError
+        for another ``clock``, UnimplementedError for ``"gpu"`` without timestamps; entering
+        it while another profile is active raises FailedPreconditionError."""
+        from hal.profiling import Profile
+
+        self._check_open("profile")
+        return Profile(self, clock)
 
     # -- memory ----------------------------------------------------------------------------
 

@@ -119,6 +119,38 @@ class Program:
         except wgpu.GPUError as error:
             raise InvalidArgumentError(f"queue_execute: wgpu rejected the plan: {error}") from None
 
+    def encode_profiled(self, wgpu_device: Any, timer: Any, label: str = "hal") -> Any:
+        """``encode`` with ``timer`` (a profiler's ``_CommandTimer``, hal/profiling.py) called
+        around every dispatch and native transfer to write timestamps. A separate path, used
+        only while a profile is active, so ``encode`` itself stays as it is. Raises
+        InvalidArgumentError if wgpu rejects it."""
+        encoder = wgpu_device.create_command_encoder(label=label)
+        target = native.handle(encoder)
+        for (is_pass, calls), step in zip(self._steps, self.plan.steps, strict=True):
+            if is_pass:
+                assert isinstance(step, ComputePass)
+                compute = encoder.begin_compute_pass(timestamp_writes=timer.pass_writes(step))
+                inside = native.handle(compute)
+                dispatches = iter(step.dispatches)  # one dispatch call per plan dispatch
+                for call in calls:
+                    if native.is_dispatch(call):
+                        timer.before(compute, step, next(dispatches))
+                        call[0](inside, *call[1])
+                        timer.after(compute)
+                    else:
+                        call[0](inside, *call[1])
+                compute.end()
+            else:
+                timer.before(encoder, step, None)
+                for function, args in calls:
+                    function(target, *args)
+                timer.after(encoder)
+        timer.close(encoder)
+        try:
+            return encoder.finish()
+        except wgpu.GPUError as error:
+            raise InvalidArgumentError(f"queue_execute: wgpu rejected the plan: {error}") from None
+
 
 def _create_aux(plan: Plan, device: Device) -> dict[AuxBuffer, Any]:
     """Create the plan's own buffers: upload STAGING and CONSTANTS, zero the scratch ones."""

@@ -33,6 +33,7 @@ __all__ = [
     "set_immediates",
     "set_pipeline",
     "submit",
+    "timestamp_period",
     "unmap",
 ]
 
@@ -229,3 +230,12 @@ def mapped_range(buffer: Any, size: int, writable: bool) -> memoryview:
 def unmap(buffer: Any) -> None:
     """Unmap ``buffer`` (cancels a map still pending)."""
     _lib.wgpuBufferUnmap(buffer._internal)
+
+
+def timestamp_period(queue: Any) -> float:
+    """Nanoseconds per timestamp tick of ``queue``'s device (1.0 where unknown)."""
+    try:
+        period = float(_lib.wgpuQueueGetTimestampPeriod(queue._internal))
+    except (AttributeError, NameError, TypeError):  # pragma: no cover - other backends
+        return 1.0
+    return period if period > 0 else 1.0

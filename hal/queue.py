@@ -269,14 +269,21 @@ class Queue:
                             f"{what}: a buffer the command buffer uses was released"
                         )
             # An empty plan has nothing for the GPU: it completes like a queue barrier.
-            encoded = [program.encode(self._wgpu) for program in programs if program.plan.steps]
+            profiler = self._device._profiler
+            if profiler is None:
+                encoded = [program.encode(self._wgpu) for program in programs if program.plan.steps]
+            else:  # a separate path: timestamps around every command (hal/profiling.py)
+                encoded, record = profiler.encode(cbs, programs)
         except BaseException:
             for allocation in allocations:
                 allocation.retire()
             for cb in claimed:
                 cb._unclaim()
             raise
-        self.schedule(_Submission(encoded, allocations, waits, signals, programs))
+        submission = _Submission(encoded, allocations, waits, signals, programs)
+        if profiler is not None:
+            profiler.attach(record, submission)
+        self.schedule(submission)
 
     def operation(
         self,

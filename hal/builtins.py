@@ -72,9 +72,10 @@ def _words(first_byte: int, end_byte: int) -> int:
     return (end_byte + 3) // 4 - first_byte // 4
 
 
-def workgroups_for(word_count: int) -> int:
-    """Workgroups a builtin dispatch over ``word_count`` words uses."""
-    return max(1, min(MAX_WORKGROUPS, -(-word_count // WORKGROUP_SIZE)))
+def workgroups_for(units: int, limit: int = MAX_WORKGROUPS) -> int:
+    """Workgroups a builtin dispatch over ``units`` words (or 16-byte blocks) uses: one
+    invocation per unit up to ``limit`` workgroups, beyond which the kernels loop."""
+    return max(1, min(limit, -(-units // WORKGROUP_SIZE)))
 
 
 def fill_params(begin: int, length: int, pattern_word: int) -> bytes:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import wgpu
+
+from hal import loss
 from hal.buffer import Buffer, BufferRef, SlotRef, host_bytes
 from hal.enums import (
     BufferUsage,
@@ -20,14 +23,17 @@ from hal.enums import (
     CommandCategory,
     ExecutionStage,
     MemoryAccess,
+    MemoryType,
 )
 from hal.errors import (
     FailedPreconditionError,
+    HalError,
     InvalidArgumentError,
     OutOfRangeError,
+    ResourceExhaustedError,
 )
 from hal.event import Event
-from hal.executable import Executable
+from hal.executable import BindingLayout, Executable
 from hal.lowering import LoweringOptions, lower
 from hal.segments import (
     AdviseSegment,
@@ -44,9 +50,12 @@ from hal.segments import (
 )
 from hal.validation import (
     check_buffer_usage,
+    check_device,
     check_int,
     make_ref,
+    min_binding_sizes,
     normalise_pattern,
+    one_line,
     pack_constants,
 )
 
@@ -68,6 +77,9 @@ _BINDING_ACCESS = {
     "uniform": MemoryAccess.READ,
 }
 _PROGRAM_CACHE_SIZE = 8
+# HAL usage bits that change the wgpu buffer's own usage (see allocator.wgpu_usage): without
+# them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
+_WGPU_USAGE = BufferUsage.DISPATCH_UNIFORM_READ
 
 
 class CommandBufferState(enum.Enum):
@@ -118,7 +130,8 @@ class CommandBuffer:
         self._uses_slots = False
         self._slot_count = 0
         self._plan: Plan | None = None
-        self._programs: dict[tuple[Any, ...], Program] = {}
+        self._programs: dict[tuple[Any, ...], _CheckedProgram] = {}
+        self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
         # Subspans the commands name: releasing one must fail later submissions too, and the
@@ -147,16 +160,37 @@ class CommandBuffer:
     def end(self) -> None:
         """Finish recording and lower the segments into a plan.
 
-        Raises FailedPreconditionError unless recording."""
+        Raises FailedPreconditionError unless recording, UnavailableError once the device is
+        closed, ResourceExhaustedError if the plan's own buffers exceed the device limits."""
         if self.state is not CommandBufferState.RECORDING:
             raise FailedPreconditionError(
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
+        self.device._check_open("end")
         if not self._uses_slots:
-            self._plan = lower(self._segments, self.device.caps)
+            plan = lower(self._segments, self.device.caps)
+            self._check_plan_limits("end", plan)
+            self._plan = plan
         self.state = CommandBufferState.EXECUTABLE
 
+    def _check_plan_limits(self, what: str, plan: Plan) -> None:
+        """ResourceExhaustedError where a plan's staging or scratch buffer would exceed
+        max-buffer-size: wgpu would refuse to create it when the plan is compiled."""
+        limit = self.device.caps.max_buffer_size
+        for name, size in (
+            ("staged update bytes", len(plan.staging)),
+            ("staged constants", len(plan.constants)),
+            ("scratch for shadowed bindings", plan.scratch_size),
+            ("read-only scratch for shadowed bindings", plan.read_scratch_size),
+        ):
+            if size > limit:
+                raise ResourceExhaustedError(
+                    f"{what}: the command buffer needs {size} bytes of {name}; the device's "
+                    f"max-buffer-size is {limit}"
+                )
+
     def _begin_command(self, what: str, category: CommandCategory) -> None:
+        self.device._check_open(what)
         if self.state is not CommandBufferState.RECORDING:
             raise FailedPreconditionError(
                 f"{what}: the command buffer is not in a recording state "
@@ -178,14 +212,17 @@ class CommandBuffer:
         usage: BufferUsage,
         access: MemoryAccess,
     ) -> Ref:
-        ref = make_ref(what, argument, target, offset, length, self.binding_capacity)
+        ref = make_ref(what, argument, target, offset, length, self.binding_capacity, self.device)
         if ref.buffer is None:
             return ref
         view = target.buffer if isinstance(target, BufferRef) else target
         if self._validate:
-            check_buffer_usage(what, argument, ref.buffer, usage, access)
-            if view is not ref.buffer:  # a subspan carries its own permissions
-                check_buffer_usage(what, argument, view, usage, access)
+            for holder in (ref.buffer, view) if view is not ref.buffer else (view,):
+                # A subspan carries its own permissions.
+                check_buffer_usage(what, argument, holder, usage, access, MemoryType.DEVICE_VISIBLE)
+        else:
+            # UNVALIDATED still refuses what wgpu itself would reject at submission.
+            check_buffer_usage(what, argument, ref.buffer, usage & _WGPU_USAGE)
         if view is not ref.buffer:
             self._views.add(view)
         return ref
@@ -293,7 +330,7 @@ class CommandBuffer:
             raise InvalidArgumentError(
                 f"{what}: offset {offset} is not a multiple of pattern_length {n}"
             )
-        if ref.length is not None and ref.length % n:
+        if self._validate and ref.length is not None and ref.length % n:
             raise InvalidArgumentError(
                 f"{what}: length {ref.length} is not a multiple of pattern_length {n}"
             )
@@ -333,9 +370,17 @@ class CommandBuffer:
         )
         if length == 0:
             return
+        limit = self.device.caps.max_buffer_size
+        if self._staged_bytes + length > limit:
+            raise ResourceExhaustedError(
+                f"{what}: length {length} would bring the command buffer's staged update "
+                f"bytes to {self._staged_bytes + length}, past the device's max-buffer-size "
+                f"{limit}"
+            )
         self._append(
             UpdateSegment(bytes(view[source_offset : source_offset + length]), ref), (ref,)
         )
+        self._staged_bytes += length
 
     def copy_buffer(
         self,
@@ -371,7 +416,8 @@ class CommandBuffer:
         if src.length is None and dst.length is not None:
             src = replace(src, length=dst.length)
         if (
-            src.buffer is not None
+            self._validate
+            and src.buffer is not None
             and src.buffer is dst.buffer
             and src.length
             and src.offset < dst.offset + (dst.length or 0)
@@ -499,6 +545,7 @@ class CommandBuffer:
                 _BINDING_ACCESS[b.kind],
             )
             self._check_binding_size(what, argument, b.kind, ref.length)
+            self._check_min_size(what, argument, executable, entry_point, b, ref.length)
             refs[b.binding] = ref
         for i, binding in enumerate(bindings):
             if (
@@ -511,6 +558,25 @@ class CommandBuffer:
                 )
         segment = DispatchSegment(executable, entry_point, layout, None, None, data, tuple(refs))
         return segment, tuple(refs)
+
+    def _check_min_size(
+        self,
+        what: str,
+        argument: str,
+        executable: Executable,
+        entry_point: str,
+        binding: BindingLayout,
+        length: int | None,
+    ) -> None:
+        """OutOfRangeError for a binding shorter than the kernel's declared type (wgpu would
+        reject it only when the whole command buffer is encoded). A range that is not a whole
+        number of words counts as rounded up: the lowering shadows it into whole words."""
+        need = min_binding_sizes(executable).get(binding.binding, 0)
+        if length is not None and max(4, -(-length // 4) * 4) < need:
+            raise OutOfRangeError(
+                f"{what}: {argument} is {length} bytes, but {entry_point!r} declares "
+                f"{binding.name!r} as a type of at least {need} bytes"
+            )
 
     def _check_binding_size(self, what: str, argument: str, kind: str, length: int | None) -> None:
         caps = self.device.caps
@@ -588,19 +654,21 @@ class CommandBuffer:
             if self.mode & CommandBufferMode.ONE_SHOT:
                 self.state = CommandBufferState.EXECUTABLE
 
-    def _prepare_submission(self, table: Sequence[Any] | None) -> Program:
+    def _prepare_submission(self, table: Sequence[Any] | None) -> _CheckedProgram:
         """The program to encode for a submission with ``table`` (lowered and compiled on
         first use). Raises FailedPreconditionError (released buffer), OutOfRangeError and
-        PermissionDeniedError (binding table)."""
-        from hal.encoder import compile_plan
-
+        PermissionDeniedError (binding table), ResourceExhaustedError (plan buffers beyond the
+        device limits), InvalidArgumentError (wgpu rejected a command, named in the message)
+        and UnavailableError (the device was lost)."""
         what = "queue_execute"
         if self._uses_slots:
             segments, key = self._resolve_slots(table)
             program = self._programs.get(key)
             if program is None:
                 plan = lower(segments, self.device.caps)
-                program = compile_plan(plan, self.device)
+                self._check_plan_limits(what, plan)
+                self._check_alive(plan)
+                program = self._compile(plan, segments)
                 if len(self._programs) >= _PROGRAM_CACHE_SIZE:
                     self._programs.pop(next(iter(self._programs)))
                 self._programs[key] = program
@@ -609,10 +677,45 @@ class CommandBuffer:
             assert self._plan is not None
             program = self._programs.get(())
             if program is None:
-                program = self._programs[()] = compile_plan(self._plan, self.device)
-        for buffer in (*program.plan.resources, *self._views):
-            buffer.check_alive(what, "a buffer the command buffer uses")
+                # Released buffers first: wgpu refuses to bind a destroyed buffer.
+                self._check_alive(self._plan)
+                program = self._programs[()] = self._compile(self._plan, self._segments)
+        self._check_alive(program.plan)
         return program
+
+    def _check_alive(self, plan: Plan) -> None:
+        for buffer in (*plan.resources, *self._views):
+            buffer.check_alive("queue_execute", "a buffer the command buffer uses")
+
+    def _compile(self, plan: Plan, segments: Sequence[Segment]) -> _CheckedProgram:
+        from hal.encoder import compile_plan
+
+        try:
+            program = compile_plan(plan, self.device)
+        except wgpu.GPUError as error:
+            raise self._wgpu_failure(segments, error) from None
+        return _CheckedProgram(self, program, tuple(segments))
+
+    def _wgpu_failure(self, segments: Sequence[Segment], error: BaseException) -> HalError:
+        """The HalError for a wgpu error that escaped validation: UnavailableError if the
+        device is lost (which is then failed), else InvalidArgumentError naming the first
+        command that wgpu rejects on its own. Only the error path pays for the search."""
+        from hal.encoder import compile_plan
+
+        what = "queue_execute"
+        if loss.is_lost_error(error):
+            return loss.mark_lost(self.device, f"{what}: {one_line(error)}")
+        for index, segment in enumerate(segments):
+            try:
+                compile_plan(lower([segment], self.device.caps), self.device).encode(
+                    self.device._wgpu
+                )
+            except (wgpu.GPUError, HalError) as single:
+                return InvalidArgumentError(
+                    f"{what}: wgpu rejected command {index} "
+                    f"({_describe_segment(segment)}): {one_line(single)}"
+                )
+        return InvalidArgumentError(f"{what}: wgpu rejected the command buffer: {one_line(error)}")
 
     def _resolve_slots(self, table: Sequence[Any] | None) -> tuple[list[Segment], tuple[Any, ...]]:
         what = "queue_execute"
@@ -627,11 +730,12 @@ class CommandBuffer:
             argument = f"binding_table[{i}]"
             if isinstance(entry, Buffer):
                 entry.check_alive(what, argument)
+                check_device(what, argument, entry, self.device)
                 resolved.append(
                     (entry, entry.allocated_buffer, entry.byte_offset, entry.byte_length)
                 )
             elif isinstance(entry, BufferRef):
-                ref = make_ref(what, argument, entry, 0, None, 0)
+                ref = make_ref(what, argument, entry, 0, None, 0, self.device)
                 assert ref.buffer is not None and ref.length is not None
                 resolved.append((entry.buffer, ref.buffer, ref.offset, ref.length))
             else:
@@ -651,9 +755,20 @@ class CommandBuffer:
                     f"{what}: {argument} range [{ref.offset}, {ref.offset + length}) of slot "
                     f"{ref.slot} is past the end of its {size}-byte table entry"
                 )
-            if self._validate:
-                for holder in {buffer, root}:
-                    check_buffer_usage(what, f"{argument} (slot {ref.slot})", holder, usage, access)
+            for holder in {buffer, root}:
+                if self._validate:
+                    check_buffer_usage(
+                        what,
+                        f"{argument} (slot {ref.slot})",
+                        holder,
+                        usage,
+                        access,
+                        MemoryType.DEVICE_VISIBLE,
+                    )
+                else:
+                    check_buffer_usage(
+                        what, f"{argument} (slot {ref.slot})", holder, usage & _WGPU_USAGE
+                    )
             return ref.at(root, base + ref.offset, length)
 
         out: list[Segment] = []
@@ -737,6 +852,14 @@ class CommandBuffer:
                         self._check_binding_size(
                             what, f"bindings[{b_index}]", b.kind, resolved_ref.length
                         )
+                        self._check_min_size(
+                            what,
+                            f"dispatch bindings[{b_index}]",
+                            segment.executable,
+                            segment.entry_point,
+                            b,
+                            resolved_ref.length,
+                        )
                     bindings.append(resolved_ref)
                 indirect = resolve(
                     segment.indirect,
@@ -758,7 +881,34 @@ class CommandBuffer:
         return out, key
 
 
+class _CheckedProgram:
+    """A compiled program (:class:`hal.encoder.Program`) whose wgpu errors at encoding
+    become HalErrors naming the command that caused them. Everything else is delegated."""
+
+    __slots__ = ("_command_buffer", "_program", "_segments", "plan")
+
+    def __init__(
+        self, command_buffer: CommandBuffer, program: Program, segments: tuple[Segment, ...]
+    ) -> None:
+        self._command_buffer = command_buffer
+        self._program = program
+        self._segments = segments
+        self.plan = program.plan
+
+    def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
+        """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
+        the rejected command, or UnavailableError if the device was lost."""
+        try:
+            return self._program.encode(wgpu_device, label)
+        except (wgpu.GPUError, HalError) as error:
+            raise self._command_buffer._wgpu_failure(self._segments, error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._program, name)
+
+
 def _describe_segment(segment: Segment) -> str:
+
     if isinstance(segment, FillSegment):
         return f"fill {segment.target.describe()} pattern={segment.pattern.hex()}"
     if isinstance(segment, UpdateSegment):

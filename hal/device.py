@@ -211,6 +211,9 @@ class Device:
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise UnavailableError(f"{what}: the device is closed")
+        lost = self._queue._lost
+        if lost is not None:
+            raise UnavailableError(f"{what}: {lost}") from lost
 
     def close(self) -> None:
         """Wait (bounded) for submitted work, stop the completion thread and close the device.

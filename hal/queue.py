@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hal import native
+from hal import loss, native
 from hal.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -107,6 +107,7 @@ class Queue:
         self._watched: set[Semaphore] = set()
         self._last_index = 0
         self._closing = False
+        self._lost: UnavailableError | None = None  # set once by mark_lost (hal/loss.py)
         self._pending_clears: list[tuple[Any, _Allocation | None]] = []
         self._staging: StagingPool | None = None
         self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
@@ -359,6 +360,12 @@ class Queue:
                     self._watched.add(semaphore)
             if watch:
                 semaphore._watch(lambda: self._semaphore_changed(semaphore))
+            if ready and self._lost is None:
+                # Held-back work was encoded before it waited; submitting it to a device lost
+                # since then would abort the process, so look first.
+                lost = loss.probe(self._wgpu)
+                if lost is not None:
+                    loss.mark_lost(self._device, f"found before submitting held-back work: {lost}")
             for submission in ready:
                 self.schedule(submission)
             if not watch:
@@ -369,6 +376,9 @@ class Queue:
     def _submit(self, submission: _Submission, closing_ok: bool = False) -> None:
         if self._closing and not closing_ok:
             submission.abort(UnavailableError("queue_execute: the device was closed"))
+            return
+        if self._lost is not None:
+            submission.abort(self._lost)
             return
         if submission.prepare is not None:
             try:
@@ -467,6 +477,26 @@ class Queue:
         for submission in deferred:
             submission.abort(UnavailableError("the device was closed before the waits"))
         self._tracker.join(_CLOSE_TIMEOUT)
+
+    def mark_lost(self, error: UnavailableError) -> None:
+        """The device is lost: fail held-back and in-flight work with ``error`` (their
+        semaphores fail; nothing more is submitted). Later calls are no-ops."""
+        with self._cond:
+            if self._lost is not None:
+                return
+            self._lost = error
+            stranded = []
+            for heap in self._parked.values():
+                for _, _, token, submission in heap:
+                    if submission.token is token:
+                        submission.token = None
+                        stranded.append(submission)
+            self._parked.clear()
+            stranded += self._in_flight
+            self._in_flight = []
+            self._cond.notify_all()
+        for submission in stranded:
+            submission.abort(error)
 
     @staticmethod
     def shutdown(queue: Queue) -> None:

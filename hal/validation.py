@@ -6,14 +6,16 @@ command, the argument, the value and the rule.
 
 from __future__ import annotations
 
+import re
 import struct
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hal.buffer import Buffer, BufferRef, SlotRef
-from hal.enums import BufferUsage, MemoryAccess
+from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import (
     InvalidArgumentError,
     OutOfRangeError,
@@ -21,12 +23,18 @@ from hal.errors import (
 )
 from hal.segments import Ref
 
+if TYPE_CHECKING:
+    from hal.executable import Executable
+
 __all__ = [
     "check_buffer_usage",
+    "check_device",
     "check_int",
     "check_range",
     "make_ref",
+    "min_binding_sizes",
     "normalise_pattern",
+    "one_line",
     "pack_constants",
 ]
 
@@ -49,14 +57,23 @@ def check_range(what: str, argument: str, offset: int, length: int, size: int) -
         )
 
 
+def check_device(what: str, argument: str, buffer: Buffer, device: Any) -> None:
+    """InvalidArgumentError unless ``buffer`` was allocated on ``device``: wgpu rejects (at
+    submission, fatally) any command that mixes objects of two devices."""
+    if buffer.device is not device:
+        raise InvalidArgumentError(f"{what}: {argument} {buffer!r} belongs to another device")
+
+
 def check_buffer_usage(
     what: str,
     argument: str,
     buffer: Buffer,
     usage: BufferUsage,
     access: MemoryAccess = MemoryAccess.NONE,
+    memory_type: MemoryType = MemoryType.NONE,
 ) -> None:
-    """PermissionDeniedError unless ``buffer`` allows every bit of ``usage`` and ``access``."""
+    """PermissionDeniedError unless ``buffer`` allows every bit of ``usage`` and ``access``
+    and has every bit of ``memory_type``."""
     missing = usage & ~buffer.allowed_usage
     if missing:
         raise PermissionDeniedError(
@@ -68,6 +85,12 @@ def check_buffer_usage(
         raise PermissionDeniedError(
             f"{what}: {argument} lacks access {MemoryAccess(missing_access)!r} "
             f"(allowed: {buffer.allowed_access!r})"
+        )
+    missing_type = memory_type & ~buffer.memory_type
+    if missing_type:
+        raise PermissionDeniedError(
+            f"{what}: {argument} lacks memory type {MemoryType(missing_type)!r} "
+            f"(has: {buffer.memory_type!r})"
         )
 
 
@@ -145,23 +168,30 @@ def make_ref(
     offset: int,
     length: int | None,
     binding_capacity: int,
+    device: Any = None,
 ) -> Ref:
     """Resolve ``target`` (Buffer, BufferRef or SlotRef) plus a command's ``offset`` and
     ``length`` (None: to the end) into a :class:`Ref`.
 
     Direct references are range-checked now (OutOfRangeError); slot references are checked
-    against ``binding_capacity`` now and against the binding table at submission."""
+    against ``binding_capacity`` now and against the binding table at submission. With
+    ``device``, a buffer of another device raises InvalidArgumentError; a released buffer
+    raises FailedPreconditionError."""
     offset = check_int(what, f"{argument} offset", offset)
     if length is not None:
         length = check_int(what, f"{argument} length", length)
     if isinstance(target, Buffer):
         target.check_alive(what, argument)
+        if device is not None:
+            check_device(what, argument, target, device)
         base, size, root = target.byte_offset, target.byte_length, target.allocated_buffer
     elif isinstance(target, BufferRef):
         buffer = target.buffer
         if not isinstance(buffer, Buffer):
             raise InvalidArgumentError(f"{what}: {argument}.buffer is not a hal.Buffer")
         buffer.check_alive(what, argument)
+        if device is not None:
+            check_device(what, argument, buffer, device)
         ref_offset = check_int(what, f"{argument}.offset", target.offset)
         ref_length = (
             buffer.byte_length - ref_offset
@@ -214,3 +244,78 @@ def make_ref(
             f"{size}-byte range"
         )
     return Ref(root, None, base + offset, length)
+
+
+# -- minimum binding sizes ------------------------------------------------------------------
+
+_VAR = re.compile(
+    r"(?P<attrs>(?:@\w+\s*(?:\([^)]*\))?\s*)*)var\s*<(?P<space>[^>]*)>\s*(?P<name>\w+)\s*:"
+    r"\s*(?P<type>[^;=]+?)\s*;"
+)
+_STRUCT = re.compile(r"\bstruct\s+(?P<name>\w+)\s*\{(?P<body>[^}]*)\}")
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_SCALAR_SIZES = {"u32": 4, "i32": 4, "f32": 4, "f16": 2, "bool": 4}
+_min_sizes: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
+def _layout(text: str, structs: dict[str, str]) -> tuple[int, int]:
+    """(minimum size, alignment) of a host-shareable WGSL type under storage/uniform layout
+    rules; a runtime-sized array counts one element. ValueError for types it cannot size."""
+    t = re.sub(r"\s+", "", text)
+    atomic = re.fullmatch(r"atomic<(\w+)>", t)
+    if atomic:
+        t = atomic.group(1)
+    if t in _SCALAR_SIZES:
+        return _SCALAR_SIZES[t], _SCALAR_SIZES[t]
+    vec = re.fullmatch(r"vec([234])<(\w+)>|vec([234])([fiuh])", t)
+    if vec:
+        n = int(vec.group(1) or vec.group(3))
+        scalar = vec.group(2) or {"f": "f32", "i": "i32", "u": "u32", "h": "f16"}[vec.group(4)]
+        size = _SCALAR_SIZES[scalar]
+        return size * n, size * (4 if n == 3 else n)
+    array = re.fullmatch(r"array<(.+?)(?:,(\w+))?>", t)
+    if array:
+        size, align = _layout(array.group(1), structs)
+        stride = -(-size // align) * align
+        count = int(array.group(2), 0) if array.group(2) else 1
+        return stride * count, align
+    if t in structs:
+        offset, align = 0, 1
+        for field in structs[t].split(","):
+            if ":" in field:
+                size, field_align = _layout(field.split(":", 1)[1], structs)
+                offset = -(-offset // field_align) * field_align + size
+                align = max(align, field_align)
+        return -(-offset // align) * align, align
+    raise ValueError(f"cannot size WGSL type {text!r}")
+
+
+def min_binding_sizes(executable: Executable) -> dict[int, int]:
+    """The smallest byte length each ``@group(0)`` binding of ``executable`` can be bound
+    with (wgpu rejects a shorter binding only when the command buffer is encoded, far from
+    the command that caused it). Bindings of types it cannot size are left out."""
+    found = _min_sizes.get(executable)
+    if found is not None:
+        return found
+    text = _COMMENT.sub(" ", executable.source)
+    structs = {
+        m.group("name"): re.sub(r"@\w+\s*(\([^)]*\))?", "", m.group("body"))
+        for m in _STRUCT.finditer(text)
+    }
+    sizes: dict[int, int] = {}
+    for m in _VAR.finditer(text):
+        group = re.search(r"@group\s*\(\s*(\d+)\s*\)", m.group("attrs"))
+        binding = re.search(r"@binding\s*\(\s*(\d+)\s*\)", m.group("attrs"))
+        if group is None or binding is None or int(group.group(1)) != 0:
+            continue
+        try:
+            sizes[int(binding.group(1))] = _layout(m.group("type"), structs)[0]
+        except (ValueError, KeyError):
+            continue
+    _min_sizes[executable] = sizes
+    return sizes
+
+
+def one_line(error: BaseException) -> str:
+    """A wgpu error message on one line (wgpu-core's are multi-line chains)."""
+    return " ".join(str(error).split())

@@ -1,0 +1,49 @@
+"""Device loss: recognising it, probing for it, and failing the work it strands.
+
+wgpu-py 0.32 reports a lost device only through a log message, and wgpu-native aborts the
+process when work is submitted to a lost device. So hal looks for loss itself: in the text of
+wgpu errors from calls it makes anyway (encoding, buffer creation, host transfers), and with a
+cheap probe (an empty command encoder, which fails on a lost device) before it submits work
+that was encoded earlier and held back on semaphores. Once a device is known lost, every
+operation raises :class:`UnavailableError` and pending work fails its semaphores with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import wgpu
+
+from hal.errors import UnavailableError
+
+if TYPE_CHECKING:
+    from hal.device import Device
+
+__all__ = ["is_lost_error", "mark_lost", "probe"]
+
+_LOST_PHRASES = ("device is lost", "device lost", "device was lost", "devicelost")
+
+
+def is_lost_error(error: BaseException) -> bool:
+    """True when a wgpu error (or a HalError wrapping one) says the device is lost."""
+    text = str(error).lower()
+    return any(phrase in text for phrase in _LOST_PHRASES)
+
+
+def probe(wgpu_device: Any) -> BaseException | None:
+    """The wgpu error if ``wgpu_device`` is lost, else None. Costs one empty command
+    encoder (a few microseconds); never submits anything."""
+    try:
+        wgpu_device.create_command_encoder(label="hal.probe").finish()
+    except wgpu.GPUError as error:
+        if is_lost_error(error):
+            return error
+    return None
+
+
+def mark_lost(device: Device, reason: str) -> UnavailableError:
+    """Record that ``device`` is lost: held-back and in-flight work fail their semaphores
+    with the returned UnavailableError, and every later operation raises one."""
+    error = UnavailableError(f"the device was lost: {reason}")
+    device._queue.mark_lost(error)
+    return error

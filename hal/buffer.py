@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,13 @@ class Buffer:
         self.allowed_usage = usage
         self.allowed_access = access
         self._released = False
+        if root is None:
+            # A dropped allocation is released like an explicit release(): deferred while
+            # submitted work holds it (a submission keeps its plan's buffers referenced, so
+            # this never runs before that work finished). Not at interpreter exit, where the
+            # device may already be gone.
+            finalizer = weakref.finalize(self, _release_dropped, allocation, device)
+            finalizer.atexit = False
 
     def __repr__(self) -> str:
         span = "" if self.allocated_buffer is self else f" @{self.byte_offset}"
@@ -162,8 +170,11 @@ class Buffer:
 
     def release(self) -> None:
         """Release the buffer. For an allocation, the memory is freed as soon as no submitted
-        work uses it; for a subspan, only the view ends. Later use raises
-        FailedPreconditionError. Idempotent."""
+        work uses it: release while work is in flight (or held back on semaphores) is
+        *deferred*, never rejected, and that work still sees the buffer's contents. For a
+        subspan only the view ends. Afterwards recording a command on it, or submitting a
+        command buffer that references it, raises FailedPreconditionError. Idempotent; never
+        raises. Dropping the last reference to an allocation releases it the same way."""
         if self._released:
             return
         self._released = True
@@ -332,6 +343,13 @@ class BufferView:
 
     def __repr__(self) -> str:
         return f"<hal.BufferView {self.shape} {self.dtype}>"
+
+
+def _release_dropped(allocation: _Allocation, device: Device) -> None:
+    """Finaliser of a root Buffer: forget its cached bind groups and release its memory."""
+    with contextlib.suppress(Exception):
+        device._bind_groups.forget_wgpu(allocation.wgpu_buffer)
+    allocation.release()
 
 
 def _check_int(what: str, argument: str, value: Any) -> None:

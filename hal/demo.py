@@ -92,4 +92,40 @@ def main(dispatches: int = 200, repeats: int = 7) -> int:
         print(f"  lowered (1 compute pass):   {grouped / dispatches * 1e6:8.2f} us/dispatch")
         print(f"  naive (1 pass per command): {naive / dispatches * 1e6:8.2f} us/dispatch")
         print(f"  speed-up: {naive / grouped:.2f}x")
-        return 0 if ok else 1
+        mlp_ok = _mlp_with_profile(device)
+        return 0 if ok and mlp_ok else 1
+
+
+def _mlp_with_profile(device: Device) -> bool:
+    """The MLP example (matmul → bias+relu → matmul → bias → softmax in one command buffer):
+    its plan, a verified result and a GPU-timestamp profile of one run."""
+    from contextlib import ExitStack
+
+    from hal.examples import mlp
+
+    size = (64, 256, 256, 16)
+    arrays = list(mlp.random_weights(size))
+    batch, _, n_hidden, n_out = size
+    print(f"\nMLP forward pass {size[1]}->{size[2]}->{size[3]}, batch {batch}:")
+    with ExitStack() as stack:
+        x, w1, b1, w2, b2 = (stack.enter_context(device.buffer_from_numpy(a)) for a in arrays)
+        hidden = stack.enter_context(device.allocate_buffer(4 * batch * n_hidden))
+        logits = stack.enter_context(device.allocate_buffer(4 * batch * n_out))
+        probs = stack.enter_context(device.allocate_buffer(4 * batch * n_out))
+        with device.record() as cb:
+            mlp.record_mlp(cb, mlp.load(device), x, w1, b1, w2, b2, hidden, logits, probs, size)
+        assert cb.plan is not None
+        print(cb.plan.describe())
+        done = device.create_semaphore()
+        with device.profile() as profile:
+            device.queue_execute(cb, signal=[(done, 1)])
+            done.wait(1, timeout=_WAIT)
+        got = probs.to_numpy(np.float32, (batch, n_out))
+    ok = bool(np.allclose(got, mlp.reference(*arrays), rtol=1e-3, atol=1e-5))
+    print(f"result matches numpy: {ok}")
+    print("profile (per dispatch):")
+    for event in profile.events:
+        if event.kind == "dispatch":
+            print(f"  {event.name:<32} {(event.end_ns - event.start_ns) / 1e3:9.1f} us "
+                  f"[{event.clock}]")
+    return ok

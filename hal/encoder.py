@@ -32,7 +32,9 @@ class BindGroupCache:
 
     def __init__(self, wgpu_device: Any) -> None:
         self._device = wgpu_device
-        self._lock = threading.Lock()
+        # Re-entrant: a Program's finaliser (forget_wgpu) can run from garbage collection
+        # inside get() while the lock is held, which deadlocked an 8-thread stress test.
+        self._lock = threading.RLock()
         self._groups: dict[tuple[Any, ...], Any] = {}
         self._by_buffer: dict[int, set[tuple[Any, ...]]] = {}
 

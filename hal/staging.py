@@ -530,6 +530,11 @@ class StagingPool:
                     item.unmap()
                 if k + len(staging) < chunks:
                     submit(k + len(staging))
+            # Our own poll saw the copies finish; complete them in the queue now, so a
+            # wait_idle right after a read doesn't wait for the tracker thread to notice.
+            last = max(item.last_index for item in staging)
+            if last:
+                self._queue._complete_through(last)
         finally:
             for item in staging:
                 item.settle(self._wgpu)

@@ -52,6 +52,7 @@ the requested range. The view is only valid during the call."""
 _MIB = 1 << 20
 _MAP_READ, _MAP_WRITE = 1, 2
 _MAP_TIMEOUT = 60.0
+_SPIN = 0.0005  # seconds of busy polling before a map wait backs off
 _MIN_BUFFER = 64 * 1024
 _PARALLEL_MIN = 2 * _MIB
 
@@ -243,15 +244,22 @@ class _Staging:
                 return memoryview(self.buffer._experimental_get_mapped_range(0, size)).cast("B")
             return memoryview(self.buffer.read_mapped(0, size, copy=False)).cast("B")
         if not self._event.is_set():
-            # Our own blocking poll on the submission that last used the buffer; the map
-            # callback fires in it, or in a concurrent poll of another thread just after.
-            native.poll(wgpu_device, True, self.last_index)
-            deadline = time.monotonic() + _MAP_TIMEOUT
+            # Non-blocking polls only: hal's completion thread already blocks in
+            # wgpuDevicePoll while work is in flight, and on the H100 host a second thread
+            # blocking in it at the same time stalled both (and submits from other threads)
+            # for ~10 ms, where polling without blocking answered in 0.1-0.3 ms. The map
+            # callback fires in our poll or the completion thread's; spin briefly, then
+            # back off to 0.2 ms waits so a long wait costs little CPU.
+            start = time.monotonic()
+            spin_until, deadline = start + _SPIN, start + _MAP_TIMEOUT
             while not self._event.is_set():
                 native.poll(wgpu_device, False)
+                now = time.monotonic()
+                if now < spin_until:
+                    continue
                 if self._event.wait(0.0002):
                     break
-                if time.monotonic() > deadline:
+                if now > deadline:
                     raise UnavailableError(
                         "host transfer: a staging buffer never mapped (device lost?)"
                     )

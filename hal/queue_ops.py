@@ -22,6 +22,7 @@ from hal.enums import (
     MemoryType,
 )
 from hal.errors import InvalidArgumentError, OutOfRangeError
+from hal.semaphore import normalise_points
 from hal.staging import copy_bytes
 from hal.validation import check_buffer_usage, check_int, make_ref
 
@@ -92,6 +93,14 @@ def queue_update_staged(
     def fill(chunk: memoryview, position: int) -> None:
         copy_bytes(chunk, data[position : position + len(chunk)])
 
+    waits = normalise_points(what, wait)
+    if all(s._failure is None and s._value >= v for s, v in waits):
+        # Nothing to wait for: stream it now through the staging pool (the bytes are copied
+        # out before this returns), then signal once the copies submitted before finish.
+        # Capturing it all first would hold size/chunk staging buffers at once.
+        device._queue.staging.write(ref.buffer, ref.offset, data)
+        device._queue.operation((), signal)
+        return True
     _queue_staged(device, ref.buffer, ref.offset, length, fill, wait, signal)
     return True
 

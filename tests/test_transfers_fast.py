@@ -257,3 +257,18 @@ def test_new_bytes_is_a_filled_bytes_object() -> None:
     view.release()
     result = bytes(obj)
     assert result[:3] == b"abc" and result[-1] == 7
+
+
+def test_queue_update_without_waits_streams(device: hal.Device, pool: staging.StagingPool) -> None:
+    """No waits: streamed through the staging pool now; the signal follows the copies."""
+    length = 3 * CHUNK + 1
+    buf = device.allocate_buffer(length + 6)
+    device.queue_fill(buf, 0, None, 0x77, 1)
+    data = random_bytes(length, seed=10)
+    done = device.create_semaphore()
+    device.queue_update(data, 0, buf, 5, length, signal=[(done, 1)])
+    data[:] = 0  # already copied out
+    done.wait(1, timeout=WAIT)
+    got = buf.to_numpy()
+    assert got[:5].tolist() == [0x77] * 5 and got[-1] == 0x77
+    np.testing.assert_array_equal(got[5:-1], random_bytes(length, seed=10))

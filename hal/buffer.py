@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import weakref
@@ -118,11 +119,11 @@ class Buffer:
         self.allowed_access = access
         self._released = False
         if root is None:
-            # A dropped allocation is released like an explicit release(): deferred while
-            # submitted work holds it (a submission keeps its plan's buffers referenced, so
-            # this never runs before that work finished). Not at interpreter exit, where the
-            # device may already be gone.
-            finalizer = weakref.finalize(self, _release_dropped, allocation, device)
+            _release_dropped()
+            # A dropped allocation is released like an explicit release() (deferred while
+            # submitted work holds it; a submission keeps its plan's buffers referenced).
+            # Not at interpreter exit, where the device may already be gone.
+            finalizer = weakref.finalize(self, _dropped.append, (allocation, device))
             finalizer.atexit = False
 
     def __repr__(self) -> str:
@@ -175,6 +176,7 @@ class Buffer:
         subspan only the view ends. Afterwards recording a command on it, or submitting a
         command buffer that references it, raises FailedPreconditionError. Idempotent; never
         raises. Dropping the last reference to an allocation releases it the same way."""
+        _release_dropped()
         if self._released:
             return
         self._released = True
@@ -345,11 +347,24 @@ class BufferView:
         return f"<hal.BufferView {self.shape} {self.dtype}>"
 
 
-def _release_dropped(allocation: _Allocation, device: Device) -> None:
-    """Finaliser of a root Buffer: forget its cached bind groups and release its memory."""
-    with contextlib.suppress(Exception):
-        device._bind_groups.forget_wgpu(allocation.wgpu_buffer)
-    allocation.release()
+# Allocations whose root Buffer was garbage-collected. The finaliser only appends here (a
+# deque append takes no lock): it may run inside any critical section of the thread that
+# triggered the collection, so taking the allocation's or the bind-group cache's lock there
+# could deadlock. The next allocation or release() frees them.
+_dropped: collections.deque[tuple[_Allocation, Device]] = collections.deque()
+
+
+def _release_dropped() -> None:
+    """Release the allocations of dropped root Buffers: forget their cached bind groups and
+    free their memory once no submitted work uses it."""
+    while True:
+        try:
+            allocation, device = _dropped.popleft()
+        except IndexError:
+            return
+        with contextlib.suppress(Exception):
+            device._bind_groups.forget_wgpu(allocation.wgpu_buffer)
+        allocation.release()
 
 
 def _check_int(what: str, argument: str, value: Any) -> None:

@@ -13,7 +13,7 @@ Commands run in program order, which is one valid order of every program that re
 barrier rules. A kernel function sees each binding as a writable ``uint8`` view of exactly the
 bound bytes; :func:`load_words` / :func:`store_words` convert to 32-bit words the way a GPU
 kernel sees a binding whose length is not a whole number of words (the tail word is padded
-with zeros on load and only the bound bytes are stored). Reference functions describe
+with zeros on load, an empty binding shows one word, and only the bound bytes are stored). Reference functions describe
 in-bounds behaviour only: what a kernel reads past the end of a binding is up to the GPU.
 """
 
@@ -97,8 +97,9 @@ KernelFunction = Callable[[DispatchContext], None]
 
 def load_words(view: np.ndarray, dtype: Any = np.uint32) -> np.ndarray:
     """The bytes of ``view`` as little-endian 32-bit words (a copy); a partial last word is
-    padded with zero bytes."""
-    padded = np.zeros(-(-len(view) // 4) * 4, np.uint8)
+    padded with zero bytes. An empty binding still shows one word, as on the GPU (where a
+    zero-length binding is bound as one scratch word whose stores go nowhere)."""
+    padded = np.zeros(max(4, -(-len(view) // 4) * 4), np.uint8)
     padded[: len(view)] = view
     return padded.view(np.dtype(dtype).newbyteorder("<")).copy()
 

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Mesa prints errors at every adapter creation without a private XDG_RUNTIME_DIR.
 export XDG_RUNTIME_DIR := $(or $(XDG_RUNTIME_DIR),/tmp/hal-xdg-$(shell id -u))
 
-.PHONY: demo test lint bench adapter clean
+.PHONY: demo test lint bench adapter clean fuzz
 
 demo: adapter
 	$(PY) -m hal demo
@@ -16,6 +16,12 @@ test: adapter
 	$(PY) -m pytest -q
 	$(VENV)/bin/ruff check hal tests benchmarks
 	$(VENV)/bin/mypy
+
+# Long differential fuzzing (random seeds; `make test` runs a bounded, seeded share of it).
+FUZZ_EXAMPLES ?= 5000
+fuzz: adapter
+	HAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HAL_FUZZ_RANDOM=1 $(PY) -m pytest -q -s -o timeout=0 \
+		tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hal tests benchmarks

@@ -517,7 +517,10 @@ class CommandBuffer:
             raise InvalidArgumentError(
                 f"{what}: executable {executable!r} is not an executable of this device"
             )
-        layout = executable.layout(entry_point)
+        try:
+            layout = executable.layout(entry_point)
+        except InvalidArgumentError as error:
+            raise InvalidArgumentError(f"{what}: {error}") from None
         data = pack_constants(what, constants)
         if len(data) > layout.constants_size:
             raise InvalidArgumentError(

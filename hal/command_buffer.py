@@ -714,9 +714,10 @@ class CommandBuffer:
                     self.device._wgpu
                 )
             except (wgpu.GPUError, HalError) as single:
+                detail = one_line(single).removeprefix(f"{what}: wgpu rejected the plan: ")
                 return InvalidArgumentError(
                     f"{what}: wgpu rejected command {index} "
-                    f"({_describe_segment(segment)}): {one_line(single)}"
+                    f"({_describe_segment(segment)}): {detail}"
                 )
         return InvalidArgumentError(f"{what}: wgpu rejected the command buffer: {one_line(error)}")
 

@@ -13,8 +13,9 @@ Commands run in program order, which is one valid order of every program that re
 barrier rules. A kernel function sees each binding as a writable ``uint8`` view of exactly the
 bound bytes; :func:`load_words` / :func:`store_words` convert to 32-bit words the way a GPU
 kernel sees a binding whose length is not a whole number of words (the tail word is padded
-with zeros on load, an empty binding shows one word, and only the bound bytes are stored). Reference functions describe
-in-bounds behaviour only: what a kernel reads past the end of a binding is up to the GPU.
+with zeros on load, an empty binding shows one word, and only the bound bytes are stored).
+Reference functions describe in-bounds behaviour only: what a kernel reads past the end of a
+binding is up to the GPU.
 """
 
 from __future__ import annotations
@@ -304,8 +305,9 @@ def _dispatch(
     else:
         assert segment.workgroups is not None
         x, y, z = segment.workgroups
-    if x * y * z == 0:
-        return
+    limit = segment.executable.device.caps.max_workgroups
+    if x * y * z == 0 or max(x, y, z) > limit:
+        return  # wgpu validates indirect counts on the GPU and skips such a dispatch
     bindings = tuple(
         None if ref is None else _resolve(memory, table, ref) for ref in segment.bindings
     )

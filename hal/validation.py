@@ -273,6 +273,12 @@ def _layout(text: str, structs: dict[str, str]) -> tuple[int, int]:
         scalar = vec.group(2) or {"f": "f32", "i": "i32", "u": "u32", "h": "f16"}[vec.group(4)]
         size = _SCALAR_SIZES[scalar]
         return size * n, size * (4 if n == 3 else n)
+    matrix = re.fullmatch(r"mat([234])x([234])(?:<(\w+)>|([fh]))", t)
+    if matrix:
+        scalar = matrix.group(3) or {"f": "f32", "h": "f16"}[matrix.group(4)]
+        rows = int(matrix.group(2))
+        column = _SCALAR_SIZES[scalar] * (4 if rows == 3 else rows)
+        return int(matrix.group(1)) * column, column
     array = re.fullmatch(r"array<(.+?)(?:,(\w+))?>", t)
     if array:
         size, align = _layout(array.group(1), structs)

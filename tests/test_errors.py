@@ -7,9 +7,11 @@ results. Queue-time, semaphore and device-lifetime errors use bounded waits only
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1061,3 +1063,133 @@ def test_a_rejected_command_changes_nothing(
     want[65:85] = want[0:20]
     np.testing.assert_array_equal(contents(device, target), want)
     assert contents(device, counter).view(np.uint32)[0] == 2
+
+
+# -- rules added with issue 5 ("Reliability") -----------------------------------------------
+
+UNIFORM_SCALE = str(Path(__file__).parent / "kernels" / "uniform_scale.wgsl")
+
+
+def test_a_buffer_of_another_device_is_invalid(
+    device: hal.Device, device_no_immediates: hal.Device
+) -> None:
+    mine, theirs = device.allocate_buffer(64), device_no_immediates.allocate_buffer(64)
+    cb = recording(device, binding_capacity=1)
+    with pytest.raises(hal.InvalidArgumentError, match=r"copy_buffer: source .* another device"):
+        cb.copy_buffer(theirs, 0, mine, 0, 8)
+    with pytest.raises(hal.InvalidArgumentError, match=r"bindings\[0\] .* another device"):
+        cb.dispatch(noop(device), "touch", (1, 1, 1), bindings=[hal.BufferRef(theirs)])
+    cb.fill_buffer(hal.SlotRef(0), 0, 4, 0)
+    cb.end()
+    with pytest.raises(hal.InvalidArgumentError, match=r"binding_table\[0\] .* another device"):
+        device.queue_execute(cb, binding_table=[theirs])
+
+
+def test_a_binding_shorter_than_the_kernels_declared_type_is_out_of_range(
+    device: hal.Device,
+) -> None:
+    """wgpu would only reject it when the whole command buffer is encoded."""
+    kernel = device.create_executable(UNIFORM_SCALE)
+    usage = U.DEFAULT | U.DISPATCH_UNIFORM_READ
+    coefficients, data = device.allocate_buffer(16, usage=usage), device.allocate_buffer(64)
+    cb = recording(device, binding_capacity=1)
+    with pytest.raises(hal.OutOfRangeError) as info:
+        cb.dispatch(
+            kernel, "affine", (1, 1, 1), bindings=[hal.BufferRef(coefficients, 0, 8), data, data]
+        )
+    assert str(info.value) == (
+        "dispatch: bindings[0] is 8 bytes, but 'affine' declares 'coefficients' as a type of "
+        "at least 16 bytes"
+    )
+    cb.dispatch(kernel, "affine", (1, 1, 1), bindings=[hal.SlotRef(0), data, data])
+    cb.end()
+    with pytest.raises(hal.OutOfRangeError, match="at least 16 bytes"):
+        device.queue_execute(cb, binding_table=[hal.BufferRef(coefficients, 4)])
+    submit_and_wait(device, cb, [coefficients])
+
+
+def test_a_buffer_without_device_visible_memory_is_denied(device: hal.Device) -> None:
+    buffer = device.allocate_buffer(16)
+    buffer.memory_type = hal.MemoryType.HOST_LOCAL  # no such buffer is allocated today
+    cb = recording(device)
+    with pytest.raises(hal.PermissionDeniedError, match="fill_buffer: target lacks memory type"):
+        cb.fill_buffer(buffer, 0, 4, 0)
+
+
+def test_wgpu_errors_that_escape_validation_name_the_command(device: hal.Device) -> None:
+    """A kernel type the validator cannot size (an alias) lets a too-short binding reach
+    wgpu; the error is a HalError naming the command, and nothing ran."""
+    kernel = device.create_executable(
+        "alias Block = mat4x4<f32>;\n"
+        "@group(0) @binding(0) var<uniform> block: Block;\n"
+        "@group(0) @binding(1) var<storage, read_write> out: array<u32>;\n"
+        "@compute @workgroup_size(1) fn f() { out[0] = bitcast<u32>(block[0][0]); }\n"
+    )
+    usage = U.DEFAULT | U.DISPATCH_UNIFORM_READ
+    block, out = device.allocate_buffer(16, usage=usage), filled(device, 16, seed=9)
+    before = contents(device, out).copy()
+    cb = recording(device)
+    cb.fill_buffer(out, 0, 16, 0)
+    cb.dispatch(kernel, "f", (1, 1, 1), bindings=[block, out])
+    cb.end()
+    with pytest.raises(hal.InvalidArgumentError) as info:
+        device.queue_execute(cb)
+    message = str(info.value)
+    assert message.startswith("queue_execute: wgpu rejected command 1 (dispatch "), message
+    assert "64" in message, message
+    device.wait_idle(WAIT)
+    np.testing.assert_array_equal(contents(device, out), before)
+
+
+def test_staging_beyond_max_buffer_size_is_resource_exhausted() -> None:
+    """Checked against a private device whose limit is lowered to 1000 bytes."""
+    with hal.create_device() as own:
+        own.caps = dataclasses.replace(own.caps, max_buffer_size=1000)
+        buffer = own.allocate_buffer(900)
+        cb = recording(own)
+        cb.update_buffer(bytes(600), 0, buffer, 0, 600)
+        with pytest.raises(hal.ResourceExhaustedError, match="update_buffer: length 600"):
+            cb.update_buffer(bytes(600), 0, buffer, 300, 600)
+        cb.end()
+        shadows = recording(own)
+        kernel = own.create_executable(NO_CONSTANTS_WGSL)
+        for offset in range(1, 13, 4):  # unaligned bindings are shadowed in scratch
+            shadows.dispatch(
+                kernel, "touch", (1, 1, 1), bindings=[hal.BufferRef(buffer, offset, 400)]
+            )
+        with pytest.raises(hal.ResourceExhaustedError, match=r"end: .* scratch"):
+            shadows.end()
+
+
+def test_commands_on_a_closed_device_are_unavailable() -> None:
+    own = hal.create_device()
+    buffer = own.allocate_buffer(16)
+    cb = recording(own)
+    cb.fill_buffer(buffer, 0, 16, 1)
+    own.close()
+    for command in (
+        lambda: cb.fill_buffer(buffer, 0, 4, 0),
+        lambda: cb.update_buffer(b"ab", 0, buffer, 0, 2),
+        lambda: cb.copy_buffer(buffer, 0, buffer, 8, 4),
+        lambda: cb.execution_barrier(),
+        lambda: cb.end(),
+    ):
+        with pytest.raises(hal.UnavailableError, match="the device is closed"):
+            command()
+    buffer.release()  # cleanup still works
+
+
+def test_unvalidated_mode_skips_rules_but_keeps_what_wgpu_needs(device: hal.Device) -> None:
+    mode = hal.CommandBufferMode.ONE_SHOT | hal.CommandBufferMode.UNVALIDATED
+    storage_only = device.allocate_buffer(16, usage=U.DISPATCH_STORAGE)
+    cb = recording(device, mode, hal.CommandCategory.DISPATCH)
+    cb.fill_buffer(storage_only, 1, 5, 0xBBAA, 2)  # category, usage and alignment unchecked
+    kernel = device.create_executable(UNIFORM_SCALE)
+    with pytest.raises(hal.PermissionDeniedError, match="DISPATCH_UNIFORM_READ"):
+        cb.dispatch(kernel, "affine", (1, 1, 1), bindings=[storage_only] * 3)
+    with pytest.raises(hal.OutOfRangeError):
+        cb.fill_buffer(storage_only, 12, 8, 0, 1)
+    cb.end()
+    submit_and_wait(device, cb)
+    with pytest.raises(hal.FailedPreconditionError):
+        device.queue_execute(cb)

@@ -389,10 +389,16 @@ def host_bytes(data: Any, what: str, argument: str) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
-def resolve_direct(target: Any, what: str, argument: str) -> tuple[Buffer, int, int]:
+def resolve_direct(
+    target: Any, what: str, argument: str, device: Device | None = None
+) -> tuple[Buffer, int, int]:
     """Resolve a ``Buffer`` or ``BufferRef`` to (buffer, offset within its allocation,
-    length). Raises InvalidArgumentError for a SlotRef or a non-buffer, OutOfRangeError for a
-    range past the end, FailedPreconditionError for a released buffer."""
+    length). Raises InvalidArgumentError for a SlotRef, a non-buffer or (with ``device``) a
+    buffer of another device, OutOfRangeError for a range past the end,
+    FailedPreconditionError for a released buffer."""
+    buffer = target.buffer if isinstance(target, BufferRef) else target
+    if device is not None and isinstance(buffer, Buffer) and buffer.device is not device:
+        raise InvalidArgumentError(f"{what}: {argument} {buffer!r} belongs to another device")
     if isinstance(target, Buffer):
         target.check_alive(what, argument)
         return target, target.byte_offset, target.byte_length

@@ -303,7 +303,7 @@ class Device:
 
         self._check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
-        buffer, base, length = resolve_direct(target, "transfer_h2d", "target")
+        buffer, base, length = resolve_direct(target, "transfer_h2d", "target", self)
         check_buffer_usage("transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET)
         check_range("transfer_h2d", "target", target_offset, len(payload), length)
         self._queue.host_write(buffer, base + target_offset, payload)
@@ -325,7 +325,7 @@ class Device:
         from hal.validation import check_buffer_usage, check_range
 
         self._check_open(what)
-        buffer, base, size = resolve_direct(source, what, "source")
+        buffer, base, size = resolve_direct(source, what, "source", self)
         check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE)
         if length is None:
             check_range(what, "source", source_offset, 0, size)

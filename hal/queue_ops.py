@@ -82,7 +82,7 @@ def queue_update_staged(
     source_offset = check_int(what, "source_offset", source_offset)
     if source_offset + length > len(view):
         return False  # the ordinary path raises the error
-    ref = make_ref(what, "target", target, target_offset, length, 0)
+    ref = make_ref(what, "target", target, target_offset, length, 0, device)
     assert ref.buffer is not None
     check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
     outer = target.buffer if isinstance(target, BufferRef) else target
@@ -326,7 +326,7 @@ def queue_read(
     length = check_int(what, "length", length)
     if isinstance(target, SlotRef):
         raise InvalidArgumentError(f"{what}: target must be a Buffer or BufferRef")
-    ref = make_ref(what, "target", target, target_offset, length, 0)
+    ref = make_ref(what, "target", target, target_offset, length, 0, device)
     assert ref.buffer is not None
     check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
 
@@ -388,7 +388,7 @@ def queue_write(
     length = check_int(what, "length", length)
     if isinstance(source, SlotRef):
         raise InvalidArgumentError(f"{what}: source must be a Buffer or BufferRef")
-    ref = make_ref(what, "source", source, source_offset, length, 0)
+    ref = make_ref(what, "source", source, source_offset, length, 0, device)
     assert ref.buffer is not None
     check_buffer_usage(what, "source", ref.buffer, BufferUsage.TRANSFER_SOURCE, MemoryAccess.READ)
     if not isinstance(target_file, (str, os.PathLike)) and not hasattr(target_file, "write"):

@@ -164,6 +164,11 @@ def foreign_objects(device: Any, other: Any) -> None:
     expect(hal.InvalidArgumentError, lambda: other.queue_execute(cb))
     expect(hal.InvalidArgumentError, lambda: device.queue_copy(theirs, 0, mine, 0, 8))
     expect(hal.InvalidArgumentError, lambda: device.queue_fill(theirs, 0, 8, 0))
+    expect(hal.InvalidArgumentError, lambda: device.queue_update(bytes(64), 0, theirs, 0, 64))
+    expect(hal.InvalidArgumentError, lambda: device.queue_read(bytes(64), 0, theirs, 0, 64))
+    expect(hal.InvalidArgumentError, lambda: device.queue_write(theirs, 0, bytearray(64), 0, 64))
+    expect(hal.InvalidArgumentError, lambda: device.transfer_h2d(b"abcd", theirs))
+    expect(hal.InvalidArgumentError, lambda: device.transfer_d2h(hal.BufferRef(theirs, 4)))
     submit(device, cb, [mine.subspan(0, 16), mine.subspan(32, 16)])
 
 

@@ -30,11 +30,34 @@ def is_lost_error(error: BaseException) -> bool:
     return any(phrase in text for phrase in _LOST_PHRASES)
 
 
+def _empty_encoder(wgpu_device: Any) -> None:
+    """Create and finish an empty command encoder through wgpu-py's error-capturing native
+    calls (about 3 µs, against 10 µs through the wgpu-py objects)."""
+    encoder = _libf.wgpuDeviceCreateCommandEncoder(wgpu_device._internal, _ffi.NULL)
+    try:
+        _lib.wgpuCommandBufferRelease(_libf.wgpuCommandEncoderFinish(encoder, _ffi.NULL))
+    finally:
+        _lib.wgpuCommandEncoderRelease(encoder)
+
+
+try:
+    from wgpu.backends.wgpu_native._api import libf as _libf
+    from wgpu.backends.wgpu_native._ffi import ffi as _ffi
+    from wgpu.backends.wgpu_native._ffi import lib as _lib
+
+    _RAW = True
+except ImportError:  # pragma: no cover - other wgpu builds
+    _RAW = False
+
+
 def probe(wgpu_device: Any) -> BaseException | None:
     """The wgpu error if ``wgpu_device`` is lost, else None. Costs one empty command
     encoder (a few microseconds); never submits anything."""
     try:
-        wgpu_device.create_command_encoder(label="hal.probe").finish()
+        if _RAW and getattr(wgpu_device, "_internal", None) is not None:
+            _empty_encoder(wgpu_device)
+        else:
+            wgpu_device.create_command_encoder(label="hal.probe").finish()
     except wgpu.GPUError as error:
         if is_lost_error(error):
             return error

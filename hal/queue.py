@@ -171,8 +171,15 @@ class Queue:
         view = memoryview(data).cast("B")
         if len(view) == 0:
             return
-        self._check_usable(buffer._allocation, "host write")
-        self.staging.write(buffer, offset, view)
+        # Held for the whole transfer: a release() from another thread meanwhile is deferred
+        # (submitting a copy that uses a destroyed buffer would abort the process).
+        allocation = buffer._allocation
+        allocation.acquire()
+        try:
+            self._check_usable(allocation, "host write")
+            self.staging.write(buffer, offset, view)
+        finally:
+            allocation.retire()
 
     def host_read(self, buffer: Buffer, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at absolute ``offset`` after all submitted work."""
@@ -193,12 +200,17 @@ class Queue:
         target = memoryview(out).cast("B")
         if len(target) == 0:
             return
-        self._check_usable(buffer._allocation, "host read")
+        allocation = buffer._allocation
+        allocation.acquire()  # as in host_write: a concurrent release() is deferred
+        try:
+            self._check_usable(allocation, "host read")
 
-        def sink(chunk: memoryview, position: int) -> None:
-            copy_bytes(target[position : position + len(chunk)], chunk)
+            def sink(chunk: memoryview, position: int) -> None:
+                copy_bytes(target[position : position + len(chunk)], chunk)
 
-        self.staging.read(buffer, offset, len(target), sink)
+            self.staging.read(buffer, offset, len(target), sink)
+        finally:
+            allocation.retire()
 
     def submit_transfer(
         self, command_buffers: list[Any], allocations: Sequence[_Allocation]

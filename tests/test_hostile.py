@@ -427,10 +427,41 @@ def exit_with_work_pending(device: Any, other: Any) -> None:
     globals()["_keep"] = (own, cb)
 
 
+def release_races_transfers(device: Any, other: Any) -> None:
+    """release() from one thread while another transfers to or from the buffer: the release
+    is deferred past the transfer or the transfer raises FailedPreconditionError."""
+    import random
+
+    import hal
+
+    data = np.ones(1 << 20, np.uint8)
+    for i in range(40):
+        buffer = device.allocate_buffer(1 << 20)
+
+        def transfer(b: Any = buffer, write: bool = bool(i % 2)) -> None:
+            for _ in range(4):
+                try:
+                    device.transfer_h2d(data, b) if write else device.transfer_d2h(b)
+                except hal.FailedPreconditionError:
+                    return
+
+        thread = threading.Thread(target=transfer)
+        thread.start()
+        threading.Event().wait(random.random() * 0.003)
+        buffer.release()
+        thread.join(30)
+
+
 GROUPS: dict[str, list[Callable[[Any, Any], None]]] = {
     "submission": [resubmission, released_buffers, foreign_objects],
     "recording": [unvalidated, shapes_wgpu_rejects, garbage_arguments],
-    "lifetime": [closing, device_loss, lost_then_submitted, exit_with_work_pending],
+    "lifetime": [
+        release_races_transfers,
+        closing,
+        device_loss,
+        lost_then_submitted,
+        exit_with_work_pending,
+    ],
 }
 
 

@@ -665,7 +665,28 @@ def invalid_calls(w: World) -> list[Callable[[], Invalid | None]]:
         event = kit.other.create_event()
         return "signal_event", hal.InvalidArgumentError, lambda cb: cb.signal_event(event)
 
+    def wrong_category() -> Invalid:
+        transfer_only = device.create_command_buffer(categories=hal.CommandCategory.TRANSFER)
+        transfer_only.begin()
+        return (
+            "dispatch",
+            hal.FailedPreconditionError,
+            lambda cb: transfer_only.dispatch(
+                kit.inplace, "xor_inplace", (1, 1, 1), constants=[1], bindings=[big]
+            ),
+        )
+
+    def not_recording() -> Invalid:
+        fresh = device.create_command_buffer()
+        return (
+            "fill_buffer",
+            hal.FailedPreconditionError,
+            lambda cb: fresh.fill_buffer(big, 0, 0, 0),
+        )
+
     return [
+        wrong_category,
+        not_recording,
         pattern_length,
         pattern_bytes,
         misaligned_fill,

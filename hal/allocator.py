@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import wgpu
 
+from hal import loss
 from hal.buffer import Buffer, _Allocation
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import InvalidArgumentError, ResourceExhaustedError
@@ -101,6 +102,8 @@ class Allocator:
                 size=padded, usage=wgpu_usage(usage), label="hal"
             )
         except Exception as error:  # out-of-memory surfaces as a wgpu error
+            if loss.is_lost_error(error):
+                raise loss.wgpu_failure(device, "allocate_buffer", error) from None
             raise ResourceExhaustedError(f"allocate_buffer: {size} bytes: {error}") from error
         allocation = _Allocation(wgpu_buffer, padded)
         device._queue.zero_new_buffer(allocation)

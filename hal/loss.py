@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal.errors import UnavailableError
+from hal.errors import HalError, InvalidArgumentError, UnavailableError
 
 if TYPE_CHECKING:
     from hal.device import Device
 
-__all__ = ["is_lost_error", "mark_lost", "probe"]
+__all__ = ["is_lost_error", "mark_lost", "probe", "wgpu_failure"]
 
 _LOST_PHRASES = ("device is lost", "device lost", "device was lost", "devicelost")
 
@@ -70,3 +70,12 @@ def mark_lost(device: Device, reason: str) -> UnavailableError:
     error = UnavailableError(f"the device was lost: {reason}")
     device._queue.mark_lost(error)
     return error
+
+
+def wgpu_failure(device: Device, what: str, error: BaseException) -> HalError:
+    """The HalError for a wgpu error that escaped from ``what``: UnavailableError (and the
+    device marked lost) when it says the device is lost, else InvalidArgumentError."""
+    message = " ".join(str(error).split())
+    if is_lost_error(error):
+        return mark_lost(device, f"{what}: {message}")
+    return InvalidArgumentError(f"{what}: wgpu rejected it: {message}")

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import wgpu
+
 from hal import loss, native
 from hal.errors import (
     FailedPreconditionError,
@@ -178,6 +180,8 @@ class Queue:
         try:
             self._check_usable(allocation, "host write")
             self.staging.write(buffer, offset, view)
+        except wgpu.GPUError as error:
+            raise loss.wgpu_failure(self._device, "host write", error) from None
         finally:
             allocation.retire()
 
@@ -209,6 +213,8 @@ class Queue:
                 copy_bytes(target[position : position + len(chunk)], chunk)
 
             self.staging.read(buffer, offset, len(target), sink)
+        except wgpu.GPUError as error:
+            raise loss.wgpu_failure(self._device, "host read", error) from None
         finally:
             allocation.retire()
 

@@ -13,6 +13,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import wgpu
+
+from hal import loss
 from hal.buffer import Buffer, BufferRef, SlotRef, host_bytes
 from hal.enums import (
     BufferUsage,
@@ -98,7 +101,10 @@ def queue_update_staged(
         # Nothing to wait for: stream it now through the staging pool (the bytes are copied
         # out before this returns), then signal once the copies submitted before finish.
         # Capturing it all first would hold size/chunk staging buffers at once.
-        device._queue.staging.write(ref.buffer, ref.offset, data)
+        try:
+            device._queue.staging.write(ref.buffer, ref.offset, data)
+        except wgpu.GPUError as error:
+            raise loss.wgpu_failure(device, what, error) from None
         device._queue.operation((), signal)
         return True
     _queue_staged(device, ref.buffer, ref.offset, length, fill, wait, signal)

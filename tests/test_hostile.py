@@ -410,6 +410,28 @@ def lost_then_submitted(device: Any, other: Any) -> None:
     own.close()
 
 
+def lost_then_transfers(device: Any, other: Any) -> None:
+    """Loss found by a host transfer or an allocation: UnavailableError, not a wgpu error."""
+    import hal
+
+    def calls(own: Any, buffer: Any) -> list[Callable[[], Any]]:
+        return [
+            lambda: own.transfer_h2d(np.ones(1 << 16, np.uint8), buffer),
+            lambda: own.transfer_d2h(buffer),
+            lambda: own.allocate_buffer(64),
+            lambda: own.queue_update(bytes(1 << 16), 0, buffer, 0, 1 << 16),
+        ]
+
+    for first in range(4):
+        own = hal.create_device()
+        buffer = own.allocate_buffer(1 << 16)
+        own._wgpu.destroy()
+        order = calls(own, buffer)
+        for call in order[first:] + order[:first]:
+            expect(hal.UnavailableError, call)
+        own.close()
+
+
 def exit_with_work_pending(device: Any, other: Any) -> None:
     """Leaves work in flight and held back forever, and an unclosed device: interpreter exit
     must still be clean."""
@@ -460,6 +482,7 @@ GROUPS: dict[str, list[Callable[[Any, Any], None]]] = {
         closing,
         device_loss,
         lost_then_submitted,
+        lost_then_transfers,
         exit_with_work_pending,
     ],
 }

@@ -9,6 +9,7 @@ Run one group by hand: ``python tests/test_hostile.py GROUP``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -474,9 +475,123 @@ def release_races_transfers(device: Any, other: Any) -> None:
         thread.join(30)
 
 
+def monkey(device: Any, other: Any, seed: int = 0, steps: int = 3000) -> None:
+    """Random public API calls, valid and not, on random buffers, views, command buffers,
+    tables and semaphores (some never signalled); every call works or raises a HalError."""
+    import random
+
+    import hal
+
+    rng = random.Random(seed)
+    xor = device.create_executable(str(KERNELS / "xor_words.wgsl"))
+    count = device.create_executable(str(KERNELS / "count_workgroups.wgsl"))
+    usages = [
+        hal.BufferUsage.DEFAULT,
+        hal.BufferUsage.DEFAULT | hal.BufferUsage.DISPATCH_INDIRECT_PARAMS,
+        hal.BufferUsage.TRANSFER,
+        hal.BufferUsage.DISPATCH_STORAGE,
+        hal.BufferUsage.DEFAULT | hal.BufferUsage.MAPPING,
+    ]
+    buffers: list[Any] = [device.allocate_buffer(64), other.allocate_buffer(64)]
+    cbs: list[Any] = []
+    sems = [device.create_semaphore() for _ in range(4)]
+
+    def number(limit: int = 300) -> int:
+        return rng.choice([0, 1, 2, 3, 4, 8, 12, rng.randrange(limit), -1, limit * 10])
+
+    def target() -> Any:
+        buffer = rng.choice(buffers)
+        kind = rng.randrange(4)
+        if kind == 0:
+            return buffer
+        if kind == 1:
+            return hal.BufferRef(buffer, number(), rng.choice([None, number()]))
+        if kind == 2:
+            return hal.SlotRef(rng.randrange(4), number(), rng.choice([None, number()]))
+        return rng.choice([None, 5, "x"])
+
+    def points() -> list[Any]:
+        return [(rng.choice(sems), rng.randrange(1, 6)) for _ in range(rng.randrange(3))]
+
+    def record(cb: Any) -> None:
+        choice = rng.randrange(8)
+        if choice == 0:
+            cb.fill_buffer(target(), number(), rng.choice([None, number()]), number(1 << 16),
+                           rng.choice([None, 1, 2, 4, 3]))  # fmt: skip
+        elif choice == 1:
+            cb.update_buffer(bytes(rng.randrange(64)), number(8), target(), number(), number(64))
+        elif choice == 2:
+            cb.copy_buffer(target(), number(), target(), number(), rng.choice([None, number()]))
+        elif choice == 3:
+            cb.dispatch(xor, "xor_copy", (rng.randrange(3), 1, 1), constants=[number()],
+                        bindings=[target(), target()])  # fmt: skip
+        elif choice == 4:
+            cb.dispatch_indirect(count, "count", target(), bindings=[target(), target()])
+        elif choice == 5:
+            cb.execution_barrier()
+        elif choice == 6:
+            cb.dispatch(count, "count", (number(4), number(4), 1), bindings=[target(), target()])
+        else:
+            cb.advise_buffer(target())
+
+    def step() -> None:
+        action = rng.randrange(14)
+        if action == 0:
+            buffers.append(device.allocate_buffer(number(4096), usage=rng.choice(usages)))
+        elif action == 1 and len(buffers) > 2:
+            rng.choice(buffers).release()
+        elif action == 2:
+            buffers.append(rng.choice(buffers).subspan(number(), rng.choice([None, number()])))
+        elif action == 3:
+            mode = rng.choice(list(hal.CommandBufferMode)) | rng.choice([0, 1])
+            cb = device.create_command_buffer(mode, rng.choice([1, 2, 3]), rng.choice([0, 0, 1, 4]))
+            cb.begin()
+            cbs.append(cb)
+        elif action in (4, 5, 6) and cbs:
+            record(rng.choice(cbs))
+        elif action == 7 and cbs:
+            rng.choice(cbs).end()
+        elif action == 8 and cbs:
+            table = [rng.choice(buffers) for _ in range(rng.randrange(5))]
+            device.queue_execute(
+                rng.sample(cbs, min(len(cbs), rng.randrange(1, 3))),
+                wait=points(), signal=points(), binding_table=table,
+            )  # fmt: skip
+        elif action == 9:
+            semaphore = rng.choice(sems)
+            if rng.randrange(10) == 0:
+                semaphore.fail("monkey")
+            else:
+                semaphore.signal(semaphore.query() + 1)
+        elif action == 10:
+            device.queue_copy(target(), number(), target(), number(), number(),
+                              wait=points(), signal=points())  # fmt: skip
+        elif action == 11:
+            device.transfer_h2d(bytes(max(0, number(64))), target(), number())
+        elif action == 12:
+            device.transfer_d2h(target(), number(), rng.choice([None, number()]))
+        else:
+            device.wait_semaphores(points(), rng.choice(["all", "any"]), timeout=0)
+
+    outcomes: dict[str, int] = {}
+    for _ in range(steps):
+        try:
+            step()
+            outcome = "ok"
+        except hal.HalError as error:
+            outcome = type(error).__name__
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    print(f"  monkey seed {seed}: {outcomes}", flush=True)
+    for semaphore in sems:
+        with contextlib.suppress(hal.HalError):
+            semaphore.signal(100)
+    device.wait_idle(60)
+
+
 GROUPS: dict[str, list[Callable[[Any, Any], None]]] = {
     "submission": [resubmission, released_buffers, foreign_objects],
     "recording": [unvalidated, shapes_wgpu_rejects, garbage_arguments],
+    "monkey": [functools.partial(monkey, seed=seed) for seed in range(4)],
     "lifetime": [
         release_races_transfers,
         closing,
@@ -494,14 +609,15 @@ def main(group: str) -> int:
 
     device, other = hal.create_device(), hal.create_device()
     for program in GROUPS[group]:
-        print(f"start {program.__name__}", flush=True)
+        name = getattr(program, "__name__", None) or program.func.__name__  # type: ignore[attr-defined]
+        print(f"start {name}", flush=True)
         try:
             program(device, other)
         except Exception:
             traceback.print_exc()
-            print(f"FAILED {program.__name__}", flush=True)
+            print(f"FAILED {name}", flush=True)
             return 3
-        print(f"ok {program.__name__}", flush=True)
+        print(f"ok {name}", flush=True)
     print("all programs ran", flush=True)
     return 0
 

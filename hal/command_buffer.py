@@ -907,6 +907,13 @@ class _CheckedProgram:
         except (wgpu.GPUError, HalError) as error:
             raise self._command_buffer._wgpu_failure(self._segments, error) from None
 
+    def encode_profiled(self, wgpu_device: Any, timer: Any) -> Any:
+        """:meth:`encode` with GPU timestamps (hal/profiling.py); the same errors."""
+        try:
+            return self._program.encode_profiled(wgpu_device, timer)
+        except (wgpu.GPUError, HalError) as error:
+            raise self._command_buffer._wgpu_failure(self._segments, error) from None
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._program, name)
 

@@ -448,4 +448,4 @@ def test_wait_idle_waits_for_submitted_work(device: hal.Device) -> None:
     for i, (buf, s) in enumerate(zip(bufs, sems, strict=True)):
         assert s.query() == 1
         np.testing.assert_array_equal(bytes_of(buf), np.full(1 << 16, 0x10 + i, np.uint8))
-    device.wait_idle(timeout=0)  # nothing in flight: returns at once
+    device.wait_idle(timeout=1.0)  # nothing left but bookkeeping: returns promptly

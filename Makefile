@@ -17,11 +17,12 @@ test: adapter
 	$(VENV)/bin/ruff check hal tests benchmarks
 	$(VENV)/bin/mypy
 
-# Long differential fuzzing (random seeds; `make test` runs a bounded, seeded share of it).
+# Long differential fuzzing of the HAL against hal.reference and of the optimised lowering
+# against in-order execution (random seeds; `make test` runs a bounded, seeded share of it).
 FUZZ_EXAMPLES ?= 5000
 fuzz: adapter
 	HAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HAL_FUZZ_RANDOM=1 $(PY) -m pytest -q -s -o timeout=0 \
-		tests/test_fuzz.py
+		tests/test_fuzz.py tests/test_lowering_property.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hal tests benchmarks

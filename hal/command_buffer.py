@@ -123,6 +123,7 @@ class CommandBuffer:
         self.device = device
         self.mode = mode
         self.categories = categories
+        self._category_bits = int(categories)
         self.binding_capacity = binding_capacity
         self.state = CommandBufferState.INITIAL
         self._segments: list[Segment] = []
@@ -196,7 +197,7 @@ class CommandBuffer:
                 f"{what}: the command buffer is not in a recording state "
                 f"(state {self.state.value}; call begin() first)"
             )
-        if self._validate and category & ~self.categories:
+        if self._validate and int(category) & ~self._category_bits:
             raise FailedPreconditionError(
                 f"{what}: requires category {CommandCategory(category)!r} but the command "
                 f"buffer allows only {self.categories!r}"
@@ -461,12 +462,13 @@ class CommandBuffer:
                     f"{what}: workgroup_count.{axis} {count} exceeds the adapter's "
                     f"max-compute-workgroups-per-dimension {limit}"
                 )
-        segment, refs = self._dispatch_segment(what, executable, entry_point, constants, bindings)
+        grid = (int(counts[0]), int(counts[1]), int(counts[2]))
+        segment, refs = self._dispatch_segment(
+            what, executable, entry_point, constants, bindings, grid, None
+        )
         if 0 in counts:
             return
-        self._append(
-            replace(segment, workgroups=(int(counts[0]), int(counts[1]), int(counts[2]))), refs
-        )
+        self._append(segment, refs)
 
     def dispatch_indirect(
         self,
@@ -502,8 +504,10 @@ class CommandBuffer:
             raise OutOfRangeError(
                 f"{what}: workgroups range is {ref.length} bytes; 12 (3×u32) are required"
             )
-        segment, refs = self._dispatch_segment(what, executable, entry_point, constants, bindings)
-        self._append(replace(segment, indirect=ref), (*refs, ref))
+        segment, refs = self._dispatch_segment(
+            what, executable, entry_point, constants, bindings, None, ref
+        )
+        self._append(segment, (*refs, ref))
 
     def _dispatch_segment(
         self,
@@ -512,6 +516,8 @@ class CommandBuffer:
         entry_point: str,
         constants: Any,
         bindings: Sequence[Any],
+        workgroups: tuple[int, int, int] | None,
+        indirect: Ref | None,
     ) -> tuple[DispatchSegment, tuple[Ref | None, ...]]:
         if not isinstance(executable, Executable) or executable.device is not self.device:
             raise InvalidArgumentError(
@@ -559,7 +565,9 @@ class CommandBuffer:
                 raise InvalidArgumentError(
                     f"{what}: bindings[{i}] must be a Buffer, BufferRef or SlotRef"
                 )
-        segment = DispatchSegment(executable, entry_point, layout, None, None, data, tuple(refs))
+        segment = DispatchSegment(
+            executable, entry_point, layout, workgroups, indirect, data, tuple(refs)
+        )
         return segment, tuple(refs)
 
     def _check_min_size(

@@ -25,6 +25,7 @@ from hal.enums import (
     MemoryType,
 )
 from hal.errors import InvalidArgumentError, OutOfRangeError
+from hal.segments import Ref
 from hal.semaphore import normalise_points
 from hal.staging import copy_bytes
 from hal.validation import check_buffer_usage, check_int, make_ref
@@ -314,6 +315,26 @@ def _check_file(what: str, argument: str, file: Any, writable: bool) -> None:
         raise InvalidArgumentError(f"{what}: {argument} is a read-only bytes-like object")
 
 
+def _direct_ref(
+    what: str,
+    argument: str,
+    target: Any,
+    offset: int,
+    length: int,
+    device: Device,
+    usage: BufferUsage,
+    access: MemoryAccess,
+) -> tuple[Ref, Buffer]:
+    """``target`` + ``offset``/``length`` as a checked reference and its allocation: file
+    operations take no binding-table slots."""
+    if isinstance(target, SlotRef):
+        raise InvalidArgumentError(f"{what}: {argument} must be a Buffer or BufferRef")
+    ref = make_ref(what, argument, target, offset, length, 0, device)
+    assert ref.buffer is not None
+    check_buffer_usage(what, argument, ref.buffer, usage, access)
+    return ref, ref.buffer
+
+
 def queue_read(
     device: Device,
     source_file: Any,
@@ -330,15 +351,19 @@ def queue_read(
     _check_file(what, "source_file", source_file, writable=False)
     source_offset = check_int(what, "source_offset", source_offset)
     length = check_int(what, "length", length)
-    if isinstance(target, SlotRef):
-        raise InvalidArgumentError(f"{what}: target must be a Buffer or BufferRef")
-    ref = make_ref(what, "target", target, target_offset, length, 0, device)
-    assert ref.buffer is not None
-    check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
+    ref, root = _direct_ref(
+        what,
+        "target",
+        target,
+        target_offset,
+        length,
+        device,
+        BufferUsage.TRANSFER_TARGET,
+        MemoryAccess.WRITE,
+    )
 
     if length >= STAGED_MIN:
         # Read straight from the file into staging buffers once the waits are reached.
-        root = ref.buffer
         staged: list[Any] = []  # the Upload, once prepared; released when the copy is done
 
         def prepare_staged() -> list[Any]:
@@ -373,7 +398,7 @@ def queue_read(
         cb.end()
         return [cb._prepare_submission(None).encode(device._wgpu)]
 
-    device._queue.operation(wait, signal, [ref.buffer._allocation], prepare=prepare)
+    device._queue.operation(wait, signal, [root._allocation], prepare=prepare)
 
 
 def queue_write(
@@ -392,11 +417,16 @@ def queue_write(
     _check_file(what, "target_file", target_file, writable=True)
     target_offset = check_int(what, "target_offset", target_offset)
     length = check_int(what, "length", length)
-    if isinstance(source, SlotRef):
-        raise InvalidArgumentError(f"{what}: source must be a Buffer or BufferRef")
-    ref = make_ref(what, "source", source, source_offset, length, 0, device)
-    assert ref.buffer is not None
-    check_buffer_usage(what, "source", ref.buffer, BufferUsage.TRANSFER_SOURCE, MemoryAccess.READ)
+    ref, root = _direct_ref(
+        what,
+        "source",
+        source,
+        source_offset,
+        length,
+        device,
+        BufferUsage.TRANSFER_SOURCE,
+        MemoryAccess.READ,
+    )
     if not isinstance(target_file, (str, os.PathLike)) and not hasattr(target_file, "write"):
         size = memoryview(target_file).nbytes
         if target_offset + length > size:
@@ -404,7 +434,6 @@ def queue_write(
                 f"{what}: target range [{target_offset}, {target_offset + length}) is past "
                 f"the end of the {size}-byte target"
             )
-    root = ref.buffer
 
     def write() -> None:
         # Straight from the mapped staging buffers into the file, chunk by chunk.

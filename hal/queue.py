@@ -470,6 +470,17 @@ class Queue:
         """Wait until no submitted work is in flight (held-back operations excluded);
         False on timeout."""
         self._flush_clears()
+        if timeout is None:
+            # Unbounded: block in the device poll on this thread (as Semaphore.wait does),
+            # saving the completion thread's wake-up.
+            while True:
+                with self._cond:
+                    if not self._in_flight or self._lost is not None:
+                        break
+                    last = self._in_flight[-1].index
+                if not last:
+                    break
+                self.wait_for_index(last)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._in_flight:

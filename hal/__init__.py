@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hal.executable import BindingLayout, EntryPointLayout, Executable
     from hal.lowering import LoweringOptions, lower
     from hal.plan import Plan, PlanStats
+    from hal.profiling import Profile, ProfileEvent
     from hal.semaphore import Fence, Semaphore
 
 __version__ = "0.1.0"
@@ -75,6 +76,8 @@ _EXPORTS = {
     "OutOfRangeError": "hal.errors",
     "PermissionDeniedError": "hal.errors",
     "Plan": "hal.plan",
+    "Profile": "hal.profiling",
+    "ProfileEvent": "hal.profiling",
     "PlanStats": "hal.plan",
     "ResourceExhaustedError": "hal.errors",
     "Semaphore": "hal.semaphore",
@@ -166,6 +169,8 @@ __all__ = [
     "PermissionDeniedError",
     "Plan",
     "PlanStats",
+    "Profile",
+    "ProfileEvent",
     "ResourceExhaustedError",
     "Semaphore",
     "SlotRef",

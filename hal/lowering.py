@@ -226,17 +226,7 @@ class _PlanBuilder:
     def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:
         """Fill with kernels: 16-byte blocks for the aligned body of a large range, the word
         kernel (byte-exact edges) for the rest."""
-        body_start = _round_up(target.offset, 16)
-        body_end = (target.offset + target.size) & ~15
-        if target.size >= _VECTOR_MIN and body_end > body_start:
-            pieces = [
-                (target.offset, body_start - target.offset, False),
-                (body_start, body_end - body_start, True),
-                (body_end, target.offset + target.size - body_end, False),
-            ]
-        else:
-            pieces = [(target.offset, target.size, False)]
-        for offset, size, blocks in pieces:
+        for offset, size, blocks in _pieces(target.offset, target.size, True):
             for start in range(0, size, self.chunk):
                 piece = Region(target.resource, offset + start, min(self.chunk, size - start))
                 window, begin = self.window(piece)
@@ -266,17 +256,7 @@ class _PlanBuilder:
         """Copy with kernels: 16-byte blocks for the body when both sides agree modulo 16,
         the word kernel (funnel shifts, byte-exact edges) for the rest."""
         delta = target.offset - source.offset
-        body_start = _round_up(target.offset, 16)
-        body_end = (target.offset + target.size) & ~15
-        if target.size >= _VECTOR_MIN and delta % 16 == 0 and body_end > body_start:
-            pieces = [
-                (target.offset, body_start - target.offset, False),
-                (body_start, body_end - body_start, True),
-                (body_end, target.offset + target.size - body_end, False),
-            ]
-        else:
-            pieces = [(target.offset, target.size, False)]
-        for offset, size, blocks in pieces:
+        for offset, size, blocks in _pieces(target.offset, target.size, delta % 16 == 0):
             for start in range(0, size, self.chunk):
                 length = min(self.chunk, size - start)
                 dst = Region(target.resource, offset + start, length)
@@ -531,6 +511,21 @@ def _link(items: list[_Item], others: list[_Item]) -> None:
                     break
                 position -= 1
         running = item.after = best
+
+
+def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, bool]]:
+    """Split ``[offset, offset+size)`` into (offset, size, blocks) pieces: the 16-byte
+    aligned body of a large ``blockable`` range goes to the block kernels, the edges (or the
+    whole range) to the word kernels. Empty edges are kept; the chunk loops skip them."""
+    body_start = _round_up(offset, 16)
+    body_end = (offset + size) & ~15
+    if not blockable or size < _VECTOR_MIN or body_end <= body_start:
+        return [(offset, size, False)]
+    return [
+        (offset, body_start - offset, False),
+        (body_start, body_end - body_start, True),
+        (body_end, offset + size - body_end, False),
+    ]
 
 
 def _in_program_order(items: list[_Item]) -> list[Step]:

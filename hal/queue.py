@@ -490,18 +490,24 @@ class Queue:
                 self._cond.wait(remaining)
         return True
 
+    def _take_parked(self) -> list[_Submission]:
+        """Remove every held-back submission (once each, though parked on several
+        semaphores). Call with ``self._cond`` held."""
+        taken = []
+        for heap in self._parked.values():
+            for _, _, token, submission in heap:
+                if submission.token is token:
+                    submission.token = None
+                    taken.append(submission)
+        self._parked.clear()
+        return taken
+
     def close(self) -> None:
         """Stop accepting work, fail held-back operations, wait (bounded) for work in
         flight and stop the tracker thread."""
         with self._cond:
             self._closing = True
-            deferred = []
-            for heap in self._parked.values():
-                for _, _, token, submission in heap:
-                    if submission.token is token:
-                        submission.token = None
-                        deferred.append(submission)
-            self._parked.clear()
+            deferred = self._take_parked()
             self._cond.notify_all()
         for submission in deferred:
             submission.abort(UnavailableError("the device was closed before the waits"))
@@ -514,13 +520,7 @@ class Queue:
             if self._lost is not None:
                 return
             self._lost = error
-            stranded = []
-            for heap in self._parked.values():
-                for _, _, token, submission in heap:
-                    if submission.token is token:
-                        submission.token = None
-                        stranded.append(submission)
-            self._parked.clear()
+            stranded = self._take_parked()
             stranded += self._in_flight
             self._in_flight = []
             self._cond.notify_all()

@@ -13,7 +13,7 @@ demo: adapter
 	$(PY) -m hal demo
 
 test: adapter
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 	$(VENV)/bin/ruff check hal tests benchmarks
 	$(VENV)/bin/mypy
 

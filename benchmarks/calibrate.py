@@ -10,7 +10,7 @@ repeated 8 times per submission so that fixed costs don't hide the bandwidth):
   kernel_fill_gbps   hal's 16-byte-block builtin fill kernel
 
 Usage: python benchmarks/calibrate.py [--size-mib 256] [--out hal/cost_models/NAME.json]
-The output's "match" strings select the model at device creation (hal.cost.load_costs).
+The output's "match" strings select the model at device creation (hal.core.cost.load_costs).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hal
-from hal.builtins import shader_path
-from hal.encoder import compile_plan
-from hal.lowering import LoweringOptions, lower
-from hal.plan import Plan
+from hal.core.builtins import shader_path
+from hal.core.lowering import LoweringOptions, lower
+from hal.core.plan import Plan
+from hal.runtime.encoder import compile_plan
 
 _REPEAT = 8
 

@@ -11,7 +11,7 @@ buffer ``i % B``) are submitted and waited for in four ways:
   ``set_bind_group`` + ``dispatch_workgroups`` per dispatch, then ``device._poll(True)``;
 * ``wgpu_pass_per_dispatch``: hand-written, a compute pass around every dispatch;
 * ``hal_naive``: hal's naive lowering (``cb.lower_naive()``, one pass per command) compiled
-  with ``hal.encoder.compile_plan`` and replayed with ``Program.encode`` + ``queue.submit``.
+  with ``hal.runtime.encoder.compile_plan`` and replayed with ``Program.encode`` + ``queue.submit``.
 
 Separately it times hal's recording (create_command_buffer + begin + N dispatches and barriers
 + end) and the one-off compilation of the lowered plan (what a first submission adds).
@@ -106,8 +106,8 @@ def import_hal() -> Any:
         sys.modules["hal.shaders"] = module
         spec.loader.exec_module(module)
         hal.shaders = module
-    importlib.import_module("hal.builtins")
-    importlib.import_module("hal.encoder")
+    importlib.import_module("hal.core.builtins")
+    importlib.import_module("hal.runtime.encoder")
     return hal
 
 
@@ -201,7 +201,7 @@ def make_workload(
     """Create the device, the ``touch`` executable, ``buffer_count`` buffers and one bind group
     per buffer on the pipeline's group-0 layout."""
     device = hal.create_device(adapter)
-    executable = device.create_executable(hal.builtins.shader_path("noop.wgsl"), label="noop")
+    executable = device.create_executable(hal.core.builtins.shader_path("noop.wgsl"), label="noop")
     entry = "touch"
     buffers = [device.allocate_buffer(256) for _ in range(buffer_count)]
     device.wait_idle(timeout=timeout)  # flush hal's zero-clears of the new buffers
@@ -254,7 +254,7 @@ class Runner:
         self.cb = record_chain(w, n)
         self.semaphore = w.device.create_semaphore()
         self.value = 0
-        self.naive = w.hal.encoder.compile_plan(self.cb.lower_naive(), w.device)
+        self.naive = w.hal.runtime.encoder.compile_plan(self.cb.lower_naive(), w.device)
         self.sequence = [w.groups[i % len(w.groups)] for i in range(n)]
 
     def run_hal(self) -> Timing:
@@ -341,7 +341,7 @@ def time_recording(w: Workload, n: int, runs: int, warmup: int) -> tuple[list[fl
     lowered plan (what the first ``queue_execute`` of a command buffer adds), per run."""
     record: list[float] = []
     compile_: list[float] = []
-    compile_plan = w.hal.encoder.compile_plan
+    compile_plan = w.hal.runtime.encoder.compile_plan
     for i in range(warmup + runs):
         t0 = time.perf_counter()
         cb = record_chain(w, n)

@@ -29,8 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hal
-from hal import native
-from hal.builtins import shader_path
+from hal.backends import wgpu_native as native
+from hal.core.builtins import shader_path
 
 TIMEOUT = 60.0
 

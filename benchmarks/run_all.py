@@ -286,7 +286,7 @@ class Bench:
         self.semaphore = w.device.create_semaphore()
         self.value = 0
         self.scale = w.device.create_executable(
-            w.hal.builtins.shader_path("elementwise.wgsl"), label="elementwise"
+            w.hal.core.builtins.shader_path("elementwise.wgsl"), label="elementwise"
         )
 
     # hal and raw submission paths, each returning (submit-side, total) seconds.
@@ -345,8 +345,8 @@ class Bench:
 
     def compile(self, segments: Sequence[Any], options: Any) -> Any:
         """``compile_plan(lower(segments, caps, options))``."""
-        plan = self.hal.lowering.lower(segments, self.device.caps, options)
-        return self.hal.encoder.compile_plan(plan, self.device)
+        plan = self.hal.core.lowering.lower(segments, self.device.caps, options)
+        return self.hal.runtime.encoder.compile_plan(plan, self.device)
 
     def clear(self, buffers: Iterable[Any]) -> None:
         """Zero every byte of ``buffers`` (raw clear_buffer; waits)."""
@@ -577,7 +577,7 @@ def mixed_programs(b: Bench, rounds: int, elements: int) -> list[MixedProgram]:
 
 def bench_mixed(b: Bench, config: Config) -> dict[str, Any]:
     """Pass counts, time and a cross-lowering byte check of every mixed program."""
-    LoweringOptions = b.hal.lowering.LoweringOptions
+    LoweringOptions = b.hal.core.lowering.LoweringOptions
     options = {
         OPTIMISED: LoweringOptions(),
         NO_REORDER: LoweringOptions(reorder=False),
@@ -711,7 +711,9 @@ class Bandwidth:
         cb_copy = b.record(repeated(lambda cb: cb.copy_buffer(src, 0, dst, 0, size)))
         cb_pattern = b.record(repeated(lambda cb: cb.fill_buffer(dst, 0, size, FILL_PATTERN, 4)))
         cb_zero = b.record(repeated(lambda cb: cb.fill_buffer(dst, 0, size, 0, 4)))
-        kernel = b.compile(cb_copy.segments, b.hal.lowering.LoweringOptions(transfers="kernel"))
+        kernel = b.compile(
+            cb_copy.segments, b.hal.core.lowering.LoweringOptions(transfers="kernel")
+        )
         copy_groups = self.peak_groups(size, copy=True)
         fill_groups = self.peak_groups(size, copy=False)
 
@@ -895,7 +897,7 @@ class HandWritten:
     ``finish`` and ``submit``. Same commands as hal's replay, through wgpu-py's API."""
 
     def __init__(self, b: Bench, cb: Any) -> None:
-        from hal.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer
+        from hal.core.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer
 
         device = b.device
         program = cb._prepare_submission(None)  # hal's own aux buffers (staging, scratch)
@@ -1459,7 +1461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected sections and write JSON, Markdown and plots."""
     args = parse_args(argv)
     hal = overhead.import_hal()
-    for module in ("hal.lowering", "hal.encoder", "hal.plan"):
+    for module in ("hal.core.lowering", "hal.runtime.encoder", "hal.core.plan"):
         importlib.import_module(module)  # attributes of the package from here on
     config = QUICK if args.quick else FULL
     if args.reps is not None:

@@ -44,7 +44,7 @@ import wgpu
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hal
-from hal import staging
+from hal.runtime import staging
 
 TIMEOUT = 120.0
 KIB, MIB = 1 << 10, 1 << 20

@@ -9,11 +9,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hal.buffer import WHOLE_BUFFER, Buffer, BufferRef, BufferView, SlotRef
-    from hal.builtins import shader_path
-    from hal.caps import DeviceCaps
-    from hal.command_buffer import CommandBuffer, CommandBufferState
-    from hal.device import AdapterInfo, Device, available_adapters, create_device
+    from hal.core.builtins import shader_path
+    from hal.core.caps import DeviceCaps
+    from hal.core.lowering import LoweringOptions, lower
+    from hal.core.plan import Plan, PlanStats
     from hal.enums import (
         AccessScope,
         BufferUsage,
@@ -35,90 +34,82 @@ if TYPE_CHECKING:
         UnavailableError,
         UnimplementedError,
     )
-    from hal.event import Event
-    from hal.executable import BindingLayout, EntryPointLayout, Executable
-    from hal.lowering import LoweringOptions, lower
-    from hal.plan import Plan, PlanStats
-    from hal.profiling import Profile, ProfileEvent
-    from hal.semaphore import Fence, Semaphore
+    from hal.runtime.buffer import WHOLE_BUFFER, Buffer, BufferRef, BufferView, SlotRef
+    from hal.runtime.command_buffer import CommandBuffer, CommandBufferState
+    from hal.runtime.device import AdapterInfo, Device, available_adapters, create_device
+    from hal.runtime.event import Event
+    from hal.runtime.executable import BindingLayout, EntryPointLayout, Executable
+    from hal.runtime.profiling import Profile, ProfileEvent
+    from hal.runtime.semaphore import Fence, Semaphore
 
 __version__ = "0.1.0"
 
-# Names load on first use (PEP 562): ``import hal.lowering`` stays free of wgpu, and
+# Names load on first use (PEP 562): ``import hal.core.lowering`` stays free of wgpu, and
 # ``import hal`` stays cheap.
 _EXPORTS = {
     "AbortedError": "hal.errors",
     "AccessScope": "hal.enums",
-    "AdapterInfo": "hal.device",
-    "BindingLayout": "hal.executable",
-    "Buffer": "hal.buffer",
-    "BufferRef": "hal.buffer",
+    "AdapterInfo": "hal.runtime.device",
+    "BindingLayout": "hal.runtime.executable",
+    "Buffer": "hal.runtime.buffer",
+    "BufferRef": "hal.runtime.buffer",
     "BufferUsage": "hal.enums",
-    "BufferView": "hal.buffer",
-    "CommandBuffer": "hal.command_buffer",
+    "BufferView": "hal.runtime.buffer",
+    "CommandBuffer": "hal.runtime.command_buffer",
     "CommandBufferMode": "hal.enums",
-    "CommandBufferState": "hal.command_buffer",
+    "CommandBufferState": "hal.runtime.command_buffer",
     "CommandCategory": "hal.enums",
     "DeadlineExceededError": "hal.errors",
-    "Device": "hal.device",
-    "DeviceCaps": "hal.caps",
-    "EntryPointLayout": "hal.executable",
-    "Event": "hal.event",
-    "Executable": "hal.executable",
+    "Device": "hal.runtime.device",
+    "DeviceCaps": "hal.core.caps",
+    "EntryPointLayout": "hal.runtime.executable",
+    "Event": "hal.runtime.event",
+    "Executable": "hal.runtime.executable",
     "ExecutionStage": "hal.enums",
     "FailedPreconditionError": "hal.errors",
-    "Fence": "hal.semaphore",
+    "Fence": "hal.runtime.semaphore",
     "HalError": "hal.errors",
     "InvalidArgumentError": "hal.errors",
-    "LoweringOptions": "hal.lowering",
+    "LoweringOptions": "hal.core.lowering",
     "MemoryAccess": "hal.enums",
     "MemoryType": "hal.enums",
     "OutOfRangeError": "hal.errors",
     "PermissionDeniedError": "hal.errors",
-    "Plan": "hal.plan",
-    "Profile": "hal.profiling",
-    "ProfileEvent": "hal.profiling",
-    "PlanStats": "hal.plan",
+    "Plan": "hal.core.plan",
+    "Profile": "hal.runtime.profiling",
+    "ProfileEvent": "hal.runtime.profiling",
+    "PlanStats": "hal.core.plan",
     "ResourceExhaustedError": "hal.errors",
-    "Semaphore": "hal.semaphore",
-    "SlotRef": "hal.buffer",
+    "Semaphore": "hal.runtime.semaphore",
+    "SlotRef": "hal.runtime.buffer",
     "UnavailableError": "hal.errors",
     "UnimplementedError": "hal.errors",
-    "WHOLE_BUFFER": "hal.buffer",
-    "available_adapters": "hal.device",
-    "create_device": "hal.device",
-    "lower": "hal.lowering",
-    "shader_path": "hal.builtins",
+    "WHOLE_BUFFER": "hal.runtime.buffer",
+    "available_adapters": "hal.runtime.device",
+    "create_device": "hal.runtime.device",
+    "lower": "hal.core.lowering",
+    "shader_path": "hal.core.builtins",
 }
 
-_SUBMODULES = frozenset(
-    {
-        "allocator",
-        "buffer",
-        "builtins",
-        "caps",
-        "cli",
-        "command_buffer",
-        "demo",
-        "device",
-        "encoder",
-        "enums",
-        "errors",
-        "event",
-        "executable",
-        "loss",
-        "lowering",
-        "native",
-        "plan",
-        "queue",
-        "queue_ops",
-        "reference",
-        "segments",
-        "semaphore",
-        "validation",
-        "wgsl",
-    }
-)
+# Modules reachable as attributes of ``hal`` (``hal.reference.execute``,
+# ``hal.builtins.shader_path``).
+_SUBMODULES = {
+    "builtins": "hal.core.builtins",
+    "caps": "hal.core.caps",
+    "checks": "hal.core.checks",
+    "core": "hal.core",
+    "enums": "hal.enums",
+    "errors": "hal.errors",
+    "examples": "hal.examples",
+    "lowering": "hal.core.lowering",
+    "plan": "hal.core.plan",
+    "reference": "hal.core.reference",
+    "segments": "hal.core.segments",
+    "wgsl": "hal.core.wgsl",
+    "runtime": "hal.runtime",
+    "backends": "hal.backends",
+    "tools": "hal.tools",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -126,7 +117,7 @@ def __getattr__(name: str) -> Any:
     if module is not None:
         value = getattr(importlib.import_module(module), name)
     elif name in _SUBMODULES:
-        value = importlib.import_module(f"hal.{name}")
+        value = importlib.import_module(_SUBMODULES[name])
     else:
         raise AttributeError(f"module 'hal' has no attribute {name!r}")
     globals()[name] = value

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hal.reference import DEFAULT_KERNELS, DispatchContext, KernelRegistry, load_words, store_words
+from hal.core.reference import (
+    DEFAULT_KERNELS,
+    DispatchContext,
+    KernelRegistry,
+    load_words,
+    store_words,
+)
 
 KERNELS = Path(__file__).parent / "kernels"
 

@@ -308,7 +308,7 @@ def test_default_mode_resubmission_gives_the_same_result(device: hal.Device, slo
 def test_default_mode_resubmission_runs_every_time(device: hal.Device) -> None:
     """Each submission of a reusable command buffer really executes: accumulating y += x
     three times gives 3x."""
-    ex = device.create_executable(hal.builtins.shader_path("elementwise.wgsl"))
+    ex = device.create_executable(hal.core.builtins.shader_path("elementwise.wgsl"))
     x = np.arange(64, dtype=np.float32) - 10
     bx, by = upload(device, x), device.allocate_buffer(64 * 4)
     cb = device.create_command_buffer(mode=DEFAULT_MODE)
@@ -416,7 +416,7 @@ def test_bad_table_entries(device: hal.Device) -> None:
 def test_one_shot_resubmission_raises(device: hal.Device, slots: bool) -> None:
     """A ONE_SHOT command buffer runs once; submitting it again (or listing it twice) raises
     FailedPreconditionError and does not run it again."""
-    ex = device.create_executable(hal.builtins.shader_path("elementwise.wgsl"))
+    ex = device.create_executable(hal.core.builtins.shader_path("elementwise.wgsl"))
     x = np.arange(64, dtype=np.float32)
     bx, by = upload(device, x), device.allocate_buffer(64 * 4)
     table = [bx, by] if slots else None

@@ -1,5 +1,5 @@
-"""The ``python -m hal`` command line: in-process through ``hal.cli.main`` and a few times as a
-subprocess. Exit codes: 0 ok, 1 runtime failure, 2 usage error."""
+"""The ``python -m hal`` command line: in-process through ``hal.tools.cli.main`` and a few
+times as a subprocess. Exit codes: 0 ok, 1 runtime failure, 2 usage error."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hal.builtins import shader_path
-from hal.cli import main
-from hal.cli_run import (
+from hal.core.builtins import shader_path
+from hal.tools.cli import main
+from hal.tools.cli_run import (
     KernelInterface,
     UsageError,
     load_input,
@@ -85,7 +85,7 @@ def test_devices_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_devices_check(capsys: pytest.CaptureFixture[str]) -> None:
-    from hal.device import available_adapters
+    from hal.runtime.device import available_adapters
 
     native = any(a.backend in ("vulkan", "metal", "d3d12") for a in available_adapters())
     code, out, _ = run_cli(capsys, "devices", "--check")

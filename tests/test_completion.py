@@ -12,7 +12,7 @@ import numpy as np
 from conftest import WAIT
 
 import hal
-from hal.builtins import shader_path
+from hal.core.builtins import shader_path
 
 DISPATCHES = 3000
 

@@ -37,7 +37,7 @@ def executable(device: hal.Device, name: str) -> hal.Executable:
 
 def elementwise(device: hal.Device) -> hal.Executable:
     """The shipped ``elementwise.wgsl`` example kernels."""
-    return device.create_executable(hal.builtins.shader_path("elementwise.wgsl"))
+    return device.create_executable(hal.core.builtins.shader_path("elementwise.wgsl"))
 
 
 def upload(

@@ -18,7 +18,7 @@ import pytest
 from conftest import WAIT, random_bytes, submit_and_wait
 
 import hal
-from hal.builtins import shader_source
+from hal.core.builtins import shader_source
 
 U = hal.BufferUsage
 

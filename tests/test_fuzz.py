@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from reference_kernels import TEST_KERNELS, kernel_path
 
 import hal
-from hal.reference import HostMemory, execute
+from hal.core.reference import HostMemory, execute
 
 U = hal.BufferUsage
 EXAMPLES = int(os.environ.get("HAL_FUZZ_EXAMPLES", "300"))

@@ -298,7 +298,7 @@ def test_transfers_are_ordered_after_submitted_work(device: hal.Device) -> None:
 
 def test_to_numpy_after_submitted_dispatch_without_waiting(device: hal.Device) -> None:
     """to_numpy right after queue_execute (no wait) sees the dispatch's results."""
-    ex = device.create_executable(hal.builtins.shader_path("elementwise.wgsl"))
+    ex = device.create_executable(hal.core.builtins.shader_path("elementwise.wgsl"))
     x = np.arange(4096, dtype=np.float32)
     src, dst = device.buffer_from_numpy(x), device.allocate_buffer(x.nbytes)
     with device.record() as cb:

@@ -1,4 +1,4 @@
-"""Pure tests of :func:`hal.lowering.lower`: no GPU, no device.
+"""Pure tests of :func:`hal.core.lowering.lower`: no GPU, no device.
 
 Segments are built directly from :mod:`hal.segments` with stand-in allocations and executables.
 Besides pinning the shape of plans (pass structure, native vs builtin transfers, staging,
@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from hal.builtins import BuiltinKernel
-from hal.caps import DeviceCaps
-from hal.cost import TransferCosts
-from hal.executable import BindingLayout, EntryPointLayout
-from hal.lowering import LoweringOptions, lower
-from hal.plan import (
+from hal.core.builtins import BuiltinKernel
+from hal.core.caps import DeviceCaps
+from hal.core.cost import TransferCosts
+from hal.core.lowering import LoweringOptions, lower
+from hal.core.plan import (
     AuxBuffer,
     ClearBuffer,
     ComputePass,
@@ -36,7 +35,7 @@ from hal.plan import (
     PlanStats,
     Region,
 )
-from hal.segments import (
+from hal.core.segments import (
     AdviseSegment,
     BarrierSegment,
     CopySegment,
@@ -49,6 +48,7 @@ from hal.segments import (
     UpdateSegment,
     WaitEventsSegment,
 )
+from hal.runtime.executable import BindingLayout, EntryPointLayout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -529,7 +529,7 @@ def test_fill_pattern_is_rotated_to_the_window_word(
     begin = offset - window_start
     end = begin + length
     words = (end + 3) // 4 - begin // 4
-    # hal.builtins.fill_params layout: <begin, end, pattern_word, word_count> little-endian u32
+    # hal.core.builtins.fill_params layout: <begin, end, pattern_word, word_count> little-endian u32
     assert d.constants == struct.pack("<4I", begin, end, word, words)
     assert d.constants_offset is None
 
@@ -1200,9 +1200,9 @@ def test_lowering_is_deterministic_and_does_not_mutate_segments() -> None:
 # -- layering -------------------------------------------------------------------------------
 
 _LOWER_SCRIPT = """
-from hal.caps import DeviceCaps
-from hal.lowering import lower
-from hal.segments import FillSegment, Ref, UpdateSegment
+from hal.core.caps import DeviceCaps
+from hal.core.lowering import lower
+from hal.core.segments import FillSegment, Ref, UpdateSegment
 
 class Alloc:
     pass
@@ -1248,7 +1248,7 @@ def test_lowering_modules_do_not_need_wgpu() -> None:
 
 
 def test_import_hal_lowering_does_not_import_wgpu() -> None:
-    """``import hal.lowering`` in a process without wgpu works: the lowering is pure."""
+    """``import hal.core.lowering`` in a process without wgpu works: the lowering is pure."""
     result = run_without_wgpu("")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"

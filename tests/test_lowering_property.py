@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hal
-from hal.encoder import compile_plan
-from hal.lowering import LoweringOptions, lower
+from hal.core.lowering import LoweringOptions, lower
+from hal.runtime.encoder import compile_plan
 
 SIZES = (600, 1000, 1500)
 EXAMPLES = int(os.environ.get("HAL_FUZZ_EXAMPLES", "40"))

@@ -15,9 +15,9 @@ import pytest
 from conftest import WAIT
 
 import hal
-from hal.builtins import shader_path
-from hal.encoder import Program
-from hal.plan import ComputePass, CopyBuffer
+from hal.core.builtins import shader_path
+from hal.core.plan import ComputePass, CopyBuffer
+from hal.runtime.encoder import Program
 
 GPU_KINDS = {"dispatch", "transfer", "compute_pass"}
 

@@ -8,8 +8,8 @@ from conftest import random_bytes, submit_and_wait
 from reference_kernels import TEST_KERNELS, kernel_path
 
 import hal
-from hal.builtins import shader_source
-from hal.reference import HostMemory, KernelRegistry, execute, load_words, store_words
+from hal.core.builtins import shader_source
+from hal.core.reference import HostMemory, KernelRegistry, execute, load_words, store_words
 
 U = hal.BufferUsage
 

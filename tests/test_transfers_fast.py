@@ -13,8 +13,8 @@ import pytest
 from conftest import WAIT, random_bytes
 
 import hal
-from hal import staging
-from hal.queue_ops import STAGED_MIN
+from hal.runtime import staging
+from hal.runtime.transfers import STAGED_MIN
 
 CHUNK = 64 * 1024  # small chunks, so modest sizes exercise the pipelined, multi-chunk path
 
@@ -115,7 +115,7 @@ def test_writes_land_after_previously_submitted_work(
 
 
 def test_reads_after_a_dispatch(device: hal.Device, pool: staging.StagingPool) -> None:
-    ops = device.create_executable(hal.builtins.shader_path("elementwise.wgsl"))
+    ops = device.create_executable(hal.core.builtins.shader_path("elementwise.wgsl"))
     x = np.arange(CHUNK, dtype=np.float32)  # 4 chunks of bytes
     src = device.buffer_from_numpy(x)
     dst = device.allocate_buffer(x.nbytes)

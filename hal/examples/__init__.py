@@ -22,7 +22,7 @@ from hal.errors import InvalidArgumentError
 from hal.examples.common import ExampleResult, Timing, parse_size
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["EXAMPLES", "ExampleInfo", "ExampleResult", "Timing", "example_size", "run_example"]
 

@@ -12,8 +12,8 @@ import numpy as np
 from hal.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from hal.command_buffer import CommandBuffer
-    from hal.device import Device
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.device import Device
 
 __all__ = [
     "WAIT_S",

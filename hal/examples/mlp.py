@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hal.builtins import shader_path
+from hal.core.builtins import shader_path
 from hal.enums import CommandBufferMode
 from hal.errors import InvalidArgumentError
 from hal.examples import matmul as matmul_example
@@ -18,10 +18,10 @@ from hal.examples import softmax as softmax_example
 from hal.examples.common import WAIT_S, ExampleResult, compare, grid, time_execute
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer, BufferRef
-    from hal.command_buffer import CommandBuffer
-    from hal.device import Device
-    from hal.executable import Executable
+    from hal.runtime.buffer import Buffer, BufferRef
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.device import Device
+    from hal.runtime.executable import Executable
 
 __all__ = [
     "DEFAULT_SIZE",

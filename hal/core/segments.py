@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer
-    from hal.event import Event
-    from hal.executable import EntryPointLayout, Executable
+    from hal.runtime.buffer import Buffer
+    from hal.runtime.event import Event
+    from hal.runtime.executable import EntryPointLayout, Executable
 
 __all__ = [
     "AdviseSegment",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from hal.cli_run import UsageError
+from hal.tools.cli_run import UsageError
 
 __all__ = ["DEFAULT_SCRIPTS", "SUITE_SCRIPT", "BenchmarkNotFoundError", "find_scripts", "run_bench"]
 

@@ -15,8 +15,30 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal import loss
-from hal.buffer import Buffer, BufferRef, SlotRef, host_bytes
+from hal.core.checks import (
+    check_buffer_usage,
+    check_device,
+    check_int,
+    make_ref,
+    min_binding_sizes,
+    normalise_pattern,
+    one_line,
+    pack_constants,
+)
+from hal.core.lowering import LoweringOptions, lower
+from hal.core.segments import (
+    AdviseSegment,
+    BarrierSegment,
+    CopySegment,
+    DispatchSegment,
+    FillSegment,
+    Ref,
+    ResetEventSegment,
+    Segment,
+    SignalEventSegment,
+    UpdateSegment,
+    WaitEventsSegment,
+)
 from hal.enums import (
     BufferUsage,
     CommandBufferMode,
@@ -32,37 +54,15 @@ from hal.errors import (
     OutOfRangeError,
     ResourceExhaustedError,
 )
-from hal.event import Event
-from hal.executable import BindingLayout, Executable
-from hal.lowering import LoweringOptions, lower
-from hal.segments import (
-    AdviseSegment,
-    BarrierSegment,
-    CopySegment,
-    DispatchSegment,
-    FillSegment,
-    Ref,
-    ResetEventSegment,
-    Segment,
-    SignalEventSegment,
-    UpdateSegment,
-    WaitEventsSegment,
-)
-from hal.validation import (
-    check_buffer_usage,
-    check_device,
-    check_int,
-    make_ref,
-    min_binding_sizes,
-    normalise_pattern,
-    one_line,
-    pack_constants,
-)
+from hal.runtime import loss
+from hal.runtime.buffer import Buffer, BufferRef, SlotRef, host_bytes
+from hal.runtime.event import Event
+from hal.runtime.executable import BindingLayout, Executable
 
 if TYPE_CHECKING:
-    from hal.device import Device
-    from hal.encoder import Program
-    from hal.plan import Plan, PlanStats
+    from hal.core.plan import Plan, PlanStats
+    from hal.runtime.device import Device
+    from hal.runtime.encoder import Program
 
 __all__ = ["CommandBuffer", "CommandBufferState"]
 
@@ -699,7 +699,7 @@ class CommandBuffer:
             buffer.check_alive("queue_execute", "a buffer the command buffer uses")
 
     def _compile(self, plan: Plan, segments: Sequence[Segment]) -> _CheckedProgram:
-        from hal.encoder import compile_plan
+        from hal.runtime.encoder import compile_plan
 
         try:
             program = compile_plan(plan, self.device)
@@ -711,7 +711,7 @@ class CommandBuffer:
         """The HalError for a wgpu error that escaped validation: UnavailableError if the
         device is lost (which is then failed), else InvalidArgumentError naming the first
         command that wgpu rejects on its own. Only the error path pays for the search."""
-        from hal.encoder import compile_plan
+        from hal.runtime.encoder import compile_plan
 
         what = "queue_execute"
         if loss.is_lost_error(error):
@@ -894,7 +894,7 @@ class CommandBuffer:
 
 
 class _CheckedProgram:
-    """A compiled program (:class:`hal.encoder.Program`) whose wgpu errors at encoding
+    """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
     become HalErrors naming the command that caused them. Everything else is delegated."""
 
     __slots__ = ("_command_buffer", "_program", "_segments", "plan")

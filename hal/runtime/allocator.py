@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import wgpu
 
-from hal import loss
-from hal.buffer import Buffer, _Allocation
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import InvalidArgumentError, ResourceExhaustedError
+from hal.runtime import loss
+from hal.runtime.buffer import Buffer, _Allocation
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["Allocator", "wgpu_usage"]
 

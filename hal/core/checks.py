@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hal.buffer import Buffer, BufferRef, SlotRef
+from hal.core.segments import Ref
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import (
     InvalidArgumentError,
     OutOfRangeError,
     PermissionDeniedError,
 )
-from hal.segments import Ref
+from hal.runtime.buffer import Buffer, BufferRef, SlotRef
 
 if TYPE_CHECKING:
-    from hal.executable import Executable
+    from hal.runtime.executable import Executable
 
 __all__ = [
     "check_buffer_usage",

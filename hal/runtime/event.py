@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["Event"]
 

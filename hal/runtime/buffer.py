@@ -21,7 +21,7 @@ from hal.errors import (
 )
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = [
     "WHOLE_BUFFER",
@@ -241,7 +241,7 @@ class Buffer:
         """Fill ``[offset, offset+length)`` with a 1/2/4-byte pattern (as ``fill_buffer``).
 
         Raises InvalidArgumentError for a bad pattern or misaligned range."""
-        from hal.validation import normalise_pattern
+        from hal.core.checks import normalise_pattern
 
         length = self._map_range("map_fill", MemoryAccess.WRITE, offset, length)
         pattern_bytes = normalise_pattern("map_fill", pattern, pattern_length)

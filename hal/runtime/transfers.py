@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal import loss
-from hal.buffer import Buffer, BufferRef, SlotRef, host_bytes
+from hal.core.checks import check_buffer_usage, check_int, make_ref
+from hal.core.segments import Ref
 from hal.enums import (
     BufferUsage,
     CommandBufferMode,
@@ -25,15 +25,15 @@ from hal.enums import (
     MemoryType,
 )
 from hal.errors import InvalidArgumentError, OutOfRangeError
-from hal.segments import Ref
-from hal.semaphore import normalise_points
-from hal.staging import copy_bytes
-from hal.validation import check_buffer_usage, check_int, make_ref
+from hal.runtime import loss
+from hal.runtime.buffer import Buffer, BufferRef, SlotRef, host_bytes
+from hal.runtime.semaphore import normalise_points
+from hal.runtime.staging import copy_bytes
 
 if TYPE_CHECKING:
-    from hal.command_buffer import CommandBuffer
-    from hal.device import Device
-    from hal.semaphore import WaitList
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.device import Device
+    from hal.runtime.semaphore import WaitList
 
 __all__ = [
     "STAGED_MIN",

@@ -1,4 +1,4 @@
-"""The encoder: replays a :class:`~hal.plan.Plan` onto a wgpu device. It makes no decisions.
+"""The encoder: replays a :class:`~hal.core.plan.Plan` onto a wgpu device. It makes no decisions.
 
 ``compile_plan`` resolves a plan once into a flat list of native encoder calls with every wgpu
 object bound (pipelines, cached bind groups, the plan's own buffers); ``Program.encode``
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal import native
-from hal.builtins import BuiltinKernel
+from hal.backends import wgpu_native as native
+from hal.core.builtins import BuiltinKernel
+from hal.core.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer, Plan, Region
 from hal.errors import InvalidArgumentError
-from hal.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer, Plan, Region
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer
-    from hal.device import Device
+    from hal.runtime.buffer import Buffer
+    from hal.runtime.device import Device
 
 __all__ = ["BindGroupCache", "Program", "compile_plan"]
 

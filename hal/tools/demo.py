@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from hal.builtins import shader_path
-from hal.device import Device, create_device
-from hal.encoder import compile_plan
+from hal.core.builtins import shader_path
+from hal.core.plan import Plan
 from hal.enums import CommandBufferMode
-from hal.plan import Plan
+from hal.runtime.device import Device, create_device
+from hal.runtime.encoder import compile_plan
 
 __all__ = ["main", "time_plan"]
 
@@ -126,6 +126,8 @@ def _mlp_with_profile(device: Device) -> bool:
     print("profile (per dispatch):")
     for event in profile.events:
         if event.kind == "dispatch":
-            print(f"  {event.name:<32} {(event.end_ns - event.start_ns) / 1e3:9.1f} us "
-                  f"[{event.clock}]")
+            print(
+                f"  {event.name:<32} {(event.end_ns - event.start_ns) / 1e3:9.1f} us "
+                f"[{event.clock}]"
+            )
     return ok

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hal.device import Device
-    from hal.executable import Executable
+    from hal.runtime.device import Device
+    from hal.runtime.executable import Executable
 
 __all__ = [
     "WORKGROUP_SIZE",
@@ -55,7 +55,7 @@ def _shaders() -> Any:
     try:
         return resources.files("hal.shaders")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "shaders"
+        return Path(__file__).resolve().parents[2] / "shaders"
 
 
 def shader_source(name: str) -> str:

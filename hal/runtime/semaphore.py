@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hal.core.checks import check_int
 from hal.errors import (
     AbortedError,
     DeadlineExceededError,
     InvalidArgumentError,
     OutOfRangeError,
 )
-from hal.validation import check_int
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["MAX_VALUE", "Fence", "Semaphore", "WaitList", "normalise_points", "wait_points"]
 

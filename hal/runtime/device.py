@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import wgpu
 
-from hal.caps import DeviceCaps
-from hal.cost import load_costs
+from hal.core.caps import DeviceCaps
+from hal.core.cost import load_costs
 from hal.enums import BufferUsage, CommandBufferMode, CommandCategory, MemoryType
 from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
 
@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from contextlib import AbstractContextManager
 
-    from hal.allocator import Allocator
-    from hal.buffer import Buffer, BufferLike, BufferView
-    from hal.command_buffer import CommandBuffer
-    from hal.event import Event
-    from hal.executable import Executable
-    from hal.profiling import Profile
-    from hal.queue import Queue, WaitList
-    from hal.semaphore import Semaphore
+    from hal.runtime.allocator import Allocator
+    from hal.runtime.buffer import Buffer, BufferLike, BufferView
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.event import Event
+    from hal.runtime.executable import Executable
+    from hal.runtime.profiling import Profile
+    from hal.runtime.queue import Queue, WaitList
+    from hal.runtime.semaphore import Semaphore
 
 __all__ = ["AdapterInfo", "Device", "available_adapters", "create_device"]
 
@@ -174,11 +174,11 @@ class Device:
     def __init__(
         self, wgpu_device: Any, info: AdapterInfo, features: frozenset[str], label: str | None
     ) -> None:
-        from hal.allocator import Allocator
-        from hal.builtins import BuiltinKernels
-        from hal.encoder import BindGroupCache
-        from hal.executable import ExecutableCache
-        from hal.queue import Queue
+        from hal.core.builtins import BuiltinKernels
+        from hal.runtime.allocator import Allocator
+        from hal.runtime.encoder import BindGroupCache
+        from hal.runtime.executable import ExecutableCache
+        from hal.runtime.queue import Queue
 
         self._wgpu = wgpu_device
         self.info = info
@@ -248,7 +248,7 @@ class Device:
         adapter has ``timestamp-query``), ``"gpu"`` or ``"host"``. Raises InvalidArgumentError
         for another ``clock``, UnimplementedError for ``"gpu"`` without timestamps; entering
         it while another profile is active raises FailedPreconditionError."""
-        from hal.profiling import Profile
+        from hal.runtime.profiling import Profile
 
         self._check_open("profile")
         return Profile(self, clock)
@@ -290,7 +290,7 @@ class Device:
 
     def buffer_view_from_numpy(self, array: np.ndarray) -> BufferView:
         """A :class:`BufferView` over a new buffer holding a copy of ``array``."""
-        from hal.buffer import BufferView
+        from hal.runtime.buffer import BufferView
 
         data = np.ascontiguousarray(array)
         return BufferView(self.buffer_from_numpy(data), data.shape, data.dtype)
@@ -298,8 +298,8 @@ class Device:
     def transfer_h2d(self, data: Any, target: BufferLike, target_offset: int = 0) -> None:
         """Copy host bytes into ``target`` at ``target_offset``, ordered after all previously
         submitted work. Raises OutOfRangeError / PermissionDeniedError."""
-        from hal.buffer import host_bytes, resolve_direct
-        from hal.validation import check_buffer_usage, check_range
+        from hal.core.checks import check_buffer_usage, check_range
+        from hal.runtime.buffer import host_bytes, resolve_direct
 
         self._check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
@@ -321,8 +321,8 @@ class Device:
     ) -> tuple[Buffer, int, int]:
         """Validate a device-to-host read: (buffer, absolute offset, length). Raises
         UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
-        from hal.buffer import resolve_direct
-        from hal.validation import check_buffer_usage, check_range
+        from hal.core.checks import check_buffer_usage, check_range
+        from hal.runtime.buffer import resolve_direct
 
         self._check_open(what)
         buffer, base, size = resolve_direct(source, what, "source", self)
@@ -349,14 +349,14 @@ class Device:
 
     def create_event(self) -> Event:
         """A new event for ``signal_event``/``wait_events`` inside command buffers."""
-        from hal.event import Event
+        from hal.runtime.event import Event
 
         self._check_open("create_event")
         return Event(self)
 
     def create_semaphore(self, initial_value: int = 0) -> Semaphore:
         """A new timeline semaphore at ``initial_value``."""
-        from hal.semaphore import Semaphore
+        from hal.runtime.semaphore import Semaphore
 
         self._check_open("create_semaphore")
         return Semaphore(initial_value, device=self)
@@ -368,7 +368,7 @@ class Device:
 
         Raises DeadlineExceededError on timeout, AbortedError for a failed semaphore and
         InvalidArgumentError for an unknown ``mode``."""
-        from hal.semaphore import wait_points
+        from hal.runtime.semaphore import wait_points
 
         wait_points(points, mode, timeout)
 
@@ -383,7 +383,7 @@ class Device:
         """A new command buffer in the initial state (call ``begin()``).
 
         Raises InvalidArgumentError for inconsistent mode bits or a negative capacity."""
-        from hal.command_buffer import CommandBuffer
+        from hal.runtime.command_buffer import CommandBuffer
 
         self._check_open("create_command_buffer")
         return CommandBuffer(self, mode, categories, binding_capacity)
@@ -442,7 +442,7 @@ class Device:
         signal: WaitList = (),
     ) -> None:
         """``fill_buffer`` as a queue operation (same arguments and errors)."""
-        from hal.queue_ops import queue_transfer
+        from hal.runtime.transfers import queue_transfer
 
         self._check_open("queue_fill")
         queue_transfer(
@@ -465,7 +465,7 @@ class Device:
     ) -> None:
         """``update_buffer`` as a queue operation; ``source`` is captured now (any size and
         alignment)."""
-        from hal.queue_ops import queue_transfer, queue_update_staged
+        from hal.runtime.transfers import queue_transfer, queue_update_staged
 
         self._check_open("queue_update")
         # Large updates are staged through hal's staging buffers (one copy, no lowering).
@@ -492,7 +492,7 @@ class Device:
         signal: WaitList = (),
     ) -> None:
         """``copy_buffer`` as a queue operation (same arguments and errors)."""
-        from hal.queue_ops import queue_transfer
+        from hal.runtime.transfers import queue_transfer
 
         self._check_open("queue_copy")
         queue_transfer(
@@ -512,14 +512,14 @@ class Device:
         usage: BufferUsage = BufferUsage.DEFAULT,
     ) -> Buffer:
         """A new buffer usable by queue work ordered after ``signal``."""
-        from hal.queue_ops import queue_alloca
+        from hal.runtime.transfers import queue_alloca
 
         self._check_open("queue_alloca")
         return queue_alloca(self, size, wait, signal, memory_type, usage)
 
     def queue_dealloca(self, buffer: Buffer, *, wait: WaitList = (), signal: WaitList = ()) -> None:
         """Release ``buffer`` once ``wait`` is reached and earlier work finished."""
-        from hal.queue_ops import queue_dealloca
+        from hal.runtime.transfers import queue_dealloca
 
         self._check_open("queue_dealloca")
         queue_dealloca(self, buffer, wait, signal)
@@ -537,7 +537,7 @@ class Device:
     ) -> None:
         """Copy bytes of a file (path, open binary file or bytes-like) into ``target`` once
         ``wait`` is reached."""
-        from hal.queue_ops import queue_read
+        from hal.runtime.transfers import queue_read
 
         self._check_open("queue_read")
         queue_read(
@@ -564,7 +564,7 @@ class Device:
     ) -> None:
         """Write bytes of ``source`` into a file (path, open binary file or writable
         bytes-like) once ``wait`` is reached and earlier work finished."""
-        from hal.queue_ops import queue_write
+        from hal.runtime.transfers import queue_write
 
         self._check_open("queue_write")
         queue_write(

@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import wgpu
 
-from hal import native
+from hal.backends import wgpu_native as native
 from hal.errors import UnavailableError
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer
-    from hal.queue import Queue
+    from hal.runtime.buffer import Buffer
+    from hal.runtime.queue import Queue
 
 __all__ = ["Sink", "StagingPool", "Upload", "copy_bytes", "new_bytes"]
 

@@ -1,6 +1,6 @@
 """The lowered form of a command buffer: compute passes and native transfers, as plain data.
 
-A :class:`Plan` is what :func:`hal.lowering.lower` returns and what :mod:`hal.encoder`
+A :class:`Plan` is what :func:`hal.core.lowering.lower` returns and what :mod:`hal.encoder`
 replays. It names memory as :class:`Region`s of a user allocation or of the plan's own
 ``STAGING`` (bytes known at lowering time, uploaded once) and ``SCRATCH`` (temporary) buffers.
 """
@@ -11,11 +11,11 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from hal.builtins import BuiltinKernel
+from hal.core.builtins import BuiltinKernel
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer
-    from hal.executable import Executable
+    from hal.runtime.buffer import Buffer
+    from hal.runtime.executable import Executable
 
 __all__ = [
     "AuxBuffer",

@@ -17,7 +17,7 @@ import wgpu
 from hal.errors import HalError, InvalidArgumentError, UnavailableError
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["is_lost_error", "mark_lost", "probe", "wgpu_failure"]
 

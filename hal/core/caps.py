@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hal.cost import TransferCosts
+from hal.core.cost import TransferCosts
 
 __all__ = ["DeviceCaps"]
 

@@ -17,19 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal import loss, native
+from hal.backends import wgpu_native as native
 from hal.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     UnavailableError,
 )
-from hal.semaphore import Point, Semaphore, WaitList, normalise_points
+from hal.runtime import loss
+from hal.runtime.semaphore import Point, Semaphore, WaitList, normalise_points
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer, _Allocation
-    from hal.command_buffer import CommandBuffer
-    from hal.device import Device
-    from hal.staging import StagingPool
+    from hal.runtime.buffer import Buffer, _Allocation
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.device import Device
+    from hal.runtime.staging import StagingPool
 
 __all__ = ["Queue", "WaitList"]
 
@@ -158,7 +159,7 @@ class Queue:
         """The device's staging buffers (created on first use)."""
         pool = self._staging
         if pool is None:
-            from hal.staging import StagingPool
+            from hal.runtime.staging import StagingPool
 
             with self._cond:
                 if self._staging is None:
@@ -187,7 +188,7 @@ class Queue:
 
     def host_read(self, buffer: Buffer, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at absolute ``offset`` after all submitted work."""
-        from hal.staging import new_bytes
+        from hal.runtime.staging import new_bytes
 
         if length == 0:
             return b""
@@ -199,7 +200,7 @@ class Queue:
     def host_read_into(self, buffer: Buffer, offset: int, out: Any) -> None:
         """Read ``len(out)`` bytes at absolute ``offset`` into the writable buffer ``out``
         after all submitted work."""
-        from hal.staging import copy_bytes
+        from hal.runtime.staging import copy_bytes
 
         target = memoryview(out).cast("B")
         if len(target) == 0:
@@ -246,8 +247,8 @@ class Queue:
         binding_table: Sequence[Any] | None,
     ) -> None:
         """Validate, encode and submit (or hold back until ``wait`` is reached)."""
-        from hal.command_buffer import CommandBuffer
         from hal.enums import CommandBufferMode
+        from hal.runtime.command_buffer import CommandBuffer
 
         what = "queue_execute"
         if command_buffers is None:

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from hal.cli_run import UsageError
+from hal.tools.cli_run import UsageError
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["COMPUTE_FEATURES", "KEY_LIMITS", "UsageError", "main"]
 
@@ -67,7 +67,7 @@ def _size(value: int) -> str:
 
 def _adapter_details() -> list[dict[str, Any]]:
     """Every adapter as a dict: info fields, limits, features, and whether hal picks it."""
-    from hal.device import _adapter_info, _enumerate, _pick_adapter
+    from hal.runtime.device import _adapter_info, _enumerate, _pick_adapter
 
     adapters = _enumerate()
     try:
@@ -97,7 +97,7 @@ def _adapter_details() -> list[dict[str, Any]]:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from hal.device import available_adapters
+    from hal.runtime.device import available_adapters
 
     adapters = available_adapters()
     if args.check:
@@ -150,8 +150,8 @@ def _devices(args: argparse.Namespace) -> int:
 def _open_device(adapter: str | None) -> Iterator[Device]:
     """Open the device ``--adapter`` names (index or name substring; default: hal's pick).
     An adapter that does not exist is a usage error; no adapter at all a runtime failure."""
-    from hal.device import create_device
     from hal.errors import InvalidArgumentError, UnavailableError
+    from hal.runtime.device import create_device
 
     choice: int | str | None = None
     if adapter is not None:
@@ -199,19 +199,19 @@ def _example(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hal.demo import main as demo
+    from hal.tools.demo import main as demo
 
     return demo(dispatches=args.dispatches)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hal.cli_run import run_command
+    from hal.tools.cli_run import run_command
 
     return run_command(args, _open_device)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from hal.cli_bench import run_bench
+    from hal.tools.cli_bench import run_bench
 
     return run_bench(args.dir, args.scripts, args.extra, args.timeout, args.list)
 
@@ -381,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code:
     0 ok, 1 runtime failure, 2 usage error. Never raises for hal errors, usage errors or
     ``--help`` (argparse's exits become return values)."""
-    from hal.cli_bench import BenchmarkNotFoundError
     from hal.errors import HalError
+    from hal.tools.cli_bench import BenchmarkNotFoundError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []

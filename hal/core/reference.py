@@ -5,8 +5,8 @@ the lowered plan — so it is independent of the lowering and of wgpu. Fills, up
 copies are exact; a dispatch calls the numpy function registered for its kernel (WGSL
 source) and entry point. Used by the differential fuzzer and for debugging::
 
-    memory = hal.reference.HostMemory.snapshot([a, b])   # host copies of the allocations
-    hal.reference.execute(cb, memory, binding_table=[a])
+    memory = hal.core.reference.HostMemory.snapshot([a, b])   # host copies of the allocations
+    hal.core.reference.execute(cb, memory, binding_table=[a])
     expected = memory.read(b)
 
 Commands run in program order, which is one valid order of every program that respects the
@@ -27,14 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hal.buffer import Buffer, BufferRef
-from hal.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    OutOfRangeError,
-    UnimplementedError,
-)
-from hal.segments import (
+from hal.core.segments import (
     CopySegment,
     DispatchSegment,
     FillSegment,
@@ -42,10 +35,17 @@ from hal.segments import (
     Segment,
     UpdateSegment,
 )
+from hal.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    OutOfRangeError,
+    UnimplementedError,
+)
+from hal.runtime.buffer import Buffer, BufferRef
 
 if TYPE_CHECKING:
-    from hal.command_buffer import CommandBuffer
-    from hal.executable import Executable
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.executable import Executable
 
 __all__ = [
     "DEFAULT_KERNELS",
@@ -354,7 +354,7 @@ def _touch(context: DispatchContext) -> None:
 
 
 def _default_registry() -> KernelRegistry:
-    from hal.builtins import shader_source
+    from hal.core.builtins import shader_source
 
     registry = KernelRegistry()
     elementwise = shader_source("elementwise.wgsl")

@@ -1,4 +1,4 @@
-"""The lowering pass: a pure function from recorded segments to a :class:`~hal.plan.Plan`.
+"""The lowering pass: a pure function from recorded segments to a :class:`~hal.core.plan.Plan`.
 
 It works in two steps (see README, "How the lowering works"):
 
@@ -37,8 +37,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hal.buffer import Buffer
-from hal.builtins import (
+from hal.core.builtins import (
     MAX_WORKGROUPS,
     BuiltinKernel,
     copy4_params,
@@ -47,8 +46,8 @@ from hal.builtins import (
     fill_params,
     workgroups_for,
 )
-from hal.caps import DeviceCaps
-from hal.plan import (
+from hal.core.caps import DeviceCaps
+from hal.core.plan import (
     AuxBuffer,
     ClearBuffer,
     ComputePass,
@@ -59,7 +58,7 @@ from hal.plan import (
     Region,
     Step,
 )
-from hal.segments import (
+from hal.core.segments import (
     BarrierSegment,
     CopySegment,
     DispatchSegment,
@@ -69,6 +68,7 @@ from hal.segments import (
     UpdateSegment,
     WaitEventsSegment,
 )
+from hal.runtime.buffer import Buffer
 
 __all__ = ["LoweringOptions", "lower"]
 

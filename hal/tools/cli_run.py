@@ -23,9 +23,9 @@ import numpy as np
 from hal.errors import InvalidArgumentError, OutOfRangeError
 
 if TYPE_CHECKING:
-    from hal.buffer import Buffer
-    from hal.device import Device
-    from hal.wgsl import EntryPointDecl, ModuleInfo
+    from hal.core.wgsl import EntryPointDecl, ModuleInfo
+    from hal.runtime.buffer import Buffer
+    from hal.runtime.device import Device
 
 __all__ = [
     "KernelInterface",
@@ -222,7 +222,7 @@ def inspect_kernel(source: str, path: str, entry: str | None) -> KernelInterface
 
     Raises UsageError for an unknown or ambiguous entry point or a module without one, and
     InvalidArgumentError for WGSL the reflector cannot read (a kernel problem: exit 1)."""
-    from hal.wgsl import reflect
+    from hal.core.wgsl import reflect
 
     try:
         info = reflect(source)

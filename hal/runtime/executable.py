@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
+from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
 from hal.errors import InvalidArgumentError
-from hal.wgsl import ModuleInfo, reflect, rewrite_immediates
 
 if TYPE_CHECKING:
-    from hal.device import Device
+    from hal.runtime.device import Device
 
 __all__ = ["BindingLayout", "EntryPointLayout", "Executable", "ExecutableCache"]
 

@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import wgpu
 
-from hal import native
+from hal.backends import wgpu_native as native
+from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch
 from hal.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
-from hal.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch
 
 if TYPE_CHECKING:
-    from hal.device import Device
-    from hal.plan import Step
-    from hal.queue import _Submission
+    from hal.core.plan import Step
+    from hal.runtime.device import Device
+    from hal.runtime.queue import _Submission
 
 __all__ = ["Profile", "ProfileEvent"]
 
@@ -261,8 +261,8 @@ class Profile:
     def encode(
         self, command_buffers: Sequence[Any], programs: Sequence[Any]
     ) -> tuple[list[Any], _Record]:
-        """Encode a submission's programs (one per command buffer: ``hal.encoder.Program`` or
-        a wrapper delegating to one) with timestamps, or plainly on the host clock."""
+        """Encode a submission's programs (one per command buffer: a
+        ``hal.runtime.encoder.Program`` or a wrapper delegating to one) with timestamps, or plainly on the host clock."""
         wgpu_device = self._device._wgpu
         encoded: list[Any] = []
         timers: list[_CommandTimer | None] = []

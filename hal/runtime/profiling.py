@@ -262,7 +262,8 @@ class Profile:
         self, command_buffers: Sequence[Any], programs: Sequence[Any]
     ) -> tuple[list[Any], _Record]:
         """Encode a submission's programs (one per command buffer: a
-        ``hal.runtime.encoder.Program`` or a wrapper delegating to one) with timestamps, or plainly on the host clock."""
+        ``hal.runtime.encoder.Program`` or a wrapper delegating to one) with timestamps, or
+        plainly on the host clock."""
         wgpu_device = self._device._wgpu
         encoded: list[Any] = []
         timers: list[_CommandTimer | None] = []

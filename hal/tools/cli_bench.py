@@ -42,7 +42,7 @@ def candidate_dirs(explicit: str | None = None) -> list[Path]:
         return [Path(explicit)]
     if os.environ.get(ENV_DIR):
         return [Path(os.environ[ENV_DIR])]
-    package_root = Path(__file__).resolve().parent.parent
+    package_root = Path(__file__).resolve().parents[2]
     found: list[Path] = []
     for path in (package_root / "benchmarks", Path.cwd() / "benchmarks"):
         if path.resolve() not in [p.resolve() for p in found]:

@@ -1,0 +1,272 @@
+"""The backend boundary: what hal's runtime needs from a WebGPU implementation.
+
+The runtime (``hal.runtime``) never imports wgpu: it calls a :class:`Backend`, one per open
+device, and handles the opaque objects it returns (buffers, modules, pipelines, bind groups,
+command buffers) without looking inside them. Implementations subclass :class:`Backend`:
+
+- ``hal.backends.wgpu_py.WgpuPyBackend`` uses only wgpu-py's public API (what another
+  implementation with the wgpu-py API, such as Dawn's ``wgpudawn``, reuses);
+- ``hal.backends.wgpu_native.WgpuNativeBackend`` subclasses it with wgpu-native's raw cffi
+  calls on the hot paths (recorded encoder calls, submission indices, blocking polls, maps);
+- ``hal.backends.null.NullBackend`` runs queue, semaphore and ordering logic with no GPU.
+
+Errors: every failure of the implementation reaches the runtime as a :class:`BackendError`,
+whose ``lost`` flag says whether the device is lost. Backends never validate hal's
+arguments — the runtime validates before it calls them (API.md: nothing invalid reaches wgpu).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "AdapterDescription",
+    "Backend",
+    "BackendError",
+    "BindGroupEntry",
+    "Call",
+    "LayoutEntry",
+    "Step",
+    "Timer",
+]
+
+Call = tuple[Callable[..., Any], tuple[Any, ...]]
+"""A recorded encoder call: ``function(target, *args)``, target a pass or an encoder."""
+
+Step = tuple[bool, list[Call]]
+"""One step of a compiled program: (inside a compute pass?, its calls)."""
+
+LayoutEntry = tuple[int, str, bool]
+"""A bind group layout entry: (binding, "storage" | "read-only-storage" | "uniform",
+has a dynamic offset)."""
+
+BindGroupEntry = tuple[int, Any, int, int]
+"""A bind group entry: (binding, backend buffer, offset, size)."""
+
+
+class BackendError(Exception):
+    """A failure reported by the WebGPU implementation; ``lost`` when the device is lost."""
+
+    def __init__(self, message: str, *, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterDescription:
+    """An adapter as an implementation reports it, before hal normalises the names."""
+
+    implementation: str
+    name: str
+    backend: str
+    adapter_type: str
+    vendor: str
+    driver: str
+    summary: str
+    features: frozenset[str]
+    limits: dict[str, int]
+    handle: Any
+
+
+class Timer:
+    """What profiled encoding calls around each command (hal/runtime/profiling.py)."""
+
+    def pass_writes(self, step: int) -> Any:
+        """Timestamp writes for compute pass ``step`` as a whole, or None."""
+        return None
+
+    def before(self, target: Any, step: int, dispatch: int | None) -> None:
+        """Before dispatch ``dispatch`` of pass ``step`` (target: the pass) or before a
+        transfer step (``dispatch`` None, target: the encoder)."""
+
+    def after(self, target: Any) -> None:
+        """After the command announced by :meth:`before`."""
+
+    def close(self, encoder: Any) -> None:
+        """At the end of the command buffer, before it is finished."""
+
+
+class Backend:
+    """One open device of a WebGPU implementation. Methods raise :class:`BackendError`.
+
+    Subclasses implement every method; this class documents the contract. Buffers are
+    created with STORAGE, COPY_SRC, COPY_DST and INDIRECT usage (plus UNIFORM when asked):
+    hal checks usage itself, and builtin kernels must reach any buffer a command names.
+    """
+
+    implementation: str = "abstract"
+    limits: dict[str, int]
+    features: frozenset[str]
+
+    # -- resources ----------------------------------------------------------------------
+
+    def create_buffer(self, size: int, *, uniform: bool = False, label: str = "hal") -> Any:
+        """A new device buffer of ``size`` bytes (a multiple of 4), contents undefined."""
+        raise NotImplementedError
+
+    def create_staging_buffer(self, size: int, *, upload: bool) -> Any:
+        """A host-mappable buffer: MAP_WRITE|COPY_SRC (``upload``) or MAP_READ|COPY_DST."""
+        raise NotImplementedError
+
+    def destroy_buffer(self, buffer: Any) -> None:
+        """Free ``buffer`` now (the caller knows no submitted work uses it)."""
+        raise NotImplementedError
+
+    def write_buffer(self, buffer: Any, offset: int, data: Any) -> None:
+        """Queue a write of ``data`` (4-byte multiple) at ``offset``, ordered before the
+        next submission."""
+        raise NotImplementedError
+
+    def create_shader_module(self, code: str, label: str) -> Any:
+        """Compile WGSL ``code``; BackendError with the compiler's message."""
+        raise NotImplementedError
+
+    def create_bind_group_layout(self, entries: Sequence[LayoutEntry]) -> Any:
+        """A compute-visible bind group layout of buffer entries."""
+        raise NotImplementedError
+
+    def create_compute_pipeline(
+        self,
+        module: Any,
+        entry_point: str,
+        layouts: Sequence[Any],
+        immediate_size: int,
+        constants: dict[str, Any] | None,
+        label: str,
+    ) -> Any:
+        """A compute pipeline of ``entry_point`` over bind group ``layouts``."""
+        raise NotImplementedError
+
+    def create_bind_group(self, layout: Any, entries: Sequence[BindGroupEntry]) -> Any:
+        """A bind group of ``layout`` over buffer ranges."""
+        raise NotImplementedError
+
+    # -- recorded encoder calls -----------------------------------------------------------
+
+    def set_pipeline(self, pipeline: Any) -> Call:
+        """Bind a compute pipeline (inside a pass)."""
+        raise NotImplementedError
+
+    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
+        """Bind ``group`` at ``index`` with dynamic ``offsets`` (inside a pass)."""
+        raise NotImplementedError
+
+    def set_immediates(self, data: bytes) -> Call:
+        """Set the immediate block from offset 0 (inside a pass)."""
+        raise NotImplementedError
+
+    def dispatch(self, x: int, y: int, z: int) -> Call:
+        """Dispatch a grid of workgroups (inside a pass)."""
+        raise NotImplementedError
+
+    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
+        """Dispatch with counts read from ``buffer`` at ``offset`` (inside a pass)."""
+        raise NotImplementedError
+
+    def copy_buffer(
+        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
+    ) -> Call:
+        """``copy_buffer_to_buffer`` (on the encoder; offsets and size 4-byte multiples)."""
+        raise NotImplementedError
+
+    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
+        """``clear_buffer`` (on the encoder; offset and size 4-byte multiples, size > 0)."""
+        raise NotImplementedError
+
+    def is_dispatch(self, call: Call) -> bool:
+        """True for a (direct or indirect) dispatch call: what the profiler times."""
+        raise NotImplementedError
+
+    def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:
+        """Replay ``steps`` into a new command buffer. BackendError when the
+        implementation rejects it (errors inside passes surface here)."""
+        raise NotImplementedError
+
+    def encode_profiled(self, steps: Sequence[Step], timer: Timer, label: str = "hal") -> Any:
+        """:meth:`encode` with ``timer`` called around every dispatch and transfer."""
+        raise NotImplementedError
+
+    # -- timestamps -----------------------------------------------------------------------
+
+    def create_query_set(self, count: int) -> Any:
+        """A timestamp query set of ``count`` queries."""
+        raise NotImplementedError
+
+    def write_timestamp(self, target: Any, query_set: Any, index: int) -> None:
+        """Write a timestamp into ``query_set[index]`` from a pass or an encoder."""
+        raise NotImplementedError
+
+    def pass_timestamp_writes(self, query_set: Any, begin: int, end: int) -> Any:
+        """The ``timestamp_writes`` of a compute pass timed as a whole."""
+        raise NotImplementedError
+
+    def resolve_timestamps(self, encoder: Any, query_sets: Sequence[Any], count: int) -> Any:
+        """Resolve the first ``count`` queries (over ``query_sets`` of equal size) into a
+        readback buffer at the end of ``encoder``; returns that buffer."""
+        raise NotImplementedError
+
+    def read_timestamps(self, readback: Any, count: int) -> np.ndarray:
+        """The raw u64 ticks of a readback buffer once its command buffer completed; frees
+        the buffer."""
+        raise NotImplementedError
+
+    def timestamp_period(self) -> float:
+        """Nanoseconds per timestamp tick (1.0 where unknown)."""
+        return 1.0
+
+    # -- submission and completion ----------------------------------------------------------
+
+    def clear_command_buffer(self, buffers: Sequence[Any]) -> Any:
+        """A command buffer that zeroes each of ``buffers`` entirely."""
+        raise NotImplementedError
+
+    def copy_command_buffer(self, copies: Sequence[tuple[Any, int, Any, int, int]]) -> Any:
+        """A command buffer of (source, source offset, target, target offset, size) copies."""
+        raise NotImplementedError
+
+    def submit(self, command_buffers: Sequence[Any]) -> int:
+        """Submit; returns the submission's ticket: positive and increasing. The caller
+        guarantees nothing submitted is invalid (submit-time errors abort wgpu-native)."""
+        raise NotImplementedError
+
+    def wait(self, ticket: int) -> None:
+        """Block until the submission with ``ticket`` (and everything before it) finished.
+        BackendError(lost=True) if the device is lost."""
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        """Process finished work without blocking (fires map callbacks)."""
+        raise NotImplementedError
+
+    # -- mapping (staging buffers only) -------------------------------------------------------
+
+    def map_async(self, buffer: Any, size: int, *, write: bool) -> Any:
+        """Request ``[0, size)`` of a staging buffer mapped once the GPU is done with it;
+        returns a token for :meth:`wait_mapped`."""
+        raise NotImplementedError
+
+    def wait_mapped(self, token: Any, timeout: float) -> bool:
+        """Block until the map of ``token`` finished: True, or False after ``timeout``
+        seconds; BackendError when the map failed. Never depends on other threads."""
+        raise NotImplementedError
+
+    def mapped_range(self, buffer: Any, size: int, *, writable: bool) -> memoryview:
+        """The mapped bytes ``[0, size)``; invalid once unmapped."""
+        raise NotImplementedError
+
+    def unmap(self, buffer: Any) -> None:
+        """Unmap ``buffer`` (cancels a pending map)."""
+        raise NotImplementedError
+
+    # -- health ---------------------------------------------------------------------------
+
+    def probe_lost(self) -> str | None:
+        """Why the device is lost, or None; cheap, submits nothing."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device (idempotent)."""

@@ -55,7 +55,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
     tiny.end()
     device.queue_execute(tiny, signal=[(semaphore, 1)])  # compiles the program
     semaphore.wait(1, timeout=TIMEOUT)
-    tiny_program = tiny._prepare_submission(None)
+    tiny_program = tiny.prepare(None)
     value = 1
     samples: dict[str, list[float]] = {
         "hal_execute_1_dispatch": [],
@@ -144,7 +144,7 @@ def chain(device: hal.Device, length: int) -> dict[str, float]:
     assert count == length + 1, f"chain ran {count} dispatches, expected {length + 1}"
 
     wgpu_device = device._wgpu
-    program = cb._prepare_submission(None)
+    program = cb.prepare(None)
     start = time.perf_counter()
     for _ in range(length):
         wgpu_device.queue.submit([program.encode(wgpu_device)])

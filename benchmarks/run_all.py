@@ -900,7 +900,7 @@ class HandWritten:
         from hal.core.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer
 
         device = b.device
-        program = cb._prepare_submission(None)  # hal's own aux buffers (staging, scratch)
+        program = cb.prepare(None)  # hal's own aux buffers (staging, scratch)
         self.b = b
 
         def buffer_of(region: Any) -> Any:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hal.core.builtins import shader_path
     from hal.core.caps import DeviceCaps
+    from hal.core.layout import BindingLayout, EntryPointLayout
     from hal.core.lowering import LoweringOptions, lower
     from hal.core.plan import Plan, PlanStats
+    from hal.core.refs import WHOLE_BUFFER, BufferRef, SlotRef
     from hal.enums import (
         AccessScope,
         BufferUsage,
@@ -34,11 +36,11 @@ if TYPE_CHECKING:
         UnavailableError,
         UnimplementedError,
     )
-    from hal.runtime.buffer import WHOLE_BUFFER, Buffer, BufferRef, BufferView, SlotRef
+    from hal.runtime.buffer import Buffer, BufferView
     from hal.runtime.command_buffer import CommandBuffer, CommandBufferState
     from hal.runtime.device import AdapterInfo, Device, available_adapters, create_device
     from hal.runtime.event import Event
-    from hal.runtime.executable import BindingLayout, EntryPointLayout, Executable
+    from hal.runtime.executable import Executable
     from hal.runtime.profiling import Profile, ProfileEvent
     from hal.runtime.semaphore import Fence, Semaphore
 
@@ -50,9 +52,9 @@ _EXPORTS = {
     "AbortedError": "hal.errors",
     "AccessScope": "hal.enums",
     "AdapterInfo": "hal.runtime.device",
-    "BindingLayout": "hal.runtime.executable",
+    "BindingLayout": "hal.core.layout",
     "Buffer": "hal.runtime.buffer",
-    "BufferRef": "hal.runtime.buffer",
+    "BufferRef": "hal.core.refs",
     "BufferUsage": "hal.enums",
     "BufferView": "hal.runtime.buffer",
     "CommandBuffer": "hal.runtime.command_buffer",
@@ -62,7 +64,7 @@ _EXPORTS = {
     "DeadlineExceededError": "hal.errors",
     "Device": "hal.runtime.device",
     "DeviceCaps": "hal.core.caps",
-    "EntryPointLayout": "hal.runtime.executable",
+    "EntryPointLayout": "hal.core.layout",
     "Event": "hal.runtime.event",
     "Executable": "hal.runtime.executable",
     "ExecutionStage": "hal.enums",
@@ -81,10 +83,10 @@ _EXPORTS = {
     "PlanStats": "hal.core.plan",
     "ResourceExhaustedError": "hal.errors",
     "Semaphore": "hal.runtime.semaphore",
-    "SlotRef": "hal.runtime.buffer",
+    "SlotRef": "hal.core.refs",
     "UnavailableError": "hal.errors",
     "UnimplementedError": "hal.errors",
-    "WHOLE_BUFFER": "hal.runtime.buffer",
+    "WHOLE_BUFFER": "hal.core.refs",
     "available_adapters": "hal.runtime.device",
     "create_device": "hal.runtime.device",
     "lower": "hal.core.lowering",

@@ -24,6 +24,7 @@ import pytest
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
 from hal.core.cost import TransferCosts
+from hal.core.layout import BindingLayout, EntryPointLayout
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.plan import (
     AuxBuffer,
@@ -48,7 +49,6 @@ from hal.core.segments import (
     UpdateSegment,
     WaitEventsSegment,
 )
-from hal.runtime.executable import BindingLayout, EntryPointLayout
 
 REPO = Path(__file__).resolve().parent.parent
 

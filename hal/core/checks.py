@@ -1,63 +1,92 @@
 """Argument checks shared by recording, queue operations and host access.
 
 Every check raises the HalError subclass of API.md's error table, with a message naming the
-command, the argument, the value and the rule.
+command, the argument, the value and the rule. Ranges are checked by one helper,
+:func:`check_range`, so every "past the end" message has one format.
 """
 
 from __future__ import annotations
 
-import re
 import struct
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hal.core.segments import Ref
+from hal.core.refs import BufferHandle, BufferLike, BufferRef, Ref, SlotRef
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import (
     InvalidArgumentError,
     OutOfRangeError,
     PermissionDeniedError,
 )
-from hal.runtime.buffer import Buffer, BufferRef, SlotRef
 
 if TYPE_CHECKING:
-    from hal.runtime.executable import Executable
+    from hal.core.caps import DeviceCaps
+    from hal.core.layout import BindingLayout
 
 __all__ = [
+    "INDIRECT_PARAMS_SIZE",
+    "check_binding_length",
     "check_buffer_usage",
     "check_device",
+    "check_indirect_length",
     "check_int",
+    "check_multiple",
     "check_range",
+    "host_bytes",
     "make_ref",
-    "min_binding_sizes",
     "normalise_pattern",
     "one_line",
     "pack_constants",
+    "resolve_direct",
 ]
+
+INDIRECT_PARAMS_SIZE = 12
+"""Bytes of ``dispatch_indirect``'s workgroup counts (3×u32)."""
 
 
 def check_int(what: str, argument: str, value: Any) -> int:
-    """``value`` as a non-negative int, or InvalidArgumentError."""
+    """``value`` as a non-negative int; InvalidArgumentError otherwise (bools included)."""
+    if type(value) is int and value >= 0:  # the common case, without an isinstance chain
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InvalidArgumentError(f"{what}: {argument} {value!r} is not a non-negative integer")
     return int(value)
 
 
-def check_range(what: str, argument: str, offset: int, length: int, size: int) -> None:
-    """OutOfRangeError unless ``[offset, offset+length)`` lies within ``size`` bytes."""
-    check_int(what, f"{argument} offset", offset)
-    check_int(what, f"{argument} length", length)
+def check_range(
+    what: str,
+    argument: str,
+    offset: Any,
+    length: Any,
+    size: int,
+    within: str = "range",
+) -> int:
+    """The length of ``[offset, offset+length)`` inside ``size`` bytes (``length`` None: to
+    the end). ``argument`` ("" for none) and ``within`` (what the ``size`` bytes are: "range",
+    "buffer", "slot range", "table entry", "source") name things in the message.
+
+    Raises InvalidArgumentError for a negative or non-integer offset or length and
+    OutOfRangeError for an offset or range past the end."""
+    prefix = f"{argument} " if argument else ""
+    offset = check_int(what, f"{prefix}offset", offset)
+    if offset > size:
+        raise OutOfRangeError(
+            f"{what}: {prefix}offset {offset} is past the end of its {size}-byte {within}"
+        )
+    if length is None:
+        return size - offset
+    length = check_int(what, f"{prefix}length", length)
     if offset + length > size:
         raise OutOfRangeError(
-            f"{what}: {argument} range [{offset}, {offset + length}) is past the end of "
-            f"its {size}-byte range"
+            f"{what}: {prefix}range [{offset}, {offset + length}) is past the end of its "
+            f"{size}-byte {within}"
         )
+    return int(length)
 
 
-def check_device(what: str, argument: str, buffer: Buffer, device: Any) -> None:
+def check_device(what: str, argument: str, buffer: BufferLike, device: Any) -> None:
     """InvalidArgumentError unless ``buffer`` was allocated on ``device``: wgpu rejects (at
     submission, fatally) any command that mixes objects of two devices."""
     if buffer.device is not device:
@@ -67,13 +96,13 @@ def check_device(what: str, argument: str, buffer: Buffer, device: Any) -> None:
 def check_buffer_usage(
     what: str,
     argument: str,
-    buffer: Buffer,
-    usage: BufferUsage,
-    access: MemoryAccess = MemoryAccess.NONE,
-    memory_type: MemoryType = MemoryType.NONE,
+    buffer: BufferLike,
+    usage: int,
+    access: int = 0,
+    memory_type: int = 0,
 ) -> None:
     """PermissionDeniedError unless ``buffer`` allows every bit of ``usage`` and ``access``
-    and has every bit of ``memory_type``."""
+    and has every bit of ``memory_type`` (BufferUsage/MemoryAccess/MemoryType bits)."""
     # Plain ints: IntFlag arithmetic builds enum members and costs ~1 µs per operation, on
     # the recording hot path.
     missing = int(usage) & ~int(buffer.allowed_usage)
@@ -93,6 +122,53 @@ def check_buffer_usage(
         raise PermissionDeniedError(
             f"{what}: {argument} lacks memory type {MemoryType(missing_type)!r} "
             f"(has: {buffer.memory_type!r})"
+        )
+
+
+def check_multiple(what: str, argument: str, value: int, pattern_length: int) -> None:
+    """InvalidArgumentError unless ``value`` (a fill offset or length) is a multiple of
+    ``pattern_length``."""
+    if value % pattern_length:
+        raise InvalidArgumentError(
+            f"{what}: {argument} {value} is not a multiple of pattern_length {pattern_length}"
+        )
+
+
+def check_indirect_length(what: str, argument: str, length: int) -> None:
+    """OutOfRangeError for indirect workgroup counts shorter than 3×u32."""
+    if length < INDIRECT_PARAMS_SIZE:
+        raise OutOfRangeError(
+            f"{what}: {argument} range is {length} bytes; {INDIRECT_PARAMS_SIZE} (3×u32) are "
+            "required"
+        )
+
+
+def check_binding_length(
+    what: str,
+    argument: str,
+    binding: BindingLayout,
+    entry_point: str,
+    length: int,
+    caps: DeviceCaps,
+) -> None:
+    """Check a dispatch binding's byte length against the adapter and the kernel.
+
+    Raises InvalidArgumentError past the adapter's max (uniform) binding size and
+    OutOfRangeError below ``binding.min_size`` (wgpu would reject either only when the whole
+    command buffer is encoded, far from the command). A range that is not a whole number of
+    words counts as rounded up: the lowering shadows it into whole words."""
+    kind = binding.kind
+    limit = caps.max_uniform_binding_size if kind == "uniform" else caps.max_binding_size
+    if length > limit:
+        raise InvalidArgumentError(
+            f"{what}: {argument} is {length} bytes; the adapter binds at most {limit} "
+            f"bytes as {kind}"
+        )
+    need = binding.min_size
+    if need > 4 and -(-length // 4) * 4 < need:
+        raise OutOfRangeError(
+            f"{what}: {argument} is {length} bytes, but {entry_point!r} declares "
+            f"{binding.name!r} as a type of at least {need} bytes"
         )
 
 
@@ -163,12 +239,68 @@ def pack_constants(what: str, constants: Any) -> bytes:
     return data
 
 
+def host_bytes(data: Any, what: str, argument: str) -> memoryview:
+    """View any bytes-like object or numpy array as flat bytes (no copy when contiguous).
+
+    Raises InvalidArgumentError for objects without the buffer protocol."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{what}: {argument} of type {type(data).__name__} is not bytes-like"
+        ) from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _resolve_buffer_ref(
+    what: str, argument: str, target: BufferRef, device: Any
+) -> tuple[BufferLike, int, int]:
+    """(buffer, offset within its allocation, length) of a BufferRef; raises as
+    :func:`resolve_direct`."""
+    buffer = target.buffer
+    if not isinstance(buffer, BufferLike):
+        raise InvalidArgumentError(f"{what}: {argument}.buffer is not a hal.Buffer")
+    buffer.check_alive(what, argument)
+    if device is not None:
+        check_device(what, argument, buffer, device)
+    offset = check_int(what, f"{argument}.offset", target.offset)
+    length = target.length
+    if length is not None:
+        length = check_int(what, f"{argument}.length", length)
+    length = check_range(what, argument, offset, length, buffer.byte_length, "buffer")
+    return buffer, buffer.byte_offset + offset, length
+
+
+def resolve_direct(
+    target: Any, what: str, argument: str, device: Any = None
+) -> tuple[BufferHandle, int, int]:
+    """Resolve a Buffer or BufferRef to (the buffer, offset within its allocation, length).
+
+    Raises InvalidArgumentError for anything else (a SlotRef included) and, with ``device``,
+    for a buffer of another device; OutOfRangeError for a BufferRef past its buffer's end;
+    FailedPreconditionError for a released buffer."""
+    if isinstance(target, BufferLike):
+        target.check_alive(what, argument)
+        if device is not None:
+            check_device(what, argument, target, device)
+        return target, target.byte_offset, target.byte_length
+    if isinstance(target, BufferRef):
+        return _resolve_buffer_ref(what, argument, target, device)
+    raise InvalidArgumentError(
+        f"{what}: {argument} must be a Buffer or BufferRef, not {type(target).__name__}"
+    )
+
+
 def make_ref(
     what: str,
     argument: str,
     target: Any,
-    offset: int,
-    length: int | None,
+    offset: Any,
+    length: Any,
     binding_capacity: int,
     device: Any = None,
 ) -> Ref:
@@ -178,150 +310,42 @@ def make_ref(
     Direct references are range-checked now (OutOfRangeError); slot references are checked
     against ``binding_capacity`` now and against the binding table at submission. With
     ``device``, a buffer of another device raises InvalidArgumentError; a released buffer
-    raises FailedPreconditionError."""
+    raises FailedPreconditionError; a negative or non-integer offset or length raises
+    InvalidArgumentError."""
     offset = check_int(what, f"{argument} offset", offset)
     if length is not None:
         length = check_int(what, f"{argument} length", length)
-    if isinstance(target, Buffer):
+    if isinstance(target, BufferLike):  # the common case first
         target.check_alive(what, argument)
-        if device is not None:
+        if device is not None and target.device is not device:
             check_device(what, argument, target, device)
-        base, size, root = target.byte_offset, target.byte_length, target.allocated_buffer
-    elif isinstance(target, BufferRef):
-        buffer = target.buffer
-        if not isinstance(buffer, Buffer):
-            raise InvalidArgumentError(f"{what}: {argument}.buffer is not a hal.Buffer")
-        buffer.check_alive(what, argument)
-        if device is not None:
-            check_device(what, argument, buffer, device)
-        ref_offset = check_int(what, f"{argument}.offset", target.offset)
-        ref_length = (
-            buffer.byte_length - ref_offset
-            if target.length is None
-            else check_int(what, f"{argument}.length", target.length)
-        )
-        if ref_offset + ref_length > buffer.byte_length:
-            raise OutOfRangeError(
-                f"{what}: {argument} range [{ref_offset}, {ref_offset + ref_length}) is past "
-                f"the end of a {buffer.byte_length}-byte buffer"
-            )
-        base, size, root = buffer.byte_offset + ref_offset, ref_length, buffer.allocated_buffer
-    elif isinstance(target, SlotRef):
-        slot = check_int(what, f"{argument}.slot", target.slot)
-        if slot >= binding_capacity:
-            raise OutOfRangeError(
-                f"{what}: {argument} slot {slot} is not below the command buffer's "
-                f"binding_capacity {binding_capacity}"
-            )
-        slot_offset = check_int(what, f"{argument}.offset", target.offset)
-        if target.length is not None:
-            slot_length = check_int(what, f"{argument}.length", target.length)
-            if offset > slot_length:
-                raise OutOfRangeError(
-                    f"{what}: {argument} offset {offset} is past the end of its "
-                    f"{slot_length}-byte slot range"
-                )
-            if length is None:
-                length = slot_length - offset
-            elif offset + length > slot_length:
-                raise OutOfRangeError(
-                    f"{what}: {argument} range [{offset}, {offset + length}) is past the end "
-                    f"of its {slot_length}-byte slot range"
-                )
-        return Ref(None, slot, slot_offset + offset, length)
-    else:
-        raise InvalidArgumentError(
-            f"{what}: {argument} must be a Buffer, BufferRef or SlotRef, not "
-            f"{type(target).__name__}"
-        )
-    if offset > size:
+        length = check_range(what, argument, offset, length, target.byte_length)
+        return Ref(target.allocated_buffer, None, target.byte_offset + offset, length)
+    if isinstance(target, SlotRef):
+        return _slot_ref(what, argument, target, offset, length, binding_capacity)
+    if isinstance(target, BufferRef):
+        buffer, base, size = _resolve_buffer_ref(what, argument, target, device)
+        length = check_range(what, argument, offset, length, size)
+        return Ref(buffer.allocated_buffer, None, base + offset, length)
+    raise InvalidArgumentError(
+        f"{what}: {argument} must be a Buffer, BufferRef or SlotRef, not {type(target).__name__}"
+    )
+
+
+def _slot_ref(
+    what: str, argument: str, target: SlotRef, offset: int, length: int | None, capacity: int
+) -> Ref:
+    slot = check_int(what, f"{argument}.slot", target.slot)
+    if slot >= capacity:
         raise OutOfRangeError(
-            f"{what}: {argument} offset {offset} is past the end of its {size}-byte range"
+            f"{what}: {argument} slot {slot} is not below the command buffer's "
+            f"binding_capacity {capacity}"
         )
-    if length is None:
-        length = size - offset
-    if offset + length > size:
-        raise OutOfRangeError(
-            f"{what}: {argument} range [{offset}, {offset + length}) is past the end of its "
-            f"{size}-byte range"
-        )
-    return Ref(root, None, base + offset, length)
-
-
-# -- minimum binding sizes ------------------------------------------------------------------
-
-_VAR = re.compile(
-    r"(?P<attrs>(?:@\w+\s*(?:\([^)]*\))?\s*)*)var\s*<(?P<space>[^>]*)>\s*(?P<name>\w+)\s*:"
-    r"\s*(?P<type>[^;=]+?)\s*;"
-)
-_STRUCT = re.compile(r"\bstruct\s+(?P<name>\w+)\s*\{(?P<body>[^}]*)\}")
-_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-_SCALAR_SIZES = {"u32": 4, "i32": 4, "f32": 4, "f16": 2, "bool": 4}
-_min_sizes: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
-
-
-def _layout(text: str, structs: dict[str, str]) -> tuple[int, int]:
-    """(minimum size, alignment) of a host-shareable WGSL type under storage/uniform layout
-    rules; a runtime-sized array counts one element. ValueError for types it cannot size."""
-    t = re.sub(r"\s+", "", text)
-    atomic = re.fullmatch(r"atomic<(\w+)>", t)
-    if atomic:
-        t = atomic.group(1)
-    if t in _SCALAR_SIZES:
-        return _SCALAR_SIZES[t], _SCALAR_SIZES[t]
-    vec = re.fullmatch(r"vec([234])<(\w+)>|vec([234])([fiuh])", t)
-    if vec:
-        n = int(vec.group(1) or vec.group(3))
-        scalar = vec.group(2) or {"f": "f32", "i": "i32", "u": "u32", "h": "f16"}[vec.group(4)]
-        size = _SCALAR_SIZES[scalar]
-        return size * n, size * (4 if n == 3 else n)
-    matrix = re.fullmatch(r"mat([234])x([234])(?:<(\w+)>|([fh]))", t)
-    if matrix:
-        scalar = matrix.group(3) or {"f": "f32", "h": "f16"}[matrix.group(4)]
-        rows = int(matrix.group(2))
-        column = _SCALAR_SIZES[scalar] * (4 if rows == 3 else rows)
-        return int(matrix.group(1)) * column, column
-    array = re.fullmatch(r"array<(.+?)(?:,(\w+))?>", t)
-    if array:
-        size, align = _layout(array.group(1), structs)
-        stride = -(-size // align) * align
-        count = int(array.group(2), 0) if array.group(2) else 1
-        return stride * count, align
-    if t in structs:
-        offset, align = 0, 1
-        for field in structs[t].split(","):
-            if ":" in field:
-                size, field_align = _layout(field.split(":", 1)[1], structs)
-                offset = -(-offset // field_align) * field_align + size
-                align = max(align, field_align)
-        return -(-offset // align) * align, align
-    raise ValueError(f"cannot size WGSL type {text!r}")
-
-
-def min_binding_sizes(executable: Executable) -> dict[int, int]:
-    """The smallest byte length each ``@group(0)`` binding of ``executable`` can be bound
-    with (wgpu rejects a shorter binding only when the command buffer is encoded, far from
-    the command that caused it). Bindings of types it cannot size are left out."""
-    found = _min_sizes.get(executable)
-    if found is not None:
-        return found
-    text = _COMMENT.sub(" ", executable.source)
-    structs = {
-        m.group("name"): re.sub(r"@\w+\s*(\([^)]*\))?", "", m.group("body"))
-        for m in _STRUCT.finditer(text)
-    }
-    sizes: dict[int, int] = {}
-    for m in _VAR.finditer(text):
-        group = re.search(r"@group\s*\(\s*(\d+)\s*\)", m.group("attrs"))
-        binding = re.search(r"@binding\s*\(\s*(\d+)\s*\)", m.group("attrs"))
-        if group is None or binding is None or int(group.group(1)) != 0:
-            continue
-        try:
-            sizes[int(binding.group(1))] = _layout(m.group("type"), structs)[0]
-        except (ValueError, KeyError):
-            continue
-    _min_sizes[executable] = sizes
-    return sizes
+    slot_offset = check_int(what, f"{argument}.offset", target.offset)
+    if target.length is not None:
+        slot_length = check_int(what, f"{argument}.length", target.length)
+        length = check_range(what, argument, offset, length, slot_length, "slot range")
+    return Ref(None, slot, slot_offset + offset, length)
 
 
 def one_line(error: BaseException) -> str:

@@ -58,6 +58,7 @@ from hal.core.plan import (
     Region,
     Step,
 )
+from hal.core.refs import BufferHandle
 from hal.core.segments import (
     BarrierSegment,
     CopySegment,
@@ -68,7 +69,6 @@ from hal.core.segments import (
     UpdateSegment,
     WaitEventsSegment,
 )
-from hal.runtime.buffer import Buffer
 
 __all__ = ["LoweringOptions", "lower"]
 
@@ -135,7 +135,7 @@ class _PlanBuilder:
         self.staging = bytearray()
         self.constants_data = bytearray()
         self.scratch_sizes = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
-        self.resources: set[Buffer] = set()
+        self.resources: set[BufferHandle] = set()
         self.builtin_dispatches = 0
         self.shadowed = 0
         self.notes: list[str] = []

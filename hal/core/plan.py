@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from hal.core.builtins import BuiltinKernel
 
 if TYPE_CHECKING:
-    from hal.runtime.buffer import Buffer
+    from hal.core.refs import BufferHandle
     from hal.runtime.executable import Executable
 
 __all__ = [
@@ -50,7 +50,7 @@ class AuxBuffer(enum.Enum):
 class Region:
     """``size`` bytes at ``offset`` of ``resource`` (a root Buffer or an AuxBuffer)."""
 
-    resource: Buffer | AuxBuffer
+    resource: BufferHandle | AuxBuffer
     offset: int
     size: int
 
@@ -147,7 +147,7 @@ class Plan:
     constants: bytes
     scratch_size: int
     read_scratch_size: int
-    resources: frozenset[Buffer]
+    resources: frozenset[BufferHandle]
     stats: PlanStats
     notes: tuple[str, ...] = ()
 

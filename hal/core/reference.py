@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hal.core.refs import BufferLike, BufferRef
 from hal.core.segments import (
     CopySegment,
     DispatchSegment,
@@ -41,7 +42,6 @@ from hal.errors import (
     OutOfRangeError,
     UnimplementedError,
 )
-from hal.runtime.buffer import Buffer, BufferRef
 
 if TYPE_CHECKING:
     from hal.runtime.command_buffer import CommandBuffer
@@ -165,10 +165,10 @@ class HostMemory:
     Every allocation a command buffer or binding table names must be added first."""
 
     def __init__(self) -> None:
-        self._arrays: dict[int, tuple[Buffer, np.ndarray]] = {}
+        self._arrays: dict[int, tuple[BufferLike, np.ndarray]] = {}
 
     @classmethod
-    def snapshot(cls, buffers: Iterable[Buffer]) -> HostMemory:
+    def snapshot(cls, buffers: Iterable[BufferLike]) -> HostMemory:
         """Host copies of the allocations of ``buffers`` (subspans add their whole
         allocation), read from the device after all submitted work."""
         memory = cls()
@@ -179,7 +179,7 @@ class HostMemory:
                 memory.add(root, data)
         return memory
 
-    def add(self, buffer: Buffer, data: Any = None) -> None:
+    def add(self, buffer: BufferLike, data: Any = None) -> None:
         """Track ``buffer``'s allocation with contents ``data`` (bytes-like; default zeros)."""
         root = buffer.allocated_buffer
         array = np.zeros(root.byte_length, np.uint8)
@@ -192,18 +192,18 @@ class HostMemory:
             array[:] = raw
         self._arrays[id(root)] = (root, array)
 
-    def _array(self, root: Buffer) -> np.ndarray:
+    def _array(self, root: BufferLike) -> np.ndarray:
         found = self._arrays.get(id(root))
         if found is None or found[0] is not root:
             raise InvalidArgumentError(f"reference: {root!r} was not added to the host memory")
         return found[1]
 
-    def view(self, buffer: Buffer) -> np.ndarray:
+    def view(self, buffer: BufferLike) -> np.ndarray:
         """A writable uint8 view of ``buffer``'s bytes (a subspan sees its own range)."""
         array = self._array(buffer.allocated_buffer)
         return array[buffer.byte_offset : buffer.byte_offset + buffer.byte_length]
 
-    def read(self, buffer: Buffer) -> bytes:
+    def read(self, buffer: BufferLike) -> bytes:
         """``buffer``'s bytes."""
         return self.view(buffer).tobytes()
 
@@ -213,7 +213,7 @@ class HostMemory:
         other._arrays = {key: (root, array.copy()) for key, (root, array) in self._arrays.items()}
         return other
 
-    def __contains__(self, buffer: Buffer) -> bool:
+    def __contains__(self, buffer: BufferLike) -> bool:
         found = self._arrays.get(id(buffer.allocated_buffer))
         return found is not None and found[0] is buffer.allocated_buffer
 
@@ -221,7 +221,7 @@ class HostMemory:
 def execute(
     command_buffer: CommandBuffer,
     memory: HostMemory,
-    binding_table: Sequence[Buffer | BufferRef] | None = None,
+    binding_table: Sequence[BufferLike | BufferRef] | None = None,
     kernels: KernelRegistry | None = None,
 ) -> None:
     """Run an ended ``command_buffer`` on ``memory`` (in place). Raises
@@ -238,7 +238,7 @@ def execute(
 def run_segments(
     segments: Sequence[Segment],
     memory: HostMemory,
-    binding_table: Sequence[Buffer | BufferRef] | None = None,
+    binding_table: Sequence[BufferLike | BufferRef] | None = None,
     kernels: KernelRegistry | None = None,
 ) -> None:
     """Run ``segments`` in order on ``memory``, resolving slot references through

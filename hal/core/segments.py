@@ -1,18 +1,24 @@
 """Recorded commands as plain data. Recording appends these; the lowering reads them.
 
-A :class:`Ref` names a byte range either of an allocation (``buffer`` is the root buffer and
-``offset`` is absolute in it) or of a binding-table slot (resolved at submission).
+A :class:`~hal.core.refs.Ref` names a byte range either of an allocation (``buffer`` is the
+root buffer and ``offset`` is absolute in it) or of a binding-table slot (resolved at
+submission).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hal.core.refs import Ref
+
 if TYPE_CHECKING:
-    from hal.runtime.buffer import Buffer
-    from hal.runtime.event import Event
-    from hal.runtime.executable import EntryPointLayout, Executable
+    from hal.core.layout import EntryPointLayout
+
+# The runtime's Event and Executable: core never imports the runtime, so segments hold them
+# as opaque objects (compared by identity; executables also give ``label``).
+Event = Any
+Executable = Any
 
 __all__ = [
     "AdviseSegment",
@@ -26,29 +32,8 @@ __all__ = [
     "SignalEventSegment",
     "UpdateSegment",
     "WaitEventsSegment",
+    "describe_segment",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    """A byte range: of the allocation ``buffer`` (absolute offset) or of table slot ``slot``
-    (offset relative to the table entry; ``length`` None = to the entry's end)."""
-
-    buffer: Buffer | None
-    slot: int | None
-    offset: int
-    length: int | None
-
-    def describe(self) -> str:
-        """``buf#1a2b[0:64]`` or ``slot3[16:+end]``: for dumps."""
-        end = "end" if self.length is None else str(self.offset + self.length)
-        if self.buffer is not None:
-            return f"buf#{id(self.buffer) & 0xFFFF:04x}[{self.offset}:{end}]"
-        return f"slot{self.slot}[{self.offset}:{end}]"
-
-    def at(self, buffer: Buffer, offset: int, length: int) -> Ref:
-        """This range resolved onto an allocation."""
-        return replace(self, buffer=buffer, slot=None, offset=offset, length=length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +137,33 @@ Segment = (
     | CopySegment
     | DispatchSegment
 )
+
+
+def describe_segment(segment: Segment) -> str:
+    """One line naming a segment and its ranges: for dumps and error messages."""
+    if isinstance(segment, FillSegment):
+        return f"fill {segment.target.describe()} pattern={segment.pattern.hex()}"
+    if isinstance(segment, UpdateSegment):
+        return f"update {segment.target.describe()} <- {len(segment.data)} host bytes"
+    if isinstance(segment, CopySegment):
+        return f"copy {segment.source.describe()} -> {segment.target.describe()}"
+    if isinstance(segment, DispatchSegment):
+        size = (
+            segment.workgroups
+            if segment.indirect is None
+            else (f"indirect {segment.indirect.describe()}")
+        )
+        binds = ", ".join(r.describe() for r in segment.bindings if r is not None)
+        return (
+            f"dispatch {segment.executable.label}:{segment.entry_point} {size} "
+            f"[{binds}] constants={len(segment.constants)}B"
+        )
+    if isinstance(segment, BarrierSegment):
+        return "execution_barrier"
+    if isinstance(segment, WaitEventsSegment):
+        return f"wait_events ({len(segment.events)})"
+    if isinstance(segment, SignalEventSegment):
+        return "signal_event"
+    if isinstance(segment, ResetEventSegment):
+        return "reset_event"
+    return f"advise {segment.target.describe()}"

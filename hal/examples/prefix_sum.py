@@ -14,7 +14,8 @@ from hal.errors import InvalidArgumentError
 from hal.examples.common import WAIT_S, ExampleResult, compare, grid, time_execute
 
 if TYPE_CHECKING:
-    from hal.runtime.buffer import Buffer, BufferRef
+    from hal.core.refs import BufferRef
+    from hal.runtime.buffer import Buffer
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
     from hal.runtime.executable import Executable

@@ -1,4 +1,5 @@
-"""Buffers, subspans, buffer references, binding-table slot references and buffer views."""
+"""Buffers, subspans and buffer views. (References, ``BufferRef``/``SlotRef``, and the
+checks they share live in :mod:`hal.core.refs` and :mod:`hal.core.checks`.)"""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hal.core.checks import check_buffer_usage, check_range, host_bytes
+from hal.core.refs import BufferLike
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import (
     FailedPreconditionError,
@@ -23,19 +25,9 @@ from hal.errors import (
 if TYPE_CHECKING:
     from hal.runtime.device import Device
 
-__all__ = [
-    "WHOLE_BUFFER",
-    "Buffer",
-    "BufferLike",
-    "BufferRef",
-    "BufferView",
-    "SlotRef",
-    "host_bytes",
-    "resolve_direct",
-]
+__all__ = ["Buffer", "BufferView"]
 
-WHOLE_BUFFER = None
-"""``length=WHOLE_BUFFER`` (``None``) means "to the end of the buffer or range"."""
+_HOST_ACCESS = int(MemoryAccess.READ | MemoryAccess.WRITE)
 
 
 class _Allocation:
@@ -78,7 +70,7 @@ class _Allocation:
             self.wgpu_buffer.destroy()
 
 
-class Buffer:
+class Buffer(BufferLike):
     """A range of device memory: either an allocation or a subspan sharing one.
 
     Attributes: ``byte_length``, ``byte_offset`` (within the allocation), ``memory_type``,
@@ -145,19 +137,8 @@ class Buffer:
 
         Subspans of subspans are re-rooted on the allocation. Raises OutOfRangeError."""
         self.check_alive("subspan", "buffer")
-        _check_int("subspan", "offset", offset)
-        if offset > self.byte_length:
-            raise OutOfRangeError(
-                f"subspan: offset {offset} is past the end of a {self.byte_length}-byte buffer"
-            )
-        if length is None:
-            length = self.byte_length - offset
-        _check_int("subspan", "length", length)
-        if offset + length > self.byte_length:
-            raise OutOfRangeError(
-                f"subspan: range [{offset}, {offset + length}) is past the end of a "
-                f"{self.byte_length}-byte buffer"
-            )
+        length = check_range("subspan", "", offset, length, self.byte_length, "buffer")
+        offset = int(offset)
         return Buffer(
             self.device,
             self._allocation,
@@ -199,25 +180,8 @@ class Buffer:
             raise PermissionDeniedError(
                 f"{what}: buffer usage {self.allowed_usage!r} lacks MAPPING (host access)"
             )
-        missing = access & (MemoryAccess.READ | MemoryAccess.WRITE) & ~self.allowed_access
-        if missing:
-            raise PermissionDeniedError(
-                f"{what}: buffer access {self.allowed_access!r} lacks {MemoryAccess(missing)!r}"
-            )
-        _check_int(what, "offset", offset)
-        if offset > self.byte_length:
-            raise OutOfRangeError(
-                f"{what}: offset {offset} is past the end of a {self.byte_length}-byte buffer"
-            )
-        if length is None:
-            length = self.byte_length - offset
-        _check_int(what, "length", length)
-        if offset + length > self.byte_length:
-            raise OutOfRangeError(
-                f"{what}: range [{offset}, {offset + length}) is past the end of a "
-                f"{self.byte_length}-byte buffer"
-            )
-        return length
+        check_buffer_usage(what, "buffer", self, 0, int(access) & _HOST_ACCESS)
+        return check_range(what, "", offset, length, self.byte_length, "buffer")
 
     def map_read(self, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``[offset, offset+length)``. Needs MAPPING usage and READ access."""
@@ -277,11 +241,12 @@ class Buffer:
 
     def to_numpy(self, dtype: Any = np.uint8, shape: Any = None, offset: int = 0) -> np.ndarray:
         """A host copy of the buffer's bytes from ``offset`` as an array of ``dtype``
-        (``shape`` defaults to 1-D). Raises InvalidArgumentError if the bytes don't divide."""
+        (``shape`` defaults to 1-D). Raises OutOfRangeError for an offset or shape past the
+        end, InvalidArgumentError if the bytes don't divide."""
         dtype = np.dtype(dtype)
-        available = self.byte_length - offset if offset <= self.byte_length else -1
+        available = check_range("to_numpy", "", offset, None, self.byte_length, "buffer")
         if shape is None:
-            if available < 0 or available % dtype.itemsize:
+            if available % dtype.itemsize:
                 raise InvalidArgumentError(
                     f"to_numpy: {available} bytes from offset {offset} is not a whole number "
                     f"of {dtype} items"
@@ -295,27 +260,6 @@ class Buffer:
         out = np.empty(shape, dtype)
         self.device._queue.host_read_into(root, absolute, out.reshape(-1).view(np.uint8))
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class BufferRef:
-    """A range ``[offset, offset+length)`` of ``buffer`` (``length=None``: to the end)."""
-
-    buffer: Buffer
-    offset: int = 0
-    length: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SlotRef:
-    """A range of binding-table slot ``slot``; ``offset`` is added to the table entry's."""
-
-    slot: int
-    offset: int = 0
-    length: int | None = None
-
-
-BufferLike = Buffer | BufferRef | SlotRef
 
 
 class BufferView:
@@ -365,66 +309,3 @@ def _release_dropped() -> None:
         with contextlib.suppress(Exception):
             device._bind_groups.forget_wgpu(allocation.wgpu_buffer)
         allocation.release()
-
-
-def _check_int(what: str, argument: str, value: Any) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise InvalidArgumentError(f"{what}: {argument} {value!r} is not a non-negative integer")
-
-
-def host_bytes(data: Any, what: str, argument: str) -> memoryview:
-    """View any bytes-like object or numpy array as flat bytes (no copy when contiguous).
-
-    Raises InvalidArgumentError for objects without the buffer protocol."""
-    if isinstance(data, np.ndarray):
-        data = np.ascontiguousarray(data)
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise InvalidArgumentError(
-            f"{what}: {argument} of type {type(data).__name__} is not bytes-like"
-        ) from None
-    if not view.c_contiguous:
-        view = memoryview(view.tobytes())
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def resolve_direct(
-    target: Any, what: str, argument: str, device: Device | None = None
-) -> tuple[Buffer, int, int]:
-    """Resolve a ``Buffer`` or ``BufferRef`` to (buffer, offset within its allocation,
-    length). Raises InvalidArgumentError for a SlotRef, a non-buffer or (with ``device``) a
-    buffer of another device, OutOfRangeError for a range past the end,
-    FailedPreconditionError for a released buffer."""
-    buffer = target.buffer if isinstance(target, BufferRef) else target
-    if device is not None and isinstance(buffer, Buffer) and buffer.device is not device:
-        raise InvalidArgumentError(f"{what}: {argument} {buffer!r} belongs to another device")
-    if isinstance(target, Buffer):
-        target.check_alive(what, argument)
-        return target, target.byte_offset, target.byte_length
-    if isinstance(target, BufferRef):
-        buffer = target.buffer
-        if not isinstance(buffer, Buffer):
-            raise InvalidArgumentError(f"{what}: {argument}.buffer is not a hal.Buffer")
-        buffer.check_alive(what, argument)
-        _check_int(what, f"{argument}.offset", target.offset)
-        if target.offset > buffer.byte_length:
-            raise OutOfRangeError(
-                f"{what}: {argument} offset {target.offset} is past the end of a "
-                f"{buffer.byte_length}-byte buffer"
-            )
-        length = buffer.byte_length - target.offset if target.length is None else target.length
-        _check_int(what, f"{argument}.length", length)
-        if target.offset + length > buffer.byte_length:
-            raise OutOfRangeError(
-                f"{what}: {argument} range [{target.offset}, {target.offset + length}) is past "
-                f"the end of a {buffer.byte_length}-byte buffer"
-            )
-        return buffer, buffer.byte_offset + target.offset, length
-    if isinstance(target, SlotRef):
-        raise InvalidArgumentError(
-            f"{what}: {argument} must be a Buffer or BufferRef, not a SlotRef"
-        )
-    raise InvalidArgumentError(
-        f"{what}: {argument} must be a Buffer, BufferRef or SlotRef, not {type(target).__name__}"
-    )

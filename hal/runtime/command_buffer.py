@@ -1,8 +1,11 @@
-"""Command buffers: record commands as segments, lower them at ``end()``.
+"""Command buffers: record commands as segments; ended ones are lowered and compiled by
+:class:`hal.runtime.programs.Programs`.
 
 Recording validates each command (API.md's error table) and appends a plain segment; nothing
-touches wgpu until submission. ``end()`` lowers the segments into a plan; a command buffer that
-uses binding-table slots is lowered at submission, once per distinct binding table.
+touches wgpu until submission. A command that names a binding-table slot also merges what it
+needs into that slot's requirement (:mod:`hal.core.slots`), checked once per table entry at
+submission. ``end()`` lowers a command buffer without slots into a plan; one that uses slots
+is lowered at submission, once per distinct binding table.
 """
 
 from __future__ import annotations
@@ -10,35 +13,36 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import wgpu
-
 from hal.core.checks import (
+    check_binding_length,
     check_buffer_usage,
-    check_device,
+    check_indirect_length,
     check_int,
+    check_multiple,
+    check_range,
+    host_bytes,
     make_ref,
-    min_binding_sizes,
     normalise_pattern,
-    one_line,
     pack_constants,
 )
 from hal.core.lowering import LoweringOptions, lower
+from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
     AdviseSegment,
     BarrierSegment,
     CopySegment,
     DispatchSegment,
     FillSegment,
-    Ref,
     ResetEventSegment,
     Segment,
     SignalEventSegment,
     UpdateSegment,
     WaitEventsSegment,
+    describe_segment,
 )
+from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
 from hal.enums import (
     BufferUsage,
     CommandBufferMode,
@@ -49,37 +53,47 @@ from hal.enums import (
 )
 from hal.errors import (
     FailedPreconditionError,
-    HalError,
     InvalidArgumentError,
-    OutOfRangeError,
     ResourceExhaustedError,
 )
-from hal.runtime import loss
-from hal.runtime.buffer import Buffer, BufferRef, SlotRef, host_bytes
 from hal.runtime.event import Event
-from hal.runtime.executable import BindingLayout, Executable
+from hal.runtime.executable import Executable
+from hal.runtime.programs import CheckedProgram, Programs
 
 if TYPE_CHECKING:
+    from hal.core.layout import EntryPointLayout
     from hal.core.plan import Plan, PlanStats
     from hal.runtime.device import Device
-    from hal.runtime.encoder import Program
 
 __all__ = ["CommandBuffer", "CommandBufferState"]
 
-_BINDING_USAGE = {
-    "storage": BufferUsage.DISPATCH_STORAGE_READ | BufferUsage.DISPATCH_STORAGE_WRITE,
-    "read-only-storage": BufferUsage.DISPATCH_STORAGE_READ,
-    "uniform": BufferUsage.DISPATCH_UNIFORM_READ,
+# Plain ints throughout recording: IntFlag arithmetic builds enum members and costs ~1 µs
+# per operation, on the hot path.
+_TRANSFER = int(CommandCategory.TRANSFER)
+_DISPATCH = int(CommandCategory.DISPATCH)
+_TRANSFER_SOURCE = int(BufferUsage.TRANSFER_SOURCE)
+_TRANSFER_TARGET = int(BufferUsage.TRANSFER_TARGET)
+_INDIRECT = int(BufferUsage.DISPATCH_INDIRECT_PARAMS)
+_READ = int(MemoryAccess.READ)
+_WRITE = int(MemoryAccess.WRITE)
+_DEVICE_VISIBLE = int(MemoryType.DEVICE_VISIBLE)
+# (usage, access) a binding of each bind-group-layout kind needs.
+_BINDING_NEEDS = {
+    "storage": (
+        int(BufferUsage.DISPATCH_STORAGE_READ | BufferUsage.DISPATCH_STORAGE_WRITE),
+        int(MemoryAccess.READ | MemoryAccess.WRITE),
+    ),
+    "read-only-storage": (int(BufferUsage.DISPATCH_STORAGE_READ), _READ),
+    "uniform": (int(BufferUsage.DISPATCH_UNIFORM_READ), _READ),
 }
-_BINDING_ACCESS = {
-    "storage": MemoryAccess.READ | MemoryAccess.WRITE,
-    "read-only-storage": MemoryAccess.READ,
-    "uniform": MemoryAccess.READ,
-}
-_PROGRAM_CACHE_SIZE = 8
 # HAL usage bits that change the wgpu buffer's own usage (see allocator.wgpu_usage): without
 # them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
-_WGPU_USAGE = BufferUsage.DISPATCH_UNIFORM_READ
+_WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
+_BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
+
+
+def _binding_name(index: int) -> str:
+    return _BINDING_NAMES[index] if index < len(_BINDING_NAMES) else f"bindings[{index}]"
 
 
 class CommandBufferState(enum.Enum):
@@ -96,7 +110,7 @@ class CommandBuffer:
 
     Create with ``device.create_command_buffer`` or ``device.record``. Commands raise the
     HalError subclass of API.md's table when their arguments are invalid; a rejected command
-    records nothing.
+    records nothing (and merges no slot requirement).
     """
 
     def __init__(
@@ -128,16 +142,14 @@ class CommandBuffer:
         self.state = CommandBufferState.INITIAL
         self._segments: list[Segment] = []
         self._validate = not mode & CommandBufferMode.UNVALIDATED
-        self._uses_slots = False
-        self._slot_count = 0
-        self._plan: Plan | None = None
-        self._programs: dict[tuple[Any, ...], _CheckedProgram] = {}
+        self._slots = SlotRequirements()
+        self._programs: Programs | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
         # Subspans the commands name: releasing one must fail later submissions too, and the
         # plan only knows allocations.
-        self._views: set[Buffer] = set()
+        self._views: set[BufferLike] = set()
 
     def __repr__(self) -> str:
         return (
@@ -159,7 +171,8 @@ class CommandBuffer:
         self.state = CommandBufferState.RECORDING
 
     def end(self) -> None:
-        """Finish recording and lower the segments into a plan.
+        """Finish recording and lower the segments into a plan (at submission instead, per
+        binding table, where commands name slots).
 
         Raises FailedPreconditionError unless recording, UnavailableError once the device is
         closed, ResourceExhaustedError if the plan's own buffers exceed the device limits."""
@@ -168,36 +181,18 @@ class CommandBuffer:
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
         self.device._check_open("end")
-        if not self._uses_slots:
-            plan = lower(self._segments, self.device.caps)
-            self._check_plan_limits("end", plan)
-            self._plan = plan
+        slots = self._slots if self._slots.count else None
+        self._programs = Programs(self.device, self._segments, tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
 
-    def _check_plan_limits(self, what: str, plan: Plan) -> None:
-        """ResourceExhaustedError where a plan's staging or scratch buffer would exceed
-        max-buffer-size: wgpu would refuse to create it when the plan is compiled."""
-        limit = self.device.caps.max_buffer_size
-        for name, size in (
-            ("staged update bytes", len(plan.staging)),
-            ("staged constants", len(plan.constants)),
-            ("scratch for shadowed bindings", plan.scratch_size),
-            ("read-only scratch for shadowed bindings", plan.read_scratch_size),
-        ):
-            if size > limit:
-                raise ResourceExhaustedError(
-                    f"{what}: the command buffer needs {size} bytes of {name}; the device's "
-                    f"max-buffer-size is {limit}"
-                )
-
-    def _begin_command(self, what: str, category: CommandCategory) -> None:
+    def _begin_command(self, what: str, category: int) -> None:
         self.device._check_open(what)
         if self.state is not CommandBufferState.RECORDING:
             raise FailedPreconditionError(
                 f"{what}: the command buffer is not in a recording state "
                 f"(state {self.state.value}; call begin() first)"
             )
-        if self._validate and int(category) & ~self._category_bits:
+        if self._validate and category & ~self._category_bits:
             raise FailedPreconditionError(
                 f"{what}: requires category {CommandCategory(category)!r} but the command "
                 f"buffer allows only {self.categories!r}"
@@ -208,32 +203,35 @@ class CommandBuffer:
         what: str,
         argument: str,
         target: Any,
-        offset: int,
-        length: int | None,
-        usage: BufferUsage,
-        access: MemoryAccess,
+        offset: Any,
+        length: Any,
+        usage: int,
+        access: int,
     ) -> Ref:
+        """``target`` resolved and checked for a command that needs ``usage``/``access`` of
+        it. A slot reference is checked at submission: its requirement is merged by
+        :meth:`_require` once the command is recorded."""
         ref = make_ref(what, argument, target, offset, length, self.binding_capacity, self.device)
-        if ref.buffer is None:
+        root = ref.buffer
+        if root is None:
             return ref
         view = target.buffer if isinstance(target, BufferRef) else target
         if self._validate:
-            for holder in (ref.buffer, view) if view is not ref.buffer else (view,):
-                # A subspan carries its own permissions.
-                check_buffer_usage(what, argument, holder, usage, access, MemoryType.DEVICE_VISIBLE)
+            check_buffer_usage(what, argument, root, usage, access, _DEVICE_VISIBLE)
+            if view is not root:  # a subspan carries its own permissions
+                check_buffer_usage(what, argument, view, usage, access, _DEVICE_VISIBLE)
         else:
             # UNVALIDATED still refuses what wgpu itself would reject at submission.
-            check_buffer_usage(what, argument, ref.buffer, usage & _WGPU_USAGE)
-        if view is not ref.buffer:
+            check_buffer_usage(what, argument, root, usage & _WGPU_USAGE)
+        if view is not root:
             self._views.add(view)
         return ref
 
-    def _append(self, segment: Segment, refs: Sequence[Ref | None]) -> None:
-        for ref in refs:
-            if ref is not None and ref.slot is not None:
-                self._uses_slots = True
-                self._slot_count = max(self._slot_count, ref.slot + 1)
-        self._segments.append(segment)
+    def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
+        """Merge what a recorded command needs of slot range ``ref`` into its slot."""
+        if self._validate:
+            return self._slots.require(ref, argument, usage, access, _DEVICE_VISIBLE)
+        return self._slots.require(ref, argument, usage & _WGPU_USAGE, 0, 0)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -246,16 +244,15 @@ class CommandBuffer:
         buffer_barriers: Sequence[Any] = (),
     ) -> None:
         """Order every command before the barrier against every command after it."""
-        self._begin_command("execution_barrier", CommandCategory.NONE)
-        self._append(
+        self._begin_command("execution_barrier", 0)
+        self._segments.append(
             BarrierSegment(
                 int(source_stage),
                 int(target_stage),
                 int(flags),
                 tuple(memory_barriers),
                 tuple(buffer_barriers),
-            ),
-            (),
+            )
         )
 
     def _check_event(self, what: str, event: Any) -> None:
@@ -264,15 +261,15 @@ class CommandBuffer:
 
     def signal_event(self, event: Event, source_stage: int = ExecutionStage.ALL) -> None:
         """Signal ``event`` once the work before it has reached ``source_stage``."""
-        self._begin_command("signal_event", CommandCategory.DISPATCH)
+        self._begin_command("signal_event", _DISPATCH)
         self._check_event("signal_event", event)
-        self._append(SignalEventSegment(event, int(source_stage)), ())
+        self._segments.append(SignalEventSegment(event, int(source_stage)))
 
     def reset_event(self, event: Event, source_stage: int = ExecutionStage.ALL) -> None:
         """Reset ``event``."""
-        self._begin_command("reset_event", CommandCategory.DISPATCH)
+        self._begin_command("reset_event", _DISPATCH)
         self._check_event("reset_event", event)
-        self._append(ResetEventSegment(event, int(source_stage)), ())
+        self._segments.append(ResetEventSegment(event, int(source_stage)))
 
     def wait_events(
         self,
@@ -283,34 +280,33 @@ class CommandBuffer:
         buffer_barriers: Sequence[Any] = (),
     ) -> None:
         """Wait for ``events``: orders like an execution barrier."""
-        self._begin_command("wait_events", CommandCategory.DISPATCH)
+        self._begin_command("wait_events", _DISPATCH)
         events = tuple(events)
         for event in events:
             self._check_event("wait_events", event)
-        self._append(
+        self._segments.append(
             WaitEventsSegment(
                 events,
                 int(source_stage),
                 int(target_stage),
                 tuple(memory_barriers),
                 tuple(buffer_barriers),
-            ),
-            (),
+            )
         )
 
-    def advise_buffer(self, target: Buffer | BufferRef | SlotRef, flags: int = 0) -> None:
+    def advise_buffer(self, target: BufferTarget, flags: int = 0) -> None:
         """A hint about ``target``'s contents; lowers to nothing."""
-        self._begin_command("advise_buffer", CommandCategory.TRANSFER)
-        ref = self._ref(
-            "advise_buffer", "target", target, 0, None, BufferUsage.NONE, MemoryAccess.NONE
-        )
-        self._append(AdviseSegment(ref, int(flags)), (ref,))
+        self._begin_command("advise_buffer", _TRANSFER)
+        ref = self._ref("advise_buffer", "target", target, 0, None, 0, 0)
+        self._segments.append(AdviseSegment(ref, int(flags)))
+        if ref.slot is not None:
+            self._slots.name(ref.slot)
 
     discard_buffer = advise_buffer
 
     def fill_buffer(
         self,
-        target: Buffer | BufferRef | SlotRef,
+        target: BufferTarget,
         offset: int,
         length: int | None,
         pattern: int | bytes,
@@ -321,54 +317,43 @@ class CommandBuffer:
         ``pattern_length``. Raises InvalidArgumentError, OutOfRangeError,
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
-        self._begin_command(what, CommandCategory.TRANSFER)
+        self._begin_command(what, _TRANSFER)
         data = normalise_pattern(what, pattern, pattern_length)
-        ref = self._ref(
-            what, "target", target, offset, length, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
-        )
+        ref = self._ref(what, "target", target, offset, length, _TRANSFER_TARGET, _WRITE)
         n = len(data)
-        if self._validate and offset % n:
-            raise InvalidArgumentError(
-                f"{what}: offset {offset} is not a multiple of pattern_length {n}"
-            )
-        if self._validate and ref.length is not None and ref.length % n:
-            raise InvalidArgumentError(
-                f"{what}: length {ref.length} is not a multiple of pattern_length {n}"
-            )
+        if self._validate:
+            check_multiple(what, "offset", offset, n)
+            if ref.length is not None:
+                check_multiple(what, "length", ref.length, n)
         if ref.length == 0:
             return
-        self._append(FillSegment(ref, data), (ref,))
+        self._segments.append(FillSegment(ref, data))
+        if ref.slot is not None:
+            argument = "fill_buffer target"
+            requirement = self._require(ref, argument, _TRANSFER_TARGET, _WRITE)
+            if ref.length is None or ref.length % n:  # to the entry's end (or UNVALIDATED)
+                key = ("pattern", ref.offset, ref.length, n)
+                requirement.add_rule(key, PatternRule, argument, ref.offset, ref.length, n)
 
     def update_buffer(
         self,
         source: Any,
         source_offset: int,
-        target: Buffer | BufferRef | SlotRef,
+        target: BufferTarget,
         target_offset: int,
         length: int,
     ) -> None:
         """Write ``length`` bytes of host ``source`` (from ``source_offset``) into ``target``
         when the command executes. The bytes are captured now. Raises OutOfRangeError (past
-        the source or target), PermissionDeniedError, FailedPreconditionError."""
+        the source or target), PermissionDeniedError, FailedPreconditionError,
+        ResourceExhaustedError (staged bytes past the device's max-buffer-size)."""
         what = "update_buffer"
-        self._begin_command(what, CommandCategory.TRANSFER)
+        self._begin_command(what, _TRANSFER)
         view = host_bytes(source, what, "source")
         source_offset = check_int(what, "source_offset", source_offset)
         length = check_int(what, "length", length)
-        if source_offset + length > len(view):
-            raise OutOfRangeError(
-                f"{what}: source range [{source_offset}, {source_offset + length}) is past "
-                f"the end of the {len(view)}-byte source"
-            )
-        ref = self._ref(
-            what,
-            "target",
-            target,
-            target_offset,
-            length,
-            BufferUsage.TRANSFER_TARGET,
-            MemoryAccess.WRITE,
-        )
+        check_range(what, "source", source_offset, length, len(view), "source")
+        ref = self._ref(what, "target", target, target_offset, length, _TRANSFER_TARGET, _WRITE)
         if length == 0:
             return
         limit = self.device.caps.max_buffer_size
@@ -378,16 +363,18 @@ class CommandBuffer:
                 f"bytes to {self._staged_bytes + length}, past the device's max-buffer-size "
                 f"{limit}"
             )
-        self._append(
-            UpdateSegment(bytes(view[source_offset : source_offset + length]), ref), (ref,)
+        self._segments.append(
+            UpdateSegment(bytes(view[source_offset : source_offset + length]), ref)
         )
         self._staged_bytes += length
+        if ref.slot is not None:
+            self._require(ref, "update_buffer target", _TRANSFER_TARGET, _WRITE)
 
     def copy_buffer(
         self,
-        source: Buffer | BufferRef | SlotRef,
+        source: BufferTarget,
         source_offset: int,
-        target: Buffer | BufferRef | SlotRef,
+        target: BufferTarget,
         target_offset: int,
         length: int | None,
     ) -> None:
@@ -395,27 +382,11 @@ class CommandBuffer:
         Ranges in one allocation must not overlap. Raises InvalidArgumentError (overlap),
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
-        self._begin_command(what, CommandCategory.TRANSFER)
-        src = self._ref(
-            what,
-            "source",
-            source,
-            source_offset,
-            length,
-            BufferUsage.TRANSFER_SOURCE,
-            MemoryAccess.READ,
-        )
-        dst = self._ref(
-            what,
-            "target",
-            target,
-            target_offset,
-            src.length,
-            BufferUsage.TRANSFER_TARGET,
-            MemoryAccess.WRITE,
-        )
+        self._begin_command(what, _TRANSFER)
+        src = self._ref(what, "source", source, source_offset, length, _TRANSFER_SOURCE, _READ)
+        dst = self._ref(what, "target", target, target_offset, src.length, _TRANSFER_TARGET, _WRITE)
         if src.length is None and dst.length is not None:
-            src = replace(src, length=dst.length)
+            src = Ref(src.buffer, src.slot, src.offset, dst.length)
         if (
             self._validate
             and src.buffer is not None
@@ -430,7 +401,11 @@ class CommandBuffer:
             )
         if src.length == 0:
             return
-        self._append(CopySegment(src, dst), (src, dst))
+        self._segments.append(CopySegment(src, dst))
+        if src.slot is not None:
+            self._require(src, "copy_buffer source", _TRANSFER_SOURCE, _READ)
+        if dst.slot is not None:
+            self._require(dst, "copy_buffer target", _TRANSFER_TARGET, _WRITE)
 
     def dispatch(
         self,
@@ -439,14 +414,14 @@ class CommandBuffer:
         workgroup_count: Sequence[int],
         *,
         constants: Any = (),
-        bindings: Sequence[Buffer | BufferRef | SlotRef | None] = (),
+        bindings: Sequence[BufferTarget | None] = (),
     ) -> None:
         """Dispatch ``entry_point`` over ``workgroup_count`` = (x, y, z) workgroups, with
         ``constants`` (32-bit values or bytes) and ``bindings[i]`` at ``@binding(i)``.
         A count with a zero dimension records nothing. Raises InvalidArgumentError,
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "dispatch"
-        self._begin_command(what, CommandCategory.DISPATCH)
+        self._begin_command(what, _DISPATCH)
         counts = tuple(workgroup_count) if isinstance(workgroup_count, Sequence) else None
         if counts is None or len(counts) != 3:
             raise InvalidArgumentError(
@@ -463,35 +438,31 @@ class CommandBuffer:
                     f"max-compute-workgroups-per-dimension {limit}"
                 )
         grid = (int(counts[0]), int(counts[1]), int(counts[2]))
-        segment, refs = self._dispatch_segment(
+        segment, any_slot = self._dispatch_segment(
             what, executable, entry_point, constants, bindings, grid, None
         )
         if 0 in counts:
             return
-        self._append(segment, refs)
+        self._segments.append(segment)
+        if any_slot:
+            self._require_bindings(what, segment)
 
     def dispatch_indirect(
         self,
         executable: Executable,
         entry_point: str,
-        workgroups: Buffer | BufferRef | SlotRef,
+        workgroups: BufferTarget,
         *,
         constants: Any = (),
-        bindings: Sequence[Buffer | BufferRef | SlotRef | None] = (),
+        bindings: Sequence[BufferTarget | None] = (),
     ) -> None:
         """Dispatch with the (x, y, z) workgroup counts read as 3×u32 from ``workgroups``
-        when the dispatch executes (offset a multiple of 4, at least 12 bytes)."""
+        when the dispatch executes (offset a multiple of 4, at least 12 bytes). Raises
+        InvalidArgumentError, OutOfRangeError, PermissionDeniedError,
+        FailedPreconditionError."""
         what = "dispatch_indirect"
-        self._begin_command(what, CommandCategory.DISPATCH)
-        ref = self._ref(
-            what,
-            "workgroups",
-            workgroups,
-            0,
-            None,
-            BufferUsage.DISPATCH_INDIRECT_PARAMS,
-            MemoryAccess.READ,
-        )
+        self._begin_command(what, _DISPATCH)
+        ref = self._ref(what, "workgroups", workgroups, 0, None, _INDIRECT, _READ)
         if ref.buffer is not None and ref.offset % 4:
             raise InvalidArgumentError(
                 f"{what}: workgroups offset {ref.offset} is not a multiple of 4"
@@ -500,14 +471,19 @@ class CommandBuffer:
             raise InvalidArgumentError(
                 f"{what}: workgroups offset {workgroups.offset} is not a multiple of 4"
             )
-        if ref.length is not None and ref.length < 12:
-            raise OutOfRangeError(
-                f"{what}: workgroups range is {ref.length} bytes; 12 (3×u32) are required"
-            )
-        segment, refs = self._dispatch_segment(
+        if ref.length is not None:
+            check_indirect_length(what, "workgroups", ref.length)
+        segment, any_slot = self._dispatch_segment(
             what, executable, entry_point, constants, bindings, None, ref
         )
-        self._append(segment, (*refs, ref))
+        self._segments.append(segment)
+        if any_slot:
+            self._require_bindings(what, segment)
+        if ref.slot is not None:
+            argument = "dispatch_indirect workgroups"
+            requirement = self._require(ref, argument, _INDIRECT, _READ)
+            if ref.length is None:
+                requirement.add_rule(("indirect", ref.offset), IndirectRule, argument, ref.offset)
 
     def _dispatch_segment(
         self,
@@ -515,10 +491,11 @@ class CommandBuffer:
         executable: Any,
         entry_point: str,
         constants: Any,
-        bindings: Sequence[Any],
+        bindings: Any,
         workgroups: tuple[int, int, int] | None,
         indirect: Ref | None,
-    ) -> tuple[DispatchSegment, tuple[Ref | None, ...]]:
+    ) -> tuple[DispatchSegment, bool]:
+        """The checked segment of a dispatch, and whether a binding names a slot."""
         if not isinstance(executable, Executable) or executable.device is not self.device:
             raise InvalidArgumentError(
                 f"{what}: executable {executable!r} is not an executable of this device"
@@ -533,7 +510,7 @@ class CommandBuffer:
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "
                 f"{layout.constants_size} (its var<immediate> block)"
             )
-        if isinstance(bindings, (Buffer, BufferRef, SlotRef)):
+        if isinstance(bindings, (BufferLike, BufferRef, SlotRef)):
             bindings = (bindings,)
         bindings = tuple(bindings)
         if len(bindings) != layout.binding_count:
@@ -541,62 +518,55 @@ class CommandBuffer:
                 f"{what}: {len(bindings)} bindings given, but {entry_point!r} uses "
                 f"{layout.binding_count} (@binding(0..{layout.binding_count - 1}))"
             )
+        refs, any_slot = self._binding_refs(what, layout, bindings)
+        segment = DispatchSegment(
+            executable, entry_point, layout, workgroups, indirect, data, tuple(refs)
+        )
+        return segment, any_slot
+
+    def _binding_refs(
+        self, what: str, layout: EntryPointLayout, bindings: tuple[Any, ...]
+    ) -> tuple[list[Ref | None], bool]:
+        """The checked refs of a dispatch's bindings (None where the entry point ignores
+        one), and whether one names a slot."""
+        caps = self.device.caps
         refs: list[Ref | None] = [None] * len(bindings)
+        any_slot = False
         for b in layout.bindings:
-            argument = f"bindings[{b.binding}]"
-            ref = self._ref(
-                what,
-                argument,
-                bindings[b.binding],
-                0,
-                None,
-                _BINDING_USAGE[b.kind],
-                _BINDING_ACCESS[b.kind],
-            )
-            self._check_binding_size(what, argument, b.kind, ref.length)
-            self._check_min_size(what, argument, executable, entry_point, b, ref.length)
+            argument = _binding_name(b.binding)
+            usage, access = _BINDING_NEEDS[b.kind]
+            ref = self._ref(what, argument, bindings[b.binding], 0, None, usage, access)
+            if ref.length is not None:
+                check_binding_length(what, argument, b, layout.name, ref.length, caps)
+            if ref.slot is not None:
+                any_slot = True
             refs[b.binding] = ref
         for i, binding in enumerate(bindings):
             if (
                 refs[i] is None
                 and binding is not None
-                and not isinstance(binding, (Buffer, BufferRef, SlotRef))
+                and not isinstance(binding, (BufferLike, BufferRef, SlotRef))
             ):
                 raise InvalidArgumentError(
                     f"{what}: bindings[{i}] must be a Buffer, BufferRef or SlotRef"
                 )
-        segment = DispatchSegment(
-            executable, entry_point, layout, workgroups, indirect, data, tuple(refs)
-        )
-        return segment, tuple(refs)
+        return refs, any_slot
 
-    def _check_min_size(
-        self,
-        what: str,
-        argument: str,
-        executable: Executable,
-        entry_point: str,
-        binding: BindingLayout,
-        length: int | None,
-    ) -> None:
-        """OutOfRangeError for a binding shorter than the kernel's declared type (wgpu would
-        reject it only when the whole command buffer is encoded). A range that is not a whole
-        number of words counts as rounded up: the lowering shadows it into whole words."""
-        need = min_binding_sizes(executable).get(binding.binding, 0)
-        if length is not None and max(4, -(-length // 4) * 4) < need:
-            raise OutOfRangeError(
-                f"{what}: {argument} is {length} bytes, but {entry_point!r} declares "
-                f"{binding.name!r} as a type of at least {need} bytes"
-            )
-
-    def _check_binding_size(self, what: str, argument: str, kind: str, length: int | None) -> None:
+    def _require_bindings(self, what: str, segment: DispatchSegment) -> None:
+        """Merge the slot requirements of a recorded dispatch's bindings."""
         caps = self.device.caps
-        limit = caps.max_uniform_binding_size if kind == "uniform" else caps.max_binding_size
-        if length is not None and length > limit:
-            raise InvalidArgumentError(
-                f"{what}: {argument} is {length} bytes; the adapter binds at most {limit} "
-                f"bytes as {kind}"
-            )
+        for b in segment.layout.bindings:
+            ref = segment.bindings[b.binding]
+            if ref is None or ref.slot is None:
+                continue
+            argument = f"{what} {_binding_name(b.binding)}"
+            usage, access = _BINDING_NEEDS[b.kind]
+            requirement = self._require(ref, argument, usage, access)
+            if ref.length is None:  # to the entry's end: sized at submission
+                key = ("binding", ref.offset, id(b))
+                requirement.add_rule(
+                    key, BindingRule, argument, ref.offset, b, segment.entry_point, caps
+                )
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -609,24 +579,26 @@ class CommandBuffer:
     def plan(self) -> Plan | None:
         """The lowered plan: set at ``end()``; for a command buffer using binding-table slots,
         the plan of its latest submission (None before the first)."""
-        return self._plan
+        return None if self._programs is None else self._programs.plan
 
     @property
     def stats(self) -> PlanStats | None:
         """Counts of the plan (segments, passes, dispatches incl. builtins, native copies and
         clears, staged bytes, shadowed bindings); None while there is no plan."""
-        return None if self._plan is None else self._plan.stats
+        plan = self.plan
+        return None if plan is None else plan.stats
 
     def dump(self) -> str:
         """Human-readable segments and plan."""
         lines = [f"command buffer: {len(self._segments)} segments, state {self.state.value}"]
         for i, segment in enumerate(self._segments):
-            lines.append(f"  ({i}) {_describe_segment(segment)}")
-        if self._plan is None:
+            lines.append(f"  ({i}) {describe_segment(segment)}")
+        plan = self.plan
+        if plan is None:
             lines.append("plan: (not lowered yet)")
         else:
             lines.append("plan:")
-            lines.append(self._plan.describe())
+            lines.append(plan.describe())
         return "\n".join(lines)
 
     def lower_naive(self) -> Plan:
@@ -634,16 +606,16 @@ class CommandBuffer:
         Raises FailedPreconditionError if the buffer is not ended or uses slots."""
         if self.state is CommandBufferState.INITIAL or self.state is CommandBufferState.RECORDING:
             raise FailedPreconditionError("lower_naive: the command buffer is not ended")
-        if self._uses_slots:
+        if self._slots.count:
             raise FailedPreconditionError("lower_naive: the command buffer uses binding slots")
         return lower(self._segments, self.device.caps, LoweringOptions(naive=True))
 
-    # -- submission -------------------------------------------------------------------------
+    # -- submission (called by the queue) ---------------------------------------------------
 
-    def _claim(self) -> None:
+    def claim(self) -> None:
         """Reserve the buffer for one submission: raises FailedPreconditionError unless it is
         ended and (for ONE_SHOT) not yet submitted; a ONE_SHOT buffer becomes SUBMITTED now,
-        so two threads can never both submit it. Undo with :meth:`_unclaim`."""
+        so two threads can never both submit it. Undo with :meth:`unclaim`."""
         what = "queue_execute"
         with self._lock:
             if self.state in (CommandBufferState.INITIAL, CommandBufferState.RECORDING):
@@ -658,299 +630,20 @@ class CommandBuffer:
                 self.state = CommandBufferState.SUBMITTED
             self._submissions += 1
 
-    def _unclaim(self) -> None:
+    def unclaim(self) -> None:
         """Give back a claim whose submission failed before reaching the queue."""
         with self._lock:
             self._submissions -= 1
             if self.mode & CommandBufferMode.ONE_SHOT:
                 self.state = CommandBufferState.EXECUTABLE
 
-    def _prepare_submission(self, table: Sequence[Any] | None) -> _CheckedProgram:
-        """The program to encode for a submission with ``table`` (lowered and compiled on
-        first use). Raises FailedPreconditionError (released buffer), OutOfRangeError and
-        PermissionDeniedError (binding table), ResourceExhaustedError (plan buffers beyond the
-        device limits), InvalidArgumentError (wgpu rejected a command, named in the message)
-        and UnavailableError (the device was lost)."""
-        what = "queue_execute"
-        if self._uses_slots:
-            segments, key = self._resolve_slots(table)
-            program = self._programs.get(key)
-            if program is None:
-                plan = lower(segments, self.device.caps)
-                self._check_plan_limits(what, plan)
-                self._check_alive(plan)
-                program = self._compile(plan, segments)
-                if len(self._programs) >= _PROGRAM_CACHE_SIZE:
-                    self._programs.pop(next(iter(self._programs)))
-                self._programs[key] = program
-            self._plan = program.plan
-        else:
-            assert self._plan is not None
-            program = self._programs.get(())
-            if program is None:
-                # Released buffers first: wgpu refuses to bind a destroyed buffer.
-                self._check_alive(self._plan)
-                program = self._programs[()] = self._compile(self._plan, self._segments)
-        self._check_alive(program.plan)
-        return program
-
-    def _check_alive(self, plan: Plan) -> None:
-        for buffer in (*plan.resources, *self._views):
-            buffer.check_alive("queue_execute", "a buffer the command buffer uses")
-
-    def _compile(self, plan: Plan, segments: Sequence[Segment]) -> _CheckedProgram:
-        from hal.runtime.encoder import compile_plan
-
-        try:
-            program = compile_plan(plan, self.device)
-        except wgpu.GPUError as error:
-            raise self._wgpu_failure(segments, error) from None
-        return _CheckedProgram(self, program, tuple(segments))
-
-    def _wgpu_failure(self, segments: Sequence[Segment], error: BaseException) -> HalError:
-        """The HalError for a wgpu error that escaped validation: UnavailableError if the
-        device is lost (which is then failed), else InvalidArgumentError naming the first
-        command that wgpu rejects on its own. Only the error path pays for the search."""
-        from hal.runtime.encoder import compile_plan
-
-        what = "queue_execute"
-        if loss.is_lost_error(error):
-            return loss.mark_lost(self.device, f"{what}: {one_line(error)}")
-        for index, segment in enumerate(segments):
-            try:
-                compile_plan(lower([segment], self.device.caps), self.device).encode(
-                    self.device._wgpu
-                )
-            except (wgpu.GPUError, HalError) as single:
-                detail = one_line(single).removeprefix(f"{what}: wgpu rejected the plan: ")
-                return InvalidArgumentError(
-                    f"{what}: wgpu rejected command {index} "
-                    f"({_describe_segment(segment)}): {detail}"
-                )
-        return InvalidArgumentError(f"{what}: wgpu rejected the command buffer: {one_line(error)}")
-
-    def _resolve_slots(self, table: Sequence[Any] | None) -> tuple[list[Segment], tuple[Any, ...]]:
-        what = "queue_execute"
-        entries = list(table) if table is not None else []
-        if len(entries) < self._slot_count:
-            raise OutOfRangeError(
-                f"{what}: binding table has {len(entries)} entries; the command buffer uses "
-                f"slots up to {self._slot_count - 1}"
+    def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram:
+        """The program to encode for a submission with ``binding_table`` (see
+        :meth:`hal.runtime.programs.Programs.prepare` for what it raises); a command buffer
+        that was not ended raises FailedPreconditionError."""
+        programs = self._programs
+        if programs is None:
+            raise FailedPreconditionError(
+                f"queue_execute: the command buffer has not been ended (state {self.state.value})"
             )
-        resolved: list[tuple[Buffer, Buffer, int, int]] = []
-        for i, entry in enumerate(entries[: self._slot_count]):
-            argument = f"binding_table[{i}]"
-            if isinstance(entry, Buffer):
-                entry.check_alive(what, argument)
-                check_device(what, argument, entry, self.device)
-                resolved.append(
-                    (entry, entry.allocated_buffer, entry.byte_offset, entry.byte_length)
-                )
-            elif isinstance(entry, BufferRef):
-                ref = make_ref(what, argument, entry, 0, None, 0, self.device)
-                assert ref.buffer is not None and ref.length is not None
-                resolved.append((entry.buffer, ref.buffer, ref.offset, ref.length))
-            else:
-                raise InvalidArgumentError(
-                    f"{what}: {argument} must be a Buffer or BufferRef, not {type(entry).__name__}"
-                )
-
-        def resolve(
-            ref: Ref | None, argument: str, usage: BufferUsage, access: MemoryAccess
-        ) -> Ref | None:
-            if ref is None or ref.slot is None:
-                return ref
-            buffer, root, base, size = resolved[ref.slot]
-            length = size - ref.offset if ref.length is None else ref.length
-            if ref.offset > size or ref.offset + length > size:
-                raise OutOfRangeError(
-                    f"{what}: {argument} range [{ref.offset}, {ref.offset + length}) of slot "
-                    f"{ref.slot} is past the end of its {size}-byte table entry"
-                )
-            for holder in {buffer, root}:
-                if self._validate:
-                    check_buffer_usage(
-                        what,
-                        f"{argument} (slot {ref.slot})",
-                        holder,
-                        usage,
-                        access,
-                        MemoryType.DEVICE_VISIBLE,
-                    )
-                else:
-                    check_buffer_usage(
-                        what, f"{argument} (slot {ref.slot})", holder, usage & _WGPU_USAGE
-                    )
-            return ref.at(root, base + ref.offset, length)
-
-        out: list[Segment] = []
-        for segment in self._segments:
-            if isinstance(segment, FillSegment):
-                target = resolve(
-                    segment.target,
-                    "fill_buffer target",
-                    BufferUsage.TRANSFER_TARGET,
-                    MemoryAccess.WRITE,
-                )
-                assert target is not None
-                if target.length and target.length % len(segment.pattern):
-                    raise InvalidArgumentError(
-                        f"{what}: fill_buffer length {target.length} is not a multiple of "
-                        f"pattern_length {len(segment.pattern)}"
-                    )
-                out.append(replace(segment, target=target))
-            elif isinstance(segment, UpdateSegment):
-                target = resolve(
-                    segment.target,
-                    "update_buffer target",
-                    BufferUsage.TRANSFER_TARGET,
-                    MemoryAccess.WRITE,
-                )
-                assert target is not None
-                out.append(replace(segment, target=target))
-            elif isinstance(segment, CopySegment):
-                src = resolve(
-                    segment.source,
-                    "copy_buffer source",
-                    BufferUsage.TRANSFER_SOURCE,
-                    MemoryAccess.READ,
-                )
-                dst = resolve(
-                    segment.target,
-                    "copy_buffer target",
-                    BufferUsage.TRANSFER_TARGET,
-                    MemoryAccess.WRITE,
-                )
-                assert src is not None and dst is not None
-                if (
-                    src.length is not None
-                    and dst.length is not None
-                    and (segment.source.length is None or segment.target.length is None)
-                ):
-                    length = (
-                        min(src.length, dst.length) if segment.target.length is None else dst.length
-                    )
-                    src, dst = replace(src, length=length), replace(dst, length=length)
-                if src.length != dst.length:
-                    raise OutOfRangeError(
-                        f"{what}: copy_buffer source is {src.length} bytes but target is "
-                        f"{dst.length}"
-                    )
-                if (
-                    src.buffer is dst.buffer
-                    and src.length
-                    and src.offset < dst.offset + (dst.length or 0)
-                    and dst.offset < src.offset + src.length
-                ):
-                    raise InvalidArgumentError(
-                        f"{what}: copy_buffer source and target ranges overlap after "
-                        "resolving the binding table"
-                    )
-                out.append(replace(segment, source=src, target=dst))
-            elif isinstance(segment, DispatchSegment):
-                bindings: list[Ref | None] = []
-                for b_index, binding_ref in enumerate(segment.bindings):
-                    b = segment.layout.binding(b_index)
-                    if b is None:
-                        bindings.append(None)
-                        continue
-                    resolved_ref = resolve(
-                        binding_ref,
-                        f"dispatch bindings[{b_index}]",
-                        _BINDING_USAGE[b.kind],
-                        _BINDING_ACCESS[b.kind],
-                    )
-                    if resolved_ref is not None:
-                        self._check_binding_size(
-                            what, f"bindings[{b_index}]", b.kind, resolved_ref.length
-                        )
-                        self._check_min_size(
-                            what,
-                            f"dispatch bindings[{b_index}]",
-                            segment.executable,
-                            segment.entry_point,
-                            b,
-                            resolved_ref.length,
-                        )
-                    bindings.append(resolved_ref)
-                indirect = resolve(
-                    segment.indirect,
-                    "dispatch_indirect workgroups",
-                    BufferUsage.DISPATCH_INDIRECT_PARAMS,
-                    MemoryAccess.READ,
-                )
-                if indirect is not None and (indirect.length or 0) < 12:
-                    raise OutOfRangeError(
-                        f"{what}: dispatch_indirect workgroups range is {indirect.length} "
-                        "bytes; 12 are required"
-                    )
-                out.append(replace(segment, bindings=tuple(bindings), indirect=indirect))
-            elif isinstance(segment, AdviseSegment):
-                continue
-            else:
-                out.append(segment)
-        key = tuple((id(root), base, size) for _, root, base, size in resolved)
-        return out, key
-
-
-class _CheckedProgram:
-    """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
-    become HalErrors naming the command that caused them. Everything else is delegated."""
-
-    __slots__ = ("_command_buffer", "_program", "_segments", "plan")
-
-    def __init__(
-        self, command_buffer: CommandBuffer, program: Program, segments: tuple[Segment, ...]
-    ) -> None:
-        self._command_buffer = command_buffer
-        self._program = program
-        self._segments = segments
-        self.plan = program.plan
-
-    def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
-        """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
-        the rejected command, or UnavailableError if the device was lost."""
-        try:
-            return self._program.encode(wgpu_device, label)
-        except (wgpu.GPUError, HalError) as error:
-            raise self._command_buffer._wgpu_failure(self._segments, error) from None
-
-    def encode_profiled(self, wgpu_device: Any, timer: Any) -> Any:
-        """:meth:`encode` with GPU timestamps (hal/profiling.py); the same errors."""
-        try:
-            return self._program.encode_profiled(wgpu_device, timer)
-        except (wgpu.GPUError, HalError) as error:
-            raise self._command_buffer._wgpu_failure(self._segments, error) from None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._program, name)
-
-
-def _describe_segment(segment: Segment) -> str:
-
-    if isinstance(segment, FillSegment):
-        return f"fill {segment.target.describe()} pattern={segment.pattern.hex()}"
-    if isinstance(segment, UpdateSegment):
-        return f"update {segment.target.describe()} <- {len(segment.data)} host bytes"
-    if isinstance(segment, CopySegment):
-        return f"copy {segment.source.describe()} -> {segment.target.describe()}"
-    if isinstance(segment, DispatchSegment):
-        size = (
-            segment.workgroups
-            if segment.indirect is None
-            else (f"indirect {segment.indirect.describe()}")
-        )
-        binds = ", ".join(r.describe() for r in segment.bindings if r is not None)
-        return (
-            f"dispatch {segment.executable.label}:{segment.entry_point} {size} "
-            f"[{binds}] constants={len(segment.constants)}B"
-        )
-    if isinstance(segment, BarrierSegment):
-        return "execution_barrier"
-    if isinstance(segment, WaitEventsSegment):
-        return f"wait_events ({len(segment.events)})"
-    if isinstance(segment, SignalEventSegment):
-        return "signal_event"
-    if isinstance(segment, ResetEventSegment):
-        return "reset_event"
-    return f"advise {segment.target.describe()}"
+        return programs.prepare(binding_table)

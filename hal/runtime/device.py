@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from contextlib import AbstractContextManager
 
+    from hal.core.refs import BufferTarget
     from hal.runtime.allocator import Allocator
-    from hal.runtime.buffer import Buffer, BufferLike, BufferView
+    from hal.runtime.buffer import Buffer, BufferView
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.event import Event
     from hal.runtime.executable import Executable
@@ -295,11 +296,10 @@ class Device:
         data = np.ascontiguousarray(array)
         return BufferView(self.buffer_from_numpy(data), data.shape, data.dtype)
 
-    def transfer_h2d(self, data: Any, target: BufferLike, target_offset: int = 0) -> None:
+    def transfer_h2d(self, data: Any, target: BufferTarget, target_offset: int = 0) -> None:
         """Copy host bytes into ``target`` at ``target_offset``, ordered after all previously
         submitted work. Raises OutOfRangeError / PermissionDeniedError."""
-        from hal.core.checks import check_buffer_usage, check_range
-        from hal.runtime.buffer import host_bytes, resolve_direct
+        from hal.core.checks import check_buffer_usage, check_range, host_bytes, resolve_direct
 
         self._check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
@@ -309,7 +309,7 @@ class Device:
         self._queue.host_write(buffer, base + target_offset, payload)
 
     def transfer_d2h(
-        self, source: BufferLike, source_offset: int = 0, length: int | None = None
+        self, source: BufferTarget, source_offset: int = 0, length: int | None = None
     ) -> bytes:
         """Read ``length`` bytes (default: to the end) of ``source`` after all previously
         submitted work finished. Raises OutOfRangeError / PermissionDeniedError."""
@@ -317,12 +317,11 @@ class Device:
         return self._queue.host_read(buffer, offset, length)
 
     def _d2h_range(
-        self, what: str, source: BufferLike, source_offset: int, length: int | None
+        self, what: str, source: BufferTarget, source_offset: int, length: int | None
     ) -> tuple[Buffer, int, int]:
         """Validate a device-to-host read: (buffer, absolute offset, length). Raises
         UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
-        from hal.core.checks import check_buffer_usage, check_range
-        from hal.runtime.buffer import resolve_direct
+        from hal.core.checks import check_buffer_usage, check_range, resolve_direct
 
         self._check_open(what)
         buffer, base, size = resolve_direct(source, what, "source", self)
@@ -415,7 +414,7 @@ class Device:
         *,
         wait: WaitList = (),
         signal: WaitList = (),
-        binding_table: Sequence[BufferLike] | None = None,
+        binding_table: Sequence[BufferTarget] | None = None,
     ) -> None:
         """Submit command buffers (or none: a pure barrier) once every wait point is reached;
         signal the ``signal`` points when the GPU finished.
@@ -432,7 +431,7 @@ class Device:
 
     def queue_fill(
         self,
-        target: BufferLike,
+        target: BufferTarget,
         offset: int,
         length: int | None,
         pattern: int | bytes,
@@ -456,7 +455,7 @@ class Device:
         self,
         source: Any,
         source_offset: int,
-        target: BufferLike,
+        target: BufferTarget,
         target_offset: int,
         length: int,
         *,
@@ -482,9 +481,9 @@ class Device:
 
     def queue_copy(
         self,
-        source: BufferLike,
+        source: BufferTarget,
         source_offset: int,
-        target: BufferLike,
+        target: BufferTarget,
         target_offset: int,
         length: int | None,
         *,
@@ -528,7 +527,7 @@ class Device:
         self,
         source_file: Any,
         source_offset: int,
-        target: BufferLike,
+        target: BufferTarget,
         target_offset: int,
         length: int,
         *,
@@ -553,7 +552,7 @@ class Device:
 
     def queue_write(
         self,
-        source: BufferLike,
+        source: BufferTarget,
         source_offset: int,
         target_file: Any,
         target_offset: int,

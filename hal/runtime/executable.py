@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import wgpu
 
+from hal.core.layout import BindingLayout, EntryPointLayout, entry_point_layouts
 from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
 from hal.errors import InvalidArgumentError
 
@@ -22,44 +22,6 @@ CONSTANTS_GROUP = 1
 """Bind group that carries dispatch constants where the adapter lacks immediates."""
 
 MAX_CONSTANTS_SIZE = 128
-
-
-@dataclass(frozen=True, slots=True)
-class BindingLayout:
-    """One binding of an entry point: HAL binding index, layout kind ("storage",
-    "read-only-storage" or "uniform") and the WGSL variable name."""
-
-    binding: int
-    kind: str
-    name: str
-
-    @property
-    def writable(self) -> bool:
-        """True for read-write storage."""
-        return self.kind == "storage"
-
-
-@dataclass(frozen=True, slots=True)
-class EntryPointLayout:
-    """What a dispatch of an entry point must provide.
-
-    ``bindings`` lists the bindings the entry point uses (sorted); ``binding_count`` is the
-    number of HAL bindings a dispatch passes (highest used binding + 1; unused indices below
-    it are accepted and ignored); ``constants_size`` is the byte size of the module's
-    ``var<immediate>`` block if the entry point uses it, else 0.
-    """
-
-    name: str
-    bindings: tuple[BindingLayout, ...]
-    binding_count: int
-    constants_size: int
-
-    def binding(self, index: int) -> BindingLayout | None:
-        """The layout of HAL binding ``index``, or None if the entry point ignores it."""
-        for b in self.bindings:
-            if b.binding == index:
-                return b
-        return None
 
 
 class Executable:
@@ -90,23 +52,7 @@ class Executable:
                     f"create_executable: binding {decl.name!r} is in @group({decl.group}); HAL "
                     "bindings must be in @group(0)"
                 )
-        self._layouts: dict[str, EntryPointLayout] = {}
-        for ep in info.entry_points:
-            used = sorted(
-                (
-                    BindingLayout(d.binding, d.kind, d.name)
-                    for d in info.bindings
-                    if d.name in ep.uses
-                ),
-                key=lambda b: b.binding,
-            )
-            uses_constants = info.immediate_name is not None and info.immediate_name in ep.uses
-            self._layouts[ep.name] = EntryPointLayout(
-                ep.name,
-                tuple(used),
-                used[-1].binding + 1 if used else 0,
-                info.immediate_size if uses_constants else 0,
-            )
+        self._layouts: dict[str, EntryPointLayout] = entry_point_layouts(info)
         self.entry_points: tuple[str, ...] = tuple(self._layouts)
         self._modules: dict[bool, Any] = {}
         self._pipelines = {

@@ -276,9 +276,9 @@ class Queue:
         allocations: list[_Allocation] = []
         try:
             for cb in cbs:
-                cb._claim()
+                cb.claim()
                 claimed.append(cb)
-            programs = [cb._prepare_submission(binding_table) for cb in cbs]
+            programs = [cb.prepare(binding_table) for cb in cbs]
             for program in programs:
                 for buffer in program.plan.resources:
                     allocation = buffer._allocation
@@ -298,7 +298,7 @@ class Queue:
             for allocation in allocations:
                 allocation.retire()
             for cb in claimed:
-                cb._unclaim()
+                cb.unclaim()
             raise
         submission = _Submission(encoded, allocations, waits, signals, programs)
         if profiler is not None:

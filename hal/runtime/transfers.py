@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import wgpu
 
-from hal.core.checks import check_buffer_usage, check_int, make_ref
+from hal.core.checks import check_buffer_usage, check_int, host_bytes, make_ref
+from hal.core.refs import BufferRef, BufferTarget, SlotRef
 from hal.core.segments import Ref
 from hal.enums import (
     BufferUsage,
@@ -26,7 +27,7 @@ from hal.enums import (
 )
 from hal.errors import InvalidArgumentError, OutOfRangeError
 from hal.runtime import loss
-from hal.runtime.buffer import Buffer, BufferRef, SlotRef, host_bytes
+from hal.runtime.buffer import Buffer
 from hal.runtime.semaphore import normalise_points
 from hal.runtime.staging import copy_bytes
 
@@ -129,7 +130,7 @@ def _queue_staged(
     def prepare() -> list[Any]:
         command_buffers = [] if upload is None else [upload.encode()]
         if edges is not None:
-            command_buffers.append(edges._prepare_submission(None).encode(device._wgpu))
+            command_buffers.append(edges.prepare(None).encode(device._wgpu))
         return command_buffers
 
     device._queue.operation(
@@ -339,7 +340,7 @@ def queue_read(
     device: Device,
     source_file: Any,
     source_offset: int,
-    target: Buffer | BufferRef | SlotRef,
+    target: BufferTarget,
     target_offset: int,
     length: int,
     wait: WaitList,
@@ -374,7 +375,7 @@ def queue_read(
             edges = _edges(device, root, ref.offset, length, head, tail)
             command_buffers = [] if upload is None else [upload.encode()]
             if edges is not None:
-                command_buffers.append(edges._prepare_submission(None).encode(device._wgpu))
+                command_buffers.append(edges.prepare(None).encode(device._wgpu))
             staged.append(upload)
             return command_buffers
 
@@ -396,14 +397,14 @@ def queue_read(
         cb.begin()
         cb.update_buffer(data, 0, target, target_offset, length)
         cb.end()
-        return [cb._prepare_submission(None).encode(device._wgpu)]
+        return [cb.prepare(None).encode(device._wgpu)]
 
     device._queue.operation(wait, signal, [root._allocation], prepare=prepare)
 
 
 def queue_write(
     device: Device,
-    source: Buffer | BufferRef | SlotRef,
+    source: BufferTarget,
     source_offset: int,
     target_file: Any,
     target_offset: int,

@@ -1,0 +1,179 @@
+"""The plans and compiled programs of an ended command buffer, and the culprit search.
+
+A command buffer without binding-table slots is lowered once, at ``end()``, and compiled on
+its first submission. One that uses slots is checked against each submission's binding
+table (:class:`hal.core.slots.SlotRequirements`), then lowered and compiled once per
+distinct table (a small cache). When wgpu rejects a program anyway, the error path searches
+for the first command wgpu rejects on its own, so the HalError names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import wgpu
+
+from hal.core.checks import one_line
+from hal.core.lowering import lower
+from hal.core.segments import Segment, describe_segment
+from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
+from hal.runtime import loss
+
+if TYPE_CHECKING:
+    from hal.core.caps import DeviceCaps
+    from hal.core.plan import Plan
+    from hal.core.refs import BufferLike
+    from hal.core.slots import SlotRequirements
+    from hal.runtime.device import Device
+    from hal.runtime.encoder import Program
+
+__all__ = ["CheckedProgram", "Programs", "check_plan_limits", "wgpu_failure"]
+
+_PROGRAM_CACHE_SIZE = 8
+"""Binding tables whose programs a command buffer keeps compiled (oldest evicted first)."""
+
+_WHAT = "queue_execute"
+
+
+def check_plan_limits(what: str, plan: Plan, caps: DeviceCaps) -> None:
+    """ResourceExhaustedError where a plan's staging or scratch buffer would exceed
+    max-buffer-size: wgpu would refuse to create it when the plan is compiled."""
+    limit = caps.max_buffer_size
+    for name, size in (
+        ("staged update bytes", len(plan.staging)),
+        ("staged constants", len(plan.constants)),
+        ("scratch for shadowed bindings", plan.scratch_size),
+        ("read-only scratch for shadowed bindings", plan.read_scratch_size),
+    ):
+        if size > limit:
+            raise ResourceExhaustedError(
+                f"{what}: the command buffer needs {size} bytes of {name}; the device's "
+                f"max-buffer-size is {limit}"
+            )
+
+
+class Programs:
+    """What a submission of one ended command buffer encodes.
+
+    ``segments`` are the recorded segments, ``views`` the subspans they name (releasing one
+    must fail later submissions; plans only know allocations), ``slots`` the slot
+    requirements (None: no slots, lowered now). ``plan`` is the plan of the latest
+    :meth:`prepare` (for a command buffer without slots, the one lowered now). Raises
+    ResourceExhaustedError (from ``end()``) when the plan's own buffers exceed the device's
+    limits.
+    """
+
+    __slots__ = ("_cache", "_device", "_segments", "_slots", "_views", "plan")
+
+    def __init__(
+        self,
+        device: Device,
+        segments: Sequence[Segment],
+        views: Sequence[BufferLike],
+        slots: SlotRequirements | None,
+    ) -> None:
+        self._device = device
+        self._segments = tuple(segments)
+        self._views = tuple(views)
+        self._slots = slots
+        self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
+        self.plan: Plan | None = None
+        if slots is None:
+            plan = lower(self._segments, device.caps)
+            check_plan_limits("end", plan, device.caps)
+            self.plan = plan
+
+    def prepare(self, table: Sequence[Any] | None) -> CheckedProgram:
+        """The program to encode for a submission with binding table ``table`` (lowered and
+        compiled on first use). Raises FailedPreconditionError (released buffer),
+        OutOfRangeError and PermissionDeniedError (binding table), ResourceExhaustedError
+        (plan buffers beyond the device limits), InvalidArgumentError (a bad table entry, or
+        wgpu rejected a command, named in the message) and UnavailableError (device lost)."""
+        slots = self._slots
+        if slots is None:
+            program = self._cache.get(())
+            if program is None:
+                assert self.plan is not None
+                # Released buffers first: wgpu refuses to bind a destroyed buffer.
+                self._check_alive(self.plan)
+                program = self._cache[()] = self._compile(self.plan, self._segments)
+        else:
+            entries = slots.check_table(_WHAT, table, self._device)
+            key = slots.key(entries)
+            program = self._cache.get(key)
+            if program is None:
+                segments = slots.resolve(_WHAT, self._segments, entries)
+                plan = lower(segments, self._device.caps)
+                check_plan_limits(_WHAT, plan, self._device.caps)
+                self._check_alive(plan)
+                program = self._compile(plan, segments)
+                if len(self._cache) >= _PROGRAM_CACHE_SIZE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = program
+            self.plan = program.plan
+        self._check_alive(program.plan)
+        return program
+
+    def _check_alive(self, plan: Plan) -> None:
+        for buffer in (*plan.resources, *self._views):
+            buffer.check_alive(_WHAT, "a buffer the command buffer uses")
+
+    def _compile(self, plan: Plan, segments: Sequence[Segment]) -> CheckedProgram:
+        from hal.runtime.encoder import compile_plan
+
+        try:
+            program = compile_plan(plan, self._device)
+        except wgpu.GPUError as error:
+            raise wgpu_failure(self._device, segments, error) from None
+        return CheckedProgram(self._device, program, tuple(segments))
+
+
+def wgpu_failure(device: Device, segments: Sequence[Segment], error: BaseException) -> HalError:
+    """The HalError for a wgpu error that escaped validation: UnavailableError if the device
+    is lost (which is then failed), else InvalidArgumentError naming the first command that
+    wgpu rejects on its own. Only the error path pays for the search."""
+    from hal.runtime.encoder import compile_plan
+
+    if loss.is_lost_error(error):
+        return loss.mark_lost(device, f"{_WHAT}: {one_line(error)}")
+    for index, segment in enumerate(segments):
+        try:
+            compile_plan(lower([segment], device.caps), device).encode(device._wgpu)
+        except (wgpu.GPUError, HalError) as single:
+            detail = one_line(single).removeprefix(f"{_WHAT}: wgpu rejected the plan: ")
+            return InvalidArgumentError(
+                f"{_WHAT}: wgpu rejected command {index} ({describe_segment(segment)}): {detail}"
+            )
+    return InvalidArgumentError(f"{_WHAT}: wgpu rejected the command buffer: {one_line(error)}")
+
+
+class CheckedProgram:
+    """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
+    become HalErrors naming the command that caused them. Everything else is delegated."""
+
+    __slots__ = ("_device", "_program", "_segments", "plan")
+
+    def __init__(self, device: Device, program: Program, segments: tuple[Segment, ...]) -> None:
+        self._device = device
+        self._program = program
+        self._segments = segments
+        self.plan = program.plan
+
+    def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
+        """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
+        the rejected command, or UnavailableError if the device was lost."""
+        try:
+            return self._program.encode(wgpu_device, label)
+        except (wgpu.GPUError, HalError) as error:
+            raise wgpu_failure(self._device, self._segments, error) from None
+
+    def encode_profiled(self, wgpu_device: Any, timer: Any) -> Any:
+        """:meth:`encode` with GPU timestamps (hal/runtime/profiling.py); the same errors."""
+        try:
+            return self._program.encode_profiled(wgpu_device, timer)
+        except (wgpu.GPUError, HalError) as error:
+            raise wgpu_failure(self._device, self._segments, error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._program, name)

@@ -175,7 +175,7 @@ class HostMemory:
         for buffer in buffers:
             root = buffer.allocated_buffer
             if id(root) not in memory._arrays:
-                data = root.device._queue.host_read(root, 0, root.byte_length)
+                data = root.allocation.host.read(root, 0, root.byte_length)
                 memory.add(root, data)
         return memory
 

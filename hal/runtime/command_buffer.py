@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import wgpu
-
 from hal.core.checks import (
     check_buffer_usage,
     check_device,
@@ -54,7 +52,7 @@ from hal.errors import (
     OutOfRangeError,
     ResourceExhaustedError,
 )
-from hal.runtime import loss
+from hal.backends.protocol import BackendError
 from hal.runtime.buffer import Buffer, BufferRef, SlotRef, host_bytes
 from hal.runtime.event import Event
 from hal.runtime.executable import BindingLayout, Executable
@@ -155,7 +153,7 @@ class CommandBuffer:
             raise FailedPreconditionError(
                 "begin: the command buffer was already recorded; re-recording is not allowed"
             )
-        self.device._check_open("begin")
+        self.device.check_open("begin")
         self.state = CommandBufferState.RECORDING
 
     def end(self) -> None:
@@ -167,7 +165,7 @@ class CommandBuffer:
             raise FailedPreconditionError(
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
-        self.device._check_open("end")
+        self.device.check_open("end")
         if not self._uses_slots:
             plan = lower(self._segments, self.device.caps)
             self._check_plan_limits("end", plan)
@@ -191,7 +189,7 @@ class CommandBuffer:
                 )
 
     def _begin_command(self, what: str, category: CommandCategory) -> None:
-        self.device._check_open(what)
+        self.device.check_open(what)
         if self.state is not CommandBufferState.RECORDING:
             raise FailedPreconditionError(
                 f"{what}: the command buffer is not in a recording state "
@@ -640,10 +638,10 @@ class CommandBuffer:
 
     # -- submission -------------------------------------------------------------------------
 
-    def _claim(self) -> None:
+    def claim(self) -> None:
         """Reserve the buffer for one submission: raises FailedPreconditionError unless it is
         ended and (for ONE_SHOT) not yet submitted; a ONE_SHOT buffer becomes SUBMITTED now,
-        so two threads can never both submit it. Undo with :meth:`_unclaim`."""
+        so two threads can never both submit it. Undo with :meth:`unclaim`."""
         what = "queue_execute"
         with self._lock:
             if self.state in (CommandBufferState.INITIAL, CommandBufferState.RECORDING):
@@ -658,14 +656,14 @@ class CommandBuffer:
                 self.state = CommandBufferState.SUBMITTED
             self._submissions += 1
 
-    def _unclaim(self) -> None:
+    def unclaim(self) -> None:
         """Give back a claim whose submission failed before reaching the queue."""
         with self._lock:
             self._submissions -= 1
             if self.mode & CommandBufferMode.ONE_SHOT:
                 self.state = CommandBufferState.EXECUTABLE
 
-    def _prepare_submission(self, table: Sequence[Any] | None) -> _CheckedProgram:
+    def prepare(self, table: Sequence[Any] | None) -> _CheckedProgram:
         """The program to encode for a submission with ``table`` (lowered and compiled on
         first use). Raises FailedPreconditionError (released buffer), OutOfRangeError and
         PermissionDeniedError (binding table), ResourceExhaustedError (plan buffers beyond the
@@ -702,26 +700,24 @@ class CommandBuffer:
         from hal.runtime.encoder import compile_plan
 
         try:
-            program = compile_plan(plan, self.device)
-        except wgpu.GPUError as error:
+            program = compile_plan(plan, self.device.encoding)
+        except BackendError as error:
             raise self._wgpu_failure(segments, error) from None
         return _CheckedProgram(self, program, tuple(segments))
 
-    def _wgpu_failure(self, segments: Sequence[Segment], error: BaseException) -> HalError:
+    def _wgpu_failure(self, segments: Sequence[Segment], error: BackendError) -> BaseException:
         """The HalError for a wgpu error that escaped validation: UnavailableError if the
         device is lost (which is then failed), else InvalidArgumentError naming the first
         command that wgpu rejects on its own. Only the error path pays for the search."""
         from hal.runtime.encoder import compile_plan
 
         what = "queue_execute"
-        if loss.is_lost_error(error):
-            return loss.mark_lost(self.device, f"{what}: {one_line(error)}")
+        if error.lost:
+            return error  # the executor marks the device lost
         for index, segment in enumerate(segments):
             try:
-                compile_plan(lower([segment], self.device.caps), self.device).encode(
-                    self.device._wgpu
-                )
-            except (wgpu.GPUError, HalError) as single:
+                compile_plan(lower([segment], self.device.caps), self.device.encoding).encode()
+            except (BackendError, HalError) as single:
                 detail = one_line(single).removeprefix(f"{what}: wgpu rejected the plan: ")
                 return InvalidArgumentError(
                     f"{what}: wgpu rejected command {index} "
@@ -907,19 +903,19 @@ class _CheckedProgram:
         self._segments = segments
         self.plan = program.plan
 
-    def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
-        """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
-        the rejected command, or UnavailableError if the device was lost."""
+    def encode(self, label: str = "hal") -> Any:
+        """A new backend command buffer for one submission. Raises InvalidArgumentError
+        naming the rejected command, or BackendError if the device was lost."""
         try:
-            return self._program.encode(wgpu_device, label)
-        except (wgpu.GPUError, HalError) as error:
+            return self._program.encode(label)
+        except BackendError as error:
             raise self._command_buffer._wgpu_failure(self._segments, error) from None
 
-    def encode_profiled(self, wgpu_device: Any, timer: Any) -> Any:
-        """:meth:`encode` with GPU timestamps (hal/profiling.py); the same errors."""
+    def encode_profiled(self, timer: Any) -> Any:
+        """:meth:`encode` with GPU timestamps (hal/runtime/profiling.py); the same errors."""
         try:
-            return self._program.encode_profiled(wgpu_device, timer)
-        except (wgpu.GPUError, HalError) as error:
+            return self._program.encode_profiled(timer)
+        except BackendError as error:
             raise self._command_buffer._wgpu_failure(self._segments, error) from None
 
     def __getattr__(self, name: str) -> Any:

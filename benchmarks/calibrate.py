@@ -35,12 +35,12 @@ _REPEAT = 8
 
 
 def _time_plan(device: hal.Device, plan: Plan, reps: int) -> float:
-    program = compile_plan(plan, device)
-    wgpu_device = device._wgpu
+    program = compile_plan(plan, device.encoding)
+    wgpu_device = device.backend.device
     samples = []
     for rep in range(reps + 1):
         start = time.perf_counter()
-        wgpu_device.queue.submit([program.encode(wgpu_device)])
+        wgpu_device.queue.submit([program.encode()])
         wgpu_device._poll(True)
         if rep:
             samples.append(time.perf_counter() - start)

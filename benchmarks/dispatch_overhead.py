@@ -187,7 +187,7 @@ class Workload:
     @property
     def wgpu_device(self) -> Any:
         """The raw wgpu device under hal."""
-        return self.device._wgpu
+        return self.device.backend.device
 
 
 def wgpu_buffer_of(buffer: Any) -> Any:
@@ -207,7 +207,7 @@ def make_workload(
     device.wait_idle(timeout=timeout)  # flush hal's zero-clears of the new buffers
     pipeline, layout, _constants_layout = executable.pipeline(entry)
     groups = [
-        device._wgpu.create_bind_group(
+        device.backend.device.create_bind_group(
             layout=layout,
             entries=[
                 {
@@ -254,7 +254,7 @@ class Runner:
         self.cb = record_chain(w, n)
         self.semaphore = w.device.create_semaphore()
         self.value = 0
-        self.naive = w.hal.runtime.encoder.compile_plan(self.cb.lower_naive(), w.device)
+        self.naive = w.hal.runtime.encoder.compile_plan(self.cb.lower_naive(), w.device.encoding)
         self.sequence = [w.groups[i % len(w.groups)] for i in range(n)]
 
     def run_hal(self) -> Timing:
@@ -320,7 +320,7 @@ class Runner:
         queue = wdev.queue
         with self.w.watchdog.bound(self.w.timeout):
             t0 = time.perf_counter()
-            queue.submit([program.encode(wdev)])
+            queue.submit([program.encode()])
             t1 = time.perf_counter()
             wdev._poll(True)
             t2 = time.perf_counter()
@@ -346,7 +346,7 @@ def time_recording(w: Workload, n: int, runs: int, warmup: int) -> tuple[list[fl
         t0 = time.perf_counter()
         cb = record_chain(w, n)
         t1 = time.perf_counter()
-        compile_plan(cb.plan, w.device)
+        compile_plan(cb.plan, w.device.encoding)
         t2 = time.perf_counter()
         if i >= warmup:
             record.append(t1 - t0)

@@ -29,7 +29,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hal
-from hal.backends import wgpu_native as native
 from hal.core.builtins import shader_path
 
 TIMEOUT = 60.0
@@ -41,7 +40,7 @@ def _median_us(samples: list[float]) -> float:
 
 def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
     """Per-mode round-trip samples in seconds."""
-    wgpu_device = device._wgpu
+    wgpu_device = device.backend.device
     empty = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
     empty.begin()
     empty.end()
@@ -85,7 +84,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
             samples["hal_execute_1_dispatch_timeout"].append(elapsed)
 
         start = time.perf_counter()
-        wgpu_device.queue.submit([tiny_program.encode(wgpu_device)])
+        wgpu_device.queue.submit([tiny_program.encode()])
         wgpu_device._poll(True)
         elapsed = time.perf_counter() - start
         if record:
@@ -115,8 +114,8 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
             samples["raw_submit_poll_wait"].append(elapsed)
 
         start = time.perf_counter()
-        index = native.submit(wgpu_device.queue, [wgpu_device.create_command_encoder().finish()])
-        native.poll(wgpu_device, True, index)
+        index = device.backend.submit([wgpu_device.create_command_encoder().finish()])
+        device.backend.wait(index)
         elapsed = time.perf_counter() - start
         if record:
             samples["raw_submit_poll_index"].append(elapsed)
@@ -143,11 +142,11 @@ def chain(device: hal.Device, length: int) -> dict[str, float]:
     count = int(counter.to_numpy("uint32")[0])
     assert count == length + 1, f"chain ran {count} dispatches, expected {length + 1}"
 
-    wgpu_device = device._wgpu
+    wgpu_device = device.backend.device
     program = cb.prepare(None)
     start = time.perf_counter()
     for _ in range(length):
-        wgpu_device.queue.submit([program.encode(wgpu_device)])
+        wgpu_device.queue.submit([program.encode()])
         wgpu_device._poll(True)
     raw_seconds = time.perf_counter() - start
     return {"hal_s": hal_seconds, "raw_s": raw_seconds}

@@ -309,7 +309,7 @@ class Bench:
         wdev = self.wdev
         with self.watchdog.bound(self.timeout):
             t0 = time.perf_counter()
-            wdev.queue.submit([program.encode(wdev)])
+            wdev.queue.submit([program.encode()])
             t1 = time.perf_counter()
             wdev._poll(True)
             t2 = time.perf_counter()
@@ -346,7 +346,7 @@ class Bench:
     def compile(self, segments: Sequence[Any], options: Any) -> Any:
         """``compile_plan(lower(segments, caps, options))``."""
         plan = self.hal.core.lowering.lower(segments, self.device.caps, options)
-        return self.hal.runtime.encoder.compile_plan(plan, self.device)
+        return self.hal.runtime.encoder.compile_plan(plan, self.device.encoding)
 
     def clear(self, buffers: Iterable[Any]) -> None:
         """Zero every byte of ``buffers`` (raw clear_buffer; waits)."""

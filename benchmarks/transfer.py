@@ -93,7 +93,7 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
     rng = np.random.default_rng(size)
     host = rng.integers(0, 256, size, dtype=np.uint8)
     buf = device.allocate_buffer(size)
-    raw = device._wgpu
+    raw = device.backend.device
     raw_buf = raw.create_buffer(
         size=size, usage=wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC
     )

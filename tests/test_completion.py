@@ -39,7 +39,7 @@ def test_signal_means_the_gpu_finished(device: hal.Device) -> None:
     semaphore.wait(1, timeout=WAIT)
     gpu_time = time.perf_counter() - start
     start = time.perf_counter()
-    device._wgpu._poll(True)
+    device.backend.device._poll(True)
     leftover = time.perf_counter() - start
     assert leftover < max(0.005, gpu_time / 4), (leftover, gpu_time)
     assert counter.to_numpy(np.uint32)[0] == DISPATCHES

@@ -380,7 +380,7 @@ def device_loss(device: Any, other: Any) -> None:
     gate, held, flying = own.create_semaphore(), own.create_semaphore(), own.create_semaphore()
     own.queue_execute(cb, wait=[(gate, 1)], signal=[(held, 1)])
     own.queue_execute(cb, signal=[(flying, 1)])
-    own._wgpu.destroy()  # what a GPU reset looks like to wgpu
+    own.backend.device.destroy()  # what a GPU reset looks like to wgpu
     gate.signal(1)
     error = expect(hal.AbortedError, lambda: held.wait(1, timeout=30))
     assert isinstance(error.__cause__, hal.UnavailableError), repr(error.__cause__)
@@ -405,7 +405,7 @@ def lost_then_submitted(device: Any, other: Any) -> None:
     buffer = own.allocate_buffer(64)
     with own.record() as cb:
         cb.fill_buffer(buffer, 1, 7, 3, 1)
-    own._wgpu.destroy()
+    own.backend.device.destroy()
     expect(hal.UnavailableError, lambda: own.queue_execute(cb))
     expect(hal.UnavailableError, lambda: own.queue_barrier())
     own.close()
@@ -426,7 +426,7 @@ def lost_then_transfers(device: Any, other: Any) -> None:
     for first in range(4):
         own = hal.create_device()
         buffer = own.allocate_buffer(1 << 16)
-        own._wgpu.destroy()
+        own.backend.device.destroy()
         order = calls(own, buffer)
         for call in order[first:] + order[:first]:
             expect(hal.UnavailableError, call)

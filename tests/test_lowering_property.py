@@ -246,9 +246,9 @@ def test_random_programs_match_in_order_execution(
             device.queue_execute(cb, signal=[(done, 1)])
             done.wait(1, timeout=WAIT)
         else:
-            program_ = compile_plan(lower(cb.segments, device.caps, forced), device)
-            device._queue._flush_clears()
-            device._wgpu.queue.submit([program_.encode(device._wgpu)])
+            program_ = compile_plan(lower(cb.segments, device.caps, forced), device.encoding)
+            device._queue.flush_clears()
+            device.backend.device.queue.submit([program_.encode()])
         for index, buffer in enumerate(buffers):
             got = buffer.to_numpy()
             assert np.array_equal(got, expected[index]), (

@@ -185,7 +185,7 @@ def test_profile_misuse(device: hal.Device) -> None:
         device.profile(clock="wall")
     with device.profile(), pytest.raises(hal.FailedPreconditionError):
         device.profile().__enter__()
-    assert device._profiler is None
+    assert device._profiler.active is None
 
 
 def test_held_back_work_is_reported_once_it_ran(device: hal.Device) -> None:
@@ -210,5 +210,5 @@ def test_normal_encode_path_is_unchanged(
     monkeypatch.setattr(Program, "encode_profiled", fail)
     cb, dst = _record_mixed(device)
     _run(device, cb)
-    assert device._profiler is None
+    assert device._profiler.active is None
     assert dst.to_numpy(np.float32)[1] == 3.0

@@ -23,7 +23,7 @@ CHUNK = 64 * 1024  # small chunks, so modest sizes exercise the pipelined, multi
 def pool(device: hal.Device, monkeypatch: pytest.MonkeyPatch) -> Iterator[staging.StagingPool]:
     """The device's staging pool with 64 KiB chunks and write_buffer off (every upload
     streams through staging buffers)."""
-    pool = device._queue.staging
+    pool = device._host.staging
     monkeypatch.setattr(pool, "chunk_size", CHUNK)
     monkeypatch.setattr(staging, "WRITE_BUFFER_MAX", 0)
     yield pool

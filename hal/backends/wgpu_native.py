@@ -1,50 +1,37 @@
-"""Direct wgpu-native calls for the hot paths, through wgpu-py's own cffi handles.
+"""wgpu-native through wgpu-py's own cffi handles: the fast paths of the wgpu-py backend.
 
-wgpu-py 0.32.0 wraps every native call in Python (argument conversion, error capture), which
-costs about 2 µs per call — more than the GPU needs for a tiny dispatch. The encoder replays
-plans through the raw functions here instead; errors inside a compute pass surface at
-``encoder.finish()`` either way, and ``finish`` still goes through wgpu-py, which raises them.
-``submit``/``poll`` expose submission indices and the queue-empty flag that wgpu-py drops; hal
-uses them to detect completion without ``queue.on_submitted_work_done*`` (broken in 0.32.0).
-Where the cffi handles are missing (another wgpu build), every helper falls back to the public
-wgpu-py methods with the same behaviour.
+wgpu-py 0.32 wraps every native call in Python (argument conversion, error capture), about
+2 µs per call — more than the GPU needs for a tiny dispatch. :class:`WgpuNativeBackend`
+subclasses :class:`~hal.backends.wgpu_py.WgpuPyBackend` and records encoder calls as raw
+functions of ``wgpu.h`` / ``wgpu-native``'s ``wgpu.h`` extension header; errors inside a
+compute pass surface at ``encoder.finish()`` either way, which still goes through wgpu-py.
+It also exposes what wgpu-py drops: submission indices (``wgpuQueueSubmitForIndex``) and a
+blocking poll on one of them (``wgpuDevicePoll``), which is how completion is detected
+(``queue.on_submitted_work_done*`` is broken in wgpu-py 0.32.0), and maps staging buffers
+with ``wgpuBufferMapAsync`` polled on the caller's thread (wgpu-py's ``map_async().sync_wait``
+resolves through its poller thread: 0.03-1.4 ms per map on lavapipe against 2 µs here).
+Where the cffi handles are missing (another wgpu build), :func:`available` is False and the
+device opens as a plain :class:`WgpuPyBackend`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = [
-    "RAW",
-    "Call",
-    "clear_buffer",
-    "copy_buffer",
-    "dispatch",
-    "dispatch_indirect",
-    "handle",
-    "is_dispatch",
-    "map_async",
-    "map_callback",
-    "map_callback_info",
-    "mapped_range",
-    "poll",
-    "set_bind_group",
-    "set_immediates",
-    "set_pipeline",
-    "submit",
-    "timestamp_period",
-    "unmap",
-]
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call
+from hal.backends.wgpu_py import WgpuPyBackend, is_lost_message, translate
 
-Call = tuple[Callable[..., Any], tuple[Any, ...]]
-"""A recorded call: ``function(target, *args)`` where target is a pass or encoder handle."""
+__all__ = ["WgpuNativeBackend", "available"]
 
 try:
+    from wgpu.backends.wgpu_native._api import libf as _libf
     from wgpu.backends.wgpu_native._ffi import ffi as _ffi
     from wgpu.backends.wgpu_native._ffi import lib as _lib
 
-    RAW = all(
+    _RAW = all(
         hasattr(_lib, name)
         for name in (
             "wgpuQueueSubmitForIndex",
@@ -56,39 +43,69 @@ try:
             "wgpuComputePassEncoderDispatchWorkgroupsIndirect",
             "wgpuCommandEncoderCopyBufferToBuffer",
             "wgpuCommandEncoderClearBuffer",
-        )
-    )
-    MAP_RAW = all(
-        hasattr(_lib, name)
-        for name in (
             "wgpuBufferMapAsync",
             "wgpuBufferGetMappedRange",
             "wgpuBufferGetConstMappedRange",
             "wgpuBufferUnmap",
-            "wgpuDevicePoll",
         )
     )
-    MAP_SUCCESS = int(_lib.WGPUMapAsyncStatus_Success) if MAP_RAW else 1
-except ImportError:  # pragma: no cover - other wgpu backends
-    RAW = MAP_RAW = False
-    MAP_SUCCESS = 1
+except ImportError:  # pragma: no cover - other wgpu builds
+    _RAW = False
+
+_MAP_READ, _MAP_WRITE = 1, 2
+_SPIN = 0.0005  # seconds of busy polling before a map wait backs off
 
 
-def handle(obj: Any) -> Any:
-    """What recorded calls take as their target: the native handle, or the object itself."""
-    return obj._internal if RAW else obj
+def available() -> bool:
+    """True when wgpu-py's cffi handles to wgpu-native are usable."""
+    return _RAW
 
 
-def set_pipeline(pipeline: Any) -> Call:
-    """Bind a compute pipeline."""
-    if RAW:
+class _MapRequest:
+    """A pending ``wgpuBufferMapAsync``: its callback (kept alive) and result."""
+
+    __slots__ = ("callback", "event", "info", "status")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.status = -1
+
+        # wgpu.h: void (*WGPUBufferMapCallback)(WGPUMapAsyncStatus, WGPUStringView, void*, void*)
+        @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+        def callback(status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+            self.status = int(status)
+            self.event.set()
+
+        self.callback = callback
+        self.info = _ffi.new("WGPUBufferMapCallbackInfo *")
+        # Fires inside whichever thread's wgpuDevicePoll processes the map.
+        self.info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
+        self.info.callback = callback
+
+
+class WgpuNativeBackend(WgpuPyBackend):
+    """A wgpu-py device whose hot paths call wgpu-native directly."""
+
+    implementation = "wgpu-native"
+
+    @classmethod
+    def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
+        """As :meth:`WgpuPyBackend.open`; a plain WgpuPyBackend without the cffi handles."""
+        if not _RAW:  # pragma: no cover - other wgpu builds
+            return WgpuPyBackend.open(adapter, features, label)
+        return super().open(adapter, features, label)
+
+    # -- recorded encoder calls (wgpu.h) --------------------------------------------------
+
+    def _handle(self, obj: Any) -> Any:
+        return obj._internal
+
+    def set_pipeline(self, pipeline: Any) -> Call:
+        # wgpu.h: wgpuComputePassEncoderSetPipeline(pass, pipeline)
         return _lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
-    return (lambda p, pipe: p.set_pipeline(pipe)), (pipeline,)
 
-
-def set_bind_group(index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
-    """Bind ``group`` at ``index`` with dynamic ``offsets``."""
-    if RAW:
+    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
+        # wgpu.h: wgpuComputePassEncoderSetBindGroup(pass, index, group, count, offsets)
         array = _ffi.new("uint32_t[]", list(offsets)) if offsets else _ffi.NULL
         return _lib.wgpuComputePassEncoderSetBindGroup, (
             index,
@@ -96,54 +113,23 @@ def set_bind_group(index: int, group: Any, offsets: tuple[int, ...] = ()) -> Cal
             len(offsets),
             array,
         )
-    return (lambda p, i, g, o: p.set_bind_group(i, g, o)), (index, group, list(offsets))
 
-
-def set_immediates(data: bytes) -> Call:
-    """Set the immediate block from offset 0."""
-    if RAW:
+    def set_immediates(self, data: bytes) -> Call:
+        # wgpu.h: wgpuComputePassEncoderSetImmediates(pass, offset, data, size)
         return _lib.wgpuComputePassEncoderSetImmediates, (0, _ffi.new("uint8_t[]", data), len(data))
-    return (lambda p, d: p.set_immediates(0, d, 0, len(d))), (data,)
 
-
-def _dispatch(p: Any, x: int, y: int, z: int) -> None:
-    p.dispatch_workgroups(x, y, z)
-
-
-def _dispatch_indirect(p: Any, buffer: Any, offset: int) -> None:
-    p.dispatch_workgroups_indirect(buffer, offset)
-
-
-def dispatch(x: int, y: int, z: int) -> Call:
-    """Dispatch a grid of workgroups."""
-    if RAW:
+    def dispatch(self, x: int, y: int, z: int) -> Call:
+        # wgpu.h: wgpuComputePassEncoderDispatchWorkgroups(pass, x, y, z)
         return _lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
-    return _dispatch, (x, y, z)
 
-
-def dispatch_indirect(buffer: Any, offset: int) -> Call:
-    """Dispatch with counts read from ``buffer`` at ``offset``."""
-    if RAW:
+    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
+        # wgpu.h: wgpuComputePassEncoderDispatchWorkgroupsIndirect(pass, buffer, offset)
         return _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (buffer._internal, offset)
-    return _dispatch_indirect, (buffer, offset)
 
-
-def is_dispatch(call: Call) -> bool:
-    """True if ``call`` is a (direct or indirect) dispatch — what the profiler times."""
-    function = call[0]
-    if RAW:
-        return function in (
-            _lib.wgpuComputePassEncoderDispatchWorkgroups,
-            _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect,
-        )
-    return function in (_dispatch, _dispatch_indirect)
-
-
-def copy_buffer(
-    source: Any, source_offset: int, target: Any, target_offset: int, size: int
-) -> Call:
-    """``copy_buffer_to_buffer`` on an encoder."""
-    if RAW:
+    def copy_buffer(
+        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
+    ) -> Call:
+        # wgpu.h: wgpuCommandEncoderCopyBufferToBuffer(encoder, src, src_off, dst, dst_off, n)
         return _lib.wgpuCommandEncoderCopyBufferToBuffer, (
             source._internal,
             source_offset,
@@ -151,91 +137,110 @@ def copy_buffer(
             target_offset,
             size,
         )
-    return (lambda e, s, so, t, to, n: e.copy_buffer_to_buffer(s, so, t, to, n)), (
-        source,
-        source_offset,
-        target,
-        target_offset,
-        size,
-    )
 
-
-def clear_buffer(buffer: Any, offset: int, size: int) -> Call:
-    """``clear_buffer`` on an encoder."""
-    if RAW:
+    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
+        # wgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
         return _lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
-    return (lambda e, b, o, n: e.clear_buffer(b, o, n)), (buffer, offset, size)
 
+    def is_dispatch(self, call: Call) -> bool:
+        function = call[0]
+        return (
+            function is _lib.wgpuComputePassEncoderDispatchWorkgroups
+            or function is _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect
+        )
 
-def submit(queue: Any, command_buffers: list[Any]) -> int:
-    """Submit ``command_buffers`` on ``queue``; the submission index (0 if unknown)."""
-    if not RAW:
-        queue.submit(command_buffers)
-        return 0
-    handles = _ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
-    return int(_lib.wgpuQueueSubmitForIndex(queue._internal, len(command_buffers), handles))
+    # -- submission and completion (wgpu-native's wgpu.h extensions) -------------------------
 
+    def submit(self, command_buffers: Sequence[Any]) -> int:
+        # wgpu-native wgpu.h: WGPUSubmissionIndex wgpuQueueSubmitForIndex(queue, count, cbs)
+        handles = _ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
+        return int(
+            _lib.wgpuQueueSubmitForIndex(self.queue._internal, len(command_buffers), handles)
+        )
 
-def poll(device: Any, wait: bool, index: int = 0) -> bool:
-    """Process finished work; with ``wait``, block until submission ``index`` (0: all
-    submitted work) finished. Returns wgpu-native's "queue empty" flag, which is NOT reliable
-    without ``wait`` (seen true with work in flight on lavapipe): don't infer completion from
-    it."""
-    if not RAW:
-        device._poll(wait)
-        return wait
-    target = _ffi.new("WGPUSubmissionIndex*", index) if wait and index else _ffi.NULL
-    return bool(_lib.wgpuDevicePoll(device._internal, wait, target))
+    def wait(self, ticket: int) -> None:
+        # wgpu-native wgpu.h: WGPUBool wgpuDevicePoll(device, wait, WGPUSubmissionIndex const*)
+        # Only the blocking form is trusted: the non-blocking "queue empty" result reported an
+        # empty queue with 40 ms of lavapipe work in flight.
+        target = _ffi.new("WGPUSubmissionIndex*", ticket) if ticket else _ffi.NULL
+        try:
+            _lib.wgpuDevicePoll(self.device._internal, True, target)
+        except Exception as error:  # pragma: no cover - a lost device
+            raise BackendError(f"wgpuDevicePoll failed: {error}", lost=True) from None
 
+    def poll(self) -> None:
+        _lib.wgpuDevicePoll(self.device._internal, False, _ffi.NULL)
 
-# -- buffer mapping (staging buffers only; see hal/staging.py) --------------------------------
+    # -- mapping ----------------------------------------------------------------------------
 
+    def map_async(self, buffer: Any, size: int, *, write: bool) -> Any:
+        request = _MapRequest()
+        # wgpu.h: WGPUFuture wgpuBufferMapAsync(buffer, mode, offset, size, callbackInfo)
+        _lib.wgpuBufferMapAsync(
+            buffer._internal, _MAP_WRITE if write else _MAP_READ, 0, size, request.info[0]
+        )
+        return request
 
-def map_callback(on_done: Callable[[int], None]) -> Any:
-    """A native map callback that calls ``on_done(status)``; keep it alive while in use."""
+    def wait_mapped(self, token: Any, timeout: float) -> bool:
+        request: _MapRequest = token
+        if not request.event.is_set():
+            # Non-blocking polls only: the completion thread already blocks in
+            # wgpuDevicePoll while work is in flight, and on the H100 host a second thread
+            # blocking in it at the same time stalled both for ~10 ms, where polling without
+            # blocking answered in 0.1-0.3 ms. Spin briefly, then back off to 0.2 ms waits.
+            start = time.monotonic()
+            spin_until, deadline = start + _SPIN, start + timeout
+            while not request.event.is_set():
+                self.poll()
+                now = time.monotonic()
+                if now < spin_until:
+                    continue
+                if request.event.wait(0.0002):
+                    break
+                if now > deadline:
+                    return False
+        if request.status != int(_lib.WGPUMapAsyncStatus_Success):
+            raise BackendError(f"mapping a staging buffer failed (status {request.status})")
+        return True
 
-    @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
-    def callback(status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
-        on_done(int(status))
+    def mapped_range(self, buffer: Any, size: int, *, writable: bool) -> memoryview:
+        # wgpu.h: void* wgpuBufferGetMappedRange / void const* wgpuBufferGetConstMappedRange
+        if writable:
+            pointer = _lib.wgpuBufferGetMappedRange(buffer._internal, 0, size)
+        else:
+            pointer = _lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, size)
+        if pointer == _ffi.NULL:
+            raise BackendError("wgpuBufferGetMappedRange returned NULL")
+        view = memoryview(_ffi.buffer(_ffi.cast("uint8_t *", pointer), size))
+        return view if writable else view.toreadonly()
 
-    return callback
+    def unmap(self, buffer: Any) -> None:
+        # wgpu.h: void wgpuBufferUnmap(buffer)
+        _lib.wgpuBufferUnmap(buffer._internal)
 
+    # -- health -------------------------------------------------------------------------------
 
-def map_callback_info(callback: Any) -> Any:
-    """The callback-info struct for :func:`map_async` (fires in any thread's device poll)."""
-    info = _ffi.new("WGPUBufferMapCallbackInfo *")
-    info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
-    info.callback = callback
-    return info
+    def probe_lost(self) -> str | None:
+        # An empty command encoder through wgpu-py's error-capturing native calls (about 3 µs,
+        # against 10 µs through the wgpu-py objects); it fails on a lost device.
+        try:
+            # wgpu.h: wgpuDeviceCreateCommandEncoder(device, descriptor)
+            encoder = _libf.wgpuDeviceCreateCommandEncoder(self.device._internal, _ffi.NULL)
+            try:
+                # wgpu.h: wgpuCommandEncoderFinish(encoder, descriptor)
+                _lib.wgpuCommandBufferRelease(_libf.wgpuCommandEncoderFinish(encoder, _ffi.NULL))
+            finally:
+                _lib.wgpuCommandEncoderRelease(encoder)
+        except Exception as error:
+            backend_error = translate(error)
+            if backend_error.lost or is_lost_message(str(error)):
+                return str(backend_error)
+        return None
 
-
-def map_async(buffer: Any, mode: int, size: int, info: Any) -> None:
-    """Request ``[0, size)`` of ``buffer`` mapped with ``mode`` (1 read, 2 write); the
-    callback in ``info`` fires from a later device poll once the GPU is done with it."""
-    _lib.wgpuBufferMapAsync(buffer._internal, mode, 0, size, info[0])
-
-
-def mapped_range(buffer: Any, size: int, writable: bool) -> memoryview:
-    """The mapped bytes ``[0, size)`` of ``buffer``; invalid once it is unmapped."""
-    if writable:
-        pointer = _lib.wgpuBufferGetMappedRange(buffer._internal, 0, size)
-    else:
-        pointer = _lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, size)
-    if pointer == _ffi.NULL:
-        raise RuntimeError("wgpuBufferGetMappedRange returned NULL")
-    view = memoryview(_ffi.buffer(_ffi.cast("uint8_t *", pointer), size))
-    return view if writable else view.toreadonly()
-
-
-def unmap(buffer: Any) -> None:
-    """Unmap ``buffer`` (cancels a map still pending)."""
-    _lib.wgpuBufferUnmap(buffer._internal)
-
-
-def timestamp_period(queue: Any) -> float:
-    """Nanoseconds per timestamp tick of ``queue``'s device (1.0 where unknown)."""
-    try:
-        period = float(_lib.wgpuQueueGetTimestampPeriod(queue._internal))
-    except (AttributeError, NameError, TypeError):  # pragma: no cover - other backends
-        return 1.0
-    return period if period > 0 else 1.0
+    def timestamp_period(self) -> float:
+        # wgpu-native wgpu.h: float wgpuQueueGetTimestampPeriod(queue)
+        try:
+            period = float(_lib.wgpuQueueGetTimestampPeriod(self.queue._internal))
+        except (AttributeError, TypeError):  # pragma: no cover - older builds
+            return 1.0
+        return period if period > 0 else 1.0

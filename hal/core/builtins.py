@@ -1,7 +1,8 @@
 """Builtin WGSL kernels (fill, copy) that do what wgpu's transfer commands cannot.
 
 The lowering refers to them by :class:`BuiltinKernel` and packs their parameters with the
-pure helpers here; the encoder resolves them to pipelines through :class:`BuiltinKernels`.
+pure helpers here; the encoder resolves them to pipelines through
+``hal.runtime.executable.BuiltinKernels``.
 """
 
 from __future__ import annotations
@@ -10,16 +11,11 @@ import enum
 import struct
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hal.runtime.device import Device
-    from hal.runtime.executable import Executable
+from typing import Any
 
 __all__ = [
     "WORKGROUP_SIZE",
     "BuiltinKernel",
-    "BuiltinKernels",
     "copy4_params",
     "copy_params",
     "fill4_params",
@@ -97,19 +93,3 @@ def fill4_params(begin_block: int, count: int, pattern_word: int) -> bytes:
 def copy4_params(src_block: int, dst_block: int, count: int) -> bytes:
     """Immediate bytes of a 16-byte-block copy."""
     return struct.pack("<4I", src_block, dst_block, count, 0)
-
-
-class BuiltinKernels:
-    """The builtin executables of one device, compiled at device creation."""
-
-    def __init__(self, device: Device) -> None:
-        self._executables: dict[BuiltinKernel, Executable] = {
-            kernel: device._executables.get(
-                shader_source(kernel.value[0]), None, f"hal.builtin.{kernel.entry_point}"
-            )
-            for kernel in BuiltinKernel
-        }
-
-    def executable(self, kernel: BuiltinKernel) -> Executable:
-        """The compiled executable of ``kernel``."""
-        return self._executables[kernel]

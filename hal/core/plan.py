@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hal.core.builtins import BuiltinKernel
 
 if TYPE_CHECKING:
     from hal.core.refs import BufferHandle
-    from hal.runtime.executable import Executable
 
 __all__ = [
     "AuxBuffer",
@@ -28,6 +27,9 @@ __all__ = [
     "Region",
     "Step",
 ]
+
+# Runtime objects core handles without importing the runtime (hal.core stays pure).
+Executable = Any
 
 
 class AuxBuffer(enum.Enum):

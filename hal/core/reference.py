@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +43,6 @@ from hal.errors import (
     UnimplementedError,
 )
 
-if TYPE_CHECKING:
-    from hal.runtime.command_buffer import CommandBuffer
-    from hal.runtime.executable import Executable
-
 __all__ = [
     "DEFAULT_KERNELS",
     "DispatchContext",
@@ -58,6 +54,10 @@ __all__ = [
     "run_segments",
     "store_words",
 ]
+
+# Runtime objects core handles without importing the runtime (hal.core stays pure).
+Executable = Any
+CommandBuffer = Any
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class HostMemory:
         for buffer in buffers:
             root = buffer.allocated_buffer
             if id(root) not in memory._arrays:
-                data = root.device._queue.host_read(root, 0, root.byte_length)
+                data = root.allocation.host.read(root, 0, root.byte_length)  # type: ignore[attr-defined]
                 memory.add(root, data)
         return memory
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import wgpu
 
+from hal.backends.protocol import BackendError
 from hal.enums import BufferUsage, MemoryAccess, MemoryType
 from hal.errors import InvalidArgumentError, ResourceExhaustedError
-from hal.runtime import loss
-from hal.runtime.buffer import Buffer, _Allocation
+from hal.runtime.buffer import Allocation, Buffer
+from hal.runtime.loss import backend_failure
 
 if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
     from hal.runtime.device import Device
+    from hal.runtime.encoder import BindGroupCache
+    from hal.runtime.queue import Queue
+    from hal.runtime.transfers import HostTransfers
+    from hal.runtime.zeroing import PendingClears
 
-__all__ = ["Allocator", "wgpu_usage"]
+__all__ = ["Allocator"]
 
 _KNOWN_USAGE = (
     BufferUsage.TRANSFER
@@ -27,29 +32,24 @@ _KNOWN_USAGE = (
 )
 
 
-def wgpu_usage(usage: BufferUsage) -> int:
-    """The wgpu usage flags for a HAL buffer.
-
-    Every buffer gets STORAGE, COPY_SRC/DST and INDIRECT whatever its HAL usage: the HAL
-    checks usage itself at record time, and builtin kernels (fill, copy, binding shadows)
-    must be able to touch any buffer a command targets.
-    """
-    flags = (
-        wgpu.BufferUsage.STORAGE
-        | wgpu.BufferUsage.COPY_SRC
-        | wgpu.BufferUsage.COPY_DST
-        | wgpu.BufferUsage.INDIRECT
-    )
-    if usage & BufferUsage.DISPATCH_UNIFORM_READ:
-        flags |= wgpu.BufferUsage.UNIFORM
-    return int(flags)
-
-
 class Allocator:
     """Allocates buffers on one device (``device.allocator``)."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(
+        self,
+        device: Device,
+        backend: Backend,
+        queue: Queue,
+        clears: PendingClears,
+        bind_groups: BindGroupCache,
+        host: HostTransfers,
+    ) -> None:
         self._device = device
+        self._backend = backend
+        self._queue = queue
+        self._clears = clears
+        self._bind_groups = bind_groups
+        self._host = host
 
     def query_buffer_compatibility(
         self,
@@ -80,7 +80,7 @@ class Allocator:
         DEVICE_VISIBLE, and MAPPING usage adds HOST_VISIBLE. Raises InvalidArgumentError for a
         negative size or unknown usage bits, ResourceExhaustedError beyond the device limit."""
         device = self._device
-        device._check_open("allocate_buffer")
+        device.check_open("allocate_buffer")
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
             raise InvalidArgumentError(f"allocate_buffer: size {size!r} is not a non-negative int")
         size = int(size)
@@ -98,13 +98,15 @@ class Allocator:
         # Whole words, so builtin kernels can read-modify-write the last partial word.
         padded = max(4, (size + 3) & ~3)
         try:
-            wgpu_buffer = device._wgpu.create_buffer(
-                size=padded, usage=wgpu_usage(usage), label="hal"
+            handle = self._backend.create_buffer(
+                padded, uniform=bool(usage & BufferUsage.DISPATCH_UNIFORM_READ), label="hal"
             )
-        except Exception as error:  # out-of-memory surfaces as a wgpu error
-            if loss.is_lost_error(error):
-                raise loss.wgpu_failure(device, "allocate_buffer", error) from None
+        except BackendError as error:  # out-of-memory surfaces as a backend error
+            if error.lost:
+                raise backend_failure(self._queue, "allocate_buffer", error) from None
             raise ResourceExhaustedError(f"allocate_buffer: {size} bytes: {error}") from error
-        allocation = _Allocation(wgpu_buffer, padded)
-        device._queue.zero_new_buffer(allocation)
+        allocation = Allocation(
+            handle, padded, self._host, self._bind_groups.forget, self._backend.destroy_buffer
+        )
+        self._clears.add(allocation)
         return Buffer(device, allocation, None, 0, size, memory_type, usage, MemoryAccess(access))

@@ -23,51 +23,83 @@ from hal.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hal.runtime.device import Device
+    from hal.runtime.transfers import HostAccess
 
 __all__ = ["Buffer", "BufferView"]
 
 _HOST_ACCESS = int(MemoryAccess.READ | MemoryAccess.WRITE)
 
 
-class _Allocation:
-    """The wgpu buffer behind a root :class:`Buffer`, and who still needs it.
+class Allocation:
+    """The backend buffer behind a root :class:`Buffer`, and who still needs it.
 
-    ``in_flight`` counts submitted operations that use it; the wgpu buffer is destroyed when
-    the buffer was released and that count drops to zero.
+    ``in_flight`` counts submitted operations that use it; the backend buffer is freed when
+    the buffer was released and that count drops to zero. ``host`` does host transfers on it
+    (hal/runtime/transfers.py); ``on_release`` runs at release (cached bind groups go) and
+    ``on_free`` when the memory is freed.
     """
 
-    __slots__ = ("destroyed", "in_flight", "lock", "released", "size", "wgpu_buffer")
+    __slots__ = (
+        "destroyed",
+        "handle",
+        "host",
+        "in_flight",
+        "lock",
+        "on_free",
+        "on_release",
+        "released",
+        "size",
+    )
 
-    def __init__(self, wgpu_buffer: Any, size: int) -> None:
-        self.wgpu_buffer = wgpu_buffer
+    def __init__(
+        self,
+        handle: Any,
+        size: int,
+        host: HostAccess,
+        on_release: Callable[[Any], None],
+        on_free: Callable[[Any], None],
+    ) -> None:
+        self.handle = handle
         self.size = size
+        self.host = host
+        self.on_release = on_release
+        self.on_free = on_free
         self.released = False
         self.destroyed = False
         self.in_flight = 0
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
+        """One more submitted operation uses the allocation."""
         with self.lock:
             self.in_flight += 1
 
     def retire(self) -> None:
+        """An operation that used the allocation finished."""
         with self.lock:
             self.in_flight -= 1
             destroy = self.released and self.in_flight == 0 and not self.destroyed
             if destroy:
                 self.destroyed = True
         if destroy:
-            self.wgpu_buffer.destroy()
+            self.on_free(self.handle)
 
     def release(self) -> None:
+        """Free the memory once no submitted operation uses it (idempotent)."""
         with self.lock:
+            first = not self.released
             self.released = True
             destroy = self.in_flight == 0 and not self.destroyed
             if destroy:
                 self.destroyed = True
+        if first:
+            with contextlib.suppress(Exception):
+                self.on_release(self.handle)
         if destroy:
-            self.wgpu_buffer.destroy()
+            self.on_free(self.handle)
 
 
 class Buffer(BufferLike):
@@ -93,7 +125,7 @@ class Buffer(BufferLike):
     def __init__(
         self,
         device: Device,
-        allocation: _Allocation,
+        allocation: Allocation,
         root: Buffer | None,
         byte_offset: int,
         byte_length: int,
@@ -115,7 +147,7 @@ class Buffer(BufferLike):
             # A dropped allocation is released like an explicit release() (deferred while
             # submitted work holds it; a submission keeps its plan's buffers referenced).
             # Not at interpreter exit, where the device may already be gone.
-            finalizer = weakref.finalize(self, _dropped.append, (allocation, device))
+            finalizer = weakref.finalize(self, _dropped.append, allocation)
             finalizer.atexit = False
 
     def __repr__(self) -> str:
@@ -126,6 +158,11 @@ class Buffer(BufferLike):
     def is_released(self) -> bool:
         """True once this buffer, or the allocation it is a subspan of, was released."""
         return self._released or self._allocation.released
+
+    @property
+    def allocation(self) -> Allocation:
+        """The device memory behind this buffer, shared with its subspans (runtime use)."""
+        return self._allocation
 
     def check_alive(self, what: str, argument: str) -> None:
         """Raise FailedPreconditionError if this buffer was released."""
@@ -162,7 +199,6 @@ class Buffer(BufferLike):
             return
         self._released = True
         if self.allocated_buffer is self:
-            self.device._bind_groups.forget(self)
             self._allocation.release()
 
     def __enter__(self) -> Buffer:
@@ -175,7 +211,7 @@ class Buffer(BufferLike):
 
     def _map_range(self, what: str, access: MemoryAccess, offset: int, length: int | None) -> int:
         self.check_alive(what, "buffer")
-        self.device._check_open(what)
+        self.device.check_open(what)
         if not self.allowed_usage & (BufferUsage.MAPPING_SCOPED | BufferUsage.MAPPING_PERSISTENT):
             raise PermissionDeniedError(
                 f"{what}: buffer usage {self.allowed_usage!r} lacks MAPPING (host access)"
@@ -186,18 +222,18 @@ class Buffer(BufferLike):
     def map_read(self, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``[offset, offset+length)``. Needs MAPPING usage and READ access."""
         length = self._map_range("map_read", MemoryAccess.READ, offset, length)
-        return self.device._queue.host_read(self, self.byte_offset + offset, length)
+        return self._allocation.host.read(self, self.byte_offset + offset, length)
 
     def map_write(self, offset: int, data: Any) -> None:
         """Write host bytes at ``offset``. Needs MAPPING usage and WRITE access."""
         payload = host_bytes(data, "map_write", "data")
         self._map_range("map_write", MemoryAccess.WRITE, offset, len(payload))
-        self.device._queue.host_write(self, self.byte_offset + offset, payload)
+        self._allocation.host.write(self, self.byte_offset + offset, payload)
 
     def map_zero(self, offset: int = 0, length: int | None = None) -> None:
         """Write zeros to ``[offset, offset+length)``."""
         length = self._map_range("map_zero", MemoryAccess.WRITE, offset, length)
-        self.device._queue.host_write(self, self.byte_offset + offset, bytes(length))
+        self._allocation.host.write(self, self.byte_offset + offset, bytes(length))
 
     def map_fill(
         self, offset: int, length: int | None, pattern: Any, pattern_length: int | None = None
@@ -216,7 +252,7 @@ class Buffer(BufferLike):
                 f"pattern_length {size}"
             )
         data = pattern_bytes * (length // size)
-        self.device._queue.host_write(self, self.byte_offset + offset, data)
+        self._allocation.host.write(self, self.byte_offset + offset, data)
 
     @contextlib.contextmanager
     def map_range(
@@ -228,7 +264,7 @@ class Buffer(BufferLike):
         length = self._map_range("map_range", access, offset, length)
         absolute = self.byte_offset + offset
         if access & MemoryAccess.READ or not access & MemoryAccess.DISCARD:
-            staging = bytearray(self.device._queue.host_read(self, absolute, length))
+            staging = bytearray(self._allocation.host.read(self, absolute, length))
         else:
             staging = bytearray(length)
         view = memoryview(staging)
@@ -237,7 +273,7 @@ class Buffer(BufferLike):
         finally:
             view.release()
         if access & MemoryAccess.WRITE:
-            self.device._queue.host_write(self, absolute, staging)
+            self._allocation.host.write(self, absolute, staging)
 
     def to_numpy(self, dtype: Any = np.uint8, shape: Any = None, offset: int = 0) -> np.ndarray:
         """A host copy of the buffer's bytes from ``offset`` as an array of ``dtype``
@@ -256,9 +292,9 @@ class Buffer(BufferLike):
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         # Validated before allocating; read straight into the array (one copy, not two).
-        root, absolute, _ = self.device._d2h_range("to_numpy", self, offset, nbytes)
+        root, absolute, _ = self._allocation.host.d2h_range("to_numpy", self, offset, nbytes)
         out = np.empty(shape, dtype)
-        self.device._queue.host_read_into(root, absolute, out.reshape(-1).view(np.uint8))
+        self._allocation.host.read_into(root, absolute, out.reshape(-1).view(np.uint8))
         return out
 
 
@@ -295,7 +331,7 @@ class BufferView:
 # deque append takes no lock): it may run inside any critical section of the thread that
 # triggered the collection, so taking the allocation's or the bind-group cache's lock there
 # could deadlock. The next allocation or release() frees them.
-_dropped: collections.deque[tuple[_Allocation, Device]] = collections.deque()
+_dropped: collections.deque[Allocation] = collections.deque()
 
 
 def _release_dropped() -> None:
@@ -303,9 +339,7 @@ def _release_dropped() -> None:
     free their memory once no submitted work uses it."""
     while True:
         try:
-            allocation, device = _dropped.popleft()
+            allocation = _dropped.popleft()
         except IndexError:
             return
-        with contextlib.suppress(Exception):
-            device._bind_groups.forget_wgpu(allocation.wgpu_buffer)
         allocation.release()

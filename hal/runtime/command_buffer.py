@@ -86,8 +86,8 @@ _BINDING_NEEDS = {
     "read-only-storage": (int(BufferUsage.DISPATCH_STORAGE_READ), _READ),
     "uniform": (int(BufferUsage.DISPATCH_UNIFORM_READ), _READ),
 }
-# HAL usage bits that change the wgpu buffer's own usage (see allocator.wgpu_usage): without
-# them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
+# HAL usage bits that change the wgpu buffer's own usage (Backend.create_buffer's
+# ``uniform``): without them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
 _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
 _BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
 
@@ -167,7 +167,7 @@ class CommandBuffer:
             raise FailedPreconditionError(
                 "begin: the command buffer was already recorded; re-recording is not allowed"
             )
-        self.device._check_open("begin")
+        self.device.check_open("begin")
         self.state = CommandBufferState.RECORDING
 
     def end(self) -> None:
@@ -180,13 +180,13 @@ class CommandBuffer:
             raise FailedPreconditionError(
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
-        self.device._check_open("end")
+        self.device.check_open("end")
         slots = self._slots if self._slots.count else None
         self._programs = Programs(self.device, self._segments, tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
 
     def _begin_command(self, what: str, category: int) -> None:
-        self.device._check_open(what)
+        self.device.check_open(what)
         if self.state is not CommandBufferState.RECORDING:
             raise FailedPreconditionError(
                 f"{what}: the command buffer is not in a recording state "

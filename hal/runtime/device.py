@@ -1,22 +1,28 @@
-"""Adapters and devices: choosing an adapter, opening a wgpu device, the device object."""
+"""The device: the composition root that opens a backend and wires every runtime part.
+
+Nothing else constructs runtime collaborators: the device creates the backend, the queue and
+its completion, zeroing, the executable and bind group caches, the builtin kernels, the
+executor, host transfers, the allocator and the profiler slot, and passes each the parts it
+needs. Its methods are the public API (../shared/API.md) and check their arguments before
+anything reaches the backend.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import wgpu
 
+from hal.backends import open_backend
+from hal.backends.protocol import Backend, BackendError
 from hal.core.caps import DeviceCaps
 from hal.core.cost import load_costs
 from hal.enums import BufferUsage, CommandBufferMode, CommandCategory, MemoryType
-from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
+from hal.errors import DeadlineExceededError, UnavailableError
+from hal.runtime.adapters import AdapterInfo, available_adapters, describe, pick_adapter
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from hal.runtime.event import Event
     from hal.runtime.executable import Executable
     from hal.runtime.profiling import Profile
-    from hal.runtime.queue import Queue, WaitList
+    from hal.runtime.queue import WaitList
     from hal.runtime.semaphore import Semaphore
 
 __all__ = ["AdapterInfo", "Device", "available_adapters", "create_device"]
@@ -42,127 +48,38 @@ _WANTED_FEATURES = (
     "timestamp-query-inside-passes",
     "shader-f16",
 )
-_TYPE_RANK = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3}
-_BACKEND_RANK = {"vulkan": 0, "metal": 0, "d3d12": 0, "gl": 2}
-
-
-@dataclass(frozen=True, slots=True)
-class AdapterInfo:
-    """What an adapter is: ``name``, ``backend`` ("vulkan", "metal", "d3d12", "gl"),
-    ``adapter_type`` ("discrete", "integrated", "cpu", …) and ``vendor``."""
-
-    name: str
-    backend: str
-    adapter_type: str
-    vendor: str
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.adapter_type}, {self.backend})"
-
-
-def _normalise_backend(raw: str) -> str:
-    raw = raw.lower()
-    return {"opengl": "gl", "opengles": "gl", "gles": "gl"}.get(raw, raw)
-
-
-def _normalise_type(raw: str) -> str:
-    raw = raw.lower().replace("gpu", "")
-    return {"integrated": "integrated", "discrete": "discrete", "cpu": "cpu"}.get(raw, raw)
-
-
-def _adapter_info(adapter: Any) -> AdapterInfo:
-    info = adapter.info
-    return AdapterInfo(
-        name=str(info.get("device") or adapter.summary),
-        backend=_normalise_backend(str(info.get("backend_type", ""))),
-        adapter_type=_normalise_type(str(info.get("adapter_type", ""))),
-        vendor=str(info.get("vendor", "")),
-    )
-
-
-def _prepare_environment() -> None:
-    # Mesa prints errors on every adapter creation when XDG_RUNTIME_DIR is unset or invalid.
-    current = os.environ.get("XDG_RUNTIME_DIR")
-    if current and os.path.isdir(current):
-        return
-    private = Path(f"/tmp/hal-runtime-{os.getuid()}") if hasattr(os, "getuid") else None
-    if private is None:
-        return
-    private.mkdir(mode=0o700, exist_ok=True)
-    os.environ["XDG_RUNTIME_DIR"] = str(private)
-
-
-_adapter_lock = threading.Lock()
-_adapters: list[Any] | None = None
-
-
-def _enumerate() -> list[Any]:
-    global _adapters
-    with _adapter_lock:
-        if _adapters is None:
-            _prepare_environment()
-            _adapters = list(wgpu.gpu.enumerate_adapters_sync())
-        return _adapters
-
-
-def available_adapters() -> list[AdapterInfo]:
-    """List the adapters wgpu can open, in enumeration order. Never raises."""
-    try:
-        return [_adapter_info(a) for a in _enumerate()]
-    except Exception:
-        return []
-
-
-def _pick_adapter(adapter: int | str | None, backend: str | None) -> Any:
-    adapters = _enumerate()
-    candidates = list(enumerate(adapters))
-    if backend is not None:
-        want = _normalise_backend(backend)
-        candidates = [(i, a) for i, a in candidates if _adapter_info(a).backend == want]
-        if not candidates:
-            raise UnavailableError(f"create_device: no adapter with backend {backend!r}")
-    if isinstance(adapter, int):
-        if not 0 <= adapter < len(adapters):
-            raise InvalidArgumentError(
-                f"create_device: adapter index {adapter} is not in [0, {len(adapters)})"
-            )
-        return adapters[adapter]
-    if isinstance(adapter, str):
-        named = [(i, a) for i, a in candidates if adapter.lower() in a.summary.lower()]
-        if not named:
-            raise UnavailableError(f"create_device: no adapter name contains {adapter!r}")
-        candidates = named
-    if not candidates:
-        raise UnavailableError("create_device: wgpu found no adapter")
-
-    def rank(item: tuple[int, Any]) -> tuple[int, int, int]:
-        info = _adapter_info(item[1])
-        return (_TYPE_RANK.get(info.adapter_type, 4), _BACKEND_RANK.get(info.backend, 3), item[0])
-
-    return min(candidates, key=rank)[1]
 
 
 def create_device(
-    adapter: int | str | None = None, *, backend: str | None = None, label: str | None = None
+    adapter: int | str | None = None,
+    *,
+    backend: str | None = None,
+    label: str | None = None,
+    implementation: str | None = None,
 ) -> Device:
     """Open a device on the best adapter (discrete > integrated > cpu; Vulkan/Metal/D3D12
-    before GL), or on ``adapter`` (an index or a name substring) / ``backend``.
+    before GL), or on ``adapter`` (an index or a name substring) / ``backend``, of the WebGPU
+    ``implementation`` ("wgpu-native", the default; "null" runs no GPU work).
 
-    The environment variables ``HAL_ADAPTER`` and ``HAL_BACKEND`` override the defaults;
-    ``HAL_DISABLE_FEATURES`` (comma separated, e.g. ``immediates``) hides features, to exercise
-    fallbacks. Raises :class:`UnavailableError` when no adapter matches and
-    :class:`InvalidArgumentError` for an adapter index out of range.
+    The environment variables ``HAL_ADAPTER``, ``HAL_BACKEND`` and ``HAL_IMPLEMENTATION``
+    override the defaults; ``HAL_DISABLE_FEATURES`` (comma separated, e.g. ``immediates``)
+    hides features, to exercise fallbacks. Raises :class:`UnavailableError` when no adapter
+    matches or the implementation is unavailable, and :class:`InvalidArgumentError` for an
+    adapter index out of range.
     """
     if adapter is None and os.environ.get("HAL_ADAPTER"):
         env = os.environ["HAL_ADAPTER"]
         adapter = int(env) if env.isdigit() else env
     if backend is None and os.environ.get("HAL_BACKEND"):
         backend = os.environ["HAL_BACKEND"]
-    gpu_adapter = _pick_adapter(adapter, backend)
+    chosen = pick_adapter(adapter, backend, implementation)
     disabled = {f.strip() for f in os.environ.get("HAL_DISABLE_FEATURES", "").split(",")}
-    features = [f for f in _WANTED_FEATURES if f in gpu_adapter.features and f not in disabled]
-    wgpu_device = gpu_adapter.request_device_sync(label=label or "hal", required_features=features)
-    return Device(wgpu_device, _adapter_info(gpu_adapter), frozenset(features), label)
+    features = [f for f in _WANTED_FEATURES if f in chosen.features and f not in disabled]
+    try:
+        opened = open_backend(chosen, features, label or "hal")
+    except BackendError as error:
+        raise UnavailableError(f"create_device: {describe(chosen)}: {error}") from None
+    return Device(opened, describe(chosen), label)
 
 
 class Device:
@@ -172,47 +89,46 @@ class Device:
     Every method raises :class:`UnavailableError` once the device is closed.
     """
 
-    def __init__(
-        self, wgpu_device: Any, info: AdapterInfo, features: frozenset[str], label: str | None
-    ) -> None:
-        from hal.core.builtins import BuiltinKernels
+    def __init__(self, backend: Backend, info: AdapterInfo, label: str | None = None) -> None:
         from hal.runtime.allocator import Allocator
-        from hal.runtime.encoder import BindGroupCache
-        from hal.runtime.executable import ExecutableCache
+        from hal.runtime.encoder import BindGroupCache, Encoding
+        from hal.runtime.executable import BuiltinKernels, ExecutableCache
+        from hal.runtime.execution import Executor
+        from hal.runtime.profiling import ProfilerSlot
         from hal.runtime.queue import Queue
+        from hal.runtime.transfers import HostTransfers
+        from hal.runtime.zeroing import PendingClears
 
-        self._wgpu = wgpu_device
         self.info = info
         self.label = label
-        self.features: frozenset[str] = features
-        self.limits: dict[str, int] = {k: int(v) for k, v in dict(wgpu_device.limits).items()}
-        self.caps = DeviceCaps(
-            storage_alignment=self.limits["min-storage-buffer-offset-alignment"],
-            uniform_alignment=self.limits["min-uniform-buffer-offset-alignment"],
-            immediates="immediates" in features,
-            max_immediate_size=self.limits.get("max-immediate-size", 0),
-            max_binding_size=self.limits["max-storage-buffer-binding-size"],
-            max_uniform_binding_size=self.limits["max-uniform-buffer-binding-size"],
-            max_workgroups=self.limits["max-compute-workgroups-per-dimension"],
-            max_buffer_size=self.limits["max-buffer-size"],
-            costs=load_costs(f"{info.name} {info.backend} {info.vendor} {info.adapter_type}"),
-        )
+        self.features: frozenset[str] = backend.features
+        self.limits: dict[str, int] = dict(backend.limits)
+        self.caps = _caps(self.limits, self.features, info)
         self._closed = False
-        self._lock = threading.RLock()
-        self.allocator: Allocator = Allocator(self)
-        self._executables = ExecutableCache(self)
-        self._bind_groups = BindGroupCache(wgpu_device)
-        self._builtins = BuiltinKernels(self)
-        self._profiler: Profile | None = None  # the active device.profile(), if any
-        self._queue: Queue = Queue(self)
-        self._finalizer = weakref.finalize(self, Queue.shutdown, self._queue)
+        self._backend = backend
+        self._profiler = ProfilerSlot()
+        clears = PendingClears(backend)
+        self._queue = queue = Queue(backend, clears)
+        self._executor = Executor(self, queue, backend, self._profiler)
+        self._host = HostTransfers(self, queue, self._executor, backend, self._profiler)
+        self._bind_groups = bind_groups = BindGroupCache(backend)
+        self._executables = ExecutableCache(self, backend, self.caps.immediates)
+        self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
+        self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
+        self._finalizer = weakref.finalize(self, Queue.shutdown, queue)
 
     # -- lifetime -------------------------------------------------------------------------
 
-    def _check_open(self, what: str) -> None:
+    @property
+    def backend(self) -> Backend:
+        """The WebGPU implementation's device behind this one (runtime and test use)."""
+        return self._backend
+
+    def check_open(self, what: str) -> None:
+        """Raise UnavailableError (naming ``what``) once the device is closed or lost."""
         if self._closed:
             raise UnavailableError(f"{what}: the device is closed")
-        lost = self._queue._lost
+        lost = self._queue.lost
         if lost is not None:
             raise UnavailableError(f"{what}: {lost}") from lost
 
@@ -238,7 +154,7 @@ class Device:
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every submitted operation finished. Raises DeadlineExceededError."""
-        self._check_open("wait_idle")
+        self.check_open("wait_idle")
         if not self._queue.wait_idle(timeout):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
 
@@ -251,8 +167,8 @@ class Device:
         it while another profile is active raises FailedPreconditionError."""
         from hal.runtime.profiling import Profile
 
-        self._check_open("profile")
-        return Profile(self, clock)
+        self.check_open("profile")
+        return Profile(self, self._backend, self._profiler, clock)
 
     # -- memory ----------------------------------------------------------------------------
 
@@ -286,7 +202,7 @@ class Device:
         buffer = self.allocate_buffer(
             data.nbytes, memory_type=memory_type, usage=usage | BufferUsage.TRANSFER_TARGET
         )
-        self._queue.host_write(buffer, 0, data.reshape(-1).view(np.uint8))
+        self._host.write(buffer, 0, data.reshape(-1).view(np.uint8))
         return buffer
 
     def buffer_view_from_numpy(self, array: np.ndarray) -> BufferView:
@@ -301,36 +217,20 @@ class Device:
         submitted work. Raises OutOfRangeError / PermissionDeniedError."""
         from hal.core.checks import check_buffer_usage, check_range, host_bytes, resolve_direct
 
-        self._check_open("transfer_h2d")
+        self.check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
         buffer, base, length = resolve_direct(target, "transfer_h2d", "target", self)
         check_buffer_usage("transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET)
         check_range("transfer_h2d", "target", target_offset, len(payload), length)
-        self._queue.host_write(buffer, base + target_offset, payload)
+        self._host.write(buffer, base + target_offset, payload)
 
     def transfer_d2h(
         self, source: BufferTarget, source_offset: int = 0, length: int | None = None
     ) -> bytes:
         """Read ``length`` bytes (default: to the end) of ``source`` after all previously
         submitted work finished. Raises OutOfRangeError / PermissionDeniedError."""
-        buffer, offset, length = self._d2h_range("transfer_d2h", source, source_offset, length)
-        return self._queue.host_read(buffer, offset, length)
-
-    def _d2h_range(
-        self, what: str, source: BufferTarget, source_offset: int, length: int | None
-    ) -> tuple[Buffer, int, int]:
-        """Validate a device-to-host read: (buffer, absolute offset, length). Raises
-        UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
-        from hal.core.checks import check_buffer_usage, check_range, resolve_direct
-
-        self._check_open(what)
-        buffer, base, size = resolve_direct(source, what, "source", self)
-        check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE)
-        if length is None:
-            check_range(what, "source", source_offset, 0, size)
-            length = size - source_offset
-        check_range(what, "source", source_offset, length, size)
-        return buffer, base + source_offset, length
+        buffer, offset, length = self._host.d2h_range("transfer_d2h", source, source_offset, length)
+        return self._host.read(buffer, offset, length)
 
     # -- executables, events, semaphores ------------------------------------------------------
 
@@ -343,21 +243,21 @@ class Device:
     ) -> Executable:
         """Compile WGSL text (or a ``.wgsl`` path) into an executable; identical sources and
         constants come from an in-process cache. Raises InvalidArgumentError on bad WGSL."""
-        self._check_open("create_executable")
+        self.check_open("create_executable")
         return self._executables.get(source, constants, label)
 
     def create_event(self) -> Event:
         """A new event for ``signal_event``/``wait_events`` inside command buffers."""
         from hal.runtime.event import Event
 
-        self._check_open("create_event")
+        self.check_open("create_event")
         return Event(self)
 
     def create_semaphore(self, initial_value: int = 0) -> Semaphore:
         """A new timeline semaphore at ``initial_value``."""
         from hal.runtime.semaphore import Semaphore
 
-        self._check_open("create_semaphore")
+        self.check_open("create_semaphore")
         return Semaphore(initial_value, device=self)
 
     def wait_semaphores(
@@ -384,7 +284,7 @@ class Device:
         Raises InvalidArgumentError for inconsistent mode bits or a negative capacity."""
         from hal.runtime.command_buffer import CommandBuffer
 
-        self._check_open("create_command_buffer")
+        self.check_open("create_command_buffer")
         return CommandBuffer(self, mode, categories, binding_capacity)
 
     def record(
@@ -421,13 +321,13 @@ class Device:
 
         Raises FailedPreconditionError (un-ended or resubmitted ONE_SHOT buffer, released
         buffer), OutOfRangeError (binding table too small or a slot range past its entry)."""
-        self._check_open("queue_execute")
-        self._queue.execute(command_buffers, wait, signal, binding_table)
+        self.check_open("queue_execute")
+        self._executor.execute(command_buffers, wait, signal, binding_table)
 
     def queue_barrier(self, *, wait: WaitList = (), signal: WaitList = ()) -> None:
         """Signal ``signal`` once ``wait`` is reached and the work submitted before is done."""
-        self._check_open("queue_barrier")
-        self._queue.execute(None, wait, signal, None)
+        self.check_open("queue_barrier")
+        self._executor.execute(None, wait, signal, None)
 
     def queue_fill(
         self,
@@ -443,9 +343,9 @@ class Device:
         """``fill_buffer`` as a queue operation (same arguments and errors)."""
         from hal.runtime.transfers import queue_transfer
 
-        self._check_open("queue_fill")
+        self.check_open("queue_fill")
         queue_transfer(
-            self,
+            self._host,
             lambda cb: cb.fill_buffer(target, offset, length, pattern, pattern_length),
             wait,
             signal,
@@ -466,14 +366,14 @@ class Device:
         alignment)."""
         from hal.runtime.transfers import queue_transfer, queue_update_staged
 
-        self._check_open("queue_update")
+        self.check_open("queue_update")
         # Large updates are staged through hal's staging buffers (one copy, no lowering).
         if queue_update_staged(
-            self, source, source_offset, target, target_offset, length, wait, signal
+            self._host, source, source_offset, target, target_offset, length, wait, signal
         ):
             return
         queue_transfer(
-            self,
+            self._host,
             lambda cb: cb.update_buffer(source, source_offset, target, target_offset, length),
             wait,
             signal,
@@ -493,9 +393,9 @@ class Device:
         """``copy_buffer`` as a queue operation (same arguments and errors)."""
         from hal.runtime.transfers import queue_transfer
 
-        self._check_open("queue_copy")
+        self.check_open("queue_copy")
         queue_transfer(
-            self,
+            self._host,
             lambda cb: cb.copy_buffer(source, source_offset, target, target_offset, length),
             wait,
             signal,
@@ -513,15 +413,15 @@ class Device:
         """A new buffer usable by queue work ordered after ``signal``."""
         from hal.runtime.transfers import queue_alloca
 
-        self._check_open("queue_alloca")
-        return queue_alloca(self, size, wait, signal, memory_type, usage)
+        self.check_open("queue_alloca")
+        return queue_alloca(self._host, size, wait, signal, memory_type, usage)
 
     def queue_dealloca(self, buffer: Buffer, *, wait: WaitList = (), signal: WaitList = ()) -> None:
         """Release ``buffer`` once ``wait`` is reached and earlier work finished."""
         from hal.runtime.transfers import queue_dealloca
 
-        self._check_open("queue_dealloca")
-        queue_dealloca(self, buffer, wait, signal)
+        self.check_open("queue_dealloca")
+        queue_dealloca(self._host, buffer, wait, signal)
 
     def queue_read(
         self,
@@ -538,9 +438,9 @@ class Device:
         ``wait`` is reached."""
         from hal.runtime.transfers import queue_read
 
-        self._check_open("queue_read")
+        self.check_open("queue_read")
         queue_read(
-            self,
+            self._host,
             source_file,
             source_offset,
             target,
@@ -565,9 +465,9 @@ class Device:
         bytes-like) once ``wait`` is reached and earlier work finished."""
         from hal.runtime.transfers import queue_write
 
-        self._check_open("queue_write")
+        self.check_open("queue_write")
         queue_write(
-            self,
+            self._host,
             source,
             source_offset,
             target_file,
@@ -576,3 +476,18 @@ class Device:
             wait,
             signal,
         )
+
+
+def _caps(limits: dict[str, int], features: frozenset[str], info: AdapterInfo) -> DeviceCaps:
+    """The capabilities the lowering needs, from the backend's limits and features."""
+    return DeviceCaps(
+        storage_alignment=limits["min-storage-buffer-offset-alignment"],
+        uniform_alignment=limits["min-uniform-buffer-offset-alignment"],
+        immediates="immediates" in features,
+        max_immediate_size=limits.get("max-immediate-size", 0),
+        max_binding_size=limits["max-storage-buffer-binding-size"],
+        max_uniform_binding_size=limits["max-uniform-buffer-binding-size"],
+        max_workgroups=limits["max-compute-workgroups-per-dimension"],
+        max_buffer_size=limits["max-buffer-size"],
+        costs=load_costs(f"{info.name} {info.backend} {info.vendor} {info.adapter_type}"),
+    )

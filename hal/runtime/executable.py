@@ -7,16 +7,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import wgpu
-
+from hal.backends.protocol import BackendError
+from hal.core.builtins import BuiltinKernel, shader_source
 from hal.core.layout import BindingLayout, EntryPointLayout, entry_point_layouts
 from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
 from hal.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
     from hal.runtime.device import Device
 
-__all__ = ["BindingLayout", "EntryPointLayout", "Executable", "ExecutableCache"]
+__all__ = ["BindingLayout", "BuiltinKernels", "EntryPointLayout", "Executable", "ExecutableCache"]
 
 CONSTANTS_GROUP = 1
 """Bind group that carries dispatch constants where the adapter lacks immediates."""
@@ -29,9 +30,15 @@ class Executable:
     :meth:`layout` describes each one's bindings and constants."""
 
     def __init__(
-        self, device: Device, source: str, constants: dict[str, Any] | None, label: str | None
+        self,
+        device: Device,
+        source: str,
+        constants: dict[str, Any] | None,
+        label: str | None,
+        cache: ExecutableCache,
     ) -> None:
         self.device = device
+        self._cache = cache
         self.label = label or "executable"
         self.source = source
         try:
@@ -80,15 +87,12 @@ class Executable:
     def _create_pipeline(
         self, layout: EntryPointLayout, constants: dict[str, Any] | None
     ) -> tuple[Any, Any, Any]:
-        device = self.device
-        wgpu_device = device._wgpu
-        group0 = device._executables.bind_group_layout(
-            tuple((b.binding, b.kind, False) for b in layout.bindings)
-        )
+        cache = self._cache
+        group0 = cache.bind_group_layout(tuple((b.binding, b.kind, False) for b in layout.bindings))
         groups = [group0]
         constants_bgl = None
         immediate_size = 0
-        if layout.constants_size and device.caps.immediates:
+        if layout.constants_size and cache.immediates:
             immediate_size = self._info.immediate_size
         elif layout.constants_size:
             kind = (
@@ -96,23 +100,22 @@ class Executable:
                 if not (self._info.immediate_type or "").startswith("array")
                 else "read-only-storage"
             )
-            constants_bgl = device._executables.bind_group_layout(((0, kind, True),))
+            constants_bgl = cache.bind_group_layout(((0, kind, True),))
             groups.append(constants_bgl)
         # Without immediates every entry point compiles from the rewritten module: the original
         # declares ``var<immediate>``, which such a device rejects even where it is unused.
-        rewritten = self._info.immediate_name is not None and not device.caps.immediates
+        rewritten = self._info.immediate_name is not None and not cache.immediates
         module = self._module(rewritten)
-        compute: dict[str, Any] = {"module": module, "entry_point": layout.name}
-        if constants:
-            compute["constants"] = dict(constants)
         try:
-            pipeline_layout = wgpu_device.create_pipeline_layout(
-                bind_group_layouts=groups, immediate_size=immediate_size
+            pipeline = cache.backend.create_compute_pipeline(
+                module,
+                layout.name,
+                groups,
+                immediate_size,
+                constants,
+                f"{self.label}:{layout.name}",
             )
-            pipeline = wgpu_device.create_compute_pipeline(
-                label=f"{self.label}:{layout.name}", layout=pipeline_layout, compute=compute
-            )
-        except wgpu.GPUError as error:
+        except BackendError as error:
             raise InvalidArgumentError(
                 f"create_executable: entry point {layout.name!r} of {self.label!r}: {error}"
             ) from None
@@ -122,24 +125,24 @@ class Executable:
         source = self.source
         if rewritten:
             source = rewrite_immediates(source, self._info, CONSTANTS_GROUP)
-        cache = self._modules
-        if rewritten not in cache:
+        modules = self._modules
+        if rewritten not in modules:
             try:
-                cache[rewritten] = self.device._wgpu.create_shader_module(
-                    label=self.label, code=source
-                )
-            except wgpu.GPUError as error:
+                modules[rewritten] = self._cache.backend.create_shader_module(source, self.label)
+            except BackendError as error:
                 raise InvalidArgumentError(
                     f"create_executable: WGSL of {self.label!r} does not compile: {error}"
                 ) from None
-        return cache[rewritten]
+        return modules[rewritten]
 
 
 class ExecutableCache:
     """Per-device cache of executables (by source and constants) and bind group layouts."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, backend: Backend, immediates: bool) -> None:
         self._device = device
+        self.backend = backend
+        self.immediates = immediates
         self._lock = threading.Lock()
         self._executables: dict[tuple[str, tuple[tuple[str, Any], ...]], Executable] = {}
         self._layouts: dict[tuple[tuple[int, str, bool], ...], Any] = {}
@@ -156,7 +159,7 @@ class ExecutableCache:
             found = self._executables.get(key)
         if found is not None:
             return found
-        executable = Executable(self._device, text, constants, label)
+        executable = Executable(self._device, text, constants, label, self)
         with self._lock:
             return self._executables.setdefault(key, executable)
 
@@ -165,16 +168,7 @@ class ExecutableCache:
         with self._lock:
             found = self._layouts.get(entries)
             if found is None:
-                found = self._device._wgpu.create_bind_group_layout(
-                    entries=[
-                        {
-                            "binding": binding,
-                            "visibility": wgpu.ShaderStage.COMPUTE,
-                            "buffer": {"type": kind, "has_dynamic_offset": dynamic},
-                        }
-                        for binding, kind, dynamic in entries
-                    ]
-                )
+                found = self.backend.create_bind_group_layout(entries)
                 self._layouts[entries] = found
             return found
 
@@ -197,3 +191,19 @@ def _read_source(source: str | os.PathLike[str]) -> str:
             f"create_executable: source must be WGSL text or a path, not {type(source).__name__}"
         )
     return source
+
+
+class BuiltinKernels:
+    """The builtin executables of one device (hal/core/builtins.py), compiled at creation."""
+
+    def __init__(self, cache: ExecutableCache) -> None:
+        self._executables: dict[BuiltinKernel, Executable] = {
+            kernel: cache.get(
+                shader_source(kernel.value[0]), None, f"hal.builtin.{kernel.entry_point}"
+            )
+            for kernel in BuiltinKernel
+        }
+
+    def executable(self, kernel: BuiltinKernel) -> Executable:
+        """The compiled executable of ``kernel``."""
+        return self._executables[kernel]

@@ -33,18 +33,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import wgpu
 
-from hal.backends import wgpu_native as native
-from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch
+from hal.backends.protocol import Timer
+from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer
 from hal.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
 if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
     from hal.core.plan import Step
     from hal.runtime.device import Device
-    from hal.runtime.queue import _Submission
+    from hal.runtime.queue import Work
 
-__all__ = ["Profile", "ProfileEvent"]
+__all__ = ["Profile", "ProfileEvent", "ProfilerSlot"]
 
 _MAX_QUERIES = 4096  # wgpu's limit per query set
 
@@ -75,12 +75,15 @@ class ProfileEvent:
         return self.end_ns - self.start_ns
 
 
-class _CommandTimer:
-    """Timestamps for one command buffer while it is encoded (``Program.encode_profiled``
-    calls ``pass_writes``, ``before``, ``after`` and ``close``), then its events."""
+class _CommandTimer(Timer):
+    """Timestamps for one command buffer while it is encoded (the backend calls
+    ``pass_writes``, ``before``, ``after`` and ``close``), then its events."""
 
-    def __init__(self, wgpu_device: Any, per_command: bool, transfers: bool) -> None:
-        self._device = wgpu_device
+    def __init__(
+        self, backend: Backend, steps: Sequence[Step], per_command: bool, transfers: bool
+    ) -> None:
+        self._backend = backend
+        self._steps = steps
         self._per_command = per_command
         self._transfers = transfers
         self._sets: list[Any] = []
@@ -89,61 +92,56 @@ class _CommandTimer:
         # (begin query, end query, name, kind, args)
         self.spans: list[tuple[int, int, str, str, dict[str, Any]]] = []
         self.readback: Any = None
-        self._resolved: Any = None
 
     def _query(self) -> tuple[Any, int]:
         index = self._count
         if index // _MAX_QUERIES >= len(self._sets):
-            self._sets.append(
-                self._device.create_query_set(
-                    type="timestamp", count=_MAX_QUERIES, label="hal.profile"
-                )
-            )
+            self._sets.append(self._backend.create_query_set(_MAX_QUERIES))
         self._count += 1
         return self._sets[index // _MAX_QUERIES], index
 
     def _write(self, target: Any) -> int:
         query_set, index = self._query()
-        wgpu.backends.wgpu_native.extras.write_timestamp(target, query_set, index % _MAX_QUERIES)
+        self._backend.write_timestamp(target, query_set, index % _MAX_QUERIES)
         return index
 
-    def pass_writes(self, step: ComputePass) -> dict[str, Any] | None:
-        """``timestamp_writes`` for ``begin_compute_pass`` where dispatches can't be timed
-        one by one (only ``timestamp-query``), else None."""
+    def pass_writes(self, step: int) -> Any:
+        """``timestamp_writes`` for a compute pass where dispatches can't be timed one by
+        one (only ``timestamp-query``), else None."""
         if self._per_command:
             return None
         # Queries are taken in pairs and a set holds an even number: a pair shares its set.
         query_set, begin = self._query()
         _, end = self._query()
-        names = [d.label for d in step.dispatches]
+        compute = self._steps[step]
+        assert isinstance(compute, ComputePass)
+        names = [d.label for d in compute.dispatches]
         self.spans.append((begin, end, "compute_pass", "compute_pass", {"dispatches": names}))
-        return {
-            "query_set": query_set,
-            "beginning_of_pass_write_index": begin % _MAX_QUERIES,
-            "end_of_pass_write_index": end % _MAX_QUERIES,
-        }
+        return self._backend.pass_timestamp_writes(
+            query_set, begin % _MAX_QUERIES, end % _MAX_QUERIES
+        )
 
-    def before(self, target: Any, step: Step, dispatch: Dispatch | None) -> None:
+    def before(self, target: Any, step: int, dispatch: int | None) -> None:
         """Called before a dispatch (``target`` is the pass) or a transfer (the encoder)."""
+        plan_step = self._steps[step]
         if dispatch is not None:
             if not self._per_command:
                 return
-            name, kind = dispatch.label, "dispatch"
-            args: dict[str, Any] = {
-                "entry_point": dispatch.entry_point,
-                "builtin": dispatch.is_builtin,
-            }
-            if dispatch.workgroups is not None:
-                args["workgroups"] = list(dispatch.workgroups)
+            assert isinstance(plan_step, ComputePass)
+            d = plan_step.dispatches[dispatch]
+            name, kind = d.label, "dispatch"
+            args: dict[str, Any] = {"entry_point": d.entry_point, "builtin": d.is_builtin}
+            if d.workgroups is not None:
+                args["workgroups"] = list(d.workgroups)
             else:
                 args["indirect"] = True
         else:
             if not self._transfers:
                 return
-            if isinstance(step, CopyBuffer):
-                name, args = "copy_buffer_to_buffer", {"bytes": step.target.size}
-            elif isinstance(step, ClearBuffer):
-                name, args = "clear_buffer", {"bytes": step.target.size}
+            if isinstance(plan_step, CopyBuffer):
+                name, args = "copy_buffer_to_buffer", {"bytes": plan_step.target.size}
+            elif isinstance(plan_step, ClearBuffer):
+                name, args = "clear_buffer", {"bytes": plan_step.target.size}
             else:  # pragma: no cover - the encoder only passes transfers here
                 return
             kind = "transfer"
@@ -158,34 +156,37 @@ class _CommandTimer:
         self.spans.append((begin, self._write(target), name, kind, args))
 
     def close(self, encoder: Any) -> None:
-        """Resolve the queries at the end of the command buffer into a MAP_READ buffer."""
-        if not self._count:
-            return
-        usage = wgpu.BufferUsage
-        size = 8 * _MAX_QUERIES * len(self._sets)
-        resolved = self._device.create_buffer(
-            size=size, usage=usage.QUERY_RESOLVE | usage.COPY_SRC, label="hal.profile"
-        )
-        self.readback = self._device.create_buffer(
-            size=size, usage=usage.MAP_READ | usage.COPY_DST, label="hal.profile"
-        )
-        for i, query_set in enumerate(self._sets):
-            count = min(_MAX_QUERIES, self._count - i * _MAX_QUERIES)
-            encoder.resolve_query_set(query_set, 0, count, resolved, 8 * _MAX_QUERIES * i)
-        encoder.copy_buffer_to_buffer(resolved, 0, self.readback, 0, 8 * self._count)
-        self._resolved = resolved  # alive until the command buffer ran
+        """Resolve the queries at the end of the command buffer into a readback buffer."""
+        if self._count:
+            self.readback = self._backend.resolve_timestamps(encoder, self._sets, self._count)
 
     def ticks(self) -> np.ndarray:
         """The raw timestamps (call once the command buffer completed)."""
         if self.readback is None:
             return np.zeros(0, np.uint64)
-        self.readback.map_sync(wgpu.MapMode.READ, 0, 8 * self._count)
-        try:
-            return np.frombuffer(self.readback.read_mapped(0, 8 * self._count), np.uint64).copy()
-        finally:
-            self.readback.unmap()
-            self.readback.destroy()
-            self.readback = None
+        readback, self.readback = self.readback, None
+        return self._backend.read_timestamps(readback, self._count)
+
+
+class ProfilerSlot:
+    """The active :class:`Profile` of a device, if any (one at a time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active: Profile | None = None
+
+    def enter(self, profile: Profile) -> None:
+        """Make ``profile`` the active one. Raises FailedPreconditionError if another is."""
+        with self._lock:
+            if self.active is not None:
+                raise FailedPreconditionError("profile: another profile is already active")
+            self.active = profile
+
+    def leave(self, profile: Profile) -> None:
+        """``profile`` is no longer active."""
+        with self._lock:
+            if self.active is profile:
+                self.active = None
 
 
 class _Record:
@@ -218,7 +219,9 @@ class Profile:
     uses GPU timestamps where the adapter has them, ``"host"`` forces host timing.
     """
 
-    def __init__(self, device: Device, clock: str = "auto") -> None:
+    def __init__(
+        self, device: Device, backend: Backend, slot: ProfilerSlot, clock: str = "auto"
+    ) -> None:
         if clock not in ("auto", "gpu", "host"):
             raise InvalidArgumentError(f"profile: clock {clock!r} is not 'auto', 'gpu' or 'host'")
         features = device.features
@@ -228,10 +231,12 @@ class Profile:
 
             raise UnimplementedError("profile: the adapter has no timestamp-query")
         self._device = device
+        self._backend = backend
+        self._slot = slot
         self.gpu = has_gpu and clock != "host"
         self._per_command = self.gpu and "timestamp-query-inside-passes" in features
         self._transfers = self.gpu and "timestamp-query-inside-encoders" in features
-        self._period = native.timestamp_period(device._wgpu.queue) if self.gpu else 1.0
+        self._period = backend.timestamp_period() if self.gpu else 1.0
         self._lock = threading.Lock()
         self._records: list[_Record] = []
         self._host_events: list[ProfileEvent] = []
@@ -241,19 +246,13 @@ class Profile:
     # -- context manager ----------------------------------------------------------------
 
     def __enter__(self) -> Profile:
-        device = self._device
-        device._check_open("profile")
-        with device._lock:
-            if device._profiler is not None:
-                raise FailedPreconditionError("profile: another profile is already active")
-            device._profiler = self
+        self._device.check_open("profile")
+        self._slot.enter(self)
         self.active = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._device._lock:
-            if self._device._profiler is self:
-                self._device._profiler = None
+        self._slot.leave(self)
         self.active = False
 
     # -- hooks used by the queue and the staging pool -------------------------------------
@@ -264,7 +263,6 @@ class Profile:
         """Encode a submission's programs (one per command buffer: a
         ``hal.runtime.encoder.Program`` or a wrapper delegating to one) with timestamps, or
         plainly on the host clock."""
-        wgpu_device = self._device._wgpu
         encoded: list[Any] = []
         timers: list[_CommandTimer | None] = []
         commands: list[list[str]] = []
@@ -275,11 +273,13 @@ class Profile:
             ids.append((position, id(cb)))
             commands.append(_command_names(program))
             if self.gpu:
-                timer = _CommandTimer(wgpu_device, self._per_command, self._transfers)
-                encoded.append(program.encode_profiled(wgpu_device, timer))
+                timer = _CommandTimer(
+                    self._backend, program.plan.steps, self._per_command, self._transfers
+                )
+                encoded.append(program.encode_profiled(timer))
                 timers.append(timer)
             else:
-                encoded.append(program.encode(wgpu_device))
+                encoded.append(program.encode())
                 timers.append(None)
         with self._lock:
             record = _Record(self._submissions, timers, commands, ids)
@@ -287,24 +287,23 @@ class Profile:
             self._records.append(record)
         return encoded, record
 
-    def attach(self, record: _Record, submission: _Submission) -> None:
-        """Note the host times and the wgpu index of ``submission`` (the queue's hooks)."""
-        command_buffers = submission.command_buffers
-        previous = submission.on_complete
+    def attach(self, record: _Record, work: Work) -> None:
+        """Time ``work`` on the host through the queue's hooks: submitted (``on_submit``) and
+        completed (``on_complete``, before the signals), with its backend ticket."""
+        previous = work.on_complete
 
-        def prepare() -> list[Any]:
+        def submitted() -> None:
             record.submitted_ns = time.perf_counter_ns()
-            return command_buffers
 
         def complete() -> None:
             record.completed_ns = time.perf_counter_ns()
-            record.index = submission.index
+            record.index = work.ticket
             record.done.set()
             if previous is not None:
                 previous()
 
-        submission.prepare = prepare
-        submission.on_complete = complete
+        work.on_submit = submitted
+        work.on_complete = complete
 
     def host_event(self, name: str, start_ns: int, end_ns: int, args: Mapping[str, Any]) -> None:
         """Record a host-timed transfer."""

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import wgpu
-
+from hal.backends.protocol import BackendError
 from hal.core.checks import one_line
 from hal.core.lowering import lower
 from hal.core.segments import Segment, describe_segment
 from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
-from hal.runtime import loss
 
 if TYPE_CHECKING:
     from hal.core.caps import DeviceCaps
@@ -123,25 +121,28 @@ class Programs:
         from hal.runtime.encoder import compile_plan
 
         try:
-            program = compile_plan(plan, self._device)
-        except wgpu.GPUError as error:
+            program = compile_plan(plan, self._device.encoding)
+        except BackendError as error:
             raise wgpu_failure(self._device, segments, error) from None
         return CheckedProgram(self._device, program, tuple(segments))
 
 
-def wgpu_failure(device: Device, segments: Sequence[Segment], error: BaseException) -> HalError:
-    """The HalError for a wgpu error that escaped validation: UnavailableError if the device
-    is lost (which is then failed), else InvalidArgumentError naming the first command that
-    wgpu rejects on its own. Only the error path pays for the search."""
+def wgpu_failure(
+    device: Device, segments: Sequence[Segment], error: BackendError
+) -> HalError | BackendError:
+    """The error for a backend error that escaped validation: the BackendError itself if the
+    device is lost (the executor marks it lost and raises UnavailableError), else
+    InvalidArgumentError naming the first command that wgpu rejects on its own. Only the
+    error path pays for the search."""
     from hal.runtime.encoder import compile_plan
 
-    if loss.is_lost_error(error):
-        return loss.mark_lost(device, f"{_WHAT}: {one_line(error)}")
+    if error.lost:
+        return error
     for index, segment in enumerate(segments):
         try:
-            compile_plan(lower([segment], device.caps), device).encode(device._wgpu)
-        except (wgpu.GPUError, HalError) as single:
-            detail = one_line(single).removeprefix(f"{_WHAT}: wgpu rejected the plan: ")
+            compile_plan(lower([segment], device.caps), device.encoding).encode()
+        except (BackendError, HalError) as single:
+            detail = one_line(single)
             return InvalidArgumentError(
                 f"{_WHAT}: wgpu rejected command {index} ({describe_segment(segment)}): {detail}"
             )
@@ -160,19 +161,19 @@ class CheckedProgram:
         self._segments = segments
         self.plan = program.plan
 
-    def encode(self, wgpu_device: Any, label: str = "hal") -> Any:
+    def encode(self, label: str = "hal") -> Any:
         """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
-        the rejected command, or UnavailableError if the device was lost."""
+        the rejected command, or BackendError if the device was lost."""
         try:
-            return self._program.encode(wgpu_device, label)
-        except (wgpu.GPUError, HalError) as error:
+            return self._program.encode(label)
+        except BackendError as error:
             raise wgpu_failure(self._device, self._segments, error) from None
 
-    def encode_profiled(self, wgpu_device: Any, timer: Any) -> Any:
+    def encode_profiled(self, timer: Any) -> Any:
         """:meth:`encode` with GPU timestamps (hal/runtime/profiling.py); the same errors."""
         try:
-            return self._program.encode_profiled(wgpu_device, timer)
-        except (wgpu.GPUError, HalError) as error:
+            return self._program.encode_profiled(timer)
+        except BackendError as error:
             raise wgpu_failure(self._device, self._segments, error) from None
 
     def __getattr__(self, name: str) -> Any:

@@ -43,7 +43,7 @@ class Semaphore:
         self._value = _check_value("create_semaphore", initial_value)
         self._failure: BaseException | None = None
         self._watchers: list[Callable[[], None]] = []
-        # (value, queue, wgpu submission index) of submitted work that will signal us.
+        # (value, completion, backend ticket) of submitted work that will signal us.
         self._expected: list[tuple[int, Any, int]] = []
         self.device = device
 
@@ -55,6 +55,11 @@ class Semaphore:
     def failure(self) -> BaseException | None:
         """The failure that failed the semaphore, or None."""
         return self._failure
+
+    @property
+    def value(self) -> int:
+        """The current value without the failure check of :meth:`query`."""
+        return self._value
 
     def query(self) -> int:
         """The current value. Raises AbortedError if the semaphore failed."""
@@ -78,8 +83,9 @@ class Semaphore:
             _changed.notify_all()
         self._notify_watchers()
 
-    def _advance(self, value: int) -> None:
-        """Signal from the device: never lowers the value and ignores a failed semaphore."""
+    def advance(self, value: int) -> None:
+        """Signal from the queue (runtime use): never lowers the value and ignores a failed
+        semaphore."""
         with _changed:
             if self._failure is not None or value <= self._value:
                 return
@@ -103,11 +109,12 @@ class Semaphore:
         ``timeout`` seconds (0 polls) and AbortedError if the semaphore fails."""
         wait_points([(self, value)], "all", timeout)
 
-    def _expect(self, value: int, queue: Any, index: int) -> None:
-        """Note that wgpu submission ``index`` on ``queue`` signals ``value`` when done."""
+    def expect(self, value: int, completion: Any, ticket: int) -> None:
+        """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
+        ``value`` when done (runtime use: lets an unbounded wait block on that ticket)."""
         with _changed:
             self._expected = [e for e in self._expected if e[0] > self._value]
-            self._expected.append((value, queue, index))
+            self._expected.append((value, completion, ticket))
 
     def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
         """The earliest submitted work that brings the value to ``value``, if any."""
@@ -118,7 +125,8 @@ class Semaphore:
         index, queue = min(found, key=lambda f: f[0])
         return queue, index
 
-    def _watch(self, callback: Callable[[], None]) -> None:
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once at the next change (signal or failure)."""
         with _changed:
             self._watchers.append(callback)
 
@@ -248,9 +256,9 @@ def wait_points(points: WaitList, mode: str = "all", timeout: float | None = Non
         semaphore, value = pairs[0]
         while not check():
             pending = semaphore._signalling_submission(value)
-            if pending is None or pending[0]._closing:
+            if pending is None or pending[0].closing:
                 break
-            pending[0].wait_for_index(pending[1])
+            pending[0].wait_for(pending[1])
     with _changed:
         while not check():
             remaining = None if deadline is None else deadline - time.monotonic()

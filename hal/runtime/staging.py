@@ -8,9 +8,8 @@ the mapped range (one host memcpy, split over a few threads on many-core hosts; 
 releases the GIL while it copies). Large transfers go in chunks that rotate over a few
 buffers, so the host copy of one chunk overlaps the GPU copy of the previous one.
 
-Maps are made through wgpu-native directly (``wgpuBufferMapAsync``, then this thread's own
-``wgpuDevicePoll``): wgpu-py's ``map_async().sync_wait()`` resolves through its poller thread,
-measured at 0.03-1.4 ms per map on lavapipe against 2 µs done here. Waiting never depends on
+Maps go through the backend (``map_async`` / ``wait_mapped``; wgpu-native maps with its raw
+functions and polls on this thread: hal/backends/wgpu_native.py). Waiting never depends on
 hal's completion thread, so these functions may run on it (``queue_write`` reads back there).
 
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
@@ -34,25 +33,28 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import wgpu
 
-from hal.backends import wgpu_native as native
+from hal.backends.protocol import BackendError
 from hal.errors import UnavailableError
 
 if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
     from hal.runtime.buffer import Buffer
+    from hal.runtime.profiling import ProfilerSlot
     from hal.runtime.queue import Queue
 
-__all__ = ["Sink", "StagingPool", "Upload", "copy_bytes", "new_bytes"]
+__all__ = ["EdgeWriter", "Sink", "StagingPool", "Upload", "copy_bytes", "new_bytes"]
+
+EdgeWriter = Callable[[Any, int, bytes, int, bytes], None]
+"""Writes edge bytes ``(root buffer, head offset, head, tail offset, tail)`` with an update
+command buffer ordered after submitted work (hal/runtime/transfers.py provides it)."""
 
 Sink = Callable[[memoryview, int], None]
 """Receives ``(chunk, position)``: a read-only view of bytes that start at ``position`` of
 the requested range. The view is only valid during the call."""
 
 _MIB = 1 << 20
-_MAP_READ, _MAP_WRITE = 1, 2
 _MAP_TIMEOUT = 60.0
-_SPIN = 0.0005  # seconds of busy polling before a map wait backs off
 _MIN_BUFFER = 64 * 1024
 _PARALLEL_MIN = 2 * _MIB
 
@@ -174,116 +176,51 @@ def _release(view: memoryview) -> None:
 class _Staging:
     """One staging buffer: ``MAP_WRITE|COPY_SRC`` (``upload``) or ``MAP_READ|COPY_DST``.
 
-    ``last_index`` is the wgpu submission that last used it; it is mapped only after that
+    ``last_ticket`` is the submission that last used it; it is mapped only after that
     submission was made, so it is never mapped while a submission that uses it is encoded.
     """
 
-    __slots__ = (
-        "_callback",
-        "_event",
-        "_info",
-        "_status",
-        "buffer",
-        "last_index",
-        "mapped",
-        "size",
-        "upload",
-    )
+    __slots__ = ("_backend", "_token", "buffer", "last_ticket", "mapped", "size", "upload")
 
-    def __init__(self, wgpu_device: Any, size: int, upload: bool) -> None:
-        usage = (
-            wgpu.BufferUsage.MAP_WRITE | wgpu.BufferUsage.COPY_SRC
-            if upload
-            else wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
-        )
-        self.buffer = wgpu_device.create_buffer(
-            size=size, usage=usage, label="hal.upload" if upload else "hal.readback"
-        )
+    def __init__(self, backend: Backend, size: int, upload: bool) -> None:
+        self._backend = backend
+        self.buffer = backend.create_staging_buffer(size, upload=upload)
         self.size = size
         self.upload = upload
-        self.last_index = 0
+        self.last_ticket = 0
         self.mapped = 0  # bytes mapped (from offset 0), or 0
-        self._event = threading.Event()
-        self._status = 0
-        self._info: Any = None
-        self._callback: Any = None
-        if native.MAP_RAW:
-            self._callback = native.map_callback(self._on_mapped)
-            self._info = native.map_callback_info(self._callback)
-
-    def _on_mapped(self, status: int) -> None:
-        # Runs inside whichever thread's wgpuDevicePoll processed the map.
-        self._status = status
-        self._event.set()
+        self._token: Any = None
 
     def request_map(self, size: int) -> None:
-        """Ask for ``[0, size)`` to be mapped once the GPU finished ``last_index``."""
+        """Ask for ``[0, size)`` to be mapped once the GPU finished ``last_ticket``."""
         self.mapped = size
-        if native.MAP_RAW:
-            self._event.clear()
-            native.map_async(
-                self.buffer, _MAP_WRITE if self.upload else _MAP_READ, size, self._info
-            )
-        else:
-            mode = wgpu.MapMode.WRITE if self.upload else "READ_NOSYNC"
-            self._info = self.buffer.map_async(mode, 0, size)
+        self._token = self._backend.map_async(self.buffer, size, write=self.upload)
 
-    def wait_mapped(self, wgpu_device: Any) -> memoryview:
+    def wait_mapped(self) -> memoryview:
         """Block until the requested map is done; the mapped bytes (writable for uploads).
 
         Raises UnavailableError when the map fails or does not finish in 60 s (device lost)."""
         size = self.mapped
-        if not native.MAP_RAW:
-            try:
-                self._info.sync_wait()
-            except Exception as error:
-                raise UnavailableError(
-                    f"host transfer: mapping a staging buffer failed: {error}"
-                ) from error
-            if self.upload:
-                return memoryview(self.buffer._experimental_get_mapped_range(0, size)).cast("B")
-            return memoryview(self.buffer.read_mapped(0, size, copy=False)).cast("B")
-        if not self._event.is_set():
-            # Non-blocking polls only: hal's completion thread already blocks in
-            # wgpuDevicePoll while work is in flight, and on the H100 host a second thread
-            # blocking in it at the same time stalled both (and submits from other threads)
-            # for ~10 ms, where polling without blocking answered in 0.1-0.3 ms. The map
-            # callback fires in our poll or the completion thread's; spin briefly, then
-            # back off to 0.2 ms waits so a long wait costs little CPU.
-            start = time.monotonic()
-            spin_until, deadline = start + _SPIN, start + _MAP_TIMEOUT
-            while not self._event.is_set():
-                native.poll(wgpu_device, False)
-                now = time.monotonic()
-                if now < spin_until:
-                    continue
-                if self._event.wait(0.0002):
-                    break
-                if now > deadline:
-                    raise UnavailableError(
-                        "host transfer: a staging buffer never mapped (device lost?)"
-                    )
-        if self._status != native.MAP_SUCCESS:
+        try:
+            done = self._backend.wait_mapped(self._token, _MAP_TIMEOUT)
+        except BackendError as error:
             self.mapped = 0
-            raise UnavailableError(
-                f"host transfer: mapping a staging buffer failed (status {self._status})"
-            )
-        return native.mapped_range(self.buffer, size, writable=self.upload)
+            raise UnavailableError(f"host transfer: {error}") from None
+        if not done:
+            raise UnavailableError("host transfer: a staging buffer never mapped (device lost?)")
+        return self._backend.mapped_range(self.buffer, size, writable=self.upload)
 
     def unmap(self) -> None:
         """Unmap (a no-op when not mapped)."""
         if self.mapped:
             self.mapped = 0
-            if native.MAP_RAW:
-                native.unmap(self.buffer)
-            else:
-                self.buffer.unmap()
+            self._backend.unmap(self.buffer)
 
-    def settle(self, wgpu_device: Any) -> None:
+    def settle(self) -> None:
         """Finish a requested map and unmap, so the buffer can go back to the pool."""
         if self.mapped:
             try:
-                self.wait_mapped(wgpu_device)
+                self.wait_mapped()
             finally:
                 self.unmap()
 
@@ -306,17 +243,14 @@ class Upload:
         self._copies = copies
 
     def encode(self) -> Any:
-        """A wgpu command buffer with the staged copies."""
-        encoder = self._pool._wgpu.create_command_encoder(label="hal.upload")
-        for source, source_offset, target, target_offset, size in self._copies:
-            encoder.copy_buffer_to_buffer(source, source_offset, target, target_offset, size)
-        return encoder.finish()
+        """A backend command buffer with the staged copies."""
+        return self._pool.backend.copy_command_buffer(self._copies)
 
     def release(self) -> None:
         """Return the staging buffers to the pool (call once the copies completed)."""
         staging, self._staging = self._staging, []
         for item in staging:
-            self._pool._give(item)
+            self._pool.give(item)
 
 
 class StagingPool:
@@ -327,9 +261,13 @@ class StagingPool:
     the next user waits for that submission on the GPU, never for hal's completion thread.
     """
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(
+        self, backend: Backend, queue: Queue, profiler: ProfilerSlot, write_edges: EdgeWriter
+    ) -> None:
+        self.backend = backend
         self._queue = queue
-        self._wgpu = queue._wgpu
+        self._profiler = profiler
+        self._write_edge_bytes = write_edges
         self._lock = threading.Lock()
         self._idle: dict[bool, list[_Staging]] = {True: [], False: []}
         self.chunk_size = max(_MIN_BUFFER, CHUNK_SIZE & ~7)
@@ -350,9 +288,10 @@ class StagingPool:
         capacity = self.chunk_size
         if size < capacity:  # small transfers get small buffers: powers of two from 64 KiB
             capacity = min(capacity, max(_MIN_BUFFER, 1 << (size - 1).bit_length()))
-        return _Staging(self._wgpu, capacity, upload)
+        return _Staging(self.backend, capacity, upload)
 
-    def _give(self, staging: _Staging) -> None:
+    def give(self, staging: _Staging) -> None:
+        """Return a staging buffer to the pool (a few are kept per direction)."""
         with self._lock:
             idle = self._idle[staging.upload]
             idle.append(staging)
@@ -361,14 +300,14 @@ class StagingPool:
                 idle.remove(min(idle, key=lambda s: s.size))
 
     def _submit(self, command_buffer: Any, allocation: Any) -> int:
-        return self._queue.submit_transfer([command_buffer], [allocation])
+        return self._queue.submit_now([command_buffer], [allocation])
 
     def _copy_command(
         self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
     ) -> Any:
-        encoder = self._wgpu.create_command_encoder(label="hal.transfer")
-        encoder.copy_buffer_to_buffer(source, source_offset, target, target_offset, size)
-        return encoder.finish()
+        return self.backend.copy_command_buffer(
+            [(source, source_offset, target, target_offset, size)]
+        )
 
     # -- uploads --------------------------------------------------------------------------
 
@@ -379,7 +318,7 @@ class StagingPool:
         size = len(source)
         if size == 0:
             return
-        profiler = self._queue._device._profiler
+        profiler = self._profiler.active
         began = time.perf_counter_ns()
         start, end = (offset + 3) & ~3, (offset + size) & ~3
         if end <= start:  # no whole word: only edge bytes
@@ -397,32 +336,21 @@ class StagingPool:
         self, buffer: Buffer, offset: int, head: Any, tail: Any, tail_offset: int = 0
     ) -> None:
         """Write the 1-3 byte edges through an update command buffer (builtin kernels patch
-        only those bytes). UNVALIDATED: the public call already checked usage and range."""
-        from hal.enums import CommandBufferMode, CommandCategory
-
+        only those bytes), ordered after submitted work."""
         root = buffer.allocated_buffer
         base = root.byte_offset
-        cb = buffer.device.create_command_buffer(
-            CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
-        )
-        cb.begin()
-        if len(head):
-            cb.update_buffer(head, 0, root, offset - base, len(head))
-        if len(tail):
-            cb.update_buffer(tail, 0, root, tail_offset - base, len(tail))
-        cb.end()
-        self._queue.execute(cb, (), (), None)
+        self._write_edge_bytes(root, offset - base, bytes(head), tail_offset - base, bytes(tail))
 
     def _write_body(self, buffer: Buffer, start: int, body: memoryview) -> None:
         """Stream the word-aligned ``body`` to ``start`` in chunks over rotating buffers."""
-        allocation = buffer._allocation
-        target = allocation.wgpu_buffer
+        allocation = buffer.allocation
+        target = allocation.handle
         if len(body) <= WRITE_BUFFER_MAX:
             # write_buffer lands before the command buffers of the next submission, so a
             # pending clear of a new buffer must be submitted first or it would wipe it.
-            self._queue._flush_clears()
-            self._wgpu.queue.write_buffer(target, start, body)
-            empty = self._wgpu.create_command_encoder(label="hal.write").finish()
+            self._queue.flush_clears()
+            self.backend.write_buffer(target, start, body)  # BackendError: the caller's
+            empty = self.backend.copy_command_buffer([])
             self._submit(empty, allocation)  # flushes the write now and tracks it
             return
         chunk = self.chunk_size
@@ -434,18 +362,18 @@ class StagingPool:
                 item = staging[k % len(staging)]
                 part = body[k * chunk : (k + 1) * chunk]
                 item.request_map(len(part))
-                view = item.wait_mapped(self._wgpu)
+                view = item.wait_mapped()
                 try:
                     copy_bytes(view, part)
                 finally:
                     _release(view)
                     item.unmap()
                 command = self._copy_command(item.buffer, 0, target, start + k * chunk, len(part))
-                item.last_index = self._submit(command, allocation)
+                item.last_ticket = self._submit(command, allocation)
         finally:
             for item in staging:
-                item.settle(self._wgpu)
-                self._give(item)
+                item.settle()
+                self.give(item)
 
     def capture(
         self, buffer: Buffer, offset: int, size: int, fill: Sink
@@ -468,7 +396,7 @@ class StagingPool:
         if tail:
             fill(memoryview(tail), end - offset)
         chunk = self.chunk_size
-        target = buffer._allocation.wgpu_buffer
+        target = buffer.allocation.handle
         staging: list[_Staging] = []
         copies: list[tuple[Any, int, Any, int, int]] = []
         try:
@@ -477,7 +405,7 @@ class StagingPool:
                 item = self._take(True, length)
                 staging.append(item)
                 item.request_map(length)
-                view = item.wait_mapped(self._wgpu)
+                view = item.wait_mapped()
                 try:
                     fill(view[:length], position - offset)
                 finally:
@@ -486,8 +414,8 @@ class StagingPool:
                 copies.append((item.buffer, 0, target, position, length))
         except BaseException:
             for item in staging:
-                item.settle(self._wgpu)
-                self._give(item)
+                item.settle()
+                self.give(item)
             raise
         return Upload(self, staging, copies), bytes(head), bytes(tail)
 
@@ -499,15 +427,15 @@ class StagingPool:
         UnavailableError when the device is lost or closed; what ``sink`` raises propagates."""
         if length == 0:
             return
-        profiler = self._queue._device._profiler
+        profiler = self._profiler.active
         began = time.perf_counter_ns()
         self._read(buffer, offset, length, sink)
         if profiler is not None:
             profiler.host_event("host_read", began, time.perf_counter_ns(), {"bytes": length})
 
     def _read(self, buffer: Buffer, offset: int, length: int, sink: Sink) -> None:
-        allocation = buffer._allocation
-        source = allocation.wgpu_buffer
+        allocation = buffer.allocation
+        source = allocation.handle
         start, end = offset & ~3, (offset + length + 3) & ~3
         chunk = self.chunk_size
         total = end - start
@@ -519,7 +447,7 @@ class StagingPool:
             position = start + k * chunk
             size = min(chunk, end - position)
             command = self._copy_command(source, position, item.buffer, 0, size)
-            item.last_index = self._submit(command, allocation)
+            item.last_ticket = self._submit(command, allocation)
             item.request_map(size)  # after the submission: it maps once the copy is done
 
         try:
@@ -529,7 +457,7 @@ class StagingPool:
                 item = staging[k % len(staging)]
                 position = start + k * chunk
                 size = min(chunk, end - position)
-                view = item.wait_mapped(self._wgpu)
+                view = item.wait_mapped()
                 lo, hi = max(position, offset), min(position + size, offset + length)
                 try:
                     sink(view[lo - position : hi - position], lo - offset)
@@ -540,10 +468,10 @@ class StagingPool:
                     submit(k + len(staging))
             # Our own poll saw the copies finish; complete them in the queue now, so a
             # wait_idle right after a read doesn't wait for the tracker thread to notice.
-            last = max(item.last_index for item in staging)
+            last = max(item.last_ticket for item in staging)
             if last:
-                self._queue._complete_through(last)
+                self._queue.completion.complete_through(last)
         finally:
             for item in staging:
-                item.settle(self._wgpu)
-                self._give(item)
+                item.settle()
+                self.give(item)

@@ -13,8 +13,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import wgpu
-
+from hal.backends.protocol import BackendError
 from hal.core.checks import check_buffer_usage, check_int, host_bytes, make_ref
 from hal.core.refs import BufferRef, BufferTarget, SlotRef
 from hal.core.segments import Ref
@@ -25,19 +24,24 @@ from hal.enums import (
     MemoryAccess,
     MemoryType,
 )
-from hal.errors import InvalidArgumentError, OutOfRangeError
-from hal.runtime import loss
+from hal.errors import FailedPreconditionError, InvalidArgumentError, OutOfRangeError
 from hal.runtime.buffer import Buffer
+from hal.runtime.loss import backend_failure
 from hal.runtime.semaphore import normalise_points
 from hal.runtime.staging import copy_bytes
 
 if TYPE_CHECKING:
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
+    from hal.runtime.execution import Executor
+    from hal.runtime.profiling import ProfilerSlot
+    from hal.runtime.queue import Queue
     from hal.runtime.semaphore import WaitList
 
 __all__ = [
     "STAGED_MIN",
+    "HostAccess",
+    "HostTransfers",
     "queue_alloca",
     "queue_dealloca",
     "queue_read",
@@ -52,19 +56,19 @@ STAGED_MIN = 64 * 1024
 
 
 def queue_transfer(
-    device: Device, record: Callable[[CommandBuffer], None], wait: WaitList, signal: WaitList
+    host: HostTransfers, record: Callable[[CommandBuffer], None], wait: WaitList, signal: WaitList
 ) -> None:
     """Record one transfer command with ``record`` into a one-shot command buffer and queue
     it. Recording errors propagate before anything is queued."""
-    cb = device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
+    cb = host.device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
     cb.begin()
     record(cb)
     cb.end()
-    device._queue.execute(cb, wait, signal, None)
+    host.executor.execute(cb, wait, signal, None)
 
 
 def queue_update_staged(
-    device: Device,
+    host: HostTransfers,
     source: Any,
     source_offset: int,
     target: Any,
@@ -87,7 +91,7 @@ def queue_update_staged(
     source_offset = check_int(what, "source_offset", source_offset)
     if source_offset + length > len(view):
         return False  # the ordinary path raises the error
-    ref = make_ref(what, "target", target, target_offset, length, 0, device)
+    ref = make_ref(what, "target", target, target_offset, length, 0, host.device)
     assert ref.buffer is not None
     check_buffer_usage(what, "target", ref.buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE)
     outer = target.buffer if isinstance(target, BufferRef) else target
@@ -99,22 +103,22 @@ def queue_update_staged(
         copy_bytes(chunk, data[position : position + len(chunk)])
 
     waits = normalise_points(what, wait)
-    if all(s._failure is None and s._value >= v for s, v in waits):
+    if all(s.failure is None and s.value >= v for s, v in waits):
         # Nothing to wait for: stream it now through the staging pool (the bytes are copied
         # out before this returns), then signal once the copies submitted before finish.
         # Capturing it all first would hold size/chunk staging buffers at once.
         try:
-            device._queue.staging.write(ref.buffer, ref.offset, data)
-        except wgpu.GPUError as error:
-            raise loss.wgpu_failure(device, what, error) from None
-        device._queue.operation((), signal)
+            host.staging.write(ref.buffer, ref.offset, data)
+        except BackendError as error:
+            raise backend_failure(host.queue, what, error) from None
+        host.queue.operation((), signal)
         return True
-    _queue_staged(device, ref.buffer, ref.offset, length, fill, wait, signal)
+    _queue_staged(host, ref.buffer, ref.offset, length, fill, wait, signal)
     return True
 
 
 def _queue_staged(
-    device: Device,
+    host: HostTransfers,
     root: Buffer,
     offset: int,
     length: int,
@@ -124,33 +128,33 @@ def _queue_staged(
 ) -> None:
     """Stage ``length`` bytes from ``fill`` for absolute ``offset`` of ``root`` now and queue
     their copy (body through staging buffers, edges through an update command buffer)."""
-    upload, head, tail = device._queue.staging.capture(root, offset, length, fill)
-    edges = _edges(device, root, offset, length, head, tail)
+    upload, head, tail = host.staging.capture(root, offset, length, fill)
+    edges = _edges(host, root, offset, length, head, tail)
 
     def prepare() -> list[Any]:
         command_buffers = [] if upload is None else [upload.encode()]
         if edges is not None:
-            command_buffers.append(edges.prepare(None).encode(device._wgpu))
+            command_buffers.append(host.executor.encode_one(edges))
         return command_buffers
 
-    device._queue.operation(
+    host.queue.operation(
         wait,
         signal,
-        [root._allocation],
+        [root.allocation],
         prepare=prepare,
         on_complete=None if upload is None else upload.release,
     )
 
 
 def _edges(
-    device: Device, root: Buffer, offset: int, length: int, head: bytes, tail: bytes
+    host: HostTransfers, root: Buffer, offset: int, length: int, head: bytes, tail: bytes
 ) -> CommandBuffer | None:
     """An ended command buffer writing the unaligned ``head`` (at ``offset``) and ``tail``
     (ending at ``offset + length``) bytes; builtin kernels touch no other byte. None when
     there are none. UNVALIDATED: the caller validated usage and range."""
     if not head and not tail:
         return None
-    cb = device.create_command_buffer(
+    cb = host.device.create_command_buffer(
         CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
     )
     cb.begin()
@@ -163,7 +167,7 @@ def _edges(
 
 
 def queue_alloca(
-    device: Device,
+    host: HostTransfers,
     size: int,
     wait: WaitList,
     signal: WaitList,
@@ -172,19 +176,19 @@ def queue_alloca(
 ) -> Buffer:
     """Allocate now; the buffer may be used by queue work ordered after ``signal``, which is
     signalled once ``wait`` is reached."""
-    buffer = device.allocator.allocate_buffer(size, memory_type=memory_type, usage=usage)
-    device._queue.operation(wait, signal)
+    buffer = host.device.allocator.allocate_buffer(size, memory_type=memory_type, usage=usage)
+    host.queue.operation(wait, signal)
     return buffer
 
 
-def queue_dealloca(device: Device, buffer: Buffer, wait: WaitList, signal: WaitList) -> None:
+def queue_dealloca(host: HostTransfers, buffer: Buffer, wait: WaitList, signal: WaitList) -> None:
     """Release ``buffer`` once ``wait`` is reached and the work submitted before finished."""
-    if not isinstance(buffer, Buffer) or buffer.device is not device:
+    if not isinstance(buffer, Buffer) or buffer.device is not host.device:
         raise InvalidArgumentError(f"queue_dealloca: {buffer!r} is not a buffer of this device")
     buffer.check_alive("queue_dealloca", "buffer")
     if buffer.allocated_buffer is not buffer:
         raise InvalidArgumentError("queue_dealloca: buffer is a subspan, not an allocation")
-    device._queue.operation(wait, signal, on_complete=buffer.release)
+    host.queue.operation(wait, signal, on_complete=buffer.release)
 
 
 def _read_source(source: Any, offset: int, length: int) -> bytes:
@@ -337,7 +341,7 @@ def _direct_ref(
 
 
 def queue_read(
-    device: Device,
+    host: HostTransfers,
     source_file: Any,
     source_offset: int,
     target: BufferTarget,
@@ -358,7 +362,7 @@ def queue_read(
         target,
         target_offset,
         length,
-        device,
+        host.device,
         BufferUsage.TRANSFER_TARGET,
         MemoryAccess.WRITE,
     )
@@ -369,13 +373,13 @@ def queue_read(
 
         def prepare_staged() -> list[Any]:
             with _Source(source_file, source_offset, length) as reader:
-                upload, head, tail = device._queue.staging.capture(
+                upload, head, tail = host.staging.capture(
                     root, ref.offset, length, reader.read_into
                 )
-            edges = _edges(device, root, ref.offset, length, head, tail)
+            edges = _edges(host, root, ref.offset, length, head, tail)
             command_buffers = [] if upload is None else [upload.encode()]
             if edges is not None:
-                command_buffers.append(edges.prepare(None).encode(device._wgpu))
+                command_buffers.append(host.executor.encode_one(edges))
             staged.append(upload)
             return command_buffers
 
@@ -384,8 +388,8 @@ def queue_read(
                 if upload is not None:
                     upload.release()
 
-        device._queue.operation(
-            wait, signal, [root._allocation], prepare=prepare_staged, on_complete=release
+        host.queue.operation(
+            wait, signal, [root.allocation], prepare=prepare_staged, on_complete=release
         )
         return
 
@@ -393,17 +397,17 @@ def queue_read(
         data = _read_source(source_file, source_offset, length)
         if not data:
             return []
-        cb = device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
+        cb = host.device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
         cb.begin()
         cb.update_buffer(data, 0, target, target_offset, length)
         cb.end()
-        return [cb.prepare(None).encode(device._wgpu)]
+        return [host.executor.encode_one(cb)]
 
-    device._queue.operation(wait, signal, [root._allocation], prepare=prepare)
+    host.queue.operation(wait, signal, [root.allocation], prepare=prepare)
 
 
 def queue_write(
-    device: Device,
+    host: HostTransfers,
     source: BufferTarget,
     source_offset: int,
     target_file: Any,
@@ -424,7 +428,7 @@ def queue_write(
         source,
         source_offset,
         length,
-        device,
+        host.device,
         BufferUsage.TRANSFER_SOURCE,
         MemoryAccess.READ,
     )
@@ -439,6 +443,113 @@ def queue_write(
     def write() -> None:
         # Straight from the mapped staging buffers into the file, chunk by chunk.
         with _Target(target_file, target_offset) as sink:
-            device._queue.staging.read(root, ref.offset, length, sink.write_at)
+            host.staging.read(root, ref.offset, length, sink.write_at)
 
-    device._queue.operation(wait, signal, [root._allocation], on_complete=write)
+    host.queue.operation(wait, signal, [root.allocation], on_complete=write)
+
+
+class HostTransfers:
+    """Host transfers of one device (``transfer_h2d``/``d2h``, ``map_*``, ``to_numpy``,
+    queue file I/O) and what the queue operations above need: the device (to record
+    command buffers), its queue, its executor and its staging pool."""
+
+    def __init__(
+        self, device: Device, queue: Queue, executor: Executor, backend: Any, profiler: ProfilerSlot
+    ) -> None:
+        from hal.runtime.staging import StagingPool
+
+        self.device = device
+        self.queue = queue
+        self.executor = executor
+        self.staging = StagingPool(backend, queue, profiler, self._write_edges)
+
+    def _write_edges(
+        self, root: Buffer, head_offset: int, head: bytes, tail_offset: int, tail: bytes
+    ) -> None:
+        cb = self.device.create_command_buffer(
+            CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
+        )
+        cb.begin()
+        if head:
+            cb.update_buffer(head, 0, root, head_offset, len(head))
+        if tail:
+            cb.update_buffer(tail, 0, root, tail_offset, len(tail))
+        cb.end()
+        self.executor.execute(cb, (), (), None)
+
+    def write(self, buffer: Buffer, offset: int, data: Any) -> None:
+        """Write ``data`` at absolute ``offset`` of ``buffer``'s allocation, ordered after all
+        submitted work; unaligned edges change only ``data``'s bytes. Returns once ``data``
+        was copied out. Raises FailedPreconditionError (released), UnavailableError."""
+        view = memoryview(data).cast("B")
+        if len(view) == 0:
+            return
+        # Held for the whole transfer: a release() from another thread meanwhile is deferred
+        # (submitting a copy that uses a destroyed buffer would abort the process).
+        allocation = buffer.allocation
+        allocation.acquire()
+        try:
+            _check_usable(allocation, "host write")
+            self.staging.write(buffer, offset, view)
+        except BackendError as error:
+            raise backend_failure(self.queue, "host write", error) from None
+        finally:
+            allocation.retire()
+
+    def read(self, buffer: Buffer, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at absolute ``offset`` after all submitted work."""
+        from hal.runtime.staging import new_bytes
+
+        if length == 0:
+            return b""
+        result, view = new_bytes(length)
+        self.read_into(buffer, offset, view)
+        view.release()
+        return bytes(result) if not isinstance(result, bytes) else result
+
+    def read_into(self, buffer: Buffer, offset: int, out: Any) -> None:
+        """Read ``len(out)`` bytes at absolute ``offset`` into the writable buffer ``out``
+        after all submitted work."""
+        target = memoryview(out).cast("B")
+        if len(target) == 0:
+            return
+        allocation = buffer.allocation
+        allocation.acquire()  # as in write: a concurrent release() is deferred
+        try:
+            _check_usable(allocation, "host read")
+
+            def sink(chunk: memoryview, position: int) -> None:
+                copy_bytes(target[position : position + len(chunk)], chunk)
+
+            self.staging.read(buffer, offset, len(target), sink)
+        except BackendError as error:
+            raise backend_failure(self.queue, "host read", error) from None
+        finally:
+            allocation.retire()
+
+    def d2h_range(
+        self, what: str, source: Any, source_offset: int, length: int | None
+    ) -> tuple[Buffer, int, int]:
+        """Validate a device-to-host read: (buffer, absolute offset, length). Raises
+        UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
+        from hal.core.checks import check_range, resolve_direct
+
+        self.device.check_open(what)
+        buffer, base, size = resolve_direct(source, what, "source", self.device)
+        check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE)
+        if length is None:
+            check_range(what, "source", source_offset, 0, size)
+            length = size - source_offset
+        check_range(what, "source", source_offset, length, size)
+        return buffer, base + source_offset, length
+
+
+HostAccess = HostTransfers
+"""What a buffer's allocation uses for host access (hal/runtime/buffer.py)."""
+
+
+def _check_usable(allocation: Any, what: str) -> None:
+    # Not closed-checked: work in flight at close (a queue_write's read-back) still
+    # finishes; public entry points check the device themselves.
+    if allocation.released:
+        raise FailedPreconditionError(f"{what}: the buffer was released")

@@ -67,33 +67,30 @@ def _size(value: int) -> str:
 
 def _adapter_details() -> list[dict[str, Any]]:
     """Every adapter as a dict: info fields, limits, features, and whether hal picks it."""
-    from hal.runtime.device import _adapter_info, _enumerate, _pick_adapter
+    from hal.runtime.adapters import enumerate_adapters, pick_adapter
 
-    adapters = _enumerate()
+    adapters = enumerate_adapters()
     try:
         env = os.environ.get("HAL_ADAPTER") or None
-        chosen = _pick_adapter(
+        chosen = pick_adapter(
             int(env) if env and env.isdigit() else env, os.environ.get("HAL_BACKEND") or None
         )
     except Exception:
         chosen = None
-    details = []
-    for adapter in adapters:
-        info = _adapter_info(adapter)
-        raw = dict(adapter.info)
-        details.append(
-            {
-                "name": info.name,
-                "backend": info.backend,
-                "type": info.adapter_type,
-                "vendor": info.vendor,
-                "driver": str(raw.get("description", "")),
-                "default": adapter is chosen,
-                "limits": {k: int(v) for k, v in sorted(dict(adapter.limits).items())},
-                "features": sorted(str(f) for f in adapter.features),
-            }
-        )
-    return details
+    return [
+        {
+            "name": adapter.name,
+            "backend": adapter.backend,
+            "type": adapter.adapter_type,
+            "vendor": adapter.vendor,
+            "implementation": adapter.implementation,
+            "driver": adapter.driver,
+            "default": adapter is chosen,
+            "limits": dict(sorted(adapter.limits.items())),
+            "features": sorted(adapter.features),
+        }
+        for adapter in adapters
+    ]
 
 
 def _devices(args: argparse.Namespace) -> int:

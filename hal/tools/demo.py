@@ -21,12 +21,12 @@ _WAIT = 60.0
 
 def time_plan(device: Device, plan: Plan, repeats: int) -> float:
     """Median seconds to encode, submit and finish ``plan`` (after one warm-up run)."""
-    program = compile_plan(plan, device)
+    program = compile_plan(plan, device.encoding)
+    backend = device.backend
     samples = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        device._wgpu.queue.submit([program.encode(device._wgpu)])
-        device._wgpu._poll(True)
+        backend.wait(backend.submit([program.encode()]))
         if i:
             samples.append(time.perf_counter() - start)
     return statistics.median(samples)

@@ -1,0 +1,120 @@
+"""Completion: which submitted work finished, found without a thread hop where possible.
+
+Submitted :class:`~hal.runtime.queue.Work` carries the backend's ticket. A tracker thread
+blocks in ``backend.wait(oldest ticket)`` whenever work is in flight and sleeps on a condition
+variable otherwise, so an idle device costs no CPU. An unbounded host wait on one ticket
+blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the work on its
+own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hal.backends.protocol import BackendError
+from hal.errors import UnavailableError
+
+if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
+    from hal.runtime.queue import Work
+
+__all__ = ["Completion"]
+
+_CLOSE_TIMEOUT = 10.0
+
+
+class Completion:
+    """The in-flight work of one device and the thread that completes it."""
+
+    def __init__(self, backend: Backend, on_lost: Callable[[str], object]) -> None:
+        self._backend = backend
+        self._on_lost = on_lost
+        self.cond = threading.Condition(threading.Lock())
+        self._in_flight: list[Work] = []
+        self._closing = False
+        self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
+        self._tracker.start()
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def add(self, work: Work) -> None:
+        """Track submitted ``work`` (call with :attr:`cond` held)."""
+        self._in_flight.append(work)
+        self.cond.notify_all()
+
+    def wait_for(self, ticket: int) -> None:
+        """Block in the backend until ``ticket`` finished, then complete it on this thread.
+        Raises nothing: a lost device fails the work instead."""
+        try:
+            self._backend.wait(ticket)
+        except BackendError as error:
+            self._on_lost(f"waiting for submitted work: {error}")
+            return
+        self.complete_through(ticket)
+
+    def complete_through(self, ticket: int) -> None:
+        """Complete every in-flight operation with a ticket <= ``ticket``."""
+        with self.cond:
+            done = [w for w in self._in_flight if w.ticket <= ticket]
+            if not done:
+                return
+            self._in_flight = [w for w in self._in_flight if w.ticket > ticket]
+        for work in done:
+            work.complete()
+        with self.cond:
+            self.cond.notify_all()
+
+    def take_all(self) -> list[Work]:
+        """Remove every in-flight operation (call with :attr:`cond` held)."""
+        taken, self._in_flight = self._in_flight, []
+        self.cond.notify_all()
+        return taken
+
+    def _track(self) -> None:
+        while True:
+            with self.cond:
+                while not self._in_flight and not self._closing:
+                    self.cond.wait()
+                if not self._in_flight:
+                    return
+                oldest = self._in_flight[0].ticket
+            self.wait_for(oldest)
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until nothing submitted is in flight; False on timeout."""
+        if timeout is None:
+            # Unbounded: block in the backend on this thread, saving the tracker's wake-up.
+            while True:
+                with self.cond:
+                    if not self._in_flight:
+                        break
+                    last = self._in_flight[-1].ticket
+                self.wait_for(last)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Stop the tracker once in-flight work finished (bounded wait)."""
+        with self.cond:
+            self._closing = True
+            self.cond.notify_all()
+        self._tracker.join(_CLOSE_TIMEOUT)
+
+    def fail_all(self, error: UnavailableError) -> None:
+        """Fail everything in flight with ``error`` (a lost device)."""
+        with self.cond:
+            stranded = self.take_all()
+        for work in stranded:
+            work.abort(error)

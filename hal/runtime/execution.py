@@ -1,0 +1,131 @@
+"""``queue_execute``: command buffers claimed, prepared and encoded into one queue Work item.
+
+The queue only orders Work; this module is where command buffers meet it. Each command
+buffer is claimed (a ONE_SHOT buffer becomes SUBMITTED at once, so two threads can never both
+submit it), prepared for the binding table (its program: hal/runtime/programs.py), its
+allocations held alive, and encoded — with GPU timestamps while a profile is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from hal.backends.protocol import BackendError
+from hal.enums import CommandBufferMode
+from hal.errors import FailedPreconditionError, InvalidArgumentError
+from hal.runtime.loss import backend_failure
+from hal.runtime.queue import Work
+from hal.runtime.semaphore import normalise_points
+
+if TYPE_CHECKING:
+    from hal.backends.protocol import Backend
+    from hal.runtime.buffer import Allocation
+    from hal.runtime.command_buffer import CommandBuffer
+    from hal.runtime.device import Device
+    from hal.runtime.profiling import ProfilerSlot
+    from hal.runtime.queue import Queue
+    from hal.runtime.semaphore import WaitList
+
+__all__ = ["Executor"]
+
+_ONE_SHOT = int(CommandBufferMode.ONE_SHOT)
+_INLINE = int(CommandBufferMode.ALLOW_INLINE_EXECUTION)
+
+
+class Executor:
+    """Submits command buffers of one device through its queue."""
+
+    def __init__(
+        self, device: Device, queue: Queue, backend: Backend, profiler: ProfilerSlot
+    ) -> None:
+        self._device = device
+        self._queue = queue
+        self._backend = backend
+        self._profiler = profiler
+
+    def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
+        from hal.runtime.command_buffer import CommandBuffer
+
+        for i, cb in enumerate(cbs):
+            if not isinstance(cb, CommandBuffer) or cb.device is not self._device:
+                raise InvalidArgumentError(
+                    f"{what}: command_buffers[{i}] is not a command buffer of this device"
+                )
+            mode = int(cb.mode)
+            if mode & _ONE_SHOT and cbs.count(cb) > 1:
+                raise FailedPreconditionError(
+                    f"{what}: ONE_SHOT command buffer listed {cbs.count(cb)} times"
+                )
+            if mode & _INLINE and has_waits:
+                raise InvalidArgumentError(
+                    f"{what}: an inline-execution command buffer cannot wait on semaphores"
+                )
+
+    def execute(
+        self,
+        command_buffers: CommandBuffer | Sequence[CommandBuffer] | None,
+        wait: WaitList,
+        signal: WaitList,
+        binding_table: Sequence[Any] | None,
+    ) -> None:
+        """Validate, encode and submit (or hold back until ``wait`` is reached). Raises
+        what claiming and preparing raise (FailedPreconditionError, OutOfRangeError, …);
+        a rejected call queues nothing and leaves every command buffer as it was."""
+        from hal.runtime.command_buffer import CommandBuffer
+
+        what = "queue_execute"
+        if command_buffers is None:
+            cbs: list[CommandBuffer] = []
+        elif isinstance(command_buffers, CommandBuffer):
+            cbs = [command_buffers]
+        else:
+            cbs = list(command_buffers)
+        waits = normalise_points(f"{what} wait", wait)
+        signals = normalise_points(f"{what} signal", signal)
+        self._check(what, cbs, bool(waits))
+        claimed: list[CommandBuffer] = []
+        allocations: list[Allocation] = []
+        profile = self._profiler.active
+        try:
+            for cb in cbs:
+                cb.claim()
+                claimed.append(cb)
+            programs = [cb.prepare(binding_table) for cb in cbs]
+            for program in programs:
+                for buffer in program.plan.resources:
+                    allocation = buffer.allocation
+                    allocation.acquire()
+                    allocations.append(allocation)
+                    if allocation.released:
+                        raise FailedPreconditionError(
+                            f"{what}: a buffer the command buffer uses was released"
+                        )
+            if profile is None:
+                # An empty plan has nothing for the GPU: it completes like a queue barrier.
+                encoded = [program.encode() for program in programs if program.plan.steps]
+                work = Work(encoded, allocations, waits, signals, programs)
+            else:  # a separate path: timestamps around every command (hal/runtime/profiling.py)
+                encoded, record = profile.encode(cbs, programs)
+                work = Work(encoded, allocations, waits, signals, programs)
+                profile.attach(record, work)
+        except BackendError as error:  # the device was lost (anything else is a HalError)
+            self._undo(claimed, allocations)
+            raise backend_failure(self._queue, what, error) from None
+        except BaseException:
+            self._undo(claimed, allocations)
+            raise
+        self._queue.schedule(work)
+
+    @staticmethod
+    def _undo(claimed: list[CommandBuffer], allocations: list[Allocation]) -> None:
+        """Give back what a rejected call took: a rejected call changes nothing."""
+        for allocation in allocations:
+            allocation.retire()
+        for cb in claimed:
+            cb.unclaim()
+
+    def encode_one(self, cb: CommandBuffer) -> Any:
+        """The backend command buffer of an ended internal command buffer without a
+        binding table (edge writes of staged transfers); not claimed."""
+        return cb.prepare(None).encode()

@@ -192,7 +192,7 @@ class Workload:
 
 def wgpu_buffer_of(buffer: Any) -> Any:
     """The wgpu buffer under a hal Buffer (the one hal's encoder binds)."""
-    return buffer._allocation.wgpu_buffer
+    return buffer.allocation.handle
 
 
 def make_workload(

@@ -920,16 +920,18 @@ class HandWritten:
                 assert isinstance(step, ComputePass)
                 calls = []
                 for d in step.dispatches:
-                    executable = device._builtins.executable(d.kernel) if d.is_builtin else d.kernel
+                    executable = (
+                        device.encoding.builtins.executable(d.kernel) if d.is_builtin else d.kernel
+                    )
                     pipeline, layout, constants_layout = executable.pipeline(d.entry_point)
-                    group = device._bind_groups.get(
+                    group = device.encoding.bind_groups.get(
                         layout,
                         tuple((i, buffer_of(r), r.offset, r.size) for i, _, r in d.bindings),
                     )
                     constants: tuple[Any, ...] = ()
                     if d.constants_offset is not None and constants_layout is not None:
                         size = executable.layout(d.entry_point).constants_size
-                        cgroup = device._bind_groups.get(
+                        cgroup = device.encoding.bind_groups.get(
                             constants_layout,
                             ((0, program.aux[AuxBuffer.CONSTANTS], 0, size),),
                         )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call
-from hal.backends.wgpu_py import WgpuPyBackend, is_lost_message, translate
+from hal.backends.wgpu_py import WgpuPyBackend, translate
 
 __all__ = ["WgpuNativeBackend", "available"]
 
@@ -233,7 +233,7 @@ class WgpuNativeBackend(WgpuPyBackend):
                 _lib.wgpuCommandEncoderRelease(encoder)
         except Exception as error:
             backend_error = translate(error)
-            if backend_error.lost or is_lost_message(str(error)):
+            if backend_error.lost:
                 return str(backend_error)
         return None
 

@@ -1,8 +1,7 @@
-"""Builtin WGSL kernels (fill, copy) that do what wgpu's transfer commands cannot.
+"""Builtin WGSL kernels (fill, copy) that do what WebGPU's transfer commands cannot.
 
 The lowering refers to them by :class:`BuiltinKernel` and packs their parameters with the
-pure helpers here; the encoder resolves them to pipelines through
-``hal.runtime.executable.BuiltinKernels``.
+pure helpers here; the device's encoder resolves each kernel to a compiled pipeline.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Buffer references as plain data: what commands name, and what recording resolves them to.
 
-:class:`BufferLike` is the nominal base of ``hal.runtime.buffer.Buffer``: core code (checks,
+:class:`BufferLike` is the nominal base of the device's buffers: core code (checks,
 lowering, the reference interpreter, slot requirements) tests ``isinstance(x, BufferLike)``
 and reads its attributes, so it runs on stand-in buffers and never imports the runtime.
 """

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from hal.runtime.device import Device
-    from hal.runtime.transfers import HostAccess
+    from hal.runtime.transfers import HostTransfers
 
 __all__ = ["Buffer", "BufferView"]
 
@@ -58,7 +58,7 @@ class Allocation:
         self,
         handle: Any,
         size: int,
-        host: HostAccess,
+        host: HostTransfers,
         on_release: Callable[[Any], None],
         on_free: Callable[[Any], None],
     ) -> None:

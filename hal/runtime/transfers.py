@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STAGED_MIN",
-    "HostAccess",
     "HostTransfers",
     "queue_alloca",
     "queue_dealloca",
@@ -129,7 +128,7 @@ def _queue_staged(
     """Stage ``length`` bytes from ``fill`` for absolute ``offset`` of ``root`` now and queue
     their copy (body through staging buffers, edges through an update command buffer)."""
     upload, head, tail = host.staging.capture(root, offset, length, fill)
-    edges = _edges(host, root, offset, length, head, tail)
+    edges = _edges(host.device, root, offset, head, offset + length - len(tail), tail)
 
     def prepare() -> list[Any]:
         command_buffers = [] if upload is None else [upload.encode()]
@@ -147,21 +146,21 @@ def _queue_staged(
 
 
 def _edges(
-    host: HostTransfers, root: Buffer, offset: int, length: int, head: bytes, tail: bytes
+    device: Device, root: Buffer, head_offset: int, head: bytes, tail_offset: int, tail: bytes
 ) -> CommandBuffer | None:
-    """An ended command buffer writing the unaligned ``head`` (at ``offset``) and ``tail``
-    (ending at ``offset + length``) bytes; builtin kernels touch no other byte. None when
-    there are none. UNVALIDATED: the caller validated usage and range."""
+    """An ended command buffer writing the unaligned ``head`` and ``tail`` bytes at their
+    absolute offsets in ``root``; builtin kernels touch no other byte. None when there are
+    none. UNVALIDATED: the caller validated usage and range."""
     if not head and not tail:
         return None
-    cb = host.device.create_command_buffer(
+    cb = device.create_command_buffer(
         CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
     )
     cb.begin()
     if head:
-        cb.update_buffer(head, 0, root, offset, len(head))
+        cb.update_buffer(head, 0, root, head_offset, len(head))
     if tail:
-        cb.update_buffer(tail, 0, root, offset + length - len(tail), len(tail))
+        cb.update_buffer(tail, 0, root, tail_offset, len(tail))
     cb.end()
     return cb
 
@@ -376,7 +375,8 @@ def queue_read(
                 upload, head, tail = host.staging.capture(
                     root, ref.offset, length, reader.read_into
                 )
-            edges = _edges(host, root, ref.offset, length, head, tail)
+            end = ref.offset + length
+            edges = _edges(host.device, root, ref.offset, head, end - len(tail), tail)
             command_buffers = [] if upload is None else [upload.encode()]
             if edges is not None:
                 command_buffers.append(host.executor.encode_one(edges))
@@ -466,16 +466,9 @@ class HostTransfers:
     def _write_edges(
         self, root: Buffer, head_offset: int, head: bytes, tail_offset: int, tail: bytes
     ) -> None:
-        cb = self.device.create_command_buffer(
-            CommandBufferMode.ONE_SHOT | CommandBufferMode.UNVALIDATED, CommandCategory.TRANSFER
-        )
-        cb.begin()
-        if head:
-            cb.update_buffer(head, 0, root, head_offset, len(head))
-        if tail:
-            cb.update_buffer(tail, 0, root, tail_offset, len(tail))
-        cb.end()
-        self.executor.execute(cb, (), (), None)
+        cb = _edges(self.device, root, head_offset, head, tail_offset, tail)
+        if cb is not None:
+            self.executor.execute(cb, (), (), None)
 
     def write(self, buffer: Buffer, offset: int, data: Any) -> None:
         """Write ``data`` at absolute ``offset`` of ``buffer``'s allocation, ordered after all
@@ -542,10 +535,6 @@ class HostTransfers:
             length = size - source_offset
         check_range(what, "source", source_offset, length, size)
         return buffer, base + source_offset, length
-
-
-HostAccess = HostTransfers
-"""What a buffer's allocation uses for host access (hal/runtime/buffer.py)."""
 
 
 def _check_usable(allocation: Any, what: str) -> None:

@@ -18,11 +18,14 @@ test: adapter
 	$(VENV)/bin/mypy
 
 # Long differential fuzzing of the HAL against hal.reference and of the optimised lowering
-# against in-order execution (random seeds; `make test` runs a bounded, seeded share of it).
+# against in-order execution (random seeds), and a longer concurrency soak (`make test` runs a
+# bounded, seeded share of both).
 FUZZ_EXAMPLES ?= 5000
+SOAK_SECONDS ?= 90
 fuzz: adapter
-	HAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HAL_FUZZ_RANDOM=1 $(PY) -m pytest -q -s -o timeout=0 \
-		tests/test_fuzz.py tests/test_lowering_property.py
+	HAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HAL_FUZZ_RANDOM=1 HAL_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(PY) -m pytest -s -o timeout=0 \
+		tests/test_fuzz.py tests/test_lowering_property.py tests/test_soak.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hal tests benchmarks

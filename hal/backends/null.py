@@ -92,12 +92,12 @@ class NullBackend(Backend):
     implementation = "null"
 
     def __init__(self, features: frozenset[str] = frozenset({"immediates"})) -> None:
+        super().__init__()
         self.features = features
         self.limits = dict(_LIMITS)
         self.dispatches = 0
         self.submissions = 0
         self._lock = threading.Lock()
-        self._lost: str | None = None
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
@@ -105,12 +105,12 @@ class NullBackend(Backend):
         return cls(frozenset(features))
 
     def lose(self, reason: str = "null device lost") -> None:
-        """Make the device lost (for tests of device loss)."""
-        self._lost = reason
+        """Make the device lost (for tests of device loss): what a GPU reset looks like."""
+        self.note_lost(reason)
 
     def _check(self) -> None:
-        if self._lost is not None:
-            raise BackendError(self._lost, lost=True)
+        if self.lost_reason is not None:
+            raise BackendError(self.lost_reason, lost=True)
 
     # -- resources ------------------------------------------------------------------------
 
@@ -246,4 +246,4 @@ class NullBackend(Backend):
         return
 
     def probe_lost(self) -> str | None:
-        return self._lost
+        return self.lost_reason

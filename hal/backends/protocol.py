@@ -17,6 +17,7 @@ arguments — the runtime validates before it calls them (API.md: nothing invali
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,20 @@ class Backend:
     implementation: str = "abstract"
     limits: dict[str, int]
     features: frozenset[str]
+
+    def __init__(self) -> None:
+        #: Held around every submission and around the destruction of the device: wgpu-native
+        #: aborts the process on a submission to a lost device, so the runtime checks
+        #: :attr:`lost_reason` and submits under this lock, and nothing destroys the device
+        #: in between. Reentrant: failing work under it may release more work.
+        self.submission_lock = threading.RLock()
+        #: Why the device is lost, once the backend knows it (:meth:`note_lost`); else None.
+        self.lost_reason: str | None = None
+
+    def note_lost(self, reason: str) -> None:
+        """Record that the device is lost (the first reason wins)."""
+        if self.lost_reason is None:
+            self.lost_reason = reason
 
     # -- resources ----------------------------------------------------------------------
 
@@ -265,7 +280,8 @@ class Backend:
     # -- health ---------------------------------------------------------------------------
 
     def probe_lost(self) -> str | None:
-        """Why the device is lost, or None; cheap, submits nothing."""
+        """Why the device is lost, or None: :attr:`lost_reason` if known, else asks the
+        implementation (and records a loss it finds); cheap, submits nothing."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -166,7 +166,8 @@ class WgpuNativeBackend(WgpuPyBackend):
         try:
             _lib.wgpuDevicePoll(self.device._internal, True, target)
         except Exception as error:  # pragma: no cover - a lost device
-            raise BackendError(f"wgpuDevicePoll failed: {error}", lost=True) from None
+            failure = translate(error)
+            raise BackendError(f"wgpuDevicePoll failed: {failure}", lost=failure.lost) from None
 
     def poll(self) -> None:
         _lib.wgpuDevicePoll(self.device._internal, False, _ffi.NULL)
@@ -221,6 +222,8 @@ class WgpuNativeBackend(WgpuPyBackend):
     # -- health -------------------------------------------------------------------------------
 
     def probe_lost(self) -> str | None:
+        if self.lost_reason is not None:
+            return self.lost_reason
         # An empty command encoder through wgpu-py's error-capturing native calls (about 3 µs,
         # against 10 µs through the wgpu-py objects); it fails on a lost device.
         try:
@@ -234,8 +237,8 @@ class WgpuNativeBackend(WgpuPyBackend):
         except Exception as error:
             backend_error = translate(error)
             if backend_error.lost:
-                return str(backend_error)
-        return None
+                self.note_lost(str(backend_error))
+        return self.lost_reason
 
     def timestamp_period(self) -> float:
         # wgpu-native wgpu.h: float wgpuQueueGetTimestampPeriod(queue)

@@ -112,7 +112,9 @@ class WgpuPyBackend(Backend):
     implementation = "wgpu-py"
 
     def __init__(self, device: Any, features: frozenset[str]) -> None:
+        super().__init__()
         self.device = device
+        self._guard_destroy(device)
         self.queue = device.queue
         self.features = features
         self.limits = {k: int(v) for k, v in dict(device.limits).items()}
@@ -121,6 +123,20 @@ class WgpuPyBackend(Backend):
         self._fence_source: Any = None
         self._submitted = 0
         self._completed = 0
+
+    def _guard_destroy(self, device: Any) -> None:
+        # wgpu-py 0.32 reports no device loss (no lost promise; wgpu-native 29 doesn't call
+        # the lost callback on destroy, verified) and a submission to a destroyed device
+        # aborts the process. Destroying it through wgpu-py — what a GPU reset looks like to
+        # wgpu — therefore waits for a submission in progress and marks the device lost.
+        destroy = device.destroy
+
+        def destroy_marking_lost() -> None:
+            with self.submission_lock:
+                self.note_lost("the wgpu device was destroyed")
+                destroy()
+
+        device.destroy = destroy_marking_lost
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
@@ -412,13 +428,15 @@ class WgpuPyBackend(Backend):
     # -- health ---------------------------------------------------------------------------
 
     def probe_lost(self) -> str | None:
+        if self.lost_reason is not None:
+            return self.lost_reason
         try:
             self.device.create_command_encoder(label="hal.probe").finish()
         except wgpu.GPUError as error:
             message = " ".join(str(error).split())
             if is_lost_message(message):
-                return message
-        return None
+                self.note_lost(message)
+        return self.lost_reason
 
     def close(self) -> None:
         return

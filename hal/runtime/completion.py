@@ -35,6 +35,8 @@ class Completion:
         self.cond = threading.Condition(threading.Lock())
         self._in_flight: list[Work] = []
         self._closing = False
+        self._stopped = False
+        self._completed = 0
         self._tracker = threading.Thread(target=self._track, name="hal-completion", daemon=True)
         self._tracker.start()
 
@@ -43,32 +45,66 @@ class Completion:
         """True once :meth:`close` was called."""
         return self._closing
 
-    def add(self, work: Work) -> None:
-        """Track submitted ``work`` (call with :attr:`cond` held)."""
+    @property
+    def completed(self) -> int:
+        """The highest ticket whose work was completed (or failed) so far."""
+        return self._completed
+
+    def add(self, work: Work) -> bool:
+        """Track submitted ``work`` (call with :attr:`cond` held). False when the tracker
+        has stopped (after :meth:`close`): the caller then completes it with
+        :meth:`wait_for`."""
         self._in_flight.append(work)
         self.cond.notify_all()
+        return not self._stopped
 
     def wait_for(self, ticket: int) -> None:
         """Block in the backend until ``ticket`` finished, then complete it on this thread.
-        Raises nothing: a lost device fails the work instead."""
+        Raises nothing: a lost device fails the work instead, and a backend failure that
+        is not a loss fails the work up to ``ticket`` (its completion cannot be known)."""
+        if ticket and ticket <= self._completed:
+            # Finished already; work submitted without command buffers may still carry it.
+            self.complete_through(ticket)
+            return
         try:
             self._backend.wait(ticket)
         except BackendError as error:
-            self._on_lost(f"waiting for submitted work: {error}")
+            reason = None if error.lost else self._backend.probe_lost()
+            if error.lost or reason is not None:
+                self._on_lost(f"waiting for submitted work: {reason or error}")
+            else:
+                self._finish_through(ticket, error)
+            return
+        except BaseException as error:  # a backend bug: never let it stop the tracker
+            self._finish_through(ticket, error)
             return
         self.complete_through(ticket)
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
+        self._finish_through(ticket, None)
+
+    def _finish_through(self, ticket: int, error: BaseException | None) -> None:
+        """Complete (or, with ``error``, fail) every in-flight operation with a ticket <=
+        ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
+        contain what user code raises."""
         with self.cond:
             done = [w for w in self._in_flight if w.ticket <= ticket]
-            if not done:
-                return
-            self._in_flight = [w for w in self._in_flight if w.ticket > ticket]
+            if done:
+                self._in_flight = [w for w in self._in_flight if w.ticket > ticket]
+            if ticket > self._completed:
+                self._completed = ticket
         for work in done:
-            work.complete()
-        with self.cond:
-            self.cond.notify_all()
+            try:
+                if error is None:
+                    work.complete()
+                else:
+                    work.abort(error)
+            except BaseException as failure:  # pragma: no cover - defensive: never lose the rest
+                work.abort(failure)
+        if done:
+            with self.cond:
+                self.cond.notify_all()
 
     def take_all(self) -> list[Work]:
         """Remove every in-flight operation (call with :attr:`cond` held)."""
@@ -82,6 +118,7 @@ class Completion:
                 while not self._in_flight and not self._closing:
                     self.cond.wait()
                 if not self._in_flight:
+                    self._stopped = True
                     return
                 oldest = self._in_flight[0].ticket
             self.wait_for(oldest)

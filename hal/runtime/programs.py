@@ -16,7 +16,12 @@ from hal.backends.protocol import BackendError
 from hal.core.checks import one_line
 from hal.core.lowering import lower
 from hal.core.segments import Segment, describe_segment
-from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
+from hal.errors import (
+    FailedPreconditionError,
+    HalError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+)
 
 if TYPE_CHECKING:
     from hal.core.caps import DeviceCaps
@@ -123,8 +128,10 @@ class Programs:
         try:
             program = compile_plan(plan, self._device.encoding)
         except BackendError as error:
+            # A buffer released by another thread since _check_alive: say so.
+            self._check_alive(plan)
             raise wgpu_failure(self._device, segments, error) from None
-        return CheckedProgram(self._device, program, tuple(segments))
+        return CheckedProgram(self._device, program, tuple(segments), self._views)
 
 
 def wgpu_failure(
@@ -153,13 +160,30 @@ class CheckedProgram:
     """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
     become HalErrors naming the command that caused them. Everything else is delegated."""
 
-    __slots__ = ("_device", "_program", "_segments", "plan")
+    __slots__ = ("_device", "_program", "_segments", "_views", "plan")
 
-    def __init__(self, device: Device, program: Program, segments: tuple[Segment, ...]) -> None:
+    def __init__(
+        self,
+        device: Device,
+        program: Program,
+        segments: tuple[Segment, ...],
+        views: tuple[BufferLike, ...] = (),
+    ) -> None:
         self._device = device
         self._program = program
         self._segments = segments
+        self._views = views
         self.plan = program.plan
+
+    def _failure(self, error: BackendError) -> HalError | BackendError:
+        # A buffer released by another thread after the submission's checks comes first:
+        # wgpu then rejects it as destroyed, which is the release's doing, not the command's.
+        for buffer in (*self.plan.resources, *self._views):
+            if buffer.is_released:
+                return FailedPreconditionError(
+                    f"{_WHAT}: a buffer the command buffer uses was released"
+                )
+        return wgpu_failure(self._device, self._segments, error)
 
     def encode(self, label: str = "hal") -> Any:
         """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming
@@ -167,14 +191,14 @@ class CheckedProgram:
         try:
             return self._program.encode(label)
         except BackendError as error:
-            raise wgpu_failure(self._device, self._segments, error) from None
+            raise self._failure(error) from None
 
     def encode_profiled(self, timer: Any) -> Any:
         """:meth:`encode` with GPU timestamps (hal/runtime/profiling.py); the same errors."""
         try:
             return self._program.encode_profiled(timer)
         except BackendError as error:
-            raise wgpu_failure(self._device, self._segments, error) from None
+            raise self._failure(error) from None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._program, name)

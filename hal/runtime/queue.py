@@ -32,11 +32,15 @@ __all__ = ["Queue", "WaitList", "Work"]
 
 class Work:
     """One queue operation (see the module docstring). ``on_submit`` runs just before its
-    command buffers are submitted (the profiler's hook); ``ticket`` is the backend's."""
+    command buffers are submitted (the profiler's hook); ``ticket`` is the backend's;
+    ``held`` is True once it was parked (its command buffers may predate a device loss);
+    ``failure`` is what failed it, if anything did."""
 
     __slots__ = (
         "allocations",
         "command_buffers",
+        "failure",
+        "held",
         "keepalive",
         "on_complete",
         "on_submit",
@@ -44,6 +48,7 @@ class Work:
         "signals",
         "ticket",
         "token",
+        "user_error",
         "waits",
     )
 
@@ -68,13 +73,18 @@ class Work:
         self.on_submit = on_submit
         self.ticket = 0
         self.token: object | None = None
+        self.held = False
+        self.failure: BaseException | None = None
+        self.user_error: BaseException | None = None
 
     def complete(self) -> None:
-        """The GPU finished: run ``on_complete``, free the allocations, signal."""
+        """The GPU finished: run ``on_complete``, free the allocations, signal. Whatever
+        ``on_complete`` raises (user files and callables: even KeyboardInterrupt) fails this
+        operation's semaphores instead; nothing escapes."""
         if self.on_complete is not None:
             try:
                 self.on_complete()
-            except Exception as error:
+            except BaseException as error:  # user code: it fails only this operation
                 self.abort(error)
                 return
         self._retire()
@@ -82,7 +92,9 @@ class Work:
             semaphore.advance(value)
 
     def abort(self, error: BaseException) -> None:
-        """Fail the signal semaphores with ``error`` and free the allocations."""
+        """Fail the signal semaphores with ``error`` and free the allocations (once)."""
+        if self.failure is None:
+            self.failure = error
         self._retire()
         for semaphore, _ in self.signals:
             semaphore.fail(error)
@@ -100,7 +112,8 @@ class Queue:
         self._backend = backend
         self._clears = clears
         self._lock = threading.Lock()
-        self._submit_lock = threading.Lock()
+        # The backend's: a destroy of the device waits for a submission in progress.
+        self._submit_lock = backend.submission_lock
         self._parked: dict[Semaphore, list[tuple[int, int, object, Work]]] = {}
         self._parked_count = 0
         self._watched: set[Semaphore] = set()
@@ -111,7 +124,10 @@ class Queue:
 
     @property
     def lost(self) -> UnavailableError | None:
-        """The error the device was lost with, or None."""
+        """The error the device was lost with, or None (a loss the backend knows of is
+        taken over here: it fails held-back and in-flight work)."""
+        if self._lost is None and self._backend.lost_reason is not None:
+            return self.mark_lost(self._backend.lost_reason)
         return self._lost
 
     # -- building work ---------------------------------------------------------------------
@@ -126,29 +142,44 @@ class Queue:
     ) -> None:
         """Schedule an operation: ``prepare`` makes its command buffers once ``wait`` is
         reached; ``on_complete`` runs after the GPU finished it and before ``signal``.
-        Holds ``allocations`` alive until then. Raises InvalidArgumentError for bad lists."""
+        Holds ``allocations`` alive until then. Raises InvalidArgumentError for bad lists.
+
+        What ``prepare`` or ``on_complete`` raise fails the operation's signal semaphores
+        (the error is their failure's ``__cause__``). A KeyboardInterrupt or SystemExit
+        raised by ``prepare`` on this very call (its waits were already reached) also
+        reaches the caller, after the operation was failed."""
         waits = normalise_points("queue operation wait", wait)
         signals = normalise_points("queue operation signal", signal)
         for allocation in allocations:
             allocation.acquire()
-        self.schedule(Work([], list(allocations), waits, signals, None, prepare, on_complete))
+        work = Work([], list(allocations), waits, signals, None, prepare, on_complete)
+        self.schedule(work)
+        interrupt = work.user_error
+        if interrupt is not None and not isinstance(interrupt, Exception) and not work.held:
+            raise interrupt
 
     def submit_now(self, command_buffers: list[Any], allocations: Sequence[Allocation]) -> int:
         """Submit ``command_buffers`` now, after all previously submitted work, holding
-        ``allocations`` until they finished; the backend ticket."""
+        ``allocations`` until they finished; the backend ticket. Raises UnavailableError
+        if the device is lost."""
         for allocation in allocations:
             allocation.acquire()
         work = Work(command_buffers, list(allocations), (), ())
         # Accepted while closing: a queue_write still reads back from work in flight then.
         self._submit(work, closing_ok=True)
+        if work.failure is not None:
+            raise work.failure
         return work.ticket
 
     def flush_clears(self) -> None:
-        """Submit the pending clears of new buffers now (before a direct buffer write)."""
+        """Submit the pending clears of new buffers now (before a direct buffer write).
+        Raises UnavailableError if the device is lost."""
         with self._submit_lock:
+            if self._lost is not None:
+                raise self._lost
             command_buffer, cleared = self._clears.take()
             if command_buffer is not None:
-                self._backend.submit([command_buffer])
+                self._backend_submit([command_buffer], probe=False)
         for allocation in cleared:
             allocation.retire()
 
@@ -156,7 +187,8 @@ class Queue:
 
     def schedule(self, work: Work) -> None:
         """Submit ``work`` now if its waits are reached, drop it (failing its signals) if one
-        failed, else park it on every semaphore it still needs."""
+        failed, else park it on every semaphore it still needs. Never raises: a failure
+        fails the work's signals."""
         state = _wait_state(work.waits)
         if isinstance(state, BaseException):
             # The original failure propagates, so every waiter down a chain sees the same
@@ -174,6 +206,7 @@ class Queue:
             closed = self._closing
             if not closed:
                 work.token = token
+                work.held = True
                 for semaphore, value in unreached:
                     self._parked_count += 1
                     heap = self._parked.setdefault(semaphore, [])
@@ -209,17 +242,12 @@ class Queue:
     def _release_ready(self, semaphore: Semaphore) -> None:
         """Reschedule the work parked on ``semaphore`` whose value is reached (all of it if
         it failed), and keep a watcher on it while others remain. Parked work is a heap per
-        semaphore, so a chain of n dependent submissions costs O(n log n)."""
+        semaphore, so a chain of n dependent submissions costs O(n log n). Each released
+        operation succeeds or fails on its own (``schedule`` never raises)."""
         while True:
             ready, watch = self._take_ready(semaphore)
             if watch:
                 semaphore.watch(lambda: self._semaphore_changed(semaphore))
-            if ready and self._lost is None:
-                # Held-back work was encoded before it waited; submitting it to a device lost
-                # since then would abort the process, so look first.
-                lost = self._backend.probe_lost()
-                if lost is not None:
-                    self.mark_lost(f"found before submitting held-back work: {lost}")
             for work in ready:
                 self.schedule(work)
             if not watch:
@@ -229,23 +257,57 @@ class Queue:
 
     # -- submission -----------------------------------------------------------------------------
 
-    def _submit(self, work: Work, closing_ok: bool = False) -> None:
-        if self._closing and not closing_ok:
-            work.abort(UnavailableError("queue_execute: the device was closed"))
-            return
-        if self._lost is not None:
-            work.abort(self._lost)
-            return
+    def _backend_submit(self, command_buffers: list[Any], *, probe: bool) -> None:
+        """Submit to the backend (call with the submit lock held). wgpu-native aborts the
+        process on a submission to a lost device: the backend's known loss is checked under
+        the same lock that a destroy of the device takes, and the implementation is asked
+        when the command buffers may predate a loss it has not reported (``probe``:
+        held-back work). Raises UnavailableError (and marks the device lost) instead."""
+        backend = self._backend
+        reason = backend.probe_lost() if probe else backend.lost_reason
+        if reason is not None:
+            raise self.mark_lost(f"found before submitting: {reason}")
+        try:
+            self._last_ticket = self._backend.submit(command_buffers)
+        except BackendError as error:  # pragma: no cover - wgpu-native aborts instead
+            raise self.mark_lost(f"submit: {error}") from None
+
+    def _prepare(self, work: Work) -> bool:
+        """Make ``work``'s command buffers (user code may run: a file read); False, with
+        the work failed, when that raised."""
         if work.prepare is not None:
             try:
                 work.command_buffers = work.prepare()
-            except Exception as error:
+            except BaseException as error:  # user code: it fails only this operation
+                work.user_error = error
                 work.abort(error)
-                return
+                return False
         if work.on_submit is not None:
-            work.on_submit()
+            try:
+                work.on_submit()
+            except BaseException as error:
+                work.abort(error)
+                return False
+        return True
+
+    def _submit(self, work: Work, closing_ok: bool = False) -> None:
+        """Submit ``work`` (its waits are reached) and hand it to the completion tracker;
+        fails it instead when the device is closed or lost. Never raises."""
+        if self._lost is not None:
+            work.abort(self._lost)
+            return
+        if not self._prepare(work):
+            return
         completion = self.completion
         with self._submit_lock:
+            # Checked under the lock that close() takes: an operation is either refused here
+            # or submitted and tracked before close() stops the tracker.
+            if self._closing and not closing_ok:
+                work.abort(UnavailableError("queue operation: the device was closed"))
+                return
+            if self._lost is not None:
+                work.abort(self._lost)
+                return
             # Clears of new buffers go first in the same submission, taken under the lock so
             # no other thread's work on those buffers can be submitted before them.
             clears, cleared = self._clears.take()
@@ -254,20 +316,26 @@ class Queue:
                 command_buffers = [clears, *command_buffers]
             if command_buffers:
                 try:
-                    self._last_ticket = self._backend.submit(command_buffers)
-                except BackendError as error:  # pragma: no cover - submit errors abort
-                    work.abort(self.mark_lost(f"submit: {error}"))
+                    self._backend_submit(command_buffers, probe=work.held)
+                except UnavailableError as error:
+                    work.abort(error)
+                    for allocation in cleared:
+                        allocation.retire()
                     return
             work.command_buffers = []
             with completion.cond:
                 # An operation without command buffers completes with the work before it.
                 work.ticket = self._last_ticket
-                completion.add(work)
+                tracked = completion.add(work)
         if work.ticket:
             for semaphore, value in work.signals:
                 semaphore.expect(value, completion, work.ticket)
         for allocation in cleared:
             allocation.retire()
+        if not tracked:
+            # The tracker already stopped (a submission accepted while closing): complete
+            # it on this thread.
+            completion.wait_for(work.ticket)
 
     # -- shutdown and loss ------------------------------------------------------------------------
 
@@ -291,8 +359,9 @@ class Queue:
 
     def close(self) -> None:
         """Stop accepting work, fail held-back operations, wait (bounded) for work in
-        flight and stop the completion thread."""
-        with self._lock:
+        flight and stop the completion thread. Every operation accepted before ends
+        signalled or failed."""
+        with self._submit_lock, self._lock:
             self._closing = True
             deferred = self._take_parked()
         for work in deferred:

@@ -7,6 +7,7 @@ costs nothing measurable.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ MAX_VALUE = (1 << 63) - 1
 """Largest semaphore payload."""
 
 _changed = threading.Condition(threading.Lock())
+_log = logging.getLogger("hal")
 
 
 class Semaphore:
@@ -134,7 +136,12 @@ class Semaphore:
         with _changed:
             watchers, self._watchers = self._watchers, []
         for callback in watchers:
-            callback()
+            # Every watcher runs, whatever another raised: the queue's watchers release
+            # held-back work, and one operation's failure must not strand the others.
+            try:
+                callback()
+            except BaseException:  # pragma: no cover - the queue's callbacks never raise
+                _log.exception("a semaphore watcher raised")
 
 
 Point = tuple[Semaphore, int]
@@ -256,7 +263,9 @@ def wait_points(points: WaitList, mode: str = "all", timeout: float | None = Non
         semaphore, value = pairs[0]
         while not check():
             pending = semaphore._signalling_submission(value)
-            if pending is None or pending[0].closing:
+            if pending is None or pending[0].closing or pending[1] <= pending[0].completed:
+                # Nothing left to block on in the backend (or another thread is completing
+                # that work right now): wait for the signal itself.
                 break
             pending[0].wait_for(pending[1])
     with _changed:

@@ -37,6 +37,8 @@ class BuiltinKernel(enum.Enum):
     COPY = ("builtin_copy.wgsl", "copy")
     FILL4 = ("builtin_fill4.wgsl", "fill4")
     COPY4 = ("builtin_copy4.wgsl", "copy4")
+    FILL_TABLE = ("builtin_fill_table.wgsl", "fill_table")
+    COPY_TABLE = ("builtin_copy_table.wgsl", "copy_table")
 
     @property
     def entry_point(self) -> str:

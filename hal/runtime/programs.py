@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
+from hal.core.batching import batch_transfers
 from hal.core.checks import one_line
 from hal.core.lowering import lower
 from hal.core.segments import Segment, describe_segment
@@ -37,6 +38,11 @@ _PROGRAM_CACHE_SIZE = 8
 """Binding tables whose programs a command buffer keeps compiled (oldest evicted first)."""
 
 _WHAT = "queue_execute"
+
+
+def _plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
+    """The plan a submission runs: the lowering, then small transfers batched."""
+    return batch_transfers(lower(segments, caps), caps)
 
 
 def check_plan_limits(what: str, plan: Plan, caps: DeviceCaps) -> None:
@@ -83,7 +89,7 @@ class Programs:
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
         self.plan: Plan | None = None
         if slots is None:
-            plan = lower(self._segments, device.caps)
+            plan = _plan(self._segments, device.caps)
             check_plan_limits("end", plan, device.caps)
             self.plan = plan
 
@@ -107,7 +113,7 @@ class Programs:
             program = self._cache.get(key)
             if program is None:
                 segments = slots.resolve(_WHAT, self._segments, entries)
-                plan = lower(segments, self._device.caps)
+                plan = _plan(segments, self._device.caps)
                 check_plan_limits(_WHAT, plan, self._device.caps)
                 self._check_alive(plan)
                 program = self._compile(plan, segments)

@@ -1,0 +1,315 @@
+"""Batched small transfers: a run of small builtin fills or copies becomes one table dispatch.
+
+A one-shot command buffer of a thousand 256-byte fills lowers to a thousand builtin
+dispatches, and each costs a ``set_immediates`` + ``dispatch`` (plus wgpu's barrier between
+two dispatches writing one buffer): microseconds of host and GPU time for a few hundred bytes.
+This pass, run on the finished plan, replaces every run of consecutive small builtin fills
+(or copies) of one buffer inside a compute pass with one dispatch of a table kernel
+(``builtin_fill_table.wgsl`` / ``builtin_copy_table.wgsl``): workgroup ``k`` does entry ``k``
+of a table of ranges stored in the plan's CONSTANTS buffer. Edge bytes are exact as before
+(the same read-modify-write of edge words).
+
+Merging runs the fills of a run concurrently, so it only merges what is independent at word
+granularity: no two entries write the same 4-byte word, and no entry reads a word another
+writes. Consecutive dispatches in a pass are otherwise ordered by wgpu's barriers, so this is
+exactly the condition under which the merged dispatch gives the same bytes. Checked with
+sorted interval lists: O(n log n) in the run length.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hal.core.builtins import BuiltinKernel
+from hal.core.caps import DeviceCaps
+from hal.core.plan import AuxBuffer, ComputePass, Dispatch, Plan, Region, Step
+
+__all__ = [
+    "BATCH_MAX_BYTES",
+    "BATCH_MIN_RUN",
+    "batch_transfers",
+    "builtin_transfers",
+    "table_entries",
+]
+
+BATCH_MAX_BYTES = 16 << 10
+"""Largest transfer batched: one workgroup does an entry, so a large one would be slow;
+transfers this small are bound by per-dispatch cost, not bandwidth."""
+
+BATCH_MIN_RUN = 2
+"""Shortest run of transfers worth a table dispatch."""
+
+_FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
+_COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
+_ENTRY = struct.Struct("<4I")
+
+
+@dataclass(frozen=True, slots=True)
+class _Transfer:
+    """One builtin fill or copy as absolute byte ranges (``source`` None for a fill)."""
+
+    target: object
+    start: int
+    end: int
+    pattern: int
+    source: object | None = None
+    source_start: int = 0
+
+
+def _params(plan: Plan, d: Dispatch) -> tuple[int, ...]:
+    data = d.constants
+    if d.constants_offset is not None:  # staged: no immediates on this adapter
+        data = plan.constants[d.constants_offset : d.constants_offset + 16]
+    return _ENTRY.unpack(data[:16])
+
+
+def _transfer(plan: Plan, d: Dispatch) -> _Transfer | None:
+    """``d`` as a transfer, or None when it is no small builtin fill or copy."""
+    kernel = d.kernel
+    if kernel in _FILLS:
+        window = d.bindings[0][2]
+        a, b, pattern, _ = _params(plan, d)
+        start, end = (a, b) if kernel is BuiltinKernel.FILL else (a * 16, (a + b) * 16)
+        if end - start > BATCH_MAX_BYTES:
+            return None
+        return _Transfer(window.resource, window.offset + start, window.offset + end, pattern)
+    if kernel in _COPIES:
+        source, target = d.bindings[0][2], d.bindings[1][2]
+        a, b, n, _ = _params(plan, d)
+        if kernel is BuiltinKernel.COPY4:
+            a, b, n = a * 16, b * 16, n * 16
+        if n > BATCH_MAX_BYTES:
+            return None
+        start = target.offset + b
+        source_start = source.offset + a
+        if source.resource is target.resource and _words_overlap(
+            (source_start, source_start + n), (start, start + n)
+        ):
+            return None  # shares a word with itself: keep the kernel that handles it
+        return _Transfer(target.resource, start, start + n, 0, source.resource, source_start)
+    return None
+
+
+def _words(start: int, end: int) -> tuple[int, int]:
+    return start // 4, (end + 3) // 4
+
+
+def _words_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    (a0, a1), (b0, b1) = _words(*a), _words(*b)
+    return a0 < b1 and b0 < a1
+
+
+class _WordSets:
+    """Disjoint word intervals per buffer, sorted by start (bisect to test a new one)."""
+
+    def __init__(self) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+
+    def hits(self, resource: object, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` bytes share a word with an interval of ``resource``."""
+        w0, w1 = _words(start, end)
+        starts = self._starts.get(id(resource))
+        if not starts:
+            return False
+        i = bisect.bisect_left(starts, w1)  # intervals starting before w1
+        return i > 0 and self._ends[id(resource)][i - 1] > w0
+
+    def add(self, resource: object, start: int, end: int) -> None:
+        """Insert ``[start, end)`` (its words must not overlap any held interval)."""
+        w0, w1 = _words(start, end)
+        starts = self._starts.setdefault(id(resource), [])
+        ends = self._ends.setdefault(id(resource), [])
+        i = bisect.bisect_left(starts, w0)
+        starts.insert(i, w0)
+        ends.insert(i, w1)
+
+
+class _Run:
+    """Consecutive transfers of one kind, buffer(s) and binding window budget."""
+
+    def __init__(self, first: _Transfer, dispatch: Dispatch, caps: DeviceCaps) -> None:
+        self.caps = caps
+        self.transfers = [first]
+        self.dispatches = [dispatch]
+        self.writes, self.reads = _WordSets(), _WordSets()
+        self._note(first)
+        self.low, self.high = first.start, first.end
+        self.source_low = first.source_start
+        self.source_high = first.source_start + (first.end - first.start)
+
+    def _note(self, t: _Transfer) -> None:
+        self.writes.add(t.target, t.start, t.end)
+        if t.source is not None:
+            self.reads.add(t.source, t.source_start, t.source_start + t.end - t.start)
+
+    def accepts(self, t: _Transfer) -> bool:
+        """Whether ``t`` can join the run without changing any byte's result."""
+        first = self.transfers[0]
+        if t.target is not first.target or (t.source is None) != (first.source is None):
+            return False
+        if t.source is not None and t.source is not first.source:
+            return False
+        if len(self.transfers) >= self.caps.max_workgroups:
+            return False
+        span = self.caps.max_binding_size - self.caps.storage_alignment - 4
+        if max(self.high, t.end) - min(self.low, t.start) > span:
+            return False
+        if self.writes.hits(t.target, t.start, t.end) or self.reads.hits(t.target, t.start, t.end):
+            return False
+        if t.source is not None:
+            length = t.end - t.start
+            if self.writes.hits(t.source, t.source_start, t.source_start + length):
+                return False
+            low = min(self.source_low, t.source_start)
+            if max(self.source_high, t.source_start + length) - low > span:
+                return False
+        return True
+
+    def add(self, t: _Transfer, dispatch: Dispatch) -> None:
+        """Append ``t`` (after :meth:`accepts`)."""
+        self.transfers.append(t)
+        self.dispatches.append(dispatch)
+        self._note(t)
+        self.low, self.high = min(self.low, t.start), max(self.high, t.end)
+        if t.source is not None:
+            self.source_low = min(self.source_low, t.source_start)
+            self.source_high = max(self.source_high, t.source_start + t.end - t.start)
+
+
+def _window(resource: object, low: int, high: int, alignment: int) -> Region:
+    start = low - low % alignment
+    return Region(resource, start, -(-high // 4) * 4 - start)
+
+
+def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
+    """The one dispatch doing every transfer of ``run``, its table appended to ``table``."""
+    alignment = run.caps.storage_alignment
+    first = run.transfers[0]
+    target = _window(first.target, run.low, run.high, alignment)
+    offset = -(-len(table) // alignment) * alignment
+    table.extend(bytes(offset - len(table)))
+    if first.source is None:
+        for t in run.transfers:
+            table.extend(_ENTRY.pack(t.start - target.offset, t.end - target.offset, t.pattern, 0))
+        kernel = BuiltinKernel.FILL_TABLE
+        bindings: tuple[tuple[int, str, Region], ...] = ((0, "storage", target),)
+        table_binding = 1
+    else:
+        source = _window(first.source, run.source_low, run.source_high, alignment)
+        for t in run.transfers:
+            table.extend(
+                _ENTRY.pack(
+                    t.source_start - source.offset, t.start - target.offset, t.end - t.start, 0
+                )
+            )
+        kernel = BuiltinKernel.COPY_TABLE
+        bindings = ((0, "storage", source), (1, "storage", target))
+        table_binding = 2
+    entries = Region(AuxBuffer.CONSTANTS, offset, 16 * len(run.transfers))
+    return Dispatch(
+        kernel,
+        kernel.entry_point,
+        (*bindings, (table_binding, "read-only-storage", entries)),
+        b"",
+        None,
+        (len(run.transfers), 1, 1),
+        None,
+        f"builtin.{kernel.entry_point}[{len(run.transfers)}]",
+    )
+
+
+def _batch_pass(plan: Plan, step: ComputePass, caps: DeviceCaps, table: bytearray) -> ComputePass:
+    out: list[Dispatch] = []
+    run: _Run | None = None
+
+    def flush() -> None:
+        if run is None:
+            return
+        if len(run.transfers) >= BATCH_MIN_RUN:
+            out.append(_table_dispatch(run, table))
+        else:
+            out.extend(run.dispatches)
+
+    for d in step.dispatches:
+        t = _transfer(plan, d) if d.is_builtin else None
+        if t is not None and run is not None and run.accepts(t):
+            run.add(t, d)
+            continue
+        flush()
+        run = None
+        if t is None:
+            out.append(d)
+        else:
+            run = _Run(t, d, caps)
+    flush()
+    return ComputePass(tuple(out))
+
+
+def batch_transfers(plan: Plan, caps: DeviceCaps) -> Plan:
+    """``plan`` with each run of small, independent builtin fills or copies inside a compute
+    pass replaced by one table dispatch (see the module docstring); the plan itself when
+    there is none. Pure."""
+    if not any(
+        isinstance(s, ComputePass) and sum(d.is_builtin for d in s.dispatches) >= BATCH_MIN_RUN
+        for s in plan.steps
+    ):
+        return plan
+    table = bytearray(plan.constants)
+    steps: list[Step] = [
+        _batch_pass(plan, s, caps, table) if isinstance(s, ComputePass) else s for s in plan.steps
+    ]
+    before = sum(len(s.dispatches) for s in plan.steps if isinstance(s, ComputePass))
+    after = sum(len(s.dispatches) for s in steps if isinstance(s, ComputePass))
+    if after == before:
+        return plan
+    stats = dataclasses.replace(
+        plan.stats,
+        dispatches=plan.stats.dispatches - (before - after),
+        builtin_dispatches=plan.stats.builtin_dispatches - (before - after),
+    )
+    note = f"batched: {before - after + _tables(steps)} small builtin transfers into " + (
+        f"{_tables(steps)} table dispatch(es)"
+    )
+    return dataclasses.replace(
+        plan,
+        steps=tuple(steps),
+        constants=bytes(table),
+        stats=stats,
+        notes=(*plan.notes, note),
+    )
+
+
+def _tables(steps: Sequence[Step]) -> int:
+    return sum(
+        d.kernel in (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
+        for s in steps
+        if isinstance(s, ComputePass)
+        for d in s.dispatches
+    )
+
+
+def table_entries(plan: Plan, d: Dispatch) -> list[tuple[int, int, int, int]]:
+    """The table of a FILL_TABLE / COPY_TABLE dispatch of ``plan`` (for tests and dumps):
+    (begin, end, pattern, 0) or (source begin, target begin, length, 0) per entry, bytes
+    relative to the binding windows."""
+    region = d.bindings[-1][2]
+    data = plan.constants[region.offset : region.offset + region.size]
+    return list(_ENTRY.iter_unpack(data))
+
+
+def builtin_transfers(plan: Plan) -> int:
+    """Builtin fills and copies a plan does, counting each table entry as one."""
+    total = 0
+    for step in plan.steps:
+        if isinstance(step, ComputePass):
+            for d in step.dispatches:
+                if d.kernel in (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE):
+                    total += d.bindings[-1][2].size // 16
+                elif d.is_builtin:
+                    total += 1
+    return total

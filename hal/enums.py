@@ -122,7 +122,7 @@ def coerce_flags(what: str, argument: str, value: Any, cls: type[_Flag]) -> _Fla
     another type (bools, floats and strings included) or an int with unknown bits."""
     if isinstance(value, cls):
         return value
-    if isinstance(value, bool) or not isinstance(value, int) and not _is_numpy_int(value):
+    if isinstance(value, bool) or (not isinstance(value, int) and not _is_numpy_int(value)):
         raise InvalidArgumentError(
             f"{what}: {argument} {value!r} is not {cls.__name__} flags (or an int of their bits)"
         )

@@ -227,7 +227,9 @@ def buffers(
     if not slot_ok:
         bad.append(("slot-ref", lambda w: hal.SlotRef(0), IAE))
     if buffers_only:
-        bad = [(label, make, IAE if label.startswith("ref") else error) for label, make, error in bad]
+        bad = [
+            (label, make, IAE if label.startswith("ref") else error) for label, make, error in bad
+        ]
         bad = [b for b in bad if b[0] not in ("foreign-device", "closed-device")]
     for label, make, error in bad:
         words = (command, argument) if label != "released" else (command, argument, "released")
@@ -512,7 +514,12 @@ ints(
     lambda w, v: w.device.transfer_d2h(w.small, v),
     none=True,
 )
-ints("Device.transfer_d2h", "transfer_d2h", "source", lambda w, v: w.device.transfer_d2h(w.small, 0, v))
+ints(
+    "Device.transfer_d2h",
+    "transfer_d2h",
+    "source",
+    lambda w, v: w.device.transfer_d2h(w.small, 0, v),
+)
 case(
     "Device.transfer_d2h",
     "source=write-only",
@@ -627,8 +634,12 @@ case(
     "offset 100",
     "64-byte",
 )
-point_lists("Device.queue_execute", "queue_execute", lambda w, k, v: w.device.queue_execute(None, **{k: v}))
-point_lists("Device.queue_barrier", "queue_barrier", lambda w, k, v: w.device.queue_barrier(**{k: v}))
+point_lists(
+    "Device.queue_execute", "queue_execute", lambda w, k, v: w.device.queue_execute(None, **{k: v})
+)
+point_lists(
+    "Device.queue_barrier", "queue_barrier", lambda w, k, v: w.device.queue_barrier(**{k: v})
+)
 
 # -- queue transfers and their command-buffer twins -----------------------------------------------
 
@@ -656,7 +667,13 @@ for _target, _command in [
     ("CommandBuffer.fill_buffer", "fill_buffer"),
 ]:
     buffers(_target, _command, "target", lambda w, b, c=_command: _fill(w, c, b, 0, 4, 7))
-    ints(_target, _command, "offset", lambda w, v, c=_command: _fill(w, c, w.small, v, 4, 7), none=True)
+    ints(
+        _target,
+        _command,
+        "offset",
+        lambda w, v, c=_command: _fill(w, c, w.small, v, 4, 7),
+        none=True,
+    )
     ints(_target, _command, "length", lambda w, v, c=_command: _fill(w, c, w.small, 0, v, 7))
     ints(
         _target,
@@ -692,7 +709,9 @@ for _target, _command in [
         "target",
     )
 point_lists(
-    "Device.queue_fill", "queue_fill", lambda w, k, v: w.device.queue_fill(w.small, 0, 4, 7, **{k: v})
+    "Device.queue_fill",
+    "queue_fill",
+    lambda w, k, v: w.device.queue_fill(w.small, 0, 4, 7, **{k: v}),
 )
 
 for _target, _command in [
@@ -715,7 +734,9 @@ for _target, _command in [
         lambda w, v, c=_command: _update(w, c, bytes(8), v, w.small, 0, 4),
         none=True,
     )
-    buffers(_target, _command, "target", lambda w, b, c=_command: _update(w, c, bytes(8), 0, b, 0, 4))
+    buffers(
+        _target, _command, "target", lambda w, b, c=_command: _update(w, c, bytes(8), 0, b, 0, 4)
+    )
     ints(
         _target,
         _command,
@@ -935,7 +956,9 @@ for _label, _data in _BAD_HOST:
         "map_write",
         "data",
     )
-ints("Buffer.map_fill", "map_fill", "pattern_length", lambda w, v: w.mapped.map_fill(0, 4, 7, v), IAE)
+ints(
+    "Buffer.map_fill", "map_fill", "pattern_length", lambda w, v: w.mapped.map_fill(0, 4, 7, v), IAE
+)
 case(
     "Buffer.map_fill",
     "pattern=str",
@@ -970,7 +993,13 @@ case(
     OOR,
     "to_numpy",
 )
-ints("Buffer.to_numpy", "to_numpy", "offset", lambda w, v: w.small.to_numpy(np.uint8, None, v), none=True)
+ints(
+    "Buffer.to_numpy",
+    "to_numpy",
+    "offset",
+    lambda w, v: w.small.to_numpy(np.uint8, None, v),
+    none=True,
+)
 case(
     "Buffer.to_numpy",
     "write-only",
@@ -995,6 +1024,8 @@ case(
     "to_numpy",
     "closed",
 )
+
+
 def _released_view(w: World) -> Any:
     view = hal.BufferView(w.device.allocate_buffer(4), (1,), np.uint32)
     view.buffer.release()
@@ -1238,7 +1269,7 @@ case(
     "slots",
 )
 
-# -- Semaphore, Fence, Executable -------------------------------------------------------------------
+# -- Semaphore, Fence, Executable ----------------------------------------------------------
 
 ints("Semaphore.signal", "signal", "value", lambda w, v: w.sem.signal(v), none=True)
 case(
@@ -1378,9 +1409,7 @@ def test_case_ids_are_unique() -> None:
 
 
 @pytest.mark.parametrize("hostile", CASES, ids=lambda c: c.id)
-def test_bad_arguments_raise_typed_errors_and_change_nothing(
-    world: World, hostile: Case
-) -> None:
+def test_bad_arguments_raise_typed_errors_and_change_nothing(world: World, hostile: Case) -> None:
     segments = len(world.cb.segments)
     value = world.sem.value
     with pytest.raises(hal.HalError) as info:
@@ -1406,3 +1435,114 @@ def test_bad_arguments_raise_typed_errors_and_change_nothing(
 def test_available_adapters_never_raises() -> None:
     for implementation in ("no-such", 5, object()):
         assert hal.available_adapters(implementation=implementation) == []  # type: ignore[arg-type]
+
+
+# -- behaviour changes the table cannot show ------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, float(2**70)], ids=["inf", "1e10", "2**70"])
+def test_huge_timeouts_wait_until_signalled(device: hal.Device, timeout: float) -> None:
+    """A huge or infinite timeout waits like None (it used to raise OverflowError)."""
+    import threading
+
+    for wait in (
+        lambda s: s.wait(1, timeout),
+        lambda s: hal.Fence([(s, 1)]).wait(timeout),
+        lambda s: device.wait_semaphores([(s, 1)], timeout=timeout),
+        lambda s: device.wait_semaphores([(s, 1), (s, 1)], "any", timeout),
+    ):
+        semaphore = device.create_semaphore()
+        timer = threading.Timer(0.05, semaphore.signal, (1,))
+        timer.start()
+        wait(semaphore)
+        timer.join()
+        assert semaphore.query() == 1
+    device.wait_idle(timeout)
+
+
+def test_zero_timeout_polls(device: hal.Device) -> None:
+    semaphore = device.create_semaphore()
+    with pytest.raises(hal.DeadlineExceededError, match=r"within 0\.0 s"):
+        semaphore.wait(1, timeout=0)
+    semaphore.wait(0, timeout=0)
+    semaphore.wait(0, timeout=np.float32(0.5))
+
+
+def test_query_buffer_compatibility_agrees_with_allocate_buffer(device: hal.Device) -> None:
+    """Never raises; True exactly when allocate_buffer accepts (the allocations are made)."""
+    allocator = device.allocator
+    arguments: list[dict[str, Any]] = [
+        {"size": 4},
+        {"size": 0},
+        {"size": 4, "usage": U.DEFAULT | U.MAPPING},
+        {"size": 4, "usage": 3},
+        {"size": 4, "usage": "x"},
+        {"size": 4, "usage": 1.5},
+        {"size": 4, "usage": None},
+        {"size": 4, "usage": 1 << 20},
+        {"size": 4, "memory_type": "x"},
+        {"size": 4, "memory_type": -1},
+        {"size": -1},
+        {"size": 4.0},
+        {"size": True},
+        {"size": None},
+        {"size": 2**70},
+    ]
+    for kwargs in arguments:
+        answer = allocator.query_buffer_compatibility(**kwargs)
+        try:
+            allocator.allocate_buffer(**kwargs).release()
+        except hal.HalError:
+            assert answer is False, kwargs
+        else:
+            assert answer is True, kwargs
+
+
+def test_allocations_near_the_limit_agree_with_the_query() -> None:
+    """On a device whose max-buffer-size is not a whole number of words, the largest
+    allocation is that limit rounded down to words (allocations are padded to whole words);
+    the query says so too, and the tail of the largest buffer is usable."""
+    import dataclasses
+
+    with hal.create_device(implementation="null") as own:
+        own.caps = dataclasses.replace(own.caps, max_buffer_size=1003)
+        allocator = own.allocator
+        for size in range(990, 1010):
+            expected = size <= 1000
+            assert allocator.query_buffer_compatibility(size) is expected, size
+            if expected:
+                buffer = allocator.allocate_buffer(size)
+                assert buffer.byte_length == size
+                assert buffer.allocation.size <= 1003
+                buffer.release()
+            else:
+                with pytest.raises(hal.ResourceExhaustedError, match="1000 bytes") as info:
+                    allocator.allocate_buffer(size)
+                assert "max-buffer-size 1003" in str(info.value)
+        buffer = own.allocate_buffer(1000)
+        own.transfer_h2d(np.full(8, 0xAB, np.uint8), buffer, 992)
+        expected_bytes = np.zeros(1000, np.uint8)
+        expected_bytes[992:] = 0xAB
+        assert np.array_equal(buffer.to_numpy(), expected_bytes)
+
+
+def test_the_largest_allocation_works(device: hal.Device) -> None:
+    """The largest size query_buffer_compatibility accepts is allocatable on the real device
+    (lavapipe: max-buffer-size 2**31-1, so 2**31-4 bytes) and its last bytes are writable
+    and readable; one byte more is refused by both."""
+    limit = device.limits["max-buffer-size"]
+    largest = limit & ~3
+    allocator = device.allocator
+    assert allocator.query_buffer_compatibility(largest)
+    assert not allocator.query_buffer_compatibility(largest + 1)
+    with pytest.raises(hal.ResourceExhaustedError):
+        allocator.allocate_buffer(largest + 1)
+    if largest > 1 << 32:
+        pytest.skip(f"max-buffer-size {limit} is too big to allocate here")  # not lavapipe
+    with device.allocate_buffer(largest) as buffer:
+        assert buffer.byte_length == largest
+        done = device.create_semaphore()
+        device.queue_fill(buffer, largest - 8, 8, 0x01020304, signal=[(done, 1)])
+        done.wait(1, 120)
+        tail = device.transfer_d2h(buffer, largest - 12)
+        assert tail == bytes(4) + bytes([4, 3, 2, 1]) * 2

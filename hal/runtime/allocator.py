@@ -103,8 +103,8 @@ class Allocator:
         usage: BufferUsage = BufferUsage.DEFAULT,
         access: MemoryAccess = MemoryAccess.ALL,
     ) -> Buffer:
-        """A new zero-filled buffer of ``size`` bytes (0 allowed; at most the device's max-buffer-size
-        rounded down to whole 4-byte words).
+        """A new zero-filled buffer of ``size`` bytes (0 allowed; at most the device's
+        max-buffer-size rounded down to whole 4-byte words).
 
         The result's memory type may have more bits than requested: every buffer is
         DEVICE_VISIBLE, and MAPPING usage adds HOST_VISIBLE. Raises InvalidArgumentError for a

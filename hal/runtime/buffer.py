@@ -345,9 +345,7 @@ def check_shape(what: str, shape: Any) -> tuple[int, ...]:
     """``shape`` (a non-negative int or a sequence of them) as a tuple. Raises
     InvalidArgumentError otherwise (bools, floats and strings included)."""
     if isinstance(shape, (str, bytes)) or not isinstance(shape, (int, np.integer, Sequence)):
-        raise InvalidArgumentError(
-            f"{what}: shape {shape!r} must be an int or a sequence of ints"
-        )
+        raise InvalidArgumentError(f"{what}: shape {shape!r} must be an int or a sequence of ints")
     dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     return tuple(check_int(what, f"shape[{i}]", dim) for i, dim in enumerate(dims))
 

@@ -142,7 +142,9 @@ class CommandBuffer:
         binding_capacity: int,
     ) -> None:
         mode = coerce_flags("create_command_buffer", "mode", mode, CommandBufferMode)
-        categories = coerce_flags("create_command_buffer", "categories", categories, CommandCategory)
+        categories = coerce_flags(
+            "create_command_buffer", "categories", categories, CommandCategory
+        )
         binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
         if mode & CommandBufferMode.ALLOW_INLINE_EXECUTION:
             if not mode & CommandBufferMode.ONE_SHOT:

@@ -96,7 +96,11 @@ def _check_device_arguments(adapter: Any, backend: Any, label: Any, implementati
     the other arguments None or strings."""
     if adapter is not None and not isinstance(adapter, str):
         check_int("create_device", "adapter", adapter)
-    for argument, value in (("backend", backend), ("label", label), ("implementation", implementation)):
+    for argument, value in (
+        ("backend", backend),
+        ("label", label),
+        ("implementation", implementation),
+    ):
         if value is not None and not isinstance(value, str):
             raise InvalidArgumentError(
                 f"create_device: {argument} {value!r} must be a string or None"

@@ -182,9 +182,7 @@ class Fence:
         joined = cls()
         for i, fence in enumerate(fences):
             if not isinstance(fence, Fence):
-                raise InvalidArgumentError(
-                    f"Fence.join: fences[{i}] {fence!r} is not a Fence"
-                )
+                raise InvalidArgumentError(f"Fence.join: fences[{i}] {fence!r} is not a Fence")
             for semaphore, value in fence.points:
                 joined.insert(semaphore, value)
         return joined
@@ -228,7 +226,7 @@ def _check_value(what: str, value: Any) -> int:
     return value
 
 
-def normalise_points(what: str, points: WaitList | None) -> tuple[Point, ...]:
+def normalise_points(what: str, points: WaitList | Iterable[Point] | None) -> tuple[Point, ...]:
     """A wait/signal list as (semaphore, value) tuples. Raises InvalidArgumentError for
     anything but None, a Fence or an iterable of (Semaphore, non-negative int) pairs, and
     OutOfRangeError for a value past :data:`MAX_VALUE`."""
@@ -236,9 +234,7 @@ def normalise_points(what: str, points: WaitList | None) -> tuple[Point, ...]:
         return ()
     if isinstance(points, Fence):
         return points.points
-    if isinstance(points, (str, bytes, bytearray, Semaphore)) or not isinstance(
-        points, Iterable
-    ):
+    if isinstance(points, (str, bytes, bytearray, Semaphore)) or not isinstance(points, Iterable):
         raise InvalidArgumentError(
             f"{what}: {points!r} must be a Fence or a sequence of (semaphore, value) pairs"
         )

@@ -378,13 +378,6 @@ def queue_read(
         BufferUsage.TRANSFER_TARGET,
         MemoryAccess.WRITE,
     )
-    if not isinstance(source_file, (str, os.PathLike)) and not hasattr(source_file, "read"):
-        size = memoryview(source_file).nbytes  # bytes-like: its size is known now
-        if source_offset + length > size:
-            raise OutOfRangeError(
-                f"{what}: source_offset {source_offset} + length {length} is past the end "
-                f"of the {size}-byte source_file"
-            )
 
     if length >= STAGED_MIN:
         # Read straight from the file into staging buffers once the waits are reached.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
+from typing import Any, TypeVar
+
+from hal.errors import InvalidArgumentError
 
 __all__ = [
     "AccessScope",
@@ -12,7 +16,10 @@ __all__ = [
     "ExecutionStage",
     "MemoryAccess",
     "MemoryType",
+    "coerce_flags",
 ]
+
+_Flag = TypeVar("_Flag", bound=enum.IntFlag)
 
 
 class MemoryType(enum.IntFlag):
@@ -105,3 +112,41 @@ class AccessScope(enum.IntFlag):
     HOST_WRITE = 128
     MEMORY_READ = 256
     MEMORY_WRITE = 512
+
+
+def coerce_flags(what: str, argument: str, value: Any, cls: type[_Flag]) -> _Flag:
+    """``value`` as a member (or combination) of the flag enum ``cls``.
+
+    Accepts a ``cls`` member or a non-negative int (numpy ints included) of bits ``cls``
+    defines. Raises InvalidArgumentError, naming ``what`` and ``argument``, for anything else:
+    another type (bools, floats and strings included) or an int with unknown bits."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, bool) or (not isinstance(value, int) and not _is_numpy_int(value)):
+        raise InvalidArgumentError(
+            f"{what}: {argument} {value!r} is not {cls.__name__} flags (or an int of their bits)"
+        )
+    bits = int(value)
+    known = _known_bits(cls)
+    if bits < 0 or bits & ~known:
+        raise InvalidArgumentError(
+            f"{what}: {argument} {bits:#x} has bits that {cls.__name__} does not define "
+            f"(known: {known:#x})"
+        )
+    return cls(bits)
+
+
+@functools.cache
+def _known_bits(cls: type[enum.IntFlag]) -> int:
+    known = 0
+    for member in cls.__members__.values():  # aliases too: DEVICE_LOCAL's bit 32 has no name
+        known |= int(member)
+    return known
+
+
+def _is_numpy_int(value: Any) -> bool:
+    # Without importing numpy here: its integer scalars all expose __index__ and a dtype.
+    return hasattr(value, "__index__") and getattr(getattr(value, "dtype", None), "kind", "") in (
+        "i",
+        "u",
+    )

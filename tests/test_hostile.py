@@ -332,6 +332,71 @@ def garbage_arguments(device: Any, other: Any) -> None:
     expect(hal.HalError, lambda: device.queue_execute(cb, binding_table=[buffer.subspan(0, 2)]))
 
 
+def reported_misuse(device: Any, other: Any) -> None:
+    """The misuses issue 12 lists: each a HalError (no raw TypeError/ValueError/...), and a
+    rejected call writes nothing (the staged queue_update path used to write first)."""
+    import math
+
+    import hal
+
+    big = 1 << 16
+    buffer = device.allocate_buffer(big)
+    pattern = np.arange(big, dtype=np.uint32).astype(np.uint8)
+    device.transfer_h2d(pattern, buffer)
+    semaphore = device.create_semaphore()
+    event = device.create_event()
+    xor = device.create_executable(str(KERNELS / "xor_words.wgsl"))
+    cb = device.create_command_buffer()
+    cb.begin()
+    objects = np.array([object()] * 16)
+    calls: list[tuple[type[BaseException], Callable[[], Any]]] = [
+        (
+            hal.InvalidArgumentError,
+            lambda: device.queue_update(
+                np.zeros(big, np.uint8), 0, buffer, 0, big, signal=[("x", 1)]
+            ),
+        ),
+        (
+            hal.InvalidArgumentError,
+            lambda: device.queue_update(np.zeros(big, np.uint8), 0, buffer, 0, big, signal=5),
+        ),
+        (
+            hal.InvalidArgumentError,
+            lambda: device.queue_update(
+                np.zeros(big, np.uint8), 0, buffer, 0, big, wait=[(semaphore, -1)]
+            ),
+        ),
+        (hal.InvalidArgumentError, lambda: cb.execution_barrier(source_stage="x")),
+        (hal.InvalidArgumentError, lambda: cb.dispatch(xor, "xor_copy", (1, 1, 1), bindings=None)),
+        (hal.InvalidArgumentError, lambda: cb.wait_events(event)),
+        (hal.InvalidArgumentError, lambda: device.allocate_buffer(4, usage="x")),
+        (hal.InvalidArgumentError, lambda: device.allocate_buffer(4, usage=1.5)),
+        (hal.InvalidArgumentError, lambda: buffer.to_numpy(np.dtype([]))),
+        (hal.InvalidArgumentError, lambda: buffer.to_numpy(object)),
+        (hal.InvalidArgumentError, lambda: hal.BufferView(5, (1,), np.uint8)),
+        (hal.InvalidArgumentError, lambda: semaphore.wait(1, timeout="1")),
+        (hal.InvalidArgumentError, lambda: semaphore.wait(1, timeout=-1)),
+        (hal.InvalidArgumentError, lambda: semaphore.wait(1, timeout=math.nan)),
+        (hal.InvalidArgumentError, lambda: device.queue_execute(5)),
+        (hal.InvalidArgumentError, lambda: hal.Fence(5)),
+        (hal.InvalidArgumentError, lambda: cb.update_buffer(objects, 0, buffer, 0, 16)),
+        (hal.InvalidArgumentError, lambda: device.transfer_h2d(objects, buffer)),
+        (hal.InvalidArgumentError, lambda: device.queue_update(objects, 0, buffer, 0, 16)),
+        (hal.OutOfRangeError, lambda: cb.fill_buffer(hal.BufferRef(buffer, big + 100), 0, None, 0)),
+    ]
+    for error, call in calls:
+        expect(error, call)
+    for value in ("x", 1.5, None, -1):
+        assert device.allocator.query_buffer_compatibility(4, usage=value) is False
+    assert cb.segments == ()
+    device.wait_idle(30)
+    assert device.transfer_d2h(buffer) == pattern.tobytes(), "a rejected call wrote"
+    semaphore.signal(1)
+    semaphore.wait(1, timeout=math.inf)  # was an OverflowError
+    semaphore.wait(1, timeout=1e10)
+    cb.end()
+
+
 def closing(device: Any, other: Any) -> None:
     """Work in flight and held back when the device closes; everything after raises
     UnavailableError, waiters see the failure instead of hanging."""
@@ -590,7 +655,7 @@ def monkey(device: Any, other: Any, seed: int = 0, steps: int = 3000) -> None:
 
 GROUPS: dict[str, list[Callable[[Any, Any], None]]] = {
     "submission": [resubmission, released_buffers, foreign_objects],
-    "recording": [unvalidated, shapes_wgpu_rejects, garbage_arguments],
+    "recording": [unvalidated, shapes_wgpu_rejects, garbage_arguments, reported_misuse],
     "monkey": [functools.partial(monkey, seed=seed) for seed in range(4)],
     "lifetime": [
         release_races_transfers,

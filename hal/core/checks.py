@@ -7,6 +7,7 @@ command, the argument, the value and the rule. Ranges are checked by one helper,
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,16 +31,19 @@ __all__ = [
     "check_binding_length",
     "check_buffer_usage",
     "check_device",
+    "check_dtype",
     "check_indirect_length",
     "check_int",
     "check_multiple",
     "check_range",
+    "check_sequence",
     "host_bytes",
     "make_ref",
     "normalise_pattern",
     "one_line",
     "pack_constants",
     "resolve_direct",
+    "timeout_seconds",
 ]
 
 INDIRECT_PARAMS_SIZE = 12
@@ -53,6 +57,65 @@ def check_int(what: str, argument: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InvalidArgumentError(f"{what}: {argument} {value!r} is not a non-negative integer")
     return int(value)
+
+
+UNBOUNDED_TIMEOUT = float(1 << 31)
+"""Timeouts from this many seconds (68 years) on, ``math.inf`` included, wait forever: the
+host's timed waits overflow far below ``1e10`` seconds."""
+
+
+def timeout_seconds(what: str, timeout: Any) -> float | None:
+    """A wait's ``timeout`` as seconds, or None for "wait forever" (None, ``math.inf`` and
+    anything from :data:`UNBOUNDED_TIMEOUT` on); 0 polls.
+
+    Raises InvalidArgumentError for a negative or NaN timeout and for anything that is not
+    an int or float (bools and strings included)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (bool, np.bool_)) or not isinstance(
+        timeout, (int, float, np.integer, np.floating)
+    ):
+        raise InvalidArgumentError(
+            f"{what}: timeout {timeout!r} must be a number of seconds or None"
+        )
+    seconds = float(timeout)
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgumentError(
+            f"{what}: timeout {timeout!r} must be a non-negative number of seconds (0 polls, "
+            "None waits forever)"
+        )
+    return None if seconds >= UNBOUNDED_TIMEOUT else seconds
+
+
+def check_sequence(what: str, argument: str, value: Any, items: str) -> tuple[Any, ...]:
+    """``value`` (a list, tuple or other sequence, not a string) as a tuple.
+
+    Raises InvalidArgumentError for anything else, naming ``items`` (what it should hold),
+    e.g. a single Event where a sequence of events is expected."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(
+            f"{what}: {argument} must be a sequence of {items}, not {type(value).__name__}"
+        )
+    return tuple(value)
+
+
+def check_dtype(what: str, argument: str, dtype: Any) -> np.dtype[Any]:
+    """``dtype`` as a numpy dtype of plain bytes: anything ``np.dtype()`` takes, except
+    object-holding dtypes (their bytes are host pointers) and empty ones (itemsize 0).
+    Raises InvalidArgumentError otherwise."""
+    try:
+        result = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError) as error:
+        raise InvalidArgumentError(
+            f"{what}: {argument} {dtype!r} is not a numpy dtype ({one_line(error)})"
+        ) from None
+    if result.hasobject:
+        raise InvalidArgumentError(
+            f"{what}: {argument} {result} holds Python objects, not plain bytes"
+        )
+    if result.itemsize == 0:
+        raise InvalidArgumentError(f"{what}: {argument} {result} has no bytes (itemsize 0)")
+    return result
 
 
 def check_range(
@@ -176,7 +239,9 @@ def normalise_pattern(what: str, pattern: Any, pattern_length: int | None) -> by
     """The fill pattern as 1, 2 or 4 little-endian bytes.
 
     ``pattern`` is an int (``pattern_length`` 1, 2 or 4; default 4) or bytes of length 1, 2
-    or 4 (``pattern_length``, if given, must match)."""
+    or 4 (``pattern_length``, if given, must match). Raises InvalidArgumentError."""
+    if pattern_length is not None:
+        pattern_length = check_int(what, "pattern_length", pattern_length)
     if isinstance(pattern, (bytes, bytearray, memoryview)):
         data = bytes(pattern)
         if len(data) not in (1, 2, 4):
@@ -242,8 +307,14 @@ def pack_constants(what: str, constants: Any) -> bytes:
 def host_bytes(data: Any, what: str, argument: str) -> memoryview:
     """View any bytes-like object or numpy array as flat bytes (no copy when contiguous).
 
-    Raises InvalidArgumentError for objects without the buffer protocol."""
+    Raises InvalidArgumentError for objects without the buffer protocol and for arrays of
+    Python objects (their bytes are host pointers, meaningless to a device)."""
     if isinstance(data, np.ndarray):
+        if data.dtype.hasobject:
+            raise InvalidArgumentError(
+                f"{what}: {argument} is an array of dtype {data.dtype}, which holds Python "
+                "objects, not plain bytes"
+            )
         data = np.ascontiguousarray(data)
     try:
         view = memoryview(data)
@@ -251,6 +322,10 @@ def host_bytes(data: Any, what: str, argument: str) -> memoryview:
         raise InvalidArgumentError(
             f"{what}: {argument} of type {type(data).__name__} is not bytes-like"
         ) from None
+    if "O" in view.format:
+        raise InvalidArgumentError(
+            f"{what}: {argument} holds Python objects (format {view.format!r}), not plain bytes"
+        )
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view

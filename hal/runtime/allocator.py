@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hal.backends.protocol import BackendError
-from hal.enums import BufferUsage, MemoryAccess, MemoryType
-from hal.errors import InvalidArgumentError, ResourceExhaustedError
+from hal.enums import BufferUsage, MemoryAccess, MemoryType, coerce_flags
+from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
 from hal.runtime.buffer import Allocation, Buffer
 from hal.runtime.loss import backend_failure
 
@@ -58,13 +58,42 @@ class Allocator:
         memory_type: MemoryType = MemoryType.DEVICE_LOCAL,
         usage: BufferUsage = BufferUsage.DEFAULT,
     ) -> bool:
-        """True if a buffer of ``size`` bytes with this memory type and usage can be
-        allocated. Never raises."""
-        if not isinstance(size, (int, np.integer)) or size < 0:
+        """True if :meth:`allocate_buffer` would accept a buffer of ``size`` bytes with this
+        memory type and usage (it may still run out of memory). Never raises: False for
+        anything ``allocate_buffer`` refuses, a closed device included."""
+        try:
+            self._device.check_open("query_buffer_compatibility")
+            self._request("query_buffer_compatibility", size, memory_type, usage, MemoryAccess.ALL)
+        except HalError:
             return False
-        if size > self._device.caps.max_buffer_size:
-            return False
-        return not int(usage) & ~int(_KNOWN_USAGE)
+        return True
+
+    def _limit(self) -> int:
+        """The largest ``size`` :meth:`allocate_buffer` accepts: the device's max-buffer-size
+        rounded down to whole 4-byte words (allocations are padded to whole words)."""
+        return self._device.caps.max_buffer_size & ~3
+
+    def _request(
+        self, what: str, size: Any, memory_type: Any, usage: Any, access: Any
+    ) -> tuple[int, MemoryType, BufferUsage, MemoryAccess]:
+        """The checked arguments of an allocation. Raises InvalidArgumentError (a bad size,
+        flags or unknown usage bits) and ResourceExhaustedError (past the device limit)."""
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+            raise InvalidArgumentError(f"{what}: size {size!r} is not a non-negative int")
+        size = int(size)
+        memory_type = coerce_flags(what, "memory_type", memory_type, MemoryType)
+        usage = coerce_flags(what, "usage", usage, BufferUsage)
+        access = coerce_flags(what, "access", access, MemoryAccess)
+        if int(usage) & ~int(_KNOWN_USAGE):
+            raise InvalidArgumentError(f"{what}: usage {usage!r} has unknown bits")
+        limit = self._limit()
+        if size > limit:
+            raise ResourceExhaustedError(
+                f"{what}: size {size} exceeds the largest allocation, {limit} bytes (the "
+                f"device's max-buffer-size {self._device.caps.max_buffer_size} in whole "
+                "4-byte words)"
+            )
+        return size, memory_type, usage, access
 
     def allocate_buffer(
         self,
@@ -74,28 +103,22 @@ class Allocator:
         usage: BufferUsage = BufferUsage.DEFAULT,
         access: MemoryAccess = MemoryAccess.ALL,
     ) -> Buffer:
-        """A new zero-filled buffer of ``size`` bytes (0 allowed).
+        """A new zero-filled buffer of ``size`` bytes (0 allowed; at most the device's
+        max-buffer-size rounded down to whole 4-byte words).
 
         The result's memory type may have more bits than requested: every buffer is
         DEVICE_VISIBLE, and MAPPING usage adds HOST_VISIBLE. Raises InvalidArgumentError for a
-        negative size or unknown usage bits, ResourceExhaustedError beyond the device limit."""
+        negative or non-int size, flags that are not of their enum or unknown usage bits,
+        ResourceExhaustedError beyond the device limit or out of memory."""
+        what = "allocate_buffer"
         device = self._device
-        device.check_open("allocate_buffer")
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
-            raise InvalidArgumentError(f"allocate_buffer: size {size!r} is not a non-negative int")
-        size = int(size)
-        usage = BufferUsage(usage)
-        if int(usage) & ~int(_KNOWN_USAGE):
-            raise InvalidArgumentError(f"allocate_buffer: usage {usage!r} has unknown bits")
-        if size > device.caps.max_buffer_size:
-            raise ResourceExhaustedError(
-                f"allocate_buffer: size {size} exceeds the device's max-buffer-size "
-                f"{device.caps.max_buffer_size}"
-            )
-        memory_type = MemoryType(memory_type) | MemoryType.DEVICE_VISIBLE
+        device.check_open(what)
+        size, memory_type, usage, access = self._request(what, size, memory_type, usage, access)
+        memory_type = memory_type | MemoryType.DEVICE_VISIBLE
         if usage & (BufferUsage.MAPPING_SCOPED | BufferUsage.MAPPING_PERSISTENT):
             memory_type |= MemoryType.HOST_VISIBLE | MemoryType.HOST_COHERENT
-        # Whole words, so builtin kernels can read-modify-write the last partial word.
+        # Whole words, so builtin kernels can read-modify-write the last partial word (within
+        # max-buffer-size: _request keeps size to whole words of it).
         padded = max(4, (size + 3) & ~3)
         try:
             handle = self._backend.create_buffer(
@@ -103,10 +126,10 @@ class Allocator:
             )
         except BackendError as error:  # out-of-memory surfaces as a backend error
             if error.lost:
-                raise backend_failure(self._queue, "allocate_buffer", error) from None
-            raise ResourceExhaustedError(f"allocate_buffer: {size} bytes: {error}") from error
+                raise backend_failure(self._queue, what, error) from None
+            raise ResourceExhaustedError(f"{what}: {size} bytes: {error}") from error
         allocation = Allocation(
             handle, padded, self._host, self._bind_groups.forget, self._backend.destroy_buffer
         )
         self._clears.add(allocation)
-        return Buffer(device, allocation, None, 0, size, memory_type, usage, MemoryAccess(access))
+        return Buffer(device, allocation, None, 0, size, memory_type, usage, access)

@@ -7,14 +7,14 @@ import collections
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hal.core.checks import check_buffer_usage, check_range, host_bytes
+from hal.core.checks import check_buffer_usage, check_dtype, check_int, check_range, host_bytes
 from hal.core.refs import BufferLike
-from hal.enums import BufferUsage, MemoryAccess, MemoryType
+from hal.enums import BufferUsage, MemoryAccess, MemoryType, coerce_flags
 from hal.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -259,8 +259,10 @@ class Buffer(BufferLike):
         self, access: MemoryAccess, offset: int = 0, length: int | None = None
     ) -> Iterator[memoryview]:
         """Map ``[offset, offset+length)``; yields a memoryview (writable unless READ-only
-        access). Written bytes reach the buffer when the block exits."""
-        access = MemoryAccess(access)
+        access). Written bytes reach the buffer when the block exits. Raises as the other
+        host access methods, and InvalidArgumentError for an ``access`` that is not a
+        MemoryAccess."""
+        access = coerce_flags("map_range", "access", access, MemoryAccess)
         length = self._map_range("map_range", access, offset, length)
         absolute = self.byte_offset + offset
         if access & MemoryAccess.READ or not access & MemoryAccess.DISCARD:
@@ -278,9 +280,13 @@ class Buffer(BufferLike):
     def to_numpy(self, dtype: Any = np.uint8, shape: Any = None, offset: int = 0) -> np.ndarray:
         """A host copy of the buffer's bytes from ``offset`` as an array of ``dtype``
         (``shape`` defaults to 1-D). Raises OutOfRangeError for an offset or shape past the
-        end, InvalidArgumentError if the bytes don't divide."""
-        dtype = np.dtype(dtype)
+        end, InvalidArgumentError if the bytes don't divide or for a bad dtype (object-holding
+        or empty) or shape, PermissionDeniedError without TRANSFER_SOURCE usage or READ
+        access."""
+        dtype = check_dtype("to_numpy", "dtype", dtype)
         available = check_range("to_numpy", "", offset, None, self.byte_length, "buffer")
+        if shape is not None:
+            shape = check_shape("to_numpy", shape)
         if shape is None:
             if available % dtype.itemsize:
                 raise InvalidArgumentError(
@@ -289,7 +295,6 @@ class Buffer(BufferLike):
                 )
             count = available // dtype.itemsize
             shape = (count,)
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         # Validated before allocating; read straight into the array (one copy, not two).
         root, absolute, _ = self._allocation.host.d2h_range("to_numpy", self, offset, nbytes)
@@ -304,9 +309,18 @@ class BufferView:
     __slots__ = ("buffer", "dtype", "shape")
 
     def __init__(self, buffer: Buffer, shape: Any, dtype: Any) -> None:
+        """Raises InvalidArgumentError unless ``buffer`` is a live Buffer, ``shape`` an int or
+        a sequence of non-negative ints and ``dtype`` a numpy dtype of plain bytes;
+        OutOfRangeError when the shape needs more bytes than the buffer has."""
+        what = "BufferView"
+        if not isinstance(buffer, Buffer):
+            raise InvalidArgumentError(
+                f"{what}: buffer must be a hal.Buffer, not {type(buffer).__name__}"
+            )
+        buffer.check_alive(what, "buffer")
         self.buffer = buffer
-        self.shape: tuple[int, ...] = (shape,) if isinstance(shape, int) else tuple(shape)
-        self.dtype = np.dtype(dtype)
+        self.shape: tuple[int, ...] = check_shape(what, shape)
+        self.dtype = check_dtype(what, "dtype", dtype)
         need = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         if need > buffer.byte_length:
             raise OutOfRangeError(
@@ -325,6 +339,15 @@ class BufferView:
 
     def __repr__(self) -> str:
         return f"<hal.BufferView {self.shape} {self.dtype}>"
+
+
+def check_shape(what: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` (a non-negative int or a sequence of them) as a tuple. Raises
+    InvalidArgumentError otherwise (bools, floats and strings included)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (int, np.integer, Sequence)):
+        raise InvalidArgumentError(f"{what}: shape {shape!r} must be an int or a sequence of ints")
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return tuple(check_int(what, f"shape[{i}]", dim) for i, dim in enumerate(dims))
 
 
 # Allocations whose root Buffer was garbage-collected. The finaliser only appends here (a

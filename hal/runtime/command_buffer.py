@@ -22,6 +22,7 @@ from hal.core.checks import (
     check_int,
     check_multiple,
     check_range,
+    check_sequence,
     host_bytes,
     make_ref,
     normalise_pattern,
@@ -50,6 +51,7 @@ from hal.enums import (
     ExecutionStage,
     MemoryAccess,
     MemoryType,
+    coerce_flags,
 )
 from hal.errors import (
     FailedPreconditionError,
@@ -96,6 +98,25 @@ def _binding_name(index: int) -> str:
     return _BINDING_NAMES[index] if index < len(_BINDING_NAMES) else f"bindings[{index}]"
 
 
+def _stages(what: str, source_stage: Any, target_stage: Any) -> tuple[int, int]:
+    """A barrier's source and target stages as ints of ExecutionStage bits. Raises
+    InvalidArgumentError."""
+    source = coerce_flags(what, "source_stage", source_stage, ExecutionStage)
+    target = coerce_flags(what, "target_stage", target_stage, ExecutionStage)
+    return int(source), int(target)
+
+
+def _barriers(
+    what: str, memory_barriers: Any, buffer_barriers: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A barrier's memory and buffer barrier lists (recorded as hints) as tuples. Raises
+    InvalidArgumentError for anything that is not a sequence."""
+    return (
+        check_sequence(what, "memory_barriers", memory_barriers, "memory barriers"),
+        check_sequence(what, "buffer_barriers", buffer_barriers, "buffer barriers"),
+    )
+
+
 class CommandBufferState(enum.Enum):
     """Where a command buffer is in its life."""
 
@@ -120,8 +141,10 @@ class CommandBuffer:
         categories: CommandCategory,
         binding_capacity: int,
     ) -> None:
-        mode = CommandBufferMode(mode)
-        categories = CommandCategory(categories)
+        mode = coerce_flags("create_command_buffer", "mode", mode, CommandBufferMode)
+        categories = coerce_flags(
+            "create_command_buffer", "categories", categories, CommandCategory
+        )
         binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
         if mode & CommandBufferMode.ALLOW_INLINE_EXECUTION:
             if not mode & CommandBufferMode.ONE_SHOT:
@@ -243,33 +266,35 @@ class CommandBuffer:
         memory_barriers: Sequence[Any] = (),
         buffer_barriers: Sequence[Any] = (),
     ) -> None:
-        """Order every command before the barrier against every command after it."""
-        self._begin_command("execution_barrier", 0)
-        self._segments.append(
-            BarrierSegment(
-                int(source_stage),
-                int(target_stage),
-                int(flags),
-                tuple(memory_barriers),
-                tuple(buffer_barriers),
-            )
-        )
+        """Order every command before the barrier against every command after it. Raises
+        InvalidArgumentError for stages that are not ExecutionStage bits, a negative or
+        non-int ``flags`` and barrier lists that are not sequences."""
+        what = "execution_barrier"
+        self._begin_command(what, 0)
+        source, target = _stages(what, source_stage, target_stage)
+        flags = check_int(what, "flags", flags)
+        barriers = _barriers(what, memory_barriers, buffer_barriers)
+        self._segments.append(BarrierSegment(source, target, flags, *barriers))
 
     def _check_event(self, what: str, event: Any) -> None:
         if not isinstance(event, Event) or event.device is not self.device:
             raise InvalidArgumentError(f"{what}: event {event!r} is not an event of this device")
 
     def signal_event(self, event: Event, source_stage: int = ExecutionStage.ALL) -> None:
-        """Signal ``event`` once the work before it has reached ``source_stage``."""
+        """Signal ``event`` once the work before it has reached ``source_stage``. Raises
+        InvalidArgumentError (not an event of this device, a bad stage)."""
         self._begin_command("signal_event", _DISPATCH)
         self._check_event("signal_event", event)
-        self._segments.append(SignalEventSegment(event, int(source_stage)))
+        stage = coerce_flags("signal_event", "source_stage", source_stage, ExecutionStage)
+        self._segments.append(SignalEventSegment(event, int(stage)))
 
     def reset_event(self, event: Event, source_stage: int = ExecutionStage.ALL) -> None:
-        """Reset ``event``."""
+        """Reset ``event``. Raises InvalidArgumentError (not an event of this device, a bad
+        stage)."""
         self._begin_command("reset_event", _DISPATCH)
         self._check_event("reset_event", event)
-        self._segments.append(ResetEventSegment(event, int(source_stage)))
+        stage = coerce_flags("reset_event", "source_stage", source_stage, ExecutionStage)
+        self._segments.append(ResetEventSegment(event, int(stage)))
 
     def wait_events(
         self,
@@ -279,26 +304,25 @@ class CommandBuffer:
         memory_barriers: Sequence[Any] = (),
         buffer_barriers: Sequence[Any] = (),
     ) -> None:
-        """Wait for ``events``: orders like an execution barrier."""
-        self._begin_command("wait_events", _DISPATCH)
-        events = tuple(events)
+        """Wait for ``events`` (a sequence of events of this device): orders like an
+        execution barrier. Raises InvalidArgumentError for a single event or anything else
+        that is not such a sequence, and as :meth:`execution_barrier` for the rest."""
+        what = "wait_events"
+        self._begin_command(what, _DISPATCH)
+        events = check_sequence(what, "events", events, "Events")
         for event in events:
-            self._check_event("wait_events", event)
-        self._segments.append(
-            WaitEventsSegment(
-                events,
-                int(source_stage),
-                int(target_stage),
-                tuple(memory_barriers),
-                tuple(buffer_barriers),
-            )
-        )
+            self._check_event(what, event)
+        source, target = _stages(what, source_stage, target_stage)
+        barriers = _barriers(what, memory_barriers, buffer_barriers)
+        self._segments.append(WaitEventsSegment(events, source, target, *barriers))
 
     def advise_buffer(self, target: BufferTarget, flags: int = 0) -> None:
-        """A hint about ``target``'s contents; lowers to nothing."""
+        """A hint about ``target``'s contents; lowers to nothing. Raises as the other
+        commands for ``target``, InvalidArgumentError for a negative or non-int ``flags``."""
         self._begin_command("advise_buffer", _TRANSFER)
         ref = self._ref("advise_buffer", "target", target, 0, None, 0, 0)
-        self._segments.append(AdviseSegment(ref, int(flags)))
+        flags = check_int("advise_buffer", "flags", flags)
+        self._segments.append(AdviseSegment(ref, flags))
         if ref.slot is not None:
             self._slots.name(ref.slot)
 
@@ -427,8 +451,6 @@ class CommandBuffer:
             raise InvalidArgumentError(
                 f"{what}: workgroup_count {workgroup_count!r} must be a sequence (x, y, z)"
             )
-        if counts == (0, 0, 0):
-            return
         limit = self.device.caps.max_workgroups
         for axis, count in zip("xyz", counts, strict=False):
             check_int(what, f"workgroup_count.{axis}", count)
@@ -438,6 +460,8 @@ class CommandBuffer:
                     f"max-compute-workgroups-per-dimension {limit}"
                 )
         grid = (int(counts[0]), int(counts[1]), int(counts[2]))
+        if grid == (0, 0, 0):
+            return
         segment, any_slot = self._dispatch_segment(
             what, executable, entry_point, constants, bindings, grid, None
         )
@@ -512,7 +536,7 @@ class CommandBuffer:
             )
         if isinstance(bindings, (BufferLike, BufferRef, SlotRef)):
             bindings = (bindings,)
-        bindings = tuple(bindings)
+        bindings = check_sequence(what, "bindings", bindings, "Buffers, BufferRefs or SlotRefs")
         if len(bindings) != layout.binding_count:
             raise InvalidArgumentError(
                 f"{what}: {len(bindings)} bindings given, but {entry_point!r} uses "

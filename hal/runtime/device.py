@@ -19,9 +19,17 @@ import numpy as np
 from hal.backends import open_backend
 from hal.backends.protocol import Backend, BackendError
 from hal.core.caps import DeviceCaps
+from hal.core.checks import check_int
 from hal.core.cost import load_costs
-from hal.enums import BufferUsage, CommandBufferMode, CommandCategory, MemoryType
-from hal.errors import DeadlineExceededError, UnavailableError
+from hal.enums import (
+    BufferUsage,
+    CommandBufferMode,
+    CommandCategory,
+    MemoryAccess,
+    MemoryType,
+    coerce_flags,
+)
+from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
 from hal.runtime.adapters import AdapterInfo, available_adapters, describe, pick_adapter
 
 if TYPE_CHECKING:
@@ -65,8 +73,9 @@ def create_device(
     override the defaults; ``HAL_DISABLE_FEATURES`` (comma separated, e.g. ``immediates``)
     hides features, to exercise fallbacks. Raises :class:`UnavailableError` when no adapter
     matches or the implementation is unavailable, and :class:`InvalidArgumentError` for an
-    adapter index out of range.
+    adapter index out of range or an argument of the wrong type.
     """
+    _check_device_arguments(adapter, backend, label, implementation)
     if adapter is None and os.environ.get("HAL_ADAPTER"):
         env = os.environ["HAL_ADAPTER"]
         adapter = int(env) if env.isdigit() else env
@@ -80,6 +89,22 @@ def create_device(
     except BackendError as error:
         raise UnavailableError(f"create_device: {describe(chosen)}: {error}") from None
     return Device(opened, describe(chosen), label)
+
+
+def _check_device_arguments(adapter: Any, backend: Any, label: Any, implementation: Any) -> None:
+    """InvalidArgumentError unless ``adapter`` is None, a non-negative int or a string and
+    the other arguments None or strings."""
+    if adapter is not None and not isinstance(adapter, str):
+        check_int("create_device", "adapter", adapter)
+    for argument, value in (
+        ("backend", backend),
+        ("label", label),
+        ("implementation", implementation),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"create_device: {argument} {value!r} must be a string or None"
+            )
 
 
 class Device:
@@ -153,8 +178,13 @@ class Device:
         return f"<hal.Device {self.info}{' closed' if self._closed else ''}>"
 
     def wait_idle(self, timeout: float | None = None) -> None:
-        """Block until every submitted operation finished. Raises DeadlineExceededError."""
+        """Block until every submitted operation finished (``timeout`` as in
+        ``Semaphore.wait``). Raises DeadlineExceededError, InvalidArgumentError for a bad
+        timeout."""
+        from hal.core.checks import timeout_seconds
+
         self.check_open("wait_idle")
+        timeout = timeout_seconds("wait_idle", timeout)
         if not self._queue.wait_idle(timeout):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
 
@@ -181,8 +211,6 @@ class Device:
         access: Any = None,
     ) -> Buffer:
         """Shorthand for ``device.allocator.allocate_buffer`` (same arguments and errors)."""
-        from hal.enums import MemoryAccess
-
         return self.allocator.allocate_buffer(
             size,
             memory_type=memory_type,
@@ -197,8 +225,11 @@ class Device:
         usage: BufferUsage = BufferUsage.DEFAULT,
         memory_type: MemoryType = MemoryType.DEVICE_LOCAL,
     ) -> Buffer:
-        """Allocate a buffer holding a copy of ``array``'s bytes (C order)."""
-        data = np.ascontiguousarray(array)
+        """Allocate a buffer holding a copy of ``array``'s bytes (C order). Raises as
+        ``allocate_buffer``, and InvalidArgumentError for an array of Python objects or
+        something that is not an array."""
+        data = _host_array("buffer_from_numpy", array)
+        usage = coerce_flags("buffer_from_numpy", "usage", usage, BufferUsage)
         buffer = self.allocate_buffer(
             data.nbytes, memory_type=memory_type, usage=usage | BufferUsage.TRANSFER_TARGET
         )
@@ -206,21 +237,25 @@ class Device:
         return buffer
 
     def buffer_view_from_numpy(self, array: np.ndarray) -> BufferView:
-        """A :class:`BufferView` over a new buffer holding a copy of ``array``."""
+        """A :class:`BufferView` over a new buffer holding a copy of ``array``. Raises as
+        :meth:`buffer_from_numpy`."""
         from hal.runtime.buffer import BufferView
 
-        data = np.ascontiguousarray(array)
+        data = _host_array("buffer_view_from_numpy", array)
         return BufferView(self.buffer_from_numpy(data), data.shape, data.dtype)
 
     def transfer_h2d(self, data: Any, target: BufferTarget, target_offset: int = 0) -> None:
         """Copy host bytes into ``target`` at ``target_offset``, ordered after all previously
-        submitted work. Raises OutOfRangeError / PermissionDeniedError."""
+        submitted work. Raises OutOfRangeError, PermissionDeniedError (no TRANSFER_TARGET
+        usage or WRITE access), InvalidArgumentError, FailedPreconditionError."""
         from hal.core.checks import check_buffer_usage, check_range, host_bytes, resolve_direct
 
         self.check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
         buffer, base, length = resolve_direct(target, "transfer_h2d", "target", self)
-        check_buffer_usage("transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET)
+        check_buffer_usage(
+            "transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
+        )
         check_range("transfer_h2d", "target", target_offset, len(payload), length)
         self._host.write(buffer, base + target_offset, payload)
 
@@ -228,7 +263,8 @@ class Device:
         self, source: BufferTarget, source_offset: int = 0, length: int | None = None
     ) -> bytes:
         """Read ``length`` bytes (default: to the end) of ``source`` after all previously
-        submitted work finished. Raises OutOfRangeError / PermissionDeniedError."""
+        submitted work finished. Raises OutOfRangeError, PermissionDeniedError (no
+        TRANSFER_SOURCE usage or READ access), InvalidArgumentError, FailedPreconditionError."""
         buffer, offset, length = self._host.d2h_range("transfer_d2h", source, source_offset, length)
         return self._host.read(buffer, offset, length)
 
@@ -266,10 +302,11 @@ class Device:
         """Wait until all (or any) of the ``(semaphore, value)`` points are reached.
 
         Raises DeadlineExceededError on timeout, AbortedError for a failed semaphore and
-        InvalidArgumentError for an unknown ``mode``."""
+        InvalidArgumentError for an unknown ``mode``, a malformed point or a bad timeout
+        (``timeout`` as in ``Semaphore.wait``)."""
         from hal.runtime.semaphore import wait_points
 
-        wait_points(points, mode, timeout)
+        wait_points(points, mode, timeout, "wait_semaphores")
 
     # -- command buffers --------------------------------------------------------------------
 
@@ -320,14 +357,30 @@ class Device:
         signal the ``signal`` points when the GPU finished.
 
         Raises FailedPreconditionError (un-ended or resubmitted ONE_SHOT buffer, released
-        buffer), OutOfRangeError (binding table too small or a slot range past its entry)."""
-        self.check_open("queue_execute")
-        self._executor.execute(command_buffers, wait, signal, binding_table)
+        buffer), OutOfRangeError (binding table too small or a slot range past its entry),
+        InvalidArgumentError (not command buffers, a malformed wait/signal list or table)."""
+        from hal.core.checks import check_sequence
+        from hal.runtime.command_buffer import CommandBuffer
+
+        what = "queue_execute"
+        self.check_open(what)
+        waits, signals = _points(what, wait, signal)
+        if command_buffers is None or isinstance(command_buffers, CommandBuffer):
+            cbs: CommandBuffer | Sequence[CommandBuffer] | None = command_buffers
+        else:
+            cbs = check_sequence(what, "command_buffers", command_buffers, "CommandBuffers")
+        if binding_table is not None:
+            binding_table = check_sequence(
+                what, "binding_table", binding_table, "Buffers or BufferRefs"
+            )
+        self._executor.execute(cbs, waits, signals, binding_table)
 
     def queue_barrier(self, *, wait: WaitList = (), signal: WaitList = ()) -> None:
-        """Signal ``signal`` once ``wait`` is reached and the work submitted before is done."""
+        """Signal ``signal`` once ``wait`` is reached and the work submitted before is done.
+        Raises InvalidArgumentError for a malformed wait/signal list."""
         self.check_open("queue_barrier")
-        self._executor.execute(None, wait, signal, None)
+        waits, signals = _points("queue_barrier", wait, signal)
+        self._executor.execute(None, waits, signals, None)
 
     def queue_fill(
         self,
@@ -344,8 +397,11 @@ class Device:
         from hal.runtime.transfers import queue_transfer
 
         self.check_open("queue_fill")
+        wait, signal = _points("queue_fill", wait, signal)
         queue_transfer(
             self._host,
+            "queue_fill",
+            "fill_buffer",
             lambda cb: cb.fill_buffer(target, offset, length, pattern, pattern_length),
             wait,
             signal,
@@ -367,6 +423,7 @@ class Device:
         from hal.runtime.transfers import queue_transfer, queue_update_staged
 
         self.check_open("queue_update")
+        wait, signal = _points("queue_update", wait, signal)
         # Large updates are staged through hal's staging buffers (one copy, no lowering).
         if queue_update_staged(
             self._host, source, source_offset, target, target_offset, length, wait, signal
@@ -374,6 +431,8 @@ class Device:
             return
         queue_transfer(
             self._host,
+            "queue_update",
+            "update_buffer",
             lambda cb: cb.update_buffer(source, source_offset, target, target_offset, length),
             wait,
             signal,
@@ -394,8 +453,11 @@ class Device:
         from hal.runtime.transfers import queue_transfer
 
         self.check_open("queue_copy")
+        wait, signal = _points("queue_copy", wait, signal)
         queue_transfer(
             self._host,
+            "queue_copy",
+            "copy_buffer",
             lambda cb: cb.copy_buffer(source, source_offset, target, target_offset, length),
             wait,
             signal,
@@ -414,6 +476,7 @@ class Device:
         from hal.runtime.transfers import queue_alloca
 
         self.check_open("queue_alloca")
+        wait, signal = _points("queue_alloca", wait, signal)
         return queue_alloca(self._host, size, wait, signal, memory_type, usage)
 
     def queue_dealloca(self, buffer: Buffer, *, wait: WaitList = (), signal: WaitList = ()) -> None:
@@ -421,6 +484,7 @@ class Device:
         from hal.runtime.transfers import queue_dealloca
 
         self.check_open("queue_dealloca")
+        wait, signal = _points("queue_dealloca", wait, signal)
         queue_dealloca(self._host, buffer, wait, signal)
 
     def queue_read(
@@ -439,6 +503,7 @@ class Device:
         from hal.runtime.transfers import queue_read
 
         self.check_open("queue_read")
+        wait, signal = _points("queue_read", wait, signal)
         queue_read(
             self._host,
             source_file,
@@ -466,6 +531,7 @@ class Device:
         from hal.runtime.transfers import queue_write
 
         self.check_open("queue_write")
+        wait, signal = _points("queue_write", wait, signal)
         queue_write(
             self._host,
             source,
@@ -476,6 +542,29 @@ class Device:
             wait,
             signal,
         )
+
+
+def _points(what: str, wait: Any, signal: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A queue operation's wait and signal lists, validated before the operation does
+    anything (a rejected call changes nothing). Raises InvalidArgumentError, OutOfRangeError."""
+    from hal.runtime.semaphore import normalise_points
+
+    return normalise_points(f"{what} wait", wait), normalise_points(f"{what} signal", signal)
+
+
+def _host_array(what: str, array: Any) -> np.ndarray:
+    """``array`` (anything ``np.asarray`` takes) as a C-contiguous array of plain bytes.
+    Raises InvalidArgumentError where that would hold Python objects (None, ``object()``,
+    ``dtype=object``) or numpy refuses it."""
+    try:
+        array = np.asarray(array)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(f"{what}: array is not array-like: {error}") from None
+    if array.dtype.hasobject:
+        raise InvalidArgumentError(
+            f"{what}: array of dtype {array.dtype} holds Python objects, not plain bytes"
+        )
+    return np.ascontiguousarray(array)
 
 
 def _caps(limits: dict[str, int], features: frozenset[str], info: AdapterInfo) -> DeviceCaps:

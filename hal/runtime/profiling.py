@@ -315,7 +315,11 @@ class Profile:
 
     def wait(self, timeout: float | None = 60.0) -> None:
         """Wait until every profiled submission that reached the GPU completed. Raises
-        DeadlineExceededError on timeout."""
+        DeadlineExceededError on timeout, InvalidArgumentError for a bad timeout (as in
+        ``Semaphore.wait``)."""
+        from hal.core.checks import timeout_seconds
+
+        timeout = timeout_seconds("profile.wait", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             records = list(self._records)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hal.core.checks import check_int
+from hal.core.checks import check_int, timeout_seconds
 from hal.errors import (
     AbortedError,
     DeadlineExceededError,
@@ -96,7 +96,10 @@ class Semaphore:
         self._notify_watchers()
 
     def fail(self, error: BaseException | str) -> None:
-        """Fail the semaphore; the first failure wins and later ones are ignored."""
+        """Fail the semaphore with an exception or a message (wrapped in RuntimeError); the
+        first failure wins and later ones are ignored. Raises InvalidArgumentError for
+        anything else."""
+        _check_failure("Semaphore.fail", error)
         if not isinstance(error, BaseException):
             error = RuntimeError(str(error))
         with _changed:
@@ -108,8 +111,11 @@ class Semaphore:
 
     def wait(self, value: int, timeout: float | None = None) -> None:
         """Block until the value reaches ``value``. Raises DeadlineExceededError after
-        ``timeout`` seconds (0 polls) and AbortedError if the semaphore fails."""
-        wait_points([(self, value)], "all", timeout)
+        ``timeout`` seconds (0 polls; None, ``math.inf`` or a huge timeout waits forever),
+        AbortedError if the semaphore fails and InvalidArgumentError for a bad value or
+        timeout."""
+        value = _check_value("Semaphore.wait", value)
+        wait_points([(self, value)], "all", timeout, "Semaphore.wait")
 
     def expect(self, value: int, completion: Any, ticket: int) -> None:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
@@ -153,8 +159,10 @@ class Fence:
     __slots__ = ("_points",)
 
     def __init__(self, points: Iterable[Point] = ()) -> None:
+        """Raises InvalidArgumentError unless ``points`` is an iterable of (Semaphore, int)
+        pairs, OutOfRangeError for a value past :data:`MAX_VALUE`."""
         self._points: dict[Semaphore, int] = {}
-        for semaphore, value in points:
+        for semaphore, value in normalise_points("Fence", points):
             self.insert(semaphore, value)
 
     def insert(self, semaphore: Semaphore, value: int) -> None:
@@ -179,14 +187,17 @@ class Fence:
     def join(cls, *fences: Fence) -> Fence:
         """A fence with every point of ``fences`` (the larger value per semaphore)."""
         joined = cls()
-        for fence in fences:
+        for i, fence in enumerate(fences):
+            if not isinstance(fence, Fence):
+                raise InvalidArgumentError(f"Fence.join: fences[{i}] {fence!r} is not a Fence")
             for semaphore, value in fence.points:
                 joined.insert(semaphore, value)
         return joined
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for every point. Raises DeadlineExceededError / AbortedError."""
-        wait_points(self.points, "all", timeout)
+        """Wait for every point. Raises DeadlineExceededError / AbortedError, and
+        InvalidArgumentError for a bad timeout (see :func:`wait_points`)."""
+        wait_points(self.points, "all", timeout, "Fence.wait")
 
     def signal(self) -> None:
         """Signal every point from the host."""
@@ -194,7 +205,8 @@ class Fence:
             semaphore.signal(value)
 
     def fail(self, error: BaseException | str) -> None:
-        """Fail every semaphore of the fence."""
+        """Fail every semaphore of the fence (``error`` as in ``Semaphore.fail``)."""
+        _check_failure("Fence.fail", error)
         for semaphore, _ in self.points:
             semaphore.fail(error)
 
@@ -207,6 +219,13 @@ class Fence:
 WaitList = Fence | Sequence[Point]
 
 
+def _check_failure(what: str, error: Any) -> None:
+    if not isinstance(error, (BaseException, str)):
+        raise InvalidArgumentError(
+            f"{what}: error {error!r} must be an exception or a message string"
+        )
+
+
 def _check_value(what: str, value: Any) -> int:
     value = check_int(what, "value", value)
     if value > MAX_VALUE:
@@ -214,12 +233,18 @@ def _check_value(what: str, value: Any) -> int:
     return value
 
 
-def normalise_points(what: str, points: WaitList | None) -> tuple[Point, ...]:
-    """A wait/signal list as (semaphore, value) tuples. Raises InvalidArgumentError."""
+def normalise_points(what: str, points: WaitList | Iterable[Point] | None) -> tuple[Point, ...]:
+    """A wait/signal list as (semaphore, value) tuples. Raises InvalidArgumentError for
+    anything but None, a Fence or an iterable of (Semaphore, non-negative int) pairs, and
+    OutOfRangeError for a value past :data:`MAX_VALUE`."""
     if points is None:
         return ()
     if isinstance(points, Fence):
         return points.points
+    if isinstance(points, (str, bytes, bytearray, Semaphore)) or not isinstance(points, Iterable):
+        raise InvalidArgumentError(
+            f"{what}: {points!r} must be a Fence or a sequence of (semaphore, value) pairs"
+        )
     out = []
     for item in points:
         try:
@@ -230,19 +255,29 @@ def normalise_points(what: str, points: WaitList | None) -> tuple[Point, ...]:
             ) from None
         if not isinstance(semaphore, Semaphore):
             raise InvalidArgumentError(f"{what}: {semaphore!r} is not a Semaphore")
+        if isinstance(item, (str, bytes)):
+            raise InvalidArgumentError(f"{what}: {item!r} is not a (semaphore, value) pair")
         out.append((semaphore, _check_value(what, value)))
     return tuple(out)
 
 
-def wait_points(points: WaitList, mode: str = "all", timeout: float | None = None) -> None:
-    """Wait until all (or any) points are reached. Raises DeadlineExceededError on timeout,
-    AbortedError if a needed semaphore failed, InvalidArgumentError for a bad mode."""
-    if mode not in ("all", "any"):
-        raise InvalidArgumentError(f"wait_semaphores: mode {mode!r} must be 'all' or 'any'")
-    pairs = normalise_points("wait_semaphores", points)
+def wait_points(
+    points: WaitList,
+    mode: str = "all",
+    timeout: float | None = None,
+    what: str = "wait_semaphores",
+) -> None:
+    """Wait until all (or any) points are reached. ``timeout`` is seconds (0 polls; None,
+    ``math.inf`` and huge values wait forever). Raises DeadlineExceededError on timeout,
+    AbortedError if a needed semaphore failed, InvalidArgumentError (naming ``what``) for a
+    bad mode, point or timeout."""
+    if not isinstance(mode, str) or mode not in ("all", "any"):
+        raise InvalidArgumentError(f"{what}: mode {mode!r} must be 'all' or 'any'")
+    pairs = normalise_points(what, points)
+    timeout = timeout_seconds(what, timeout)
     if not pairs:
         return
-    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
 
     def check() -> bool:
         reached = 0

@@ -24,7 +24,7 @@ from hal.enums import (
     MemoryAccess,
     MemoryType,
 )
-from hal.errors import FailedPreconditionError, InvalidArgumentError, OutOfRangeError
+from hal.errors import FailedPreconditionError, HalError, InvalidArgumentError, OutOfRangeError
 from hal.runtime.buffer import Buffer
 from hal.runtime.loss import backend_failure
 from hal.runtime.semaphore import normalise_points
@@ -55,13 +55,26 @@ STAGED_MIN = 64 * 1024
 
 
 def queue_transfer(
-    host: HostTransfers, record: Callable[[CommandBuffer], None], wait: WaitList, signal: WaitList
+    host: HostTransfers,
+    what: str,
+    command: str,
+    record: Callable[[CommandBuffer], None],
+    wait: WaitList,
+    signal: WaitList,
 ) -> None:
-    """Record one transfer command with ``record`` into a one-shot command buffer and queue
-    it. Recording errors propagate before anything is queued."""
+    """Record one transfer command (``command``, e.g. "fill_buffer") with ``record`` into a
+    one-shot command buffer and queue it as ``what`` (e.g. "queue_fill"). Recording errors
+    propagate before anything is queued, their messages naming ``what``."""
     cb = host.device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
     cb.begin()
-    record(cb)
+    try:
+        record(cb)
+    except HalError as error:
+        prefix = f"{command}: "
+        message = str(error)
+        if not message.startswith(prefix):
+            raise
+        raise type(error)(f"{what}: {message[len(prefix) :]}") from error.__cause__
     cb.end()
     host.executor.execute(cb, wait, signal, None)
 
@@ -436,8 +449,8 @@ def queue_write(
         size = memoryview(target_file).nbytes
         if target_offset + length > size:
             raise OutOfRangeError(
-                f"{what}: target range [{target_offset}, {target_offset + length}) is past "
-                f"the end of the {size}-byte target"
+                f"{what}: target_offset {target_offset} + length {length} is past the end "
+                f"of the {size}-byte target_file"
             )
 
     def write() -> None:
@@ -524,12 +537,13 @@ class HostTransfers:
         self, what: str, source: Any, source_offset: int, length: int | None
     ) -> tuple[Buffer, int, int]:
         """Validate a device-to-host read: (buffer, absolute offset, length). Raises
-        UnavailableError, OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
+        UnavailableError, OutOfRangeError, PermissionDeniedError (no TRANSFER_SOURCE usage or
+        READ access, as the queue operations), FailedPreconditionError."""
         from hal.core.checks import check_range, resolve_direct
 
         self.device.check_open(what)
         buffer, base, size = resolve_direct(source, what, "source", self.device)
-        check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE)
+        check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE, MemoryAccess.READ)
         if length is None:
             check_range(what, "source", source_offset, 0, size)
             length = size - source_offset

@@ -369,6 +369,25 @@ def end_per_command(device: hal.Device, n: int, executable: Any, buffer: hal.Buf
     return (time.perf_counter() - start) / n
 
 
+def end_in_subprocess(size: int, timeout: float) -> float | None:
+    """``end_per_command`` at ``size`` in a fresh process (a crash or a hang costs one row)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import hal, eager; "
+        "d = hal.create_device(); print(eager.end_per_command(d, "
+        f"{size}, d.create_executable(hal.shader_path('noop.wgsl')), d.allocate_buffer(1 << 20)))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return None
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -494,7 +513,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for size in args.end_sizes:
         print(f"  end() at {size} commands ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        end_rows[str(size)] = end_per_command(device, size, h.noop, h.buffer)
+        value = end_in_subprocess(size, args.end_budget * 10)
+        if value is None:
+            notes.append(f"end() at {size} commands failed or ran past {args.end_budget * 10} s")
+            break
+        end_rows[str(size)] = value
         if time.perf_counter() - start > args.end_budget:
             notes.append(f"end() sizes above {size} skipped: {size} took over {args.end_budget} s")
             break

@@ -120,6 +120,8 @@ def coerce_flags(what: str, argument: str, value: Any, cls: type[_Flag]) -> _Fla
     Accepts a ``cls`` member or a non-negative int (numpy ints included) of bits ``cls``
     defines. Raises InvalidArgumentError, naming ``what`` and ``argument``, for anything else:
     another type (bools, floats and strings included) or an int with unknown bits."""
+    if type(value) is cls:  # the common case, without the isinstance chain
+        return value
     if isinstance(value, cls):
         return value
     if isinstance(value, bool) or (not isinstance(value, int) and not _is_numpy_int(value)):

@@ -324,10 +324,10 @@ device = hal.create_device()
 buffer = device.allocate_buffer(1 << 16)
 with device.record(mode=hal.CommandBufferMode.DEFAULT) as cb:
     cb.fill_buffer(buffer, 0, 1 << 16, 7, 1)
-gate = device.create_semaphore()
 refused = []
 
 def submit():
+    gate = device.create_semaphore()
     value = 0
     while True:
         value += 1

@@ -223,6 +223,10 @@ class NullBackend(Backend):
             self.submissions += 1
             return self.submissions
 
+    def completed_ticket(self) -> int:
+        self._check()
+        return self.submissions  # submissions run at once on the host
+
     def wait(self, ticket: int) -> None:
         self._check()
 

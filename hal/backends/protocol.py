@@ -111,6 +111,9 @@ class Backend:
         self.submission_lock = threading.RLock()
         #: Why the device is lost, once the backend knows it (:meth:`note_lost`); else None.
         self.lost_reason: str | None = None
+        #: Seconds the completion tracker polls :meth:`completed_ticket` without blocking
+        #: before it blocks in :meth:`wait` (0: never; where a blocking wait is as fast).
+        self.spin_s = 0.0
 
     def note_lost(self, reason: str) -> None:
         """Record that the device is lost (the first reason wins)."""
@@ -256,6 +259,11 @@ class Backend:
     def poll(self) -> None:
         """Process finished work without blocking (fires map callbacks)."""
         raise NotImplementedError
+
+    def completed_ticket(self) -> int:
+        """Process finished work without blocking; the highest ticket known finished (every
+        earlier one finished too), 0 where the implementation cannot tell."""
+        return 0
 
     # -- mapping (staging buffers only) -------------------------------------------------------
 

@@ -16,6 +16,8 @@ device opens as a plain :class:`WgpuPyBackend`.
 
 from __future__ import annotations
 
+import collections
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -49,8 +51,9 @@ try:
             "wgpuBufferUnmap",
         )
     )
+    _WORK_DONE = hasattr(_lib, "wgpuQueueOnSubmittedWorkDone")
 except ImportError:  # pragma: no cover - other wgpu builds
-    _RAW = False
+    _RAW = _WORK_DONE = False
 
 _MAP_READ, _MAP_WRITE = 1, 2
 _SPIN = 0.0005  # seconds of busy polling before a map wait backs off
@@ -83,17 +86,62 @@ class _MapRequest:
         self.info.callback = callback
 
 
+def _spin_seconds(adapter_type: str) -> float:
+    """The completion tracker's spin: ``HAL_POLL_SPIN_US`` if set, else 2000 µs on a GPU and
+    none on a CPU adapter (lavapipe runs the GPU work on the host's cores, which a spinning
+    tracker would take from it, and its blocking waits are as fast). Measured on the H200: a
+    round trip waited by ``wgpuDevicePoll(wait=True)`` took 64 µs, by non-blocking polls until
+    ``wgpuQueueOnSubmittedWorkDone`` fired 37 µs (benchmarks/wait_strategies.py)."""
+    default = "0" if adapter_type == "cpu" else "2000"
+    try:
+        return max(0.0, float(os.environ.get("HAL_POLL_SPIN_US", default)) * 1e-6)
+    except ValueError:
+        return float(default) * 1e-6
+
+
+class _WorkDone:
+    """Which submissions finished, from ``wgpuQueueOnSubmittedWorkDone`` callbacks: one is
+    registered after each submission and they fire in submission order, inside whichever
+    thread's ``wgpuDevicePoll`` processes them."""
+
+    __slots__ = ("callback", "completed", "info", "pending")
+
+    def __init__(self) -> None:
+        self.pending: collections.deque[int] = collections.deque()
+        self.completed = 0
+
+        # wgpu.h: void (*WGPUQueueWorkDoneCallback)(WGPUQueueWorkDoneStatus, WGPUStringView,
+        #                                             void* userdata1, void* userdata2)
+        @_ffi.callback("void(WGPUQueueWorkDoneStatus, WGPUStringView, void *, void *)")
+        def callback(status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+            ticket = self.pending.popleft() if self.pending else 0
+            if status == _lib.WGPUQueueWorkDoneStatus_Success and ticket > self.completed:
+                self.completed = ticket
+
+        self.callback = callback
+        self.info = _ffi.new("WGPUQueueWorkDoneCallbackInfo *")
+        self.info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
+        self.info.callback = callback
+
+
 class WgpuNativeBackend(WgpuPyBackend):
     """A wgpu-py device whose hot paths call wgpu-native directly."""
 
     implementation = "wgpu-native"
+    _work_done: _WorkDone | None = None
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
         """As :meth:`WgpuPyBackend.open`; a plain WgpuPyBackend without the cffi handles."""
         if not _RAW:  # pragma: no cover - other wgpu builds
             return WgpuPyBackend.open(adapter, features, label)
-        return super().open(adapter, features, label)
+        backend = super().open(adapter, features, label)
+        assert isinstance(backend, WgpuNativeBackend)
+        spin = _spin_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
+        if spin > 0:
+            backend.spin_s = spin
+            backend._work_done = _WorkDone()
+        return backend
 
     # -- recorded encoder calls (wgpu.h) --------------------------------------------------
 
@@ -154,9 +202,27 @@ class WgpuNativeBackend(WgpuPyBackend):
     def submit(self, command_buffers: Sequence[Any]) -> int:
         # wgpu-native wgpu.h: WGPUSubmissionIndex wgpuQueueSubmitForIndex(queue, count, cbs)
         handles = _ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
-        return int(
+        ticket = int(
             _lib.wgpuQueueSubmitForIndex(self.queue._internal, len(command_buffers), handles)
         )
+        work_done = self._work_done
+        if work_done is not None:
+            work_done.pending.append(ticket)
+            # wgpu.h: WGPUFuture wgpuQueueOnSubmittedWorkDone(queue, callbackInfo)
+            _lib.wgpuQueueOnSubmittedWorkDone(self.queue._internal, work_done.info[0])
+        return ticket
+
+    def completed_ticket(self) -> int:
+        work_done = self._work_done
+        if work_done is None:
+            return 0
+        try:
+            # wgpu-native wgpu.h: wgpuDevicePoll(device, wait = false, NULL) fires callbacks
+            _lib.wgpuDevicePoll(self.device._internal, False, _ffi.NULL)
+        except Exception as error:  # pragma: no cover - a lost device
+            failure = translate(error)
+            raise BackendError(f"wgpuDevicePoll failed: {failure}", lost=failure.lost) from None
+        return work_done.completed
 
     def wait(self, ticket: int) -> None:
         # wgpu-native wgpu.h: WGPUBool wgpuDevicePoll(device, wait, WGPUSubmissionIndex const*)

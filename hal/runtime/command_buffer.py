@@ -92,6 +92,8 @@ _BINDING_NEEDS = {
 # ``uniform``): without them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
 _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
 _BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
+_FULL_BARRIER = BarrierSegment(int(ExecutionStage.ALL), int(ExecutionStage.ALL), 0, (), ())
+"""The segment of ``execution_barrier()`` with its defaults (shared: segments are frozen)."""
 
 
 def _binding_name(index: int) -> str:
@@ -271,6 +273,16 @@ class CommandBuffer:
         non-int ``flags`` and barrier lists that are not sequences."""
         what = "execution_barrier"
         self._begin_command(what, 0)
+        if (
+            source_stage is ExecutionStage.ALL
+            and target_stage is ExecutionStage.ALL
+            and flags == 0
+            and memory_barriers == ()
+            and buffer_barriers == ()
+            and type(flags) is int
+        ):
+            self._segments.append(_FULL_BARRIER)  # the common case: one shared frozen segment
+            return
         source, target = _stages(what, source_stage, target_stage)
         flags = check_int(what, "flags", flags)
         barriers = _barriers(what, memory_barriers, buffer_barriers)
@@ -446,12 +458,37 @@ class CommandBuffer:
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "dispatch"
         self._begin_command(what, _DISPATCH)
+        grid = self._grid(what, workgroup_count)
+        if grid == (0, 0, 0):
+            return
+        segment, any_slot = self._dispatch_segment(
+            what, executable, entry_point, constants, bindings, grid, None
+        )
+        if 0 in grid:
+            return
+        self._segments.append(segment)
+        if any_slot:
+            self._require_bindings(what, segment)
+
+    def _grid(self, what: str, workgroup_count: Any) -> tuple[int, int, int]:
+        """``workgroup_count`` as a checked (x, y, z). Raises InvalidArgumentError."""
+        limit = self.device.caps.max_workgroups
+        if type(workgroup_count) is tuple and len(workgroup_count) == 3:
+            x, y, z = workgroup_count
+            if (
+                type(x) is int
+                and type(y) is int
+                and type(z) is int
+                and 0 <= x <= limit
+                and 0 <= y <= limit
+                and 0 <= z <= limit
+            ):
+                return workgroup_count  # type: ignore[return-value]
         counts = tuple(workgroup_count) if isinstance(workgroup_count, Sequence) else None
         if counts is None or len(counts) != 3:
             raise InvalidArgumentError(
                 f"{what}: workgroup_count {workgroup_count!r} must be a sequence (x, y, z)"
             )
-        limit = self.device.caps.max_workgroups
         for axis, count in zip("xyz", counts, strict=False):
             check_int(what, f"workgroup_count.{axis}", count)
             if count > limit:
@@ -459,17 +496,7 @@ class CommandBuffer:
                     f"{what}: workgroup_count.{axis} {count} exceeds the adapter's "
                     f"max-compute-workgroups-per-dimension {limit}"
                 )
-        grid = (int(counts[0]), int(counts[1]), int(counts[2]))
-        if grid == (0, 0, 0):
-            return
-        segment, any_slot = self._dispatch_segment(
-            what, executable, entry_point, constants, bindings, grid, None
-        )
-        if 0 in counts:
-            return
-        self._segments.append(segment)
-        if any_slot:
-            self._require_bindings(what, segment)
+        return (int(counts[0]), int(counts[1]), int(counts[2]))
 
     def dispatch_indirect(
         self,

@@ -112,6 +112,13 @@ class Completion:
         self.cond.notify_all()
         return taken
 
+    @property
+    def direct_waits(self) -> bool:
+        """Whether an unbounded host wait should block in the backend itself (saving the
+        tracker's hand-off) rather than wait for the tracker: not while the tracker spins,
+        where a second thread's blocking wait would slow the spinning one down."""
+        return self._backend.spin_s <= 0
+
     def _track(self) -> None:
         while True:
             with self.cond:
@@ -121,11 +128,29 @@ class Completion:
                     self._stopped = True
                     return
                 oldest = self._in_flight[0].ticket
+            if self._backend.spin_s > 0 and self._spin(oldest):
+                continue
             self.wait_for(oldest)
+
+    def _spin(self, oldest: int) -> bool:
+        """Poll without blocking for up to the backend's ``spin_s`` until ``oldest`` finished
+        (then complete what did): True, or False to block instead."""
+        backend = self._backend
+        deadline = time.perf_counter() + backend.spin_s
+        while True:
+            try:
+                done = backend.completed_ticket()
+            except BackendError:
+                return False  # the blocking wait reports it
+            if done >= oldest:
+                self.complete_through(done)
+                return True
+            if time.perf_counter() > deadline:
+                return False
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait until nothing submitted is in flight; False on timeout."""
-        if timeout is None:
+        if timeout is None and self.direct_waits:
             # Unbounded: block in the backend on this thread, saving the tracker's wake-up.
             while True:
                 with self.cond:

@@ -292,13 +292,20 @@ def wait_points(
         return reached == len(pairs)
 
     # A wait without a timeout on a value that submitted GPU work will signal blocks in the
-    # device poll itself: the tracker thread's wake-up and hand-off (~33 µs each on the H100
-    # host) are skipped. A bounded wait can't do this: the poll cannot be interrupted.
+    # device poll itself where the backend's blocking wait is the fastest (CPU adapters): the
+    # tracker thread's wake-up and hand-off are skipped. A bounded wait can't do this (the
+    # poll cannot be interrupted), and where the tracker spins (GPUs) every wait leaves the
+    # polling to it, so bounded and unbounded waits cost the same.
     if timeout is None and len(pairs) == 1:
         semaphore, value = pairs[0]
         while not check():
             pending = semaphore._signalling_submission(value)
-            if pending is None or pending[0].closing or pending[1] <= pending[0].completed:
+            if (
+                pending is None
+                or pending[0].closing
+                or not pending[0].direct_waits
+                or pending[1] <= pending[0].completed
+            ):
                 # Nothing left to block on in the backend (or another thread is completing
                 # that work right now): wait for the signal itself.
                 break

@@ -94,7 +94,7 @@ def check_sequence(what: str, argument: str, value: Any, items: str) -> tuple[An
     e.g. a single Event where a sequence of events is expected."""
     kind = type(value)
     if kind is tuple:  # the common cases first: an ABC isinstance check costs ~1 µs
-        return value  # type: ignore[no-any-return]
+        return value
     if kind is list:
         return tuple(value)
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Sequence):

@@ -483,7 +483,7 @@ class CommandBuffer:
                 and 0 <= y <= limit
                 and 0 <= z <= limit
             ):
-                return workgroup_count  # type: ignore[return-value]
+                return workgroup_count
         counts = tuple(workgroup_count) if isinstance(workgroup_count, Sequence) else None
         if counts is None or len(counts) != 3:
             raise InvalidArgumentError(

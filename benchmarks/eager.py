@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -46,6 +47,7 @@ if str(REPO) not in sys.path:
 import hal  # noqa: E402
 
 TIMEOUT = 60.0
+_KEEP: list[Any] = []
 Sample = Callable[[], float]
 """One timed repetition: returns seconds (per command / per item where the row says so)."""
 
@@ -522,6 +524,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             notes.append(f"end() sizes above {size} skipped: {size} took over {args.end_budget} s")
             break
     device.wait_idle(TIMEOUT)
+    # Teardown of the anchors' runtimes (IREE's Vulkan device beside wgpu's, torch) crashed
+    # the process on the H200 when run() returned: keep them until the exit, which skips it.
+    _KEEP.extend((device, h, raw, irees, torch))
     return {
         "rows": rows,
         "end_per_command_s": end_rows,
@@ -609,6 +614,9 @@ def main() -> None:
     args.json.write_text(json.dumps(result, indent=1, default=str))
     args.json.with_suffix(".md").write_text(text + "\n")
     plot(result, args.json.with_suffix(".png"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # see _KEEP
 
 
 if __name__ == "__main__":

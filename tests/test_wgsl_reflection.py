@@ -516,7 +516,7 @@ def test_random_token_soup_raises_only_invalid_argument(pieces: list[str]) -> No
     try:
         info = reflect_uncached(source)
     except hal.InvalidArgumentError as error:
-        assert " at line " in str(error) or "immediate block" in str(error) or str(error)
+        assert str(error)  # the rule it broke, never an empty message
         return
     assert isinstance(info, ModuleInfo)
     assert rewrite_immediates(source, info, 1).count("var<immediate>") <= source.count(

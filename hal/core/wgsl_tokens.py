@@ -21,25 +21,24 @@ _MARKER = re.compile(r"//|/\*|\*/")
 _LINE_END = re.compile(r"[\n\r\x0b\x0c\x85\u2028\u2029]")
 _DEC_EXP = r"[eE][+-]?[0-9]+"
 _HEX_EXP = r"[pP][+-]?[0-9]+"
-_NUMBER = (
-    r"(?P<float>0[xX](?:[0-9a-fA-F]*\.[0-9a-fA-F]+|[0-9a-fA-F]+\.[0-9a-fA-F]*)(?:"
-    + _HEX_EXP
-    + r"[fh]?)?"
+_FLOAT = (
+    r"0[xX](?:[0-9a-fA-F]*\.[0-9a-fA-F]+|[0-9a-fA-F]+\.[0-9a-fA-F]*)(?:" + _HEX_EXP + r"[fh]?)?"
     r"|0[xX][0-9a-fA-F]+" + _HEX_EXP + r"[fh]?"
     r"|(?:[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)(?:" + _DEC_EXP + r")?[fh]?"
     r"|[0-9]+" + _DEC_EXP + r"[fh]?"
-    r"|(?:0|[1-9][0-9]*)[fh])"
-    r"|(?P<int>0[xX][0-9a-fA-F]+[iu]?|(?:0|[1-9][0-9]*)[iu]?)"
+    r"|(?:0|[1-9][0-9]*)[fh]"
 )
-# Blankspace and line comments are skipped by the prefix; the common tokens come first.
+_INT = r"0[xX][0-9a-fA-F]+[iu]?|(?:0|[1-9][0-9]*)[iu]?"
+# One match per token: (skipped blankspace and line comments, ident, float, int, op, end,
+# bad). findall over plain groups is much faster than match objects; offsets are rebuilt
+# from the lengths.
 _TOKEN = re.compile(
-    r"(?:\s|//[^\n\r\x0b\x0c\x85\u2028\u2029]*)*(?:"
-    r"(?P<ident>[^\W\d]\w*)"
-    r"|(?P<op>->|<<=|<<|<=|==|!=|&&|\|\||\+\+|--|[-+*/%&|^]=|[@()\[\]{}<>,;:=+\-*/%&|^~!])"
-    r"|(?=\.?[0-9])(?:" + _NUMBER + r")"
-    r"|(?P<dot>\.)"
-    r"|(?P<end>\Z)"
-    r"|(?P<bad>.))",
+    r"((?:\s|//[^\n\r\x0b\x0c\x85\u2028\u2029]*)*)(?:"
+    r"([^\W\d]\w*)"
+    r"|(?=\.?[0-9])(?:(" + _FLOAT + r")|(" + _INT + r"))"
+    r"|(->|<<=|<<|<=|==|!=|&&|\|\||\+\+|--|[-+*/%&|^]=|[@()\[\]{}<>,;:=+\-*/%&|^~!.])"
+    r"|(\Z)"
+    r"|(.))",
     re.S,
 )
 
@@ -110,16 +109,23 @@ def tokenize(source: str) -> list[Token]:
     text = _blank_comments(source) if "/*" in source else source
     tokens: list[Token] = []
     append = tokens.append
-    for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
-        assert kind is not None
-        at = m.start(kind)
-        if kind == "dot":
-            append(("op", ".", at))
-            continue
-        if kind == "end":
-            break
-        if kind == "bad":
-            raise WgslError(f"unexpected character {text[at]!r} at {line_col(source, at)}")
-        append((kind, m.group(kind), at))
+    pos = 0
+    for skip, ident, real, integer, op, _, bad in _TOKEN.findall(text):
+        pos += len(skip)
+        if ident:
+            append(("ident", ident, pos))
+            pos += len(ident)
+        elif op:
+            append(("op", op, pos))
+            pos += len(op)
+        elif integer:
+            append(("int", integer, pos))
+            pos += len(integer)
+        elif real:
+            append(("float", real, pos))
+            pos += len(real)
+        elif bad:
+            raise WgslError(f"unexpected character {bad!r} at {line_col(source, pos)}")
+        else:
+            break  # the end of the text
     return tokens

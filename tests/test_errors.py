@@ -1117,11 +1117,12 @@ def test_a_buffer_without_device_visible_memory_is_denied(device: hal.Device) ->
 
 
 def test_wgpu_errors_that_escape_validation_name_the_command(device: hal.Device) -> None:
-    """A kernel type the validator cannot size (an alias) lets a too-short binding reach
-    wgpu; the error is a HalError naming the command, and nothing ran."""
+    """A kernel type the validator cannot size (an array count from a builtin it does not
+    evaluate) lets a too-short binding reach wgpu; the error is a HalError naming the
+    command, and nothing ran."""
     kernel = device.create_executable(
-        "alias Block = mat4x4<f32>;\n"
-        "@group(0) @binding(0) var<uniform> block: Block;\n"
+        "const N = u32(sqrt(16.0));\n"
+        "@group(0) @binding(0) var<uniform> block: array<vec4<f32>, N>;\n"
         "@group(0) @binding(1) var<storage, read_write> out: array<u32>;\n"
         "@compute @workgroup_size(1) fn f() { out[0] = bitcast<u32>(block[0][0]); }\n"
     )

@@ -45,12 +45,15 @@ def test_binding_minimum_sizes(type_text: str, size: int) -> None:
 
 
 def test_types_it_cannot_size_give_zero() -> None:
+    """An array count that is not a known constant, or an unknown type name, leaves the
+    binding's minimum size to wgpu (0); aliases are followed."""
     sizes = binding_sizes(
         "alias Block = mat4x4<f32>;\n"
         "@group(0) @binding(0) var<uniform> a: Block;\n"
         "@group(0) @binding(1) var<storage> b: array<f32, N>;\n"
+        "@group(0) @binding(2) var<storage> c: Unknown;\n"
     )
-    assert sizes == {"a": 0, "b": 0}
+    assert sizes == {"a": 64, "b": 0, "c": 0}
 
 
 def test_the_immediate_block_is_sized_by_the_same_sizer() -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "normalise_pattern",
     "one_line",
     "pack_constants",
+    "pack_scalar",
     "resolve_direct",
     "timeout_seconds",
 ]
@@ -279,31 +280,73 @@ def normalise_pattern(what: str, pattern: Any, pattern_length: int | None) -> by
     return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
 
-def pack_constants(what: str, constants: Any) -> bytes:
-    """Dispatch constants as bytes: a bytes-like object or array (4-byte multiple), or a
-    sequence of ints (u32, or i32 when negative) and floats (f32)."""
+_INT_RANGES = {"u32": (0, (1 << 32) - 1), "i32": (-(1 << 31), (1 << 31) - 1)}
+_FORMATS = {"u32": "<I", "i32": "<i", "f32": "<f", "f16": "<e"}
+
+
+def pack_scalar(what: str, argument: str, value: Any, scalar: str, field: str = "") -> bytes:
+    """``value`` as the little-endian bytes of WGSL ``scalar`` ("u32", "i32", "f32" or
+    "f16"), the one conversion of dispatch constants (also used by ``hal run``).
+
+    An int (numpy ints and bools included) fills an integer field if it is in range and
+    a float field as its float value; a float fills only a float field, and must be
+    representable there (inf and nan are; 1e40 in an f32 is not). Raises
+    InvalidArgumentError naming ``what``, ``argument``, the field and the rule."""
+    target = f"{scalar} field {field}" if field else scalar
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if scalar in _INT_RANGES:
+        if isinstance(value, (float, np.floating)):
+            raise InvalidArgumentError(
+                f"{what}: {argument} = {value!r} is a float, but it fills the {target} "
+                "(pass an int)"
+            )
+        if not isinstance(value, (int, np.integer)):
+            raise InvalidArgumentError(
+                f"{what}: {argument} = {value!r} is not an int for the {target}"
+            )
+        lo, hi = _INT_RANGES[scalar]
+        if not lo <= int(value) <= hi:
+            raise InvalidArgumentError(
+                f"{what}: {argument} = {value} does not fit in {target} ({lo}..{hi})"
+            )
+        return struct.pack(_FORMATS[scalar], int(value))
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(
+            f"{what}: {argument} = {value!r} is not a number for the {target}"
+        )
+    try:
+        return struct.pack(_FORMATS[scalar], float(value))
+    except (OverflowError, struct.error):
+        raise InvalidArgumentError(
+            f"{what}: {argument} = {value!r} does not fit in {target} (beyond its finite range)"
+        ) from None
+
+
+def pack_constants(what: str, constants: Any, fields: Sequence[Any] | None = None) -> bytes:
+    """Dispatch constants as the bytes of the immediate block.
+
+    A bytes-like object or numeric numpy array is taken as raw bytes (a multiple of 4).
+    A sequence of numbers fills ``fields`` (the kernel's flattened immediate fields, each
+    with ``name``, ``offset`` and ``scalar``) in order, each value converted to its
+    field's type by :func:`pack_scalar`; padding between fields is zero and fields after
+    the last value are left out (they read 0). Without ``fields`` a value is typed by
+    Python type: an int is u32 (i32 if negative), a float f32, a bool u32. Raises
+    InvalidArgumentError for other objects, more values than fields, a value that does
+    not fit its field, or raw bytes that are not a multiple of 4."""
     if isinstance(constants, np.ndarray):
+        if constants.dtype.hasobject:
+            raise InvalidArgumentError(
+                f"{what}: constants is a numpy array of dtype {constants.dtype}; raw "
+                "constants need a numeric dtype"
+            )
         data = np.ascontiguousarray(constants).tobytes()
     elif isinstance(constants, (bytes, bytearray, memoryview)):
         data = bytes(constants)
-    elif isinstance(constants, Sequence):
-        parts = []
-        for i, value in enumerate(constants):
-            if isinstance(value, (bool, np.bool_)):
-                parts.append(struct.pack("<I", int(value)))
-            elif isinstance(value, (int, np.integer)):
-                if not -(1 << 31) <= int(value) < (1 << 32):
-                    raise InvalidArgumentError(
-                        f"{what}: constants[{i}] = {value} does not fit in 32 bits"
-                    )
-                parts.append(struct.pack("<i" if value < 0 else "<I", int(value)))
-            elif isinstance(value, (float, np.floating)):
-                parts.append(struct.pack("<f", float(value)))
-            else:
-                raise InvalidArgumentError(
-                    f"{what}: constants[{i}] = {value!r} is not a 32-bit int or float"
-                )
-        data = b"".join(parts)
+    elif isinstance(constants, Sequence) and not isinstance(constants, str):
+        if fields is None:
+            return _pack_untyped(what, constants)
+        return _pack_fields(what, constants, fields)
     else:
         raise InvalidArgumentError(
             f"{what}: constants must be a sequence of numbers or bytes, not "
@@ -312,6 +355,45 @@ def pack_constants(what: str, constants: Any) -> bytes:
     if len(data) % 4:
         raise InvalidArgumentError(f"{what}: constants are {len(data)} bytes, not a multiple of 4")
     return data
+
+
+def _pack_fields(what: str, values: Sequence[Any], fields: Sequence[Any]) -> bytes:
+    """``values`` packed into the layout of ``fields``; see :func:`pack_constants`."""
+    if len(values) > len(fields):
+        raise InvalidArgumentError(
+            f"{what}: {len(values)} constants given, but the kernel's immediate block has "
+            f"{len(fields)} fields ({', '.join(f.name for f in fields) or 'none'})"
+        )
+    if not values:
+        return b""
+    filled = fields[: len(values)]
+    end = max(f.offset + (2 if f.scalar == "f16" else 4) for f in filled)
+    data = bytearray(-(-end // 4) * 4)
+    for i, (value, field) in enumerate(zip(values, filled, strict=True)):
+        packed = pack_scalar(what, f"constants[{i}]", value, field.scalar, field.name)
+        data[field.offset : field.offset + len(packed)] = packed
+    return bytes(data)
+
+
+def _pack_untyped(what: str, constants: Sequence[Any]) -> bytes:
+    """Values packed by Python type, 4 bytes each; see :func:`pack_constants`."""
+    parts = []
+    for i, value in enumerate(constants):
+        if isinstance(value, (bool, np.bool_)):
+            parts.append(struct.pack("<I", int(value)))
+        elif isinstance(value, (int, np.integer)):
+            if not -(1 << 31) <= int(value) < (1 << 32):
+                raise InvalidArgumentError(
+                    f"{what}: constants[{i}] = {value} does not fit in 32 bits"
+                )
+            parts.append(struct.pack("<i" if value < 0 else "<I", int(value)))
+        elif isinstance(value, (float, np.floating)):
+            parts.append(pack_scalar(what, f"constants[{i}]", value, "f32"))
+        else:
+            raise InvalidArgumentError(
+                f"{what}: constants[{i}] = {value!r} is not a 32-bit int or float"
+            )
+    return b"".join(parts)
 
 
 def host_bytes(data: Any, what: str, argument: str) -> memoryview:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hal.core.wgsl import ModuleInfo
+from hal.core.wgsl import ImmediateField, ModuleInfo
 
 __all__ = ["BindingLayout", "EntryPointLayout", "entry_point_layouts"]
 
@@ -37,13 +37,17 @@ class EntryPointLayout:
     ``bindings`` lists the bindings the entry point uses (sorted); ``binding_count`` is the
     number of HAL bindings a dispatch passes (highest used binding + 1; unused indices below
     it are accepted and ignored); ``constants_size`` is the byte size of the module's
-    ``var<immediate>`` block if the entry point uses it, else 0.
+    ``var<immediate>`` block if the entry point uses it, else 0; ``constants_fields`` its
+    flattened scalar fields (name, byte offset, type) that dispatch constants fill, () when
+    unused; ``workgroup_size`` the reflected ``@workgroup_size`` (None when unknown).
     """
 
     name: str
     bindings: tuple[BindingLayout, ...]
     binding_count: int
     constants_size: int
+    constants_fields: tuple[ImmediateField, ...] = ()
+    workgroup_size: tuple[int, int, int] | None = None
 
     def binding(self, index: int) -> BindingLayout | None:
         """The layout of HAL binding ``index``, or None if the entry point ignores it."""
@@ -71,5 +75,7 @@ def entry_point_layouts(info: ModuleInfo) -> dict[str, EntryPointLayout]:
             tuple(used),
             used[-1].binding + 1 if used else 0,
             info.immediate_size if uses_constants else 0,
+            info.immediate_fields if uses_constants else (),
+            ep.workgroup_size,
         )
     return layouts

@@ -555,7 +555,7 @@ class CommandBuffer:
             layout = executable.layout(entry_point)
         except InvalidArgumentError as error:
             raise InvalidArgumentError(f"{what}: {error}") from None
-        data = pack_constants(what, constants)
+        data = pack_constants(what, constants, layout.constants_fields or None)
         if len(data) > layout.constants_size:
             raise InvalidArgumentError(
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "

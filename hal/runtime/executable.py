@@ -11,6 +11,7 @@ from hal.backends.protocol import BackendError
 from hal.core.builtins import BuiltinKernel, shader_source
 from hal.core.layout import BindingLayout, EntryPointLayout, entry_point_layouts
 from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
+from hal.core.wgsl_overrides import check_override_constants
 from hal.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -41,13 +42,11 @@ class Executable:
         self._cache = cache
         self.label = label or "executable"
         self.source = source
-        try:
-            info = reflect(source)
-        except ValueError as error:
-            raise InvalidArgumentError(f"create_executable: {error}") from None
+        info = _reflect(source)
         self._info: ModuleInfo = info
         if not info.entry_points:
             raise InvalidArgumentError("create_executable: the module has no @compute entry point")
+        _check_resources(info)
         if info.immediate_size > MAX_CONSTANTS_SIZE:
             raise InvalidArgumentError(
                 f"create_executable: the immediate block is {info.immediate_size} bytes; at "
@@ -95,11 +94,7 @@ class Executable:
         if layout.constants_size and cache.immediates:
             immediate_size = self._info.immediate_size
         elif layout.constants_size:
-            kind = (
-                "uniform"
-                if not (self._info.immediate_type or "").startswith("array")
-                else "read-only-storage"
-            )
+            kind = self._info.immediate_kind
             constants_bgl = cache.bind_group_layout(((0, kind, True),))
             groups.append(constants_bgl)
         # Without immediates every entry point compiles from the rewritten module: the original
@@ -150,11 +145,13 @@ class ExecutableCache:
     def get(
         self, source: str | os.PathLike[str], constants: dict[str, Any] | None, label: str | None
     ) -> Executable:
-        """The executable for ``source`` (WGSL text or a path) and ``constants``."""
+        """The executable for ``source`` (WGSL text or a path) and ``constants`` (override
+        values, checked against the module's ``override`` declarations first)."""
         text = _read_source(source)
         if label is None and not _looks_like_wgsl(str(source)):
             label = Path(str(source)).stem
-        key = (text, tuple(sorted((constants or {}).items())))
+        constants = check_override_constants("create_executable", _reflect(text), constants)
+        key = (text, tuple(sorted(constants.items())))
         with self._lock:
             found = self._executables.get(key)
         if found is not None:
@@ -173,6 +170,26 @@ class ExecutableCache:
             return found
 
 
+def _reflect(source: str) -> ModuleInfo:
+    """The reflected module (cached per source); InvalidArgumentError for bad WGSL."""
+    try:
+        return reflect(source)
+    except ValueError as error:
+        raise InvalidArgumentError(f"create_executable: source: {error}") from None
+
+
+def _check_resources(info: ModuleInfo) -> None:
+    """Textures and samplers may be declared but not used: HAL binds buffers only."""
+    for ep in info.entry_points:
+        for r in info.resources:
+            if r.name in ep.uses:
+                raise InvalidArgumentError(
+                    f"create_executable: entry point {ep.name!r} uses {r.name!r} "
+                    f"(@group({r.group}) @binding({r.binding}), a {r.type}); HAL bindings "
+                    "must be storage or uniform buffers"
+                )
+
+
 def _looks_like_wgsl(text: str) -> bool:
     return "\n" in text or "fn " in text or "@" in text
 
@@ -183,9 +200,14 @@ def _read_source(source: str | os.PathLike[str]) -> str:
     ):
         path = Path(source)
         try:
-            return path.read_text()
+            return path.read_text(encoding="utf-8")
         except OSError as error:
             raise InvalidArgumentError(f"create_executable: cannot read {path}: {error}") from None
+        except UnicodeDecodeError as error:
+            raise InvalidArgumentError(
+                f"create_executable: source {str(path)!r} is not UTF-8 text (WGSL must be "
+                f"UTF-8): {error}"
+            ) from None
     if not isinstance(source, str):
         raise InvalidArgumentError(
             f"create_executable: source must be WGSL text or a path, not {type(source).__name__}"

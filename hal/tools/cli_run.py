@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -55,9 +54,6 @@ _DTYPE_ALIASES = {
     "u64": "uint64",
 }
 _SCALAR_FORMATS = {"u32": "<I", "i32": "<i", "f32": "<f"}
-_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-_STRUCT = re.compile(r"\bstruct\s+(\w+)\s*\{([^}]*)\}")
-_ARRAY = re.compile(r"array\s*<\s*(\w+)\s*,\s*[^>]+>")
 
 
 class UsageError(Exception):
@@ -197,24 +193,15 @@ class KernelInterface:
 
 
 def _constant_types(source: str, info: ModuleInfo) -> tuple[str | None, ...]:
-    """The scalar type of each 4-byte slot of the immediate block, where it is a struct of
-    32-bit scalars or an array of them; () when unknown."""
-    if info.immediate_type is None:
+    """The scalar type of each 4-byte slot of the immediate block, from the reflected
+    fields (None for padding and 16-bit fields); () when unknown."""
+    if info.immediate_type is None or not info.immediate_fields:
         return ()
-    slots = info.immediate_size // 4
-    text = _COMMENT.sub(" ", source)
-    array = _ARRAY.fullmatch(info.immediate_type.strip())
-    if array:
-        scalar = array.group(1)
-        return tuple([scalar if scalar in _SCALAR_FORMATS else None] * slots)
-    for name, body in _STRUCT.findall(text):
-        if name != info.immediate_type.strip():
-            continue
-        body = re.sub(r"@\w+\s*(\([^)]*\))?", "", body)
-        types = [f.split(":", 1)[1].strip() for f in body.split(",") if ":" in f]
-        if len(types) == slots and all(t in _SCALAR_FORMATS for t in types):
-            return tuple(types)
-    return ()
+    types: list[str | None] = [None] * (info.immediate_size // 4)
+    for field in info.immediate_fields:
+        if field.scalar in _SCALAR_FORMATS and field.offset % 4 == 0:
+            types[field.offset // 4] = field.scalar
+    return tuple(types)
 
 
 def inspect_kernel(source: str, path: str, entry: str | None) -> KernelInterface:
@@ -276,6 +263,8 @@ def pack_constants(values: list[str], kernel: KernelInterface) -> bytes:
     unknown an integer literal packs as u32 (i32 if negative) and anything else as f32.
     Raises UsageError for malformed values, values that don't fit their type, or more values
     than the block holds."""
+    from hal.core.checks import pack_scalar  # the one conversion dispatch constants use
+
     slots = kernel.constants_size // 4
     if len(values) > slots:
         declared = (
@@ -309,8 +298,8 @@ def pack_constants(values: list[str], kernel: KernelInterface) -> bytes:
         except ValueError:
             raise UsageError(f"--constants[{i}] {raw!r} is not a valid {kind} value") from None
         try:
-            data += struct.pack(_SCALAR_FORMATS[kind], value)
-        except (struct.error, OverflowError):
+            data += pack_scalar("--constants", f"--constants[{i}]", value, kind)
+        except InvalidArgumentError:
             raise UsageError(f"--constants[{i}] {raw!r} does not fit in {kind}") from None
     return bytes(data)
 

@@ -383,29 +383,31 @@ for _label, _clock in [("int", 5), ("unknown", "sundial"), ("None", None)]:
         "profile",
         "clock",
     )
-for _target, _call in [
-    ("Device.allocate_buffer", lambda w, **k: w.device.allocate_buffer(**k)),
-    ("Allocator.allocate_buffer", lambda w, **k: w.device.allocator.allocate_buffer(**k)),
-    ("Device.queue_alloca", lambda w, **k: w.device.queue_alloca(**k)),
+for _target, _command, _call in [
+    ("Device.allocate_buffer", "allocate_buffer", lambda w, **k: w.device.allocate_buffer(**k)),
+    (
+        "Allocator.allocate_buffer",
+        "allocate_buffer",
+        lambda w, **k: w.device.allocator.allocate_buffer(**k),
+    ),
+    ("Device.queue_alloca", "queue_alloca", lambda w, **k: w.device.queue_alloca(**k)),
 ]:
     ints(
         _target,
-        "allocate_buffer",
+        _command,
         "size",
         lambda w, v, c=_call: c(w, size=v),
         hal.ResourceExhaustedError,
         none=True,
     )
-    flags(_target, "allocate_buffer", "usage", lambda w, v, c=_call: c(w, size=4, usage=v))
-    flags(
-        _target, "allocate_buffer", "memory_type", lambda w, v, c=_call: c(w, size=4, memory_type=v)
-    )
+    flags(_target, _command, "usage", lambda w, v, c=_call: c(w, size=4, usage=v))
+    flags(_target, _command, "memory_type", lambda w, v, c=_call: c(w, size=4, memory_type=v))
     case(
         _target,
         "usage=unknown-bit",
         lambda w, c=_call: c(w, size=4, usage=1 << 20),
         IAE,
-        "allocate_buffer",
+        _command,
         "usage",
     )
 flags(
@@ -1344,6 +1346,24 @@ for _label, _entry in [("None", None), ("int", 5), ("unknown", "nope"), ("list",
         "entry_point",
     )
 
+for _label, _name in (("int", 5), ("missing", "no_such_kernel.wgsl"), ("none", None)):
+    case(
+        "hal.shader_path",
+        f"name={_label}",
+        lambda w, n=_name: hal.shader_path(n),
+        IAE,
+        "shader_path",
+        "name",
+    )
+case(
+    "Device.queue_alloca",
+    "size=negative#named",
+    lambda w: w.device.queue_alloca(-1),
+    IAE,
+    "queue_alloca",
+    "size",
+)
+
 # Public methods that take no argument that could be wrong, or are runtime hooks (each is
 # exercised through the API that calls it), or tools outside the device API.
 NO_ARGUMENTS = {
@@ -1362,7 +1382,6 @@ NO_ARGUMENTS = {
     "Allocator.query_buffer_compatibility": "never raises: see its own test",
     "hal.available_adapters": "never raises: an unknown implementation lists no adapters",
     "hal.lower": "the core lowering pass (a developer tool; not part of the device API)",
-    "hal.shader_path": "a package-data path helper (a developer tool)",
     "hal.BufferRef": "plain data; checked where used (the buffers() cases of every command)",
     "hal.SlotRef": "plain data; checked where used",
 }

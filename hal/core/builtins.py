@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hal.errors import InvalidArgumentError
+
 __all__ = [
     "WORKGROUP_SIZE",
     "BuiltinKernel",
@@ -61,8 +63,15 @@ def shader_source(name: str) -> str:
 
 
 def shader_path(name: str) -> str:
-    """A filesystem path of a shipped WGSL file (for ``create_executable(path)``)."""
-    return str(_shaders().joinpath(name))
+    """A filesystem path of a shipped WGSL file (for ``create_executable(path)``). Raises
+    InvalidArgumentError for a name that is not a str or not a shipped file."""
+    folder = _shaders()
+    if not isinstance(name, str) or not folder.joinpath(name).is_file():
+        shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".wgsl"))
+        raise InvalidArgumentError(
+            f"shader_path: name {name!r} is not a shipped WGSL file (shipped: {', '.join(shipped)})"
+        )
+    return str(folder.joinpath(name))
 
 
 def _words(first_byte: int, end_byte: int) -> int:

@@ -102,6 +102,7 @@ class Allocator:
         memory_type: MemoryType = MemoryType.DEVICE_LOCAL,
         usage: BufferUsage = BufferUsage.DEFAULT,
         access: MemoryAccess = MemoryAccess.ALL,
+        what: str = "allocate_buffer",
     ) -> Buffer:
         """A new zero-filled buffer of ``size`` bytes (0 allowed; at most the device's
         max-buffer-size rounded down to whole 4-byte words).
@@ -109,8 +110,8 @@ class Allocator:
         The result's memory type may have more bits than requested: every buffer is
         DEVICE_VISIBLE, and MAPPING usage adds HOST_VISIBLE. Raises InvalidArgumentError for a
         negative or non-int size, flags that are not of their enum or unknown usage bits,
-        ResourceExhaustedError beyond the device limit or out of memory."""
-        what = "allocate_buffer"
+        ResourceExhaustedError beyond the device limit or out of memory. ``what`` names the
+        operation in messages (``queue_alloca`` allocates through here too)."""
         device = self._device
         device.check_open(what)
         size, memory_type, usage, access = self._request(what, size, memory_type, usage, access)

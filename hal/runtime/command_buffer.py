@@ -553,8 +553,11 @@ class CommandBuffer:
             )
         try:
             layout = executable.layout(entry_point)
-        except InvalidArgumentError as error:
-            raise InvalidArgumentError(f"{what}: {error}") from None
+        except InvalidArgumentError:
+            raise InvalidArgumentError(
+                f"{what}: entry_point {entry_point!r} is not in {executable.label!r} "
+                f"(entry points: {', '.join(executable.entry_points)})"
+            ) from None
         data = pack_constants(what, constants, layout.constants_fields or None)
         if len(data) > layout.constants_size:
             raise InvalidArgumentError(

@@ -74,7 +74,7 @@ class Executable:
             return self._layouts[entry_point]
         except (KeyError, TypeError):
             raise InvalidArgumentError(
-                f"entry_point {entry_point!r} is not in {self.label!r} "
+                f"Executable.layout: entry_point {entry_point!r} is not in {self.label!r} "
                 f"(entry points: {', '.join(self.entry_points)})"
             ) from None
 

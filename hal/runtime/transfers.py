@@ -188,7 +188,9 @@ def queue_alloca(
 ) -> Buffer:
     """Allocate now; the buffer may be used by queue work ordered after ``signal``, which is
     signalled once ``wait`` is reached."""
-    buffer = host.device.allocator.allocate_buffer(size, memory_type=memory_type, usage=usage)
+    buffer = host.device.allocator.allocate_buffer(
+        size, memory_type=memory_type, usage=usage, what="queue_alloca"
+    )
     host.queue.operation(wait, signal)
     return buffer
 

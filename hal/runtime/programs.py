@@ -9,13 +9,14 @@ for the first command wgpu rejects on its own, so the HalError names it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
 from hal.core.batching import batch_transfers
 from hal.core.checks import one_line
 from hal.core.lowering import lower
+from hal.core.rebase import direct_allocations, rebase_for, rebase_plan, table_shape
 from hal.core.segments import Segment, describe_segment
 from hal.errors import (
     FailedPreconditionError,
@@ -43,6 +44,15 @@ _WHAT = "queue_execute"
 def _plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     """The plan a submission runs: the lowering, then small transfers batched."""
     return batch_transfers(lower(segments, caps), caps)
+
+
+SegmentSource = Sequence[Segment] | Callable[[], Sequence[Segment]]
+"""The segments a program was lowered from, or how to get them (only the error path reads
+them: a rebased plan's resolved segments are made if wgpu rejects it)."""
+
+
+def _segments_of(source: SegmentSource) -> Sequence[Segment]:
+    return source() if callable(source) else source
 
 
 def check_plan_limits(what: str, plan: Plan, caps: DeviceCaps) -> None:
@@ -73,7 +83,16 @@ class Programs:
     limits.
     """
 
-    __slots__ = ("_cache", "_device", "_segments", "_slots", "_views", "plan")
+    __slots__ = (
+        "_cache",
+        "_device",
+        "_direct",
+        "_segments",
+        "_slots",
+        "_templates",
+        "_views",
+        "plan",
+    )
 
     def __init__(
         self,
@@ -87,6 +106,9 @@ class Programs:
         self._views = tuple(views)
         self._slots = slots
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
+        # Per table shape, a plan and the entries it was lowered for (hal/core/rebase.py).
+        self._templates: dict[tuple[tuple[int, int], ...], tuple[Plan, list[Any]]] = {}
+        self._direct = frozenset() if slots is None else direct_allocations(self._segments)
         self.plan: Plan | None = None
         if slots is None:
             plan = _plan(self._segments, device.caps)
@@ -112,11 +134,7 @@ class Programs:
             key = slots.key(entries)
             program = self._cache.get(key)
             if program is None:
-                segments = slots.resolve(_WHAT, self._segments, entries)
-                plan = _plan(segments, self._device.caps)
-                check_plan_limits(_WHAT, plan, self._device.caps)
-                self._check_alive(plan)
-                program = self._compile(plan, segments)
+                program = self._table_program(slots, entries)
                 if len(self._cache) >= _PROGRAM_CACHE_SIZE:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[key] = program
@@ -124,11 +142,34 @@ class Programs:
         self._check_alive(program.plan)
         return program
 
+    def _table_program(self, slots: SlotRequirements, entries: list[Any]) -> CheckedProgram:
+        """The program for a new table: the plan of an earlier table of the same shape
+        rebased onto these entries (no lowering), else lowered now."""
+        caps = self._device.caps
+        shape = table_shape(entries, caps, self._direct)
+        template = None if shape is None else self._templates.get(shape)
+
+        def segments() -> list[Segment]:
+            return slots.resolve(_WHAT, self._segments, entries)
+
+        if template is not None:
+            plan = rebase_plan(template[0], rebase_for(template[1], entries))
+            self._check_alive(plan)
+            return self._compile(plan, segments)
+        resolved = segments()
+        plan = _plan(resolved, caps)
+        check_plan_limits(_WHAT, plan, caps)
+        self._check_alive(plan)
+        program = self._compile(plan, resolved)
+        if shape is not None:
+            self._templates[shape] = (plan, entries)
+        return program
+
     def _check_alive(self, plan: Plan) -> None:
         for buffer in (*plan.resources, *self._views):
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
 
-    def _compile(self, plan: Plan, segments: Sequence[Segment]) -> CheckedProgram:
+    def _compile(self, plan: Plan, segments: SegmentSource) -> CheckedProgram:
         from hal.runtime.encoder import compile_plan
 
         try:
@@ -136,8 +177,8 @@ class Programs:
         except BackendError as error:
             # A buffer released by another thread since _check_alive: say so.
             self._check_alive(plan)
-            raise wgpu_failure(self._device, segments, error) from None
-        return CheckedProgram(self._device, program, tuple(segments), self._views)
+            raise wgpu_failure(self._device, _segments_of(segments), error) from None
+        return CheckedProgram(self._device, program, segments, self._views)
 
 
 def wgpu_failure(
@@ -172,7 +213,7 @@ class CheckedProgram:
         self,
         device: Device,
         program: Program,
-        segments: tuple[Segment, ...],
+        segments: SegmentSource,
         views: tuple[BufferLike, ...] = (),
     ) -> None:
         self._device = device
@@ -189,7 +230,7 @@ class CheckedProgram:
                 return FailedPreconditionError(
                     f"{_WHAT}: a buffer the command buffer uses was released"
                 )
-        return wgpu_failure(self._device, self._segments, error)
+        return wgpu_failure(self._device, _segments_of(self._segments), error)
 
     def encode(self, label: str = "hal") -> Any:
         """A new wgpu command buffer for one submission. Raises InvalidArgumentError naming

@@ -1,0 +1,96 @@
+"""Rebasing a plan onto other buffers: binding-table replay without lowering again.
+
+A command buffer with binding-table slots is lowered for the buffers of one table. Another
+table whose entries have the same *shape* gets the same plan with each slot's allocation
+swapped and its offsets shifted (IREE's WebGPU driver splits slots the same way: what the
+lowering decided is static, which buffer it runs on is per submission). The shape is what
+the lowering's decisions depend on:
+
+- each entry's offset modulo the binding alignments (binding windows, shadowing, 16-byte
+  block kernels and native-transfer alignment are then identical, shifted);
+- each entry's size (ranges "to the end", window sizes, the cost model's sizes);
+- which entries share an allocation — rebasing requires every slot on an allocation of its
+  own that the command buffer does not also name directly, so conflicts and "same buffer"
+  rules (native copies, read-write aliasing) are the same for both tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from hal.core.caps import DeviceCaps
+from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch, Plan, Region, Step
+from hal.core.refs import Ref
+
+__all__ = ["Rebase", "direct_allocations", "rebase_for", "rebase_plan", "table_shape"]
+
+Rebase = dict[int, tuple[Any, int]]
+"""id of an allocation the plan names -> (the allocation to use instead, offset shift)."""
+
+Entry = tuple[Any, Any, int, int]
+"""A resolved binding-table entry: (buffer, its allocation, offset in it, size)."""
+
+
+def table_shape(
+    entries: Sequence[Entry], caps: DeviceCaps, direct: frozenset[int]
+) -> tuple[tuple[int, int], ...] | None:
+    """The shape of a resolved table (see the module docstring), or None when the table
+    cannot share a plan: two slots on one allocation, or a slot on an allocation whose id is
+    in ``direct`` (named by the command buffer itself)."""
+    modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
+    roots = [id(root) for _, root, _, _ in entries]
+    if len(set(roots)) != len(roots) or direct.intersection(roots):
+        return None
+    return tuple((base % modulus, size) for _, _, base, size in entries)
+
+
+def rebase_for(old: Sequence[Entry], new: Sequence[Entry]) -> Rebase:
+    """The rebase taking a plan lowered for table ``old`` to table ``new`` (same shape)."""
+    return {
+        id(old_root): (new_root, new_base - old_base)
+        for (_, old_root, old_base, _), (_, new_root, new_base, _) in zip(old, new, strict=True)
+    }
+
+
+def _region(region: Region, rebase: Rebase) -> Region:
+    moved = rebase.get(id(region.resource))
+    if moved is None:
+        return region
+    return Region(moved[0], region.offset + moved[1], region.size)
+
+
+def _dispatch(d: Dispatch, rebase: Rebase) -> Dispatch:
+    bindings = tuple((b, kind, _region(r, rebase)) for b, kind, r in d.bindings)
+    indirect = None if d.indirect is None else _region(d.indirect, rebase)
+    return dataclasses.replace(d, bindings=bindings, indirect=indirect)
+
+
+def _step(step: Step, rebase: Rebase) -> Step:
+    if isinstance(step, ComputePass):
+        return ComputePass(tuple(_dispatch(d, rebase) for d in step.dispatches))
+    if isinstance(step, CopyBuffer):
+        return CopyBuffer(_region(step.source, rebase), _region(step.target, rebase))
+    assert isinstance(step, ClearBuffer)
+    return ClearBuffer(_region(step.target, rebase))
+
+
+def rebase_plan(plan: Plan, rebase: Rebase) -> Plan:
+    """``plan`` with every region on a rebased allocation moved (pure; O(plan size))."""
+    resources = frozenset(rebase[id(r)][0] if id(r) in rebase else r for r in plan.resources)
+    return dataclasses.replace(
+        plan, steps=tuple(_step(s, rebase) for s in plan.steps), resources=resources
+    )
+
+
+def direct_allocations(segments: Sequence[Any]) -> frozenset[int]:
+    """ids of the allocations that ``segments`` name directly (not through a slot)."""
+    found: set[int] = set()
+    for segment in segments:
+        for field in dataclasses.fields(segment):
+            value = getattr(segment, field.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, Ref) and item.buffer is not None:
+                    found.add(id(item.buffer))
+    return frozenset(found)

@@ -62,9 +62,23 @@ def _region(region: Region, rebase: Rebase) -> Region:
 
 
 def _dispatch(d: Dispatch, rebase: Rebase) -> Dispatch:
+    if not any(id(r.resource) in rebase for _, _, r in d.bindings) and (
+        d.indirect is None or id(d.indirect.resource) not in rebase
+    ):
+        return d  # frozen: shared with the template
     bindings = tuple((b, kind, _region(r, rebase)) for b, kind, r in d.bindings)
     indirect = None if d.indirect is None else _region(d.indirect, rebase)
-    return dataclasses.replace(d, bindings=bindings, indirect=indirect)
+    # The constructor, not dataclasses.replace: this runs per dispatch per new table.
+    return Dispatch(
+        d.kernel,
+        d.entry_point,
+        bindings,
+        d.constants,
+        d.constants_offset,
+        d.workgroups,
+        indirect,
+        d.label,
+    )
 
 
 def _step(step: Step, rebase: Rebase) -> Step:

@@ -239,6 +239,22 @@ def normalise_points(what: str, points: WaitList | Iterable[Point] | None) -> tu
     OutOfRangeError for a value past :data:`MAX_VALUE`."""
     if points is None:
         return ()
+    kind = type(points)
+    if kind is tuple or kind is list:  # the common case, checked without isinstance chains
+        if not points:
+            return ()
+        fast = []
+        for item in points:
+            if type(item) is not tuple or len(item) != 2:
+                break
+            semaphore, value = item
+            if type(semaphore) is not Semaphore or type(value) is not int:
+                break
+            if not 0 <= value <= MAX_VALUE:
+                break
+            fast.append(item)
+        else:
+            return tuple(fast)
     if isinstance(points, Fence):
         return points.points
     if isinstance(points, (str, bytes, bytearray, Semaphore)) or not isinstance(points, Iterable):

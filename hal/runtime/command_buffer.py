@@ -161,6 +161,9 @@ class CommandBuffer:
             raise InvalidArgumentError("create_command_buffer: categories must not be empty")
         self.device = device
         self.mode = mode
+        # Plain bools for the submission path (IntFlag arithmetic costs ~1 µs per operation).
+        self.one_shot = bool(mode & CommandBufferMode.ONE_SHOT)
+        self.inline = bool(mode & CommandBufferMode.ALLOW_INLINE_EXECUTION)
         self.categories = categories
         self._category_bits = int(categories)
         self.binding_capacity = binding_capacity
@@ -680,7 +683,7 @@ class CommandBuffer:
                 raise FailedPreconditionError(
                     f"{what}: the ONE_SHOT command buffer was already submitted"
                 )
-            if self.mode & CommandBufferMode.ONE_SHOT:
+            if self.one_shot:
                 self.state = CommandBufferState.SUBMITTED
             self._submissions += 1
 
@@ -688,7 +691,7 @@ class CommandBuffer:
         """Give back a claim whose submission failed before reaching the queue."""
         with self._lock:
             self._submissions -= 1
-            if self.mode & CommandBufferMode.ONE_SHOT:
+            if self.one_shot:
                 self.state = CommandBufferState.EXECUTABLE
 
     def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
-from hal.enums import CommandBufferMode
 from hal.errors import FailedPreconditionError, InvalidArgumentError
 from hal.runtime.loss import backend_failure
 from hal.runtime.queue import Work
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor"]
 
-_ONE_SHOT = int(CommandBufferMode.ONE_SHOT)
-_INLINE = int(CommandBufferMode.ALLOW_INLINE_EXECUTION)
 
 
 class Executor:
@@ -52,12 +49,11 @@ class Executor:
                 raise InvalidArgumentError(
                     f"{what}: command_buffers[{i}] is not a command buffer of this device"
                 )
-            mode = int(cb.mode)
-            if mode & _ONE_SHOT and cbs.count(cb) > 1:
+            if cb.one_shot and len(cbs) > 1 and cbs.count(cb) > 1:
                 raise FailedPreconditionError(
                     f"{what}: ONE_SHOT command buffer listed {cbs.count(cb)} times"
                 )
-            if mode & _INLINE and has_waits:
+            if cb.inline and has_waits:
                 raise InvalidArgumentError(
                     f"{what}: an inline-execution command buffer cannot wait on semaphores"
                 )

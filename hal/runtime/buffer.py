@@ -106,20 +106,22 @@ class Buffer(BufferLike):
     """A range of device memory: either an allocation or a subspan sharing one.
 
     Attributes: ``byte_length``, ``byte_offset`` (within the allocation), ``memory_type``,
-    ``allowed_usage``, ``allowed_access``, ``allocated_buffer`` (the root), ``device``.
+    ``allowed_usage``, ``allowed_access``, ``allocated_buffer`` (the root), ``device``;
+    ``permission_bits`` is (usage, access, memory type) as plain ints, for hot paths.
     """
 
     __slots__ = (
         "__weakref__",
         "_allocation",
+        "_allowed_access",
+        "_allowed_usage",
+        "_memory_type",
         "_released",
         "allocated_buffer",
-        "allowed_access",
-        "allowed_usage",
         "byte_length",
         "byte_offset",
         "device",
-        "memory_type",
+        "permission_bits",
     )
 
     def __init__(
@@ -138,9 +140,10 @@ class Buffer(BufferLike):
         self.allocated_buffer: Buffer = root if root is not None else self
         self.byte_offset = byte_offset
         self.byte_length = byte_length
-        self.memory_type = memory_type
-        self.allowed_usage = usage
-        self.allowed_access = access
+        self._memory_type = memory_type
+        self._allowed_usage = usage
+        self._allowed_access = access
+        self.permission_bits = (int(usage), int(access), int(memory_type))
         self._released = False
         if root is None:
             _release_dropped()
@@ -149,6 +152,37 @@ class Buffer(BufferLike):
             # Not at interpreter exit, where the device may already be gone.
             finalizer = weakref.finalize(self, _dropped.append, allocation)
             finalizer.atexit = False
+
+    @property
+    def memory_type(self) -> MemoryType:
+        """The buffer's MemoryType bits."""
+        return self._memory_type
+
+    @memory_type.setter
+    def memory_type(self, value: MemoryType) -> None:
+        self._memory_type = value
+        self.permission_bits = (*self.permission_bits[:2], int(value))
+
+    @property
+    def allowed_usage(self) -> BufferUsage:
+        """The BufferUsage bits the buffer allows."""
+        return self._allowed_usage
+
+    @allowed_usage.setter
+    def allowed_usage(self, value: BufferUsage) -> None:
+        self._allowed_usage = value
+        self.permission_bits = (int(value), *self.permission_bits[1:])
+
+    @property
+    def allowed_access(self) -> MemoryAccess:
+        """The MemoryAccess bits the buffer allows."""
+        return self._allowed_access
+
+    @allowed_access.setter
+    def allowed_access(self, value: MemoryAccess) -> None:
+        self._allowed_access = value
+        usage, _, memory = self.permission_bits
+        self.permission_bits = (usage, int(value), memory)
 
     def __repr__(self) -> str:
         span = "" if self.allocated_buffer is self else f" @{self.byte_offset}"

@@ -58,6 +58,7 @@ from hal.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
 )
+from hal.runtime.buffer import Buffer
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
@@ -79,6 +80,10 @@ _INDIRECT = int(BufferUsage.DISPATCH_INDIRECT_PARAMS)
 _READ = int(MemoryAccess.READ)
 _WRITE = int(MemoryAccess.WRITE)
 _DEVICE_VISIBLE = int(MemoryType.DEVICE_VISIBLE)
+# (usage, access, memory type) bits a transfer needs of a buffer: the inline fast paths.
+_FILL_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
+_COPY_SOURCE_NEEDS = (_TRANSFER_SOURCE, _READ, _DEVICE_VISIBLE)
+_COPY_TARGET_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
 # (usage, access) a binding of each bind-group-layout kind needs.
 _BINDING_NEEDS = {
     "storage": (
@@ -255,6 +260,26 @@ class CommandBuffer:
             self._views.add(view)
         return ref
 
+    def _fast_transfer(
+        self, buffer: Buffer, offset: int, length: int, needs: tuple[int, int, int]
+    ) -> bool:
+        """Whether a whole (root) buffer of this device passes every check of a validated
+        transfer range, without building any message; False sends the command down the
+        general path, which raises the right error."""
+        usage, access, memory = buffer.permission_bits
+        return (
+            self._validate
+            and buffer.allocated_buffer is buffer
+            and buffer.device is self.device
+            and offset >= 0
+            and length >= 0
+            and offset + length <= buffer.byte_length
+            and usage & needs[0] == needs[0]
+            and access & needs[1] == needs[1]
+            and memory & needs[2] == needs[2]
+            and not buffer.is_released
+        )
+
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
         """Merge what a recorded command needs of slot range ``ref`` into its slot."""
         if self._validate:
@@ -357,6 +382,23 @@ class CommandBuffer:
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
         self._begin_command(what, _TRANSFER)
+        if (
+            type(target) is Buffer
+            and type(offset) is int
+            and type(length) is int
+            and type(pattern) is int
+            and pattern_length is None
+            and self._fast_transfer(target, offset, length, _FILL_NEEDS)
+            and not (offset | length) & 3
+            and -0x80000000 <= pattern <= 0xFFFFFFFF
+        ):
+            # The common case (a 4-byte int pattern on a whole buffer), checked inline.
+            if length:
+                ref = Ref(target, None, offset, length)
+                self._segments.append(
+                    FillSegment(ref, (pattern & 0xFFFFFFFF).to_bytes(4, "little"))
+                )
+            return
         data = normalise_pattern(what, pattern, pattern_length)
         ref = self._ref(what, "target", target, offset, length, _TRANSFER_TARGET, _WRITE)
         n = len(data)
@@ -422,6 +464,29 @@ class CommandBuffer:
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
         self._begin_command(what, _TRANSFER)
+        if (
+            type(source) is Buffer
+            and type(target) is Buffer
+            and type(source_offset) is int
+            and type(target_offset) is int
+            and type(length) is int
+            and self._fast_transfer(source, source_offset, length, _COPY_SOURCE_NEEDS)
+            and self._fast_transfer(target, target_offset, length, _COPY_TARGET_NEEDS)
+            and (
+                source is not target
+                or source_offset + length <= target_offset
+                or target_offset + length <= source_offset
+            )
+        ):
+            # The common case (two whole buffers, in range, not overlapping), checked inline.
+            if length:
+                self._segments.append(
+                    CopySegment(
+                        Ref(source, None, source_offset, length),
+                        Ref(target, None, target_offset, length),
+                    )
+                )
+            return
         src = self._ref(what, "source", source, source_offset, length, _TRANSFER_SOURCE, _READ)
         dst = self._ref(what, "target", target, target_offset, src.length, _TRANSFER_TARGET, _WRITE)
         if src.length is None and dst.length is not None:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Executor"]
 
 
-
 class Executor:
     """Submits command buffers of one device through its queue."""
 

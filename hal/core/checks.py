@@ -334,6 +334,8 @@ def pack_constants(what: str, constants: Any, fields: Sequence[Any] | None = Non
     Python type: an int is u32 (i32 if negative), a float f32, a bool u32. Raises
     InvalidArgumentError for other objects, more values than fields, a value that does
     not fit its field, or raw bytes that are not a multiple of 4."""
+    if type(constants) is tuple and not constants:  # no constants: the common case
+        return b""
     if isinstance(constants, np.ndarray):
         if constants.dtype.hasobject:
             raise InvalidArgumentError(

@@ -632,8 +632,9 @@ class CommandBuffer:
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "
                 f"{layout.constants_size} (its var<immediate> block)"
             )
-        if isinstance(bindings, (BufferLike, BufferRef, SlotRef)):
-            bindings = (bindings,)
+        if type(bindings) is not tuple and type(bindings) is not list:
+            if isinstance(bindings, (BufferLike, BufferRef, SlotRef)):
+                bindings = (bindings,)
         bindings = check_sequence(what, "bindings", bindings, "Buffers, BufferRefs or SlotRefs")
         if len(bindings) != layout.binding_count:
             raise InvalidArgumentError(

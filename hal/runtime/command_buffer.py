@@ -80,6 +80,9 @@ _INDIRECT = int(BufferUsage.DISPATCH_INDIRECT_PARAMS)
 _READ = int(MemoryAccess.READ)
 _WRITE = int(MemoryAccess.WRITE)
 _DEVICE_VISIBLE = int(MemoryType.DEVICE_VISIBLE)
+_ONE_SHOT_BIT = int(CommandBufferMode.ONE_SHOT)
+_INLINE_BIT = int(CommandBufferMode.ALLOW_INLINE_EXECUTION)
+_UNVALIDATED_BIT = int(CommandBufferMode.UNVALIDATED)
 # (usage, access, memory type) bits a transfer needs of a buffer: the inline fast paths.
 _FILL_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
 _COPY_SOURCE_NEEDS = (_TRANSFER_SOURCE, _READ, _DEVICE_VISIBLE)
@@ -153,8 +156,9 @@ class CommandBuffer:
             "create_command_buffer", "categories", categories, CommandCategory
         )
         binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
-        if mode & CommandBufferMode.ALLOW_INLINE_EXECUTION:
-            if not mode & CommandBufferMode.ONE_SHOT:
+        bits = int(mode)  # plain ints: IntFlag arithmetic costs ~1 µs per operation
+        if bits & _INLINE_BIT:
+            if not bits & _ONE_SHOT_BIT:
                 raise InvalidArgumentError(
                     "create_command_buffer: ALLOW_INLINE_EXECUTION requires ONE_SHOT"
                 )
@@ -162,19 +166,19 @@ class CommandBuffer:
                 raise InvalidArgumentError(
                     "create_command_buffer: inline command buffers cannot have a binding_capacity"
                 )
-        if not categories:
+        self._category_bits = int(categories)
+        if not self._category_bits:
             raise InvalidArgumentError("create_command_buffer: categories must not be empty")
         self.device = device
         self.mode = mode
-        # Plain bools for the submission path (IntFlag arithmetic costs ~1 µs per operation).
-        self.one_shot = bool(mode & CommandBufferMode.ONE_SHOT)
-        self.inline = bool(mode & CommandBufferMode.ALLOW_INLINE_EXECUTION)
+        # Plain bools for the submission path.
+        self.one_shot = bool(bits & _ONE_SHOT_BIT)
+        self.inline = bool(bits & _INLINE_BIT)
         self.categories = categories
-        self._category_bits = int(categories)
         self.binding_capacity = binding_capacity
         self.state = CommandBufferState.INITIAL
         self._segments: list[Segment] = []
-        self._validate = not mode & CommandBufferMode.UNVALIDATED
+        self._validate = not bits & _UNVALIDATED_BIT
         self._slots = SlotRequirements()
         self._programs: Programs | None = None
         self._staged_bytes = 0

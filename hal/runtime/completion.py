@@ -54,8 +54,12 @@ class Completion:
         """Track submitted ``work`` (call with :attr:`cond` held). False when the tracker
         has stopped (after :meth:`close`): the caller then completes it with
         :meth:`wait_for`."""
-        self._in_flight.append(work)
-        self.cond.notify_all()
+        in_flight = self._in_flight
+        in_flight.append(work)
+        if len(in_flight) == 1:
+            # Only an empty list puts the tracker to sleep on the condition; otherwise it is
+            # waiting for older work and finds this after it.
+            self.cond.notify_all()
         return not self._stopped
 
     def wait_for(self, ticket: int) -> None:

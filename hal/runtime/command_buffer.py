@@ -636,9 +636,10 @@ class CommandBuffer:
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "
                 f"{layout.constants_size} (its var<immediate> block)"
             )
-        if type(bindings) is not tuple and type(bindings) is not list:
-            if isinstance(bindings, (BufferLike, BufferRef, SlotRef)):
-                bindings = (bindings,)
+        if type(bindings) not in (tuple, list) and isinstance(
+            bindings, (BufferLike, BufferRef, SlotRef)
+        ):
+            bindings = (bindings,)
         bindings = check_sequence(what, "bindings", bindings, "Buffers, BufferRefs or SlotRefs")
         if len(bindings) != layout.binding_count:
             raise InvalidArgumentError(

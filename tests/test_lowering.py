@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -1120,6 +1121,145 @@ def test_random_transfer_programs_match_in_order_execution(seed: int) -> None:
             segments.append(copy(src, src_offset, dst, dst_offset, length))
         segments.append(barrier())
     check_against_reference(segments, c, buffers, seed)
+
+
+# -- plans identical to the pre-interval lowering -------------------------------------------
+
+SNAPSHOT_COSTS = (
+    NATIVE_FIRST,
+    TransferCosts(),
+    TransferCosts("lavapipe-like", 18.0, 25.0, 21.0, 4.5, 77.8, 14.5),
+    TransferCosts("kernel-first", 1e9, 0.0),
+)
+
+
+def snapshot_program(seed: int) -> tuple[list[Segment], DeviceCaps, list[Alloc]]:
+    """A fixed pseudo-random program (seeded): every kind of segment, ranges drawn from a few
+    hot spots so that commands of different barrier regions often overlap, some of them far
+    apart, on one to six allocations and under varied caps and cost models."""
+    rng = random.Random(seed)
+    buffers = [Alloc(rng.choice([512, 4096, 20000]), f"b{i}") for i in range(rng.randint(1, 6))]
+    c = caps(
+        storage_alignment=rng.choice([4, 32, 256]),
+        immediates=rng.random() < 0.6,
+        max_binding_size=rng.choice([2048, 1 << 20]),
+    )
+    c = DeviceCaps(
+        **{**{f: getattr(c, f) for f in c.__slots__}, "costs": rng.choice(SNAPSHOT_COSTS)}
+    )  # type: ignore[attr-defined]
+    executables = [FakeExecutable(f"k{i}") for i in range(3)]
+    event = object()
+    barrier_every = rng.choice([1, 2, 3, 5, 1000])
+    spots = [rng.randrange(0, 400) * 4 for _ in range(rng.randint(2, 12))]
+
+    def span(buffer: Alloc, aligned: bool, multiple: int = 1) -> tuple[int, int]:
+        length = rng.choice([4, 8, 16, 64, 100, 256, 300, 5000]) // multiple * multiple or multiple
+        length = min(length, buffer.size // 2 // multiple * multiple)
+        offset = (rng.choice(spots) + (0 if aligned else rng.randrange(1, 4))) % (
+            buffer.size - length + 1
+        )
+        offset = offset // multiple * multiple
+        return offset, length
+
+    segments: list[Segment] = []
+    for index in range(rng.randint(5, 300)):
+        if index and index % barrier_every == 0:
+            segments.append(
+                barrier() if rng.random() < 0.7 else WaitEventsSegment((event,), 63, 63)
+            )
+        kind = rng.choice(["fill", "copy", "update", "dispatch", "dispatch", "event", "advise"])
+        b = rng.choice(buffers)
+        aligned = rng.random() < 0.7
+        if kind == "fill":
+            n = rng.choice([1, 2, 4])
+            offset, length = span(b, aligned, n)
+            pattern = (
+                bytes(n) if rng.random() < 0.5 else bytes(rng.randrange(256) for _ in range(n))
+            )
+            segments.append(fill(b, offset, length, pattern))
+        elif kind == "update":
+            offset, length = span(b, aligned)
+            segments.append(
+                update(bytes(rng.randrange(256) for _ in range(min(length, 64))), b, offset)
+            )
+        elif kind == "copy":
+            d = rng.choice(buffers)
+            so, length = span(b, aligned)
+            do, _ = span(d, aligned)
+            do = min(do, d.size - length)
+            if b is d and so < do + length and do < so + length:
+                continue
+            segments.append(copy(b, so, d, do, length))
+        elif kind == "dispatch":
+            count = rng.randint(1, 3)
+            kinds = [
+                rng.choice(["storage", "storage", "read-only-storage", "uniform"])
+                for _ in range(count)
+            ]
+            refs = []
+            for _ in kinds:
+                t = rng.choice(buffers)
+                offset, length = span(t, rng.random() < 0.8)
+                refs.append(ref(t, offset, min(length, 4096)))
+            indirect = None
+            if rng.random() < 0.15:
+                t = rng.choice(buffers)
+                indirect = ref(
+                    t, rng.randrange(0, t.size - 12) // 4 * 4 + (0 if aligned else 4), 12
+                )
+            size = rng.choice([0, 4, 16])
+            segments.append(
+                dispatch(
+                    refs,
+                    kinds,
+                    constants=bytes(rng.randrange(256) for _ in range(size)),
+                    constants_size=size,
+                    executable=rng.choice(executables),
+                    indirect=indirect,
+                )
+            )
+        elif kind == "event":
+            segments.append(
+                SignalEventSegment(event, 63)
+                if rng.random() < 0.5
+                else ResetEventSegment(event, 63)
+            )
+        else:
+            segments.append(AdviseSegment(ref(b, 0, b.size), 0))
+    return segments, c, buffers
+
+
+def plan_signature(plan: Plan, buffers: Sequence[Alloc]) -> str:
+    """A process-independent text of everything in a plan (allocations by index)."""
+    names = {id(b): f"b{i}" for i, b in enumerate(buffers)}
+
+    def region(r: Region | None) -> str:
+        if r is None:
+            return "-"
+        name = r.resource.value if isinstance(r.resource, AuxBuffer) else names[id(r.resource)]
+        return f"{name}[{r.offset}:{r.offset + r.size}]"
+
+    lines = []
+    for step in plan.steps:
+        if isinstance(step, ComputePass):
+            lines.append("pass")
+            for d in step.dispatches:
+                kernel = d.kernel.name if isinstance(d.kernel, BuiltinKernel) else d.kernel.label
+                binds = ",".join(f"{i}:{k}:{region(r)}" for i, k, r in d.bindings)
+                lines.append(
+                    f" {kernel}:{d.entry_point} {d.workgroups} {region(d.indirect)} "
+                    f"{d.constants.hex()} {d.constants_offset} {d.label} [{binds}]"
+                )
+        elif isinstance(step, CopyBuffer):
+            lines.append(f"copy {region(step.source)} {region(step.target)}")
+        else:
+            lines.append(f"clear {region(step.target)}")
+    lines.append(f"staging {plan.staging.hex()} constants {plan.constants.hex()}")
+    lines.append(f"scratch {plan.scratch_size} {plan.read_scratch_size} {plan.stats}")
+    lines.append(f"resources {sorted(names[id(r)] for r in plan.resources)}")
+    # Notes name allocations by a 16-bit id hash, which differs between runs.
+    lines.extend(re.sub("buf#[0-9a-f]{4}", "buf", note) for note in plan.notes)
+    return "\n".join(lines)
 
 
 # -- statistics and plan contents -----------------------------------------------------------

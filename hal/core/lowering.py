@@ -32,7 +32,6 @@ Nothing here touches wgpu.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from hal.core.builtins import (
     workgroups_for,
 )
 from hal.core.caps import DeviceCaps
+from hal.core.intervals import PaintedRanges
 from hal.core.plan import (
     AuxBuffer,
     ClearBuffer,
@@ -109,20 +109,6 @@ class _Item:
     order: int = 0
     after: int = -1  # index in the other list of the last item that must precede this one
     notes: list[str] = field(default_factory=list)
-
-
-def _overlap(a: Region, b: Region) -> bool:
-    return (
-        a.resource is b.resource and a.offset < b.offset + b.size and b.offset < a.offset + a.size
-    )
-
-
-def _conflict(a: _Item, b: _Item) -> bool:
-    """True when the two items touch overlapping bytes and at least one writes them."""
-    for w in a.writes:
-        if any(_overlap(w, x) for x in b.reads) or any(_overlap(w, x) for x in b.writes):
-            return True
-    return any(_overlap(w, x) for w in b.writes for x in a.reads)
 
 
 class _PlanBuilder:
@@ -432,8 +418,7 @@ class _PlanBuilder:
             ]
         if not self.options.reorder or not natives or not dispatches:
             return _in_program_order(self.items)
-        _link(natives, dispatches)
-        _link(dispatches, natives)
+        _link(self.items)
         best: list[Step] | None = None
         for natives_first in (True, False):
             steps = _merge(dispatches, natives, natives_first)
@@ -482,35 +467,65 @@ class _PlanBuilder:
         )
 
 
-def _link(items: list[_Item], others: list[_Item]) -> None:
-    """Set ``item.after`` for each of ``items``: the index of the last of ``others`` in an
-    earlier barrier region that touches overlapping bytes with one side writing.
+def _link(items: list[_Item]) -> None:
+    """Set ``after`` on every item: the index, in the other kind's list (dispatches vs native
+    transfers), of the last item of an earlier barrier region that touches overlapping bytes
+    with one side writing, or of the previous item's ``after`` if that is later (each list is
+    emitted in order, so a running maximum loses nothing). -1 where there is none.
 
-    Both lists are in program order, so regions ascend along each; and since each list is
-    emitted in order, a running maximum loses nothing. Candidates come from a per-resource
-    index and are scanned from the latest down, stopping at the first conflict or at the
-    running maximum, so the usual cost is far below len(items) * len(others).
+    One sweep in program order. The items of earlier regions are painted, as they are left
+    behind, into per-allocation :class:`~hal.core.intervals.PaintedRanges` of their kind's
+    writes and reads, valued by list index; an item asks the other kind's write ranges over
+    all its ranges and read ranges over its writes. ``take`` drops what it looks at, which
+    the running maximum has made irrelevant, so the whole pass is O(n log n) in the items
+    and their ranges whatever their overlap.
     """
-    by_resource: dict[object, list[int]] = {}
-    for index, other in enumerate(others):
-        for region in (*other.reads, *other.writes):
-            bucket = by_resource.setdefault(id(region.resource), [])
-            if not bucket or bucket[-1] != index:
-                bucket.append(index)
-    regions = [other.region for other in others]
-    running = -1
+    # [kind][0]: write ranges, [kind][1]: read ranges, by id(resource); kind 0 = dispatch.
+    painted: tuple[tuple[_Ranges, _Ranges], ...] = (({}, {}), ({}, {}))
+    counts = [0, 0]
+    running = [-1, -1]
+    pending: list[tuple[int, int, _Item]] = []
+    region = items[0].region if items else 0
     for item in items:
-        limit = bisect.bisect_left(regions, item.region)  # others[:limit] are earlier regions
-        best = running
-        for region in (*item.reads, *item.writes):
-            bucket = by_resource.get(id(region.resource), [])
-            position = bisect.bisect_left(bucket, limit) - 1
-            while position >= 0 and bucket[position] > best:
-                if _conflict(item, others[bucket[position]]):
-                    best = bucket[position]
-                    break
-                position -= 1
-        running = item.after = best
+        if item.region != region:
+            _paint(pending, painted)
+            pending.clear()
+            region = item.region
+        kind = 0 if type(item.op) is Dispatch else 1
+        best = running[kind]
+        writes, reads = painted[1 - kind]
+        if writes:
+            for r in item.reads:
+                ranges = writes.get(id(r.resource))
+                if ranges is not None:
+                    best = max(best, ranges.take(r.offset, r.offset + r.size))
+        if writes or reads:
+            for r in item.writes:
+                key = id(r.resource)
+                for table in (writes, reads):
+                    ranges = table.get(key)
+                    if ranges is not None:
+                        best = max(best, ranges.take(r.offset, r.offset + r.size))
+        item.after = running[kind] = best
+        pending.append((kind, counts[kind], item))
+        counts[kind] += 1
+
+
+_Ranges = dict[int, PaintedRanges]
+
+
+def _paint(
+    pending: list[tuple[int, int, _Item]], painted: tuple[tuple[_Ranges, _Ranges], ...]
+) -> None:
+    """Paint the (kind, list index, item) of a finished barrier region into ``painted``."""
+    for kind, index, item in pending:
+        writes, reads = painted[kind]
+        for table, regions in ((writes, item.writes), (reads, item.reads)):
+            for r in regions:
+                ranges = table.get(id(r.resource))
+                if ranges is None:
+                    ranges = table[id(r.resource)] = PaintedRanges()
+                ranges.paint(r.offset, r.offset + r.size, index)
 
 
 def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, bool]]:

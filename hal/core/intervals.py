@@ -56,7 +56,12 @@ class PaintedRanges:
     def take(self, start: int, end: int) -> int:
         """The largest value painted over any byte of ``[start, end)`` (-1 if none); the
         ranges overlapping it are removed."""
-        if start >= end:
+        last = self._last
+        if start >= end or not last or start >= last[-1]:
+            return -1
+        k = bisect_right(last, start)
+        starts = self._starts[k]
+        if starts[bisect_right(self._ends[k], start)] >= end:  # falls in a gap
             return -1
         best, _, _ = self._remove(start, end)
         return best
@@ -66,6 +71,38 @@ class PaintedRanges:
         far (not checked): the parts of older ranges outside it keep their values."""
         if start >= end:
             return
+        last = self._last
+        if not last or start >= last[-1]:  # past every range: the streaming case
+            if not last:
+                self._starts.append([])
+                self._ends.append([])
+                self._values.append([])
+                last.append(end)
+            k = len(last) - 1
+            starts, ends, values = self._starts[k], self._ends[k], self._values[k]
+            starts.append(start)
+            ends.append(end)
+            values.append(value)
+            last[k] = end
+        else:
+            k = bisect_right(last, start)
+            starts, ends, values = self._starts[k], self._ends[k], self._values[k]
+            i = bisect_right(ends, start)
+            if starts[i] == start and ends[i] == end:  # the same range again
+                values[i] = value
+                return
+            if starts[i] >= end:  # falls in a gap
+                starts.insert(i, start)
+                ends.insert(i, end)
+                values.insert(i, value)
+            else:
+                self._overwrite(start, end, value)
+                return
+        if len(starts) >= 2 * _LOAD:
+            self._split(k)
+
+    def _overwrite(self, start: int, end: int, value: int) -> None:
+        """:meth:`paint` where older ranges overlap ``[start, end)``."""
         _, left, right = self._remove(start, end)
         pieces_s = [start]
         pieces_e = [end]
@@ -133,9 +170,14 @@ class PaintedRanges:
         values[p:p] = v
         last[k] = ends[-1]
         if len(starts) >= 2 * _LOAD:
-            self._starts.insert(k + 1, starts[_LOAD:])
-            self._ends.insert(k + 1, ends[_LOAD:])
-            self._values.insert(k + 1, values[_LOAD:])
-            last.insert(k + 1, ends[-1])
-            del starts[_LOAD:], ends[_LOAD:], values[_LOAD:]
-            last[k] = ends[-1]
+            self._split(k)
+
+    def _split(self, k: int) -> None:
+        """Split block ``k`` in two."""
+        starts, ends, values, last = self._starts[k], self._ends[k], self._values[k], self._last
+        self._starts.insert(k + 1, starts[_LOAD:])
+        self._ends.insert(k + 1, ends[_LOAD:])
+        self._values.insert(k + 1, values[_LOAD:])
+        last.insert(k + 1, ends[-1])
+        del starts[_LOAD:], ends[_LOAD:], values[_LOAD:]
+        last[k] = ends[-1]

@@ -478,34 +478,51 @@ def _link(items: list[_Item]) -> None:
     writes and reads, valued by list index; an item asks the other kind's write ranges over
     all its ranges and read ranges over its writes. ``take`` drops what it looks at, which
     the running maximum has made irrelevant, so the whole pass is O(n log n) in the items
-    and their ranges whatever their overlap.
+    and their ranges whatever their overlap. Only ranges the other kind could ask about are
+    painted: writes on allocations it touches, reads on allocations it writes.
     """
-    # [kind][0]: write ranges, [kind][1]: read ranges, by id(resource); kind 0 = dispatch.
-    painted: tuple[tuple[_Ranges, _Ranges], ...] = (({}, {}), ({}, {}))
+    touched: tuple[set[int], set[int]] = (set(), set())
+    written: tuple[set[int], set[int]] = (set(), set())
+    kinds = [0 if type(item.op) is Dispatch else 1 for item in items]
+    for item, kind in zip(items, kinds, strict=True):
+        for r in item.reads:
+            touched[kind].add(id(r.resource))
+        for r in item.writes:
+            touched[kind].add(id(r.resource))
+            written[kind].add(id(r.resource))
+    # Of each kind's finished regions, by id(resource): write ranges where the other kind
+    # touches the allocation, read ranges where it writes it.
+    writes: tuple[_Ranges, _Ranges] = ({}, {})
+    reads: tuple[_Ranges, _Ranges] = ({}, {})
     counts = [0, 0]
     running = [-1, -1]
     pending: list[tuple[int, int, _Item]] = []
     region = items[0].region if items else 0
-    for item in items:
+    for item, kind in zip(items, kinds, strict=True):
         if item.region != region:
-            _paint(pending, painted)
+            for done_kind, index, done in pending:
+                _paint(done, index, writes[done_kind], touched[1 - done_kind], done.writes)
+                _paint(done, index, reads[done_kind], written[1 - done_kind], done.reads)
             pending.clear()
             region = item.region
-        kind = 0 if type(item.op) is Dispatch else 1
         best = running[kind]
-        writes, reads = painted[1 - kind]
-        if writes:
+        other_writes, other_reads = writes[1 - kind], reads[1 - kind]
+        if other_writes:
             for r in item.reads:
-                ranges = writes.get(id(r.resource))
+                ranges = other_writes.get(id(r.resource))
                 if ranges is not None:
-                    best = max(best, ranges.take(r.offset, r.offset + r.size))
-        if writes or reads:
+                    found = ranges.take(r.offset, r.offset + r.size)
+                    if found > best:
+                        best = found
+        if other_writes or other_reads:
             for r in item.writes:
                 key = id(r.resource)
-                for table in (writes, reads):
+                for table in (other_writes, other_reads):
                     ranges = table.get(key)
                     if ranges is not None:
-                        best = max(best, ranges.take(r.offset, r.offset + r.size))
+                        found = ranges.take(r.offset, r.offset + r.size)
+                        if found > best:
+                            best = found
         item.after = running[kind] = best
         pending.append((kind, counts[kind], item))
         counts[kind] += 1
@@ -515,17 +532,17 @@ _Ranges = dict[int, PaintedRanges]
 
 
 def _paint(
-    pending: list[tuple[int, int, _Item]], painted: tuple[tuple[_Ranges, _Ranges], ...]
+    item: _Item, index: int, table: _Ranges, wanted: set[int], regions: tuple[Region, ...]
 ) -> None:
-    """Paint the (kind, list index, item) of a finished barrier region into ``painted``."""
-    for kind, index, item in pending:
-        writes, reads = painted[kind]
-        for table, regions in ((writes, item.writes), (reads, item.reads)):
-            for r in regions:
-                ranges = table.get(id(r.resource))
-                if ranges is None:
-                    ranges = table[id(r.resource)] = PaintedRanges()
-                ranges.paint(r.offset, r.offset + r.size, index)
+    """Paint ``regions`` of ``item`` with its list ``index`` into ``table``, on the
+    allocations in ``wanted``."""
+    for r in regions:
+        key = id(r.resource)
+        if key in wanted:
+            ranges = table.get(key)
+            if ranges is None:
+                ranges = table[key] = PaintedRanges()
+            ranges.paint(r.offset, r.offset + r.size, index)
 
 
 def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, bool]]:

@@ -148,7 +148,6 @@ class Recorder:
                 cb.fill_buffer(self.buffer(), self.offset(i, 64, 1), 63, 0xA5, 1)
         return cb
 
-
     def record_user(self) -> None:
         """Dispatch, copy, fill, barrier, repeated, on four whole buffers."""
         cb, (a, b, c, d) = self.cb, self.buffers[:4]

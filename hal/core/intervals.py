@@ -32,7 +32,7 @@ class PaintedRanges:
     Nothing raises.
     """
 
-    __slots__ = ("_ends", "_last", "_starts", "_values")
+    __slots__ = ("_ends", "_last", "_starts", "_values", "top")
 
     def __init__(self) -> None:
         # Block k holds ranges (_starts[k][i], _ends[k][i]) -> _values[k][i], sorted and
@@ -41,6 +41,9 @@ class PaintedRanges:
         self._ends: list[list[int]] = []
         self._values: list[list[int]] = []
         self._last: list[int] = []
+        self.top = -1
+        """The last value painted (the largest ever): a caller holding a larger running
+        maximum can skip :meth:`take`."""
 
     def __len__(self) -> int:
         return sum(len(block) for block in self._starts)
@@ -71,6 +74,7 @@ class PaintedRanges:
         far (not checked): the parts of older ranges outside it keep their values."""
         if start >= end:
             return
+        self.top = value
         last = self._last
         if not last or start >= last[-1]:  # past every range: the streaming case
             if not last:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import gc
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hal.core.builtins import (
     MAX_WORKGROUPS,
@@ -75,6 +75,9 @@ __all__ = ["LoweringOptions", "lower"]
 
 _BLOCK_KERNELS = (BuiltinKernel.FILL4, BuiltinKernel.COPY4)
 
+_ENTRY_POINTS = {kernel: kernel.entry_point for kernel in BuiltinKernel}
+_LABELS = {kernel: f"builtin.{kernel.entry_point}" for kernel in BuiltinKernel}
+
 _VECTOR_MIN = 4096
 """Transfers at least this large use 16-byte-block kernels for their aligned body."""
 
@@ -107,9 +110,8 @@ class _Item:
     region: int
     reads: tuple[Region, ...]
     writes: tuple[Region, ...]
-    order: int = 0
+    note: str | None = None
     after: int = -1  # index in the other list of the last item that must precede this one
-    notes: list[str] = field(default_factory=list)
 
 
 class _PlanBuilder:
@@ -126,6 +128,7 @@ class _PlanBuilder:
         self.builtin_dispatches = 0
         self.shadowed = 0
         self.notes: list[str] = []
+        self.verdicts: dict[tuple[int, bool], tuple[bool, str]] = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -162,10 +165,7 @@ class _PlanBuilder:
         writes: tuple[Region, ...],
         note: str | None = None,
     ) -> None:
-        item = _Item(op, self.region_index, reads, writes)
-        if note:
-            item.notes.append(note)
-        self.items.append(item)
+        self.items.append(_Item(op, self.region_index, reads, writes, note or None))
 
     def constants(self, data: bytes) -> tuple[bytes, int | None]:
         if not data or self.caps.immediates:
@@ -188,7 +188,7 @@ class _PlanBuilder:
         self.emit(
             Dispatch(
                 kernel,
-                kernel.entry_point,
+                _ENTRY_POINTS[kernel],
                 bindings,
                 constants,
                 offset,
@@ -203,7 +203,7 @@ class _PlanBuilder:
                     1,
                 ),
                 None,
-                f"builtin.{kernel.entry_point}",
+                _LABELS[kernel],
             ),
             reads,
             writes,
@@ -274,7 +274,16 @@ class _PlanBuilder:
                 note = None
 
     def prefer_native(self, size: int, copy: bool) -> tuple[bool, str]:
-        """Whether a native transfer beats kernels, by the cost model, and why."""
+        """Whether a native transfer beats kernels, by the cost model, and why (memoised:
+        programs repeat transfer sizes, and the note's formatting is most of the cost)."""
+        key = (size, copy)
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            verdict = self.verdicts[key] = self.judge(size, copy)
+        return verdict
+
+    def judge(self, size: int, copy: bool) -> tuple[bool, str]:
+        """:meth:`prefer_native` without the memo."""
         options, costs = self.options, self.caps.costs
         if options.naive or options.transfers == "native":
             return True, "native (cost model off)"
@@ -411,8 +420,6 @@ class _PlanBuilder:
     def schedule(self) -> list[Step]:
         dispatches = [i for i in self.items if isinstance(i.op, Dispatch)]
         natives = [i for i in self.items if not isinstance(i.op, Dispatch)]
-        for index, item in enumerate(self.items):
-            item.order = index
         if self.options.naive:
             return [
                 ComputePass((i.op,)) if isinstance(i.op, Dispatch) else i.op for i in self.items
@@ -436,7 +443,7 @@ class _PlanBuilder:
             isinstance(a, ComputePass) or isinstance(b, ComputePass)
             for a, b in itertools.pairwise(steps)
         )
-        notes = [f"region {i.region}: {n}" for i in self.items for n in i.notes]
+        notes = [f"region {i.region}: {i.note}" for i in self.items if i.note]
         moved = _moved_transfers(self.items, steps)
         if moved:
             notes.append(
@@ -501,9 +508,7 @@ def _link(items: list[_Item]) -> None:
     region = items[0].region if items else 0
     for item, kind in zip(items, kinds, strict=True):
         if item.region != region:
-            for done_kind, index, done in pending:
-                _paint(done, index, writes[done_kind], touched[1 - done_kind], done.writes)
-                _paint(done, index, reads[done_kind], written[1 - done_kind], done.reads)
+            _paint(pending, writes, reads, touched, written)
             pending.clear()
             region = item.region
         best = running[kind]
@@ -511,7 +516,7 @@ def _link(items: list[_Item]) -> None:
         if other_writes:
             for r in item.reads:
                 ranges = other_writes.get(id(r.resource))
-                if ranges is not None:
+                if ranges is not None and ranges.top > best:
                     found = ranges.take(r.offset, r.offset + r.size)
                     if found > best:
                         best = found
@@ -520,7 +525,7 @@ def _link(items: list[_Item]) -> None:
                 key = id(r.resource)
                 for table in (other_writes, other_reads):
                     ranges = table.get(key)
-                    if ranges is not None:
+                    if ranges is not None and ranges.top > best:
                         found = ranges.take(r.offset, r.offset + r.size)
                         if found > best:
                             best = found
@@ -533,17 +538,26 @@ _Ranges = dict[int, PaintedRanges]
 
 
 def _paint(
-    item: _Item, index: int, table: _Ranges, wanted: set[int], regions: tuple[Region, ...]
+    pending: list[tuple[int, int, _Item]],
+    writes: tuple[_Ranges, _Ranges],
+    reads: tuple[_Ranges, _Ranges],
+    touched: tuple[set[int], set[int]],
+    written: tuple[set[int], set[int]],
 ) -> None:
-    """Paint ``regions`` of ``item`` with its list ``index`` into ``table``, on the
-    allocations in ``wanted``."""
-    for r in regions:
-        key = id(r.resource)
-        if key in wanted:
-            ranges = table.get(key)
-            if ranges is None:
-                ranges = table[key] = PaintedRanges()
-            ranges.paint(r.offset, r.offset + r.size, index)
+    """Paint the (kind, list index, item) of a finished region: its writes where the other
+    kind touches the allocation, its reads where the other kind writes it."""
+    for kind, index, item in pending:
+        for table, wanted, regions in (
+            (writes[kind], touched[1 - kind], item.writes),
+            (reads[kind], written[1 - kind], item.reads),
+        ):
+            for r in regions:
+                key = id(r.resource)
+                if key in wanted:
+                    ranges = table.get(key)
+                    if ranges is None:
+                        ranges = table[key] = PaintedRanges()
+                    ranges.paint(r.offset, r.offset + r.size, index)
 
 
 def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, bool]]:

@@ -24,7 +24,9 @@ It works in two steps (see README, "How the lowering works"):
    barrier between dispatches needs no split. Native transfers keep their order among
    themselves and move as far as the barriers allow: a transfer must stay after every item of
    an earlier region it conflicts with (overlapping bytes, one side writing) and before every
-   such item of a later region; within a region, order is free (API.md, Semantics). A greedy
+   such item of a later region; within a region, order is free (API.md, Semantics). These
+   links come from one sweep in program order over per-allocation interval sets
+   (:mod:`hal.core.intervals`), O(n log n) in the items whatever their overlap. A greedy
    merge of the two ordered lists then yields the fewest pass switches.
 
 Nothing here touches wgpu.
@@ -338,7 +340,8 @@ class _PlanBuilder:
         # The pattern repeats from the target offset; bytes of a word are at window positions
         # congruent to 0..3 (windows are word aligned), so rotate the pattern accordingly.
         n = len(pattern)
-        word = bytes(pattern[(k - target.offset) % n] for k in range(4))
+        shift = -target.offset % n
+        word = (pattern * 4)[shift : shift + 4]
         self.builtin_fill(target, int.from_bytes(word, "little"), note)
 
     def update(self, segment: UpdateSegment) -> None:

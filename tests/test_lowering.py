@@ -10,22 +10,27 @@ wgpu enforces (offset alignment, size, aliasing rules).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import random
+import re
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from hal.core import intervals
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
 from hal.core.cost import TransferCosts
 from hal.core.layout import BindingLayout, EntryPointLayout
-from hal.core.lowering import LoweringOptions, lower
+from hal.core.lowering import LoweringOptions, _Item, _link, _PlanBuilder, lower
 from hal.core.plan import (
     AuxBuffer,
     ClearBuffer,
@@ -1120,6 +1125,325 @@ def test_random_transfer_programs_match_in_order_execution(seed: int) -> None:
             segments.append(copy(src, src_offset, dst, dst_offset, length))
         segments.append(barrier())
     check_against_reference(segments, c, buffers, seed)
+
+
+# -- plans identical to the pre-interval lowering -------------------------------------------
+
+SNAPSHOT_COSTS = (
+    NATIVE_FIRST,
+    TransferCosts(),
+    TransferCosts("lavapipe-like", 18.0, 25.0, 21.0, 4.5, 77.8, 14.5),
+    TransferCosts("kernel-first", 1e9, 0.0),
+)
+
+
+def snapshot_program(seed: int) -> tuple[list[Segment], DeviceCaps, list[Alloc]]:
+    """A fixed pseudo-random program (seeded): every kind of segment, ranges drawn from a few
+    hot spots so that commands of different barrier regions often overlap, some of them far
+    apart, on one to six allocations and under varied caps and cost models."""
+    rng = random.Random(seed)
+    buffers = [Alloc(rng.choice([512, 4096, 20000]), f"b{i}") for i in range(rng.randint(1, 6))]
+    c = caps(
+        storage_alignment=rng.choice([4, 32, 256]),
+        immediates=rng.random() < 0.6,
+        max_binding_size=rng.choice([2048, 1 << 20]),
+    )
+    c = DeviceCaps(
+        **{**{f: getattr(c, f) for f in c.__slots__}, "costs": rng.choice(SNAPSHOT_COSTS)}
+    )  # type: ignore[attr-defined]
+    executables = [FakeExecutable(f"k{i}") for i in range(3)]
+    event = object()
+    barrier_every = rng.choice([1, 2, 3, 5, 1000])
+    spots = [rng.randrange(0, 400) * 4 for _ in range(rng.randint(2, 12))]
+
+    def span(buffer: Alloc, aligned: bool, multiple: int = 1) -> tuple[int, int]:
+        length = rng.choice([4, 8, 16, 64, 100, 256, 300, 5000]) // multiple * multiple or multiple
+        length = min(length, buffer.size // 2 // multiple * multiple)
+        offset = (rng.choice(spots) + (0 if aligned else rng.randrange(1, 4))) % (
+            buffer.size - length + 1
+        )
+        offset = offset // multiple * multiple
+        return offset, length
+
+    segments: list[Segment] = []
+    for index in range(rng.randint(5, 300)):
+        if index and index % barrier_every == 0:
+            segments.append(
+                barrier() if rng.random() < 0.7 else WaitEventsSegment((event,), 63, 63)
+            )
+        kind = rng.choice(["fill", "copy", "update", "dispatch", "dispatch", "event", "advise"])
+        b = rng.choice(buffers)
+        aligned = rng.random() < 0.7
+        if kind == "fill":
+            n = rng.choice([1, 2, 4])
+            offset, length = span(b, aligned, n)
+            pattern = (
+                bytes(n) if rng.random() < 0.5 else bytes(rng.randrange(256) for _ in range(n))
+            )
+            segments.append(fill(b, offset, length, pattern))
+        elif kind == "update":
+            offset, length = span(b, aligned)
+            segments.append(
+                update(bytes(rng.randrange(256) for _ in range(min(length, 64))), b, offset)
+            )
+        elif kind == "copy":
+            d = rng.choice(buffers)
+            so, length = span(b, aligned)
+            do, _ = span(d, aligned)
+            do = min(do, d.size - length)
+            if b is d and so < do + length and do < so + length:
+                continue
+            segments.append(copy(b, so, d, do, length))
+        elif kind == "dispatch":
+            count = rng.randint(1, 3)
+            kinds = [
+                rng.choice(["storage", "storage", "read-only-storage", "uniform"])
+                for _ in range(count)
+            ]
+            refs = []
+            for _ in kinds:
+                t = rng.choice(buffers)
+                offset, length = span(t, rng.random() < 0.8)
+                refs.append(ref(t, offset, min(length, 4096)))
+            indirect = None
+            if rng.random() < 0.15:
+                t = rng.choice(buffers)
+                indirect = ref(
+                    t, rng.randrange(0, t.size - 12) // 4 * 4 + (0 if aligned else 4), 12
+                )
+            size = rng.choice([0, 4, 16])
+            segments.append(
+                dispatch(
+                    refs,
+                    kinds,
+                    constants=bytes(rng.randrange(256) for _ in range(size)),
+                    constants_size=size,
+                    executable=rng.choice(executables),
+                    indirect=indirect,
+                )
+            )
+        elif kind == "event":
+            segments.append(
+                SignalEventSegment(event, 63)
+                if rng.random() < 0.5
+                else ResetEventSegment(event, 63)
+            )
+        else:
+            segments.append(AdviseSegment(ref(b, 0, b.size), 0))
+    return segments, c, buffers
+
+
+def plan_signature(plan: Plan, buffers: Sequence[Alloc]) -> str:
+    """A process-independent text of everything in a plan (allocations by index)."""
+    names = {id(b): f"b{i}" for i, b in enumerate(buffers)}
+
+    def region(r: Region | None) -> str:
+        if r is None:
+            return "-"
+        name = r.resource.value if isinstance(r.resource, AuxBuffer) else names[id(r.resource)]
+        return f"{name}[{r.offset}:{r.offset + r.size}]"
+
+    lines = []
+    for step in plan.steps:
+        if isinstance(step, ComputePass):
+            lines.append("pass")
+            for d in step.dispatches:
+                kernel = d.kernel.name if isinstance(d.kernel, BuiltinKernel) else d.kernel.label
+                binds = ",".join(f"{i}:{k}:{region(r)}" for i, k, r in d.bindings)
+                lines.append(
+                    f" {kernel}:{d.entry_point} {d.workgroups} {region(d.indirect)} "
+                    f"{d.constants.hex()} {d.constants_offset} {d.label} [{binds}]"
+                )
+        elif isinstance(step, CopyBuffer):
+            lines.append(f"copy {region(step.source)} {region(step.target)}")
+        else:
+            lines.append(f"clear {region(step.target)}")
+    lines.append(f"staging {plan.staging.hex()} constants {plan.constants.hex()}")
+    lines.append(f"scratch {plan.scratch_size} {plan.read_scratch_size} {plan.stats}")
+    lines.append(f"resources {sorted(names[id(r)] for r in plan.resources)}")
+    # Notes name allocations by a 16-bit id hash, which differs between runs.
+    lines.extend(re.sub("buf#[0-9a-f]{4}", "buf", note) for note in plan.notes)
+    return "\n".join(lines)
+
+
+SNAPSHOT = Path(__file__).parent / "data" / "lowering_plans.json"
+
+
+def test_plans_match_the_pre_interval_lowering() -> None:
+    """Every snapshot program lowers exactly as the pairwise-conflict lowering of 633b303
+    did (default options, ``reorder=False`` and ``naive``): digests recorded from it."""
+    digests = json.loads(SNAPSHOT.read_text())["digests"]
+    assert len(digests) == 120
+    differ = []
+    for seed, expected in digests.items():
+        segments, c, buffers = snapshot_program(int(seed))
+        got = [
+            hashlib.sha256(plan_signature(lower(segments, c, o), buffers).encode()).hexdigest()[:16]
+            for o in (None, LoweringOptions(reorder=False), LoweringOptions(naive=True))
+        ]
+        if got != expected:
+            differ.append(seed)
+    assert differ == []
+
+
+def _conflicts(a: _Item, b: _Item) -> bool:
+    """The pre-interval rule, pairwise: overlapping bytes with one side writing."""
+
+    def overlap(x: Region, y: Region) -> bool:
+        return (
+            x.resource is y.resource
+            and x.offset < y.offset + y.size
+            and y.offset < x.offset + x.size
+        )
+
+    return any(overlap(w, x) for w in a.writes for x in (*b.reads, *b.writes)) or any(
+        overlap(w, x) for w in b.writes for x in a.reads
+    )
+
+
+def _pairwise_after(items: list[_Item], others: list[_Item]) -> list[int]:
+    """``after`` by definition: the running maximum over the items so far of the last
+    conflicting item of the other list in an earlier barrier region (quadratic)."""
+    out, running = [], -1
+    for item in items:
+        for index, other in enumerate(others):
+            if other.region < item.region and index > running and _conflicts(item, other):
+                running = index
+        out.append(running)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_links_equal_the_pairwise_definition_on_long_overlapping_programs(seed: int) -> None:
+    """The interval sweep sets exactly the ``after`` links of the pairwise rule, on
+    programs of ~600 segments whose ranges crowd a few hot spots of two allocations."""
+    rng = random.Random(seed)
+    a, b = Alloc(4096, "a"), Alloc(4096, "b")
+    segments = []
+    for _ in range(600):
+        target, offset = rng.choice([a, b]), rng.choice([0, 64, 100, 128, 256, 1000]) // 4 * 4
+        length = rng.choice([4, 64, 200, 1024])
+        roll = rng.random()
+        if roll < 0.2:
+            segments.append(barrier())
+        elif roll < 0.4:
+            segments.append(fill(target, offset, length, b"\0"))
+        elif roll < 0.6:
+            other = b if target is a else a
+            segments.append(copy(target, offset, other, rng.choice([0, 128, 512]), length))
+        elif roll < 0.7:
+            segments.append(update(bytes(length), target, offset))
+        else:
+            kinds = [rng.choice(["storage", "read-only-storage"]) for _ in range(2)]
+            segments.append(dispatch([ref(a, offset, length), ref(b, offset, length)], kinds))
+    builder = _PlanBuilder(caps(storage_alignment=4), LoweringOptions())
+    for s in segments:
+        if isinstance(s, DispatchSegment):
+            builder.dispatch(s)
+        elif isinstance(s, FillSegment):
+            builder.fill(s)
+        elif isinstance(s, CopySegment):
+            builder.copy_segment(s)
+        elif isinstance(s, UpdateSegment):
+            builder.update(s)
+        else:
+            builder.region_index += 1
+    items = builder.items
+    dispatches = [i for i in items if isinstance(i.op, Dispatch)]
+    natives = [i for i in items if not isinstance(i.op, Dispatch)]
+    assert len(dispatches) > 100 and len(natives) > 100
+    _link(items)
+    assert [i.after for i in dispatches] == _pairwise_after(dispatches, natives)
+    assert [i.after for i in natives] == _pairwise_after(natives, dispatches)
+    assert max(i.after for i in natives) > 0  # the links do constrain
+
+
+@pytest.mark.parametrize("load", [1, 2, 128])
+def test_painted_ranges_match_a_byte_array(load: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paint and take against a byte-per-cell model, with tiny blocks (splits, empty
+    blocks) and large ones: ``take`` returns the largest live value and forgets only what
+    it looked at."""
+    monkeypatch.setattr(intervals, "_LOAD", load)
+    for seed in range(60):
+        rng = random.Random(seed)
+        size = rng.choice([16, 100, 2000])
+        cells = [-1] * size  # value painted over each byte and not taken since
+        painted, value = intervals.PaintedRanges(), 0
+        for _ in range(rng.randint(1, 300)):
+            start = rng.randrange(size)
+            end = min(size, start + rng.choice([0, 1, 3, 40, size]))
+            if rng.random() < 0.6:
+                value += 1
+                painted.paint(start, end, value)
+                cells[start:end] = [value] * (end - start)
+            else:
+                assert painted.take(start, end) == max(cells[start:end], default=-1)
+                live = [-1] * size
+                for s, e, v in painted.ranges():
+                    live[s:e] = [v] * (e - s)
+                # Whole ranges that overlapped are gone, nothing else is.
+                assert all(x in (y, -1) for x, y in zip(live, cells, strict=True))
+                assert all(x == -1 for x in live[start:end])
+                cells = live
+            ranges = painted.ranges()
+            assert all(s < e for s, e, _ in ranges)
+            assert all(e1 <= s2 for (_, e1, _), (s2, _, _) in itertools.pairwise(ranges))
+            live = [-1] * size
+            for s, e, v in ranges:
+                live[s:e] = [v] * (e - s)
+            assert live == cells
+        assert len(painted) == len(ranges)
+
+
+def _scaling_program(n: int, kind: str) -> list[Segment]:
+    """``n`` segments that were quadratic for the pairwise lowering: the issue's
+    dispatch, copy, fill, barrier loop on four buffers, or dispatches and zero fills at
+    random (rarely overlapping) places of one 16 MiB buffer, a barrier after each pair."""
+    rng = random.Random(n)
+    a, b, c, d = (Alloc(1 << 24, name) for name in "abcd")
+    out: list[Segment] = []
+    for i in range(n):
+        if kind == "loop":
+            step = i % 4
+            if step == 0:
+                out.append(
+                    dispatch([ref(a, 0, 4096), ref(b, 0, 4096)], ["read-only-storage", "storage"])
+                )
+            elif step == 1:
+                out.append(copy(a, 0, c, 0, 4096))
+            elif step == 2:
+                out.append(fill(d, 0, 4096, b"\0"))
+            else:
+                out.append(barrier())
+        else:
+            offset = rng.randrange(0, 1 << 24) // 256 * 256
+            step = i % 3
+            if step == 0:
+                out.append(dispatch([ref(a, offset, 256)]))
+            elif step == 1:
+                out.append(fill(a, (offset + (1 << 23)) % (1 << 24), 256, b"\0"))
+            else:
+                out.append(barrier())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["loop", "one-buffer"])
+def test_lowering_time_grows_linearly(kind: str) -> None:
+    """8x the commands take well under 64x the time (what pairwise checks cost): best of
+    three, both sizes timed alternately so machine load hits them alike. Linear is 8x;
+    the bound is 24x to stay robust on a loaded two-core box."""
+    small, large = _scaling_program(2500, kind), _scaling_program(20000, kind)
+    c = caps()
+    times = {2500: [], 20000: []}
+    for _ in range(3):
+        for segments in (small, large):
+            start = time.perf_counter()
+            plan = lower(segments, c)
+            times[len(segments)].append(time.perf_counter() - start)
+    assert plan.stats.native_copies + plan.stats.native_clears >= 5000
+    assert plan.stats.compute_passes < 100  # links do reorder (no conflicts, few passes)
+    ratio = min(times[20000]) / min(times[2500])
+    assert ratio < 24, f"lowering 20k segments took {ratio:.1f}x as long as 2.5k"
 
 
 # -- statistics and plan contents -----------------------------------------------------------

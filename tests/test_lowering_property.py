@@ -8,6 +8,14 @@ copies (any alignment, same buffer allowed when disjoint), updates and dispatche
 kernel with byte-granular binding ranges (exercising binding shadows). Each program runs
 with the adapter's cost model and with every transfer forced onto kernels.
 
+A second strategy (:func:`crowded_programs`) writes longer programs — up to 12 regions of
+up to 8 commands — whose ranges start at a few hot spots, mostly word aligned, so native
+transfers (which the lowering moves across dispatches and regions) keep landing on bytes
+that dispatches of neighbouring regions read or write: a wrong link in the conflict
+analysis reorders two of them and changes the bytes. Those programs run on the GPU and,
+in larger numbers and with every transfer native, on the pure plan interpreter of
+tests/test_lowering.py.
+
 ``HAL_FUZZ_EXAMPLES`` sets the number of examples (CI default 40; ``make fuzz`` runs
 thousands).
 """
@@ -20,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_lowering as TL
 from conftest import WAIT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hal
+from hal.core.caps import DeviceCaps
 from hal.core.lowering import LoweringOptions, lower
 from hal.runtime.encoder import compile_plan
 
@@ -97,6 +107,53 @@ def _range(draw: st.DrawFn, size: int, multiple: int = 1, max_len: int = 400) ->
     length = draw(st.integers(1, max_len // multiple)) * multiple
     offset = draw(st.integers(0, (size - length) // multiple)) * multiple
     return offset, length
+
+
+HOT_SPOTS = (0, 4, 64, 100, 128, 256, 260, 400)
+"""Where crowded programs' ranges start (then clipped to the buffer)."""
+
+
+@st.composite
+def _hot_range(draw: st.DrawFn, size: int, multiple: int = 1) -> tuple[int, int]:
+    length = draw(st.sampled_from([4, 8, 60, 61, 64, 65, 128, 300])) // multiple * multiple
+    offset = draw(st.sampled_from(HOT_SPOTS)) + draw(st.sampled_from([0, 0, 0, 1, 2]))
+    offset = min(offset, size - length) // multiple * multiple
+    return offset, length
+
+
+@st.composite
+def _crowded_command(draw: st.DrawFn) -> Command:
+    """A command whose ranges start at hot spots, of two buffers only."""
+    kind = draw(st.sampled_from(["fill", "copy", "update", "xor", "xor"]))
+    buffer, other = draw(st.permutations([0, 1]))
+    if kind == "fill":
+        n = draw(st.sampled_from([1, 2, 4]))
+        offset, length = draw(_hot_range(SIZES[buffer], n))
+        zero = draw(st.booleans())
+        pattern = bytes(n) if zero else draw(st.binary(min_size=n, max_size=n))
+        return Fill(buffer, offset, length, pattern)
+    offset, length = draw(_hot_range(SIZES[buffer]))
+    if kind == "update":
+        return Update(buffer, offset, draw(st.binary(min_size=length, max_size=length)))
+    target_offset, _ = draw(_hot_range(SIZES[other]))
+    target_offset = min(target_offset, SIZES[other] - length)
+    if kind == "copy":
+        return Copy(buffer, offset, other, target_offset, length)
+    return Xor(buffer, offset, other, target_offset, length, draw(st.integers(0, 2**32 - 1)))
+
+
+@st.composite
+def crowded_programs(draw: st.DrawFn) -> list[list[Command]]:
+    """Up to 12 barrier regions of up to 8 mutually non-conflicting crowded commands."""
+    regions = []
+    for _ in range(draw(st.integers(2, 12))):
+        region: list[Command] = []
+        for _ in range(draw(st.integers(1, 8))):
+            command = draw(_crowded_command())
+            if not any(_conflict(command, other) for other in region):
+                region.append(command)
+        regions.append(region)
+    return regions
 
 
 @st.composite
@@ -255,3 +312,117 @@ def test_random_programs_match_in_order_execution(
                 f"buffer {index} differs ({forced or 'auto'}) at "
                 f"{np.flatnonzero(got != expected[index])[:10]}\n{cb.dump()}"
             )
+
+
+def _check_on_gpu(
+    device: hal.Device,
+    setup: tuple[hal.Executable, list[hal.Buffer]],
+    program: list[list[Command]],
+    seed: int,
+) -> None:
+    executable, buffers = setup
+    rng = np.random.default_rng(seed)
+    initial = [rng.integers(0, 256, s, dtype=np.uint8) for s in SIZES]
+    expected = [m.copy() for m in initial]
+    _run_model(program, expected)
+    cb = _record(device, executable, buffers, program)
+    for buffer, data in zip(buffers, initial, strict=True):
+        device.transfer_h2d(data, buffer)
+    done = device.create_semaphore()
+    device.queue_execute(cb, signal=[(done, 1)])
+    done.wait(1, timeout=WAIT)
+    for index, buffer in enumerate(buffers):
+        got = buffer.to_numpy()
+        assert np.array_equal(got, expected[index]), (
+            f"buffer {index} differs at {np.flatnonzero(got != expected[index])[:10]}\n{cb.dump()}"
+        )
+
+
+@settings(
+    max_examples=max(10, EXAMPLES // 2),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(program=crowded_programs(), seed=st.integers(0, 2**31))
+def test_crowded_programs_match_in_order_execution(
+    device: hal.Device,
+    setup: tuple[hal.Executable, list[hal.Buffer]],
+    program: list[list[Command]],
+    seed: int,
+) -> None:
+    _check_on_gpu(device, setup, program, seed)
+
+
+def _xor_kernel(windows: dict[int, memoryview], constants: bytes) -> None:
+    """The plan interpreter's xor_words: output byte i = input byte i ^ key byte i % 4."""
+    src, dst = windows[0], windows[1]
+    for i in range(min(len(src), len(dst))):
+        dst[i] = src[i] ^ constants[i % 4]
+
+
+def _segments(program: list[list[Command]], allocs: list[TL.Alloc]) -> list[TL.Segment]:
+    """The program as segments of stand-in allocations, a barrier between regions."""
+    executable = TL.FakeExecutable("xor", _xor_kernel)
+    out: list[TL.Segment] = []
+    for index, region in enumerate(program):
+        if index:
+            out.append(TL.barrier())
+        for c in region:
+            if isinstance(c, Fill):
+                out.append(TL.fill(allocs[c.buffer], c.offset, c.length, c.pattern))
+            elif isinstance(c, Update):
+                out.append(TL.update(c.data, allocs[c.buffer], c.offset))
+            elif isinstance(c, Copy):
+                source, target = allocs[c.source], allocs[c.target]
+                out.append(TL.copy(source, c.source_offset, target, c.target_offset, c.length))
+            else:
+                bindings = [
+                    TL.ref(allocs[c.source], c.source_offset, c.length),
+                    TL.ref(allocs[c.target], c.target_offset, c.length),
+                ]
+                out.append(
+                    TL.dispatch(
+                        bindings,
+                        ["read-only-storage", "storage"],
+                        constants=c.key.to_bytes(4, "little"),
+                        constants_size=4,
+                        executable=executable,
+                    )
+                )
+    return out
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None)
+@given(
+    program=crowded_programs(),
+    seed=st.integers(0, 2**31),
+    alignment=st.sampled_from([4, 256]),
+)
+def test_crowded_programs_match_in_order_execution_on_the_plan_interpreter(
+    program: list[list[Command]], seed: int, alignment: int
+) -> None:
+    """Every aligned transfer native (the most reordering there is), many more examples:
+    the plan, replayed by the interpreter that checks wgpu's rules, equals the model."""
+    allocs = [TL.Alloc(size, f"b{i}") for i, size in enumerate(SIZES)]
+    c = DeviceCaps(
+        storage_alignment=alignment,
+        uniform_alignment=alignment,
+        immediates=True,  # the interpreter's kernels read constants as immediates
+        costs=TL.NATIVE_FIRST,
+    )
+    rng = np.random.default_rng(seed)
+    initial = [rng.integers(0, 256, s, dtype=np.uint8) for s in SIZES]
+    expected = [m.copy() for m in initial]
+    _run_model(program, expected)
+    plan = lower(_segments(program, allocs), c)
+    memory = {
+        a: bytearray(m.tobytes()) + bytearray(-len(m) % 4)
+        for a, m in zip(allocs, initial, strict=True)
+    }
+    TL.execute(plan, c, memory)
+    for index, a in enumerate(allocs):
+        got = np.frombuffer(bytes(memory[a][: SIZES[index]]), np.uint8)
+        assert np.array_equal(got, expected[index]), (
+            f"buffer {index} differs at {np.flatnonzero(got != expected[index])[:10]}\n"
+            f"{plan.describe()}"
+        )

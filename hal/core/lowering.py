@@ -24,7 +24,9 @@ It works in two steps (see README, "How the lowering works"):
    barrier between dispatches needs no split. Native transfers keep their order among
    themselves and move as far as the barriers allow: a transfer must stay after every item of
    an earlier region it conflicts with (overlapping bytes, one side writing) and before every
-   such item of a later region; within a region, order is free (API.md, Semantics). A greedy
+   such item of a later region; within a region, order is free (API.md, Semantics). These
+   links come from one sweep in program order over per-allocation interval sets
+   (:mod:`hal.core.intervals`), O(n log n) in the items whatever their overlap. A greedy
    merge of the two ordered lists then yields the fewest pass switches.
 
 Nothing here touches wgpu.
@@ -32,10 +34,10 @@ Nothing here touches wgpu.
 
 from __future__ import annotations
 
-import bisect
+import gc
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hal.core.builtins import (
     MAX_WORKGROUPS,
@@ -47,6 +49,7 @@ from hal.core.builtins import (
     workgroups_for,
 )
 from hal.core.caps import DeviceCaps
+from hal.core.intervals import PaintedRanges
 from hal.core.plan import (
     AuxBuffer,
     ClearBuffer,
@@ -73,6 +76,9 @@ from hal.core.segments import (
 __all__ = ["LoweringOptions", "lower"]
 
 _BLOCK_KERNELS = (BuiltinKernel.FILL4, BuiltinKernel.COPY4)
+
+_ENTRY_POINTS = {kernel: kernel.entry_point for kernel in BuiltinKernel}
+_LABELS = {kernel: f"builtin.{kernel.entry_point}" for kernel in BuiltinKernel}
 
 _VECTOR_MIN = 4096
 """Transfers at least this large use 16-byte-block kernels for their aligned body."""
@@ -106,23 +112,8 @@ class _Item:
     region: int
     reads: tuple[Region, ...]
     writes: tuple[Region, ...]
-    order: int = 0
+    note: str | None = None
     after: int = -1  # index in the other list of the last item that must precede this one
-    notes: list[str] = field(default_factory=list)
-
-
-def _overlap(a: Region, b: Region) -> bool:
-    return (
-        a.resource is b.resource and a.offset < b.offset + b.size and b.offset < a.offset + a.size
-    )
-
-
-def _conflict(a: _Item, b: _Item) -> bool:
-    """True when the two items touch overlapping bytes and at least one writes them."""
-    for w in a.writes:
-        if any(_overlap(w, x) for x in b.reads) or any(_overlap(w, x) for x in b.writes):
-            return True
-    return any(_overlap(w, x) for w in b.writes for x in a.reads)
 
 
 class _PlanBuilder:
@@ -139,6 +130,7 @@ class _PlanBuilder:
         self.builtin_dispatches = 0
         self.shadowed = 0
         self.notes: list[str] = []
+        self.verdicts: dict[tuple[int, bool], tuple[bool, str]] = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -175,10 +167,7 @@ class _PlanBuilder:
         writes: tuple[Region, ...],
         note: str | None = None,
     ) -> None:
-        item = _Item(op, self.region_index, reads, writes)
-        if note:
-            item.notes.append(note)
-        self.items.append(item)
+        self.items.append(_Item(op, self.region_index, reads, writes, note or None))
 
     def constants(self, data: bytes) -> tuple[bytes, int | None]:
         if not data or self.caps.immediates:
@@ -201,7 +190,7 @@ class _PlanBuilder:
         self.emit(
             Dispatch(
                 kernel,
-                kernel.entry_point,
+                _ENTRY_POINTS[kernel],
                 bindings,
                 constants,
                 offset,
@@ -216,7 +205,7 @@ class _PlanBuilder:
                     1,
                 ),
                 None,
-                f"builtin.{kernel.entry_point}",
+                _LABELS[kernel],
             ),
             reads,
             writes,
@@ -287,7 +276,16 @@ class _PlanBuilder:
                 note = None
 
     def prefer_native(self, size: int, copy: bool) -> tuple[bool, str]:
-        """Whether a native transfer beats kernels, by the cost model, and why."""
+        """Whether a native transfer beats kernels, by the cost model, and why (memoised:
+        programs repeat transfer sizes, and the note's formatting is most of the cost)."""
+        key = (size, copy)
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            verdict = self.verdicts[key] = self.judge(size, copy)
+        return verdict
+
+    def judge(self, size: int, copy: bool) -> tuple[bool, str]:
+        """:meth:`prefer_native` without the memo."""
         options, costs = self.options, self.caps.costs
         if options.naive or options.transfers == "native":
             return True, "native (cost model off)"
@@ -342,7 +340,8 @@ class _PlanBuilder:
         # The pattern repeats from the target offset; bytes of a word are at window positions
         # congruent to 0..3 (windows are word aligned), so rotate the pattern accordingly.
         n = len(pattern)
-        word = bytes(pattern[(k - target.offset) % n] for k in range(4))
+        shift = -target.offset % n
+        word = (pattern * 4)[shift : shift + 4]
         self.builtin_fill(target, int.from_bytes(word, "little"), note)
 
     def update(self, segment: UpdateSegment) -> None:
@@ -424,16 +423,13 @@ class _PlanBuilder:
     def schedule(self) -> list[Step]:
         dispatches = [i for i in self.items if isinstance(i.op, Dispatch)]
         natives = [i for i in self.items if not isinstance(i.op, Dispatch)]
-        for index, item in enumerate(self.items):
-            item.order = index
         if self.options.naive:
             return [
                 ComputePass((i.op,)) if isinstance(i.op, Dispatch) else i.op for i in self.items
             ]
         if not self.options.reorder or not natives or not dispatches:
             return _in_program_order(self.items)
-        _link(natives, dispatches)
-        _link(dispatches, natives)
+        _link(self.items)
         best: list[Step] | None = None
         for natives_first in (True, False):
             steps = _merge(dispatches, natives, natives_first)
@@ -450,7 +446,7 @@ class _PlanBuilder:
             isinstance(a, ComputePass) or isinstance(b, ComputePass)
             for a, b in itertools.pairwise(steps)
         )
-        notes = [f"region {i.region}: {n}" for i in self.items for n in i.notes]
+        notes = [f"region {i.region}: {i.note}" for i in self.items if i.note]
         moved = _moved_transfers(self.items, steps)
         if moved:
             notes.append(
@@ -482,35 +478,89 @@ class _PlanBuilder:
         )
 
 
-def _link(items: list[_Item], others: list[_Item]) -> None:
-    """Set ``item.after`` for each of ``items``: the index of the last of ``others`` in an
-    earlier barrier region that touches overlapping bytes with one side writing.
+def _link(items: list[_Item]) -> None:
+    """Set ``after`` on every item: the index, in the other kind's list (dispatches vs native
+    transfers), of the last item of an earlier barrier region that touches overlapping bytes
+    with one side writing, or of the previous item's ``after`` if that is later (each list is
+    emitted in order, so a running maximum loses nothing). -1 where there is none.
 
-    Both lists are in program order, so regions ascend along each; and since each list is
-    emitted in order, a running maximum loses nothing. Candidates come from a per-resource
-    index and are scanned from the latest down, stopping at the first conflict or at the
-    running maximum, so the usual cost is far below len(items) * len(others).
+    One sweep in program order. The items of earlier regions are painted, as they are left
+    behind, into per-allocation :class:`~hal.core.intervals.PaintedRanges` of their kind's
+    writes and reads, valued by list index; an item asks the other kind's write ranges over
+    all its ranges and read ranges over its writes. ``take`` drops what it looks at, which
+    the running maximum has made irrelevant, so the whole pass is O(n log n) in the items
+    and their ranges whatever their overlap. Only ranges the other kind could ask about are
+    painted: writes on allocations it touches, reads on allocations it writes.
     """
-    by_resource: dict[object, list[int]] = {}
-    for index, other in enumerate(others):
-        for region in (*other.reads, *other.writes):
-            bucket = by_resource.setdefault(id(region.resource), [])
-            if not bucket or bucket[-1] != index:
-                bucket.append(index)
-    regions = [other.region for other in others]
-    running = -1
-    for item in items:
-        limit = bisect.bisect_left(regions, item.region)  # others[:limit] are earlier regions
-        best = running
-        for region in (*item.reads, *item.writes):
-            bucket = by_resource.get(id(region.resource), [])
-            position = bisect.bisect_left(bucket, limit) - 1
-            while position >= 0 and bucket[position] > best:
-                if _conflict(item, others[bucket[position]]):
-                    best = bucket[position]
-                    break
-                position -= 1
-        running = item.after = best
+    touched: tuple[set[int], set[int]] = (set(), set())
+    written: tuple[set[int], set[int]] = (set(), set())
+    kinds = [0 if type(item.op) is Dispatch else 1 for item in items]
+    for item, kind in zip(items, kinds, strict=True):
+        for r in item.reads:
+            touched[kind].add(id(r.resource))
+        for r in item.writes:
+            touched[kind].add(id(r.resource))
+            written[kind].add(id(r.resource))
+    # Of each kind's finished regions, by id(resource): write ranges where the other kind
+    # touches the allocation, read ranges where it writes it.
+    writes: tuple[_Ranges, _Ranges] = ({}, {})
+    reads: tuple[_Ranges, _Ranges] = ({}, {})
+    counts = [0, 0]
+    running = [-1, -1]
+    pending: list[tuple[int, int, _Item]] = []
+    region = items[0].region if items else 0
+    for item, kind in zip(items, kinds, strict=True):
+        if item.region != region:
+            _paint(pending, writes, reads, touched, written)
+            pending.clear()
+            region = item.region
+        best = running[kind]
+        other_writes, other_reads = writes[1 - kind], reads[1 - kind]
+        if other_writes:
+            for r in item.reads:
+                ranges = other_writes.get(id(r.resource))
+                if ranges is not None and ranges.top > best:
+                    found = ranges.take(r.offset, r.offset + r.size)
+                    if found > best:
+                        best = found
+        if other_writes or other_reads:
+            for r in item.writes:
+                key = id(r.resource)
+                for table in (other_writes, other_reads):
+                    ranges = table.get(key)
+                    if ranges is not None and ranges.top > best:
+                        found = ranges.take(r.offset, r.offset + r.size)
+                        if found > best:
+                            best = found
+        item.after = running[kind] = best
+        pending.append((kind, counts[kind], item))
+        counts[kind] += 1
+
+
+_Ranges = dict[int, PaintedRanges]
+
+
+def _paint(
+    pending: list[tuple[int, int, _Item]],
+    writes: tuple[_Ranges, _Ranges],
+    reads: tuple[_Ranges, _Ranges],
+    touched: tuple[set[int], set[int]],
+    written: tuple[set[int], set[int]],
+) -> None:
+    """Paint the (kind, list index, item) of a finished region: its writes where the other
+    kind touches the allocation, its reads where the other kind writes it."""
+    for kind, index, item in pending:
+        for table, wanted, regions in (
+            (writes[kind], touched[1 - kind], item.writes),
+            (reads[kind], written[1 - kind], item.reads),
+        ):
+            for r in regions:
+                key = id(r.resource)
+                if key in wanted:
+                    ranges = table.get(key)
+                    if ranges is None:
+                        ranges = table[key] = PaintedRanges()
+                    ranges.paint(r.offset, r.offset + r.size, index)
 
 
 def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, bool]]:
@@ -592,6 +642,13 @@ def _moved_transfers(items: list[_Item], steps: list[Step]) -> int:
     return sum(a != b for a, b in zip(original, signature(flat), strict=True))
 
 
+_GC_PAUSE_MIN = 4096
+"""Programs of at least this many segments lower with the cyclic garbage collector paused:
+the plan's objects hold no cycles, and collections triggered by their allocation traverse
+every object built so far, which grew the cost per segment with the program's length
+(measured: 10 µs at 2.5k segments, 14 µs at 20k)."""
+
+
 def lower(
     segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptions | None = None
 ) -> Plan:
@@ -600,17 +657,28 @@ def lower(
     Pure: reads only the segments and ``caps``. Raises ValueError for a segment whose
     reference is still a binding-table slot.
     """
+    if len(segments) < _GC_PAUSE_MIN or not gc.isenabled():
+        return _lower(segments, caps, options)
+    gc.disable()
+    try:
+        return _lower(segments, caps, options)
+    finally:
+        gc.enable()
+
+
+def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptions | None) -> Plan:
     builder = _PlanBuilder(caps, options or LoweringOptions())
-    builder.has_dispatches = any(isinstance(s, DispatchSegment) for s in segments)
+    builder.has_dispatches = any(type(s) is DispatchSegment for s in segments)
+    handlers = {
+        DispatchSegment: builder.dispatch,
+        FillSegment: builder.fill,
+        CopySegment: builder.copy_segment,
+        UpdateSegment: builder.update,
+    }
     for segment in segments:
-        if isinstance(segment, DispatchSegment):
-            builder.dispatch(segment)
-        elif isinstance(segment, FillSegment):
-            builder.fill(segment)
-        elif isinstance(segment, CopySegment):
-            builder.copy_segment(segment)
-        elif isinstance(segment, UpdateSegment):
-            builder.update(segment)
+        handler = handlers.get(type(segment))
+        if handler is not None:
+            handler(segment)  # type: ignore[operator]
         elif isinstance(segment, (BarrierSegment, WaitEventsSegment)):
             builder.region_index += 1
         # Events are signalled at their position and waited like a barrier; advice needs no

@@ -172,3 +172,36 @@ def test_thousand_fills_and_copies_on_the_gpu(device: Any) -> None:
         base = (1 << 18) + 256 * i
         assert np.array_equal(got[base + 2 : base + 202], src[256 * i + 1 : 256 * i + 201])
         assert not got[base : base + 2].any() and not got[base + 202 : base + 256].any()
+
+
+def test_runs_of_small_native_copies_and_clears_become_table_dispatches(device: Any) -> None:
+    source = device.buffer_from_numpy(np.arange(1 << 16, dtype=np.uint32).view(np.uint8))
+    target = device.buffer_from_numpy(np.full(1 << 18, 0xEE, np.uint8))
+    with device.record() as cb:
+        for i in range(500):
+            cb.copy_buffer(source, 256 * i, target, 512 * i, 256)  # aligned: native copies
+        cb.execution_barrier()
+        for i in range(500):
+            cb.fill_buffer(target, 512 * i + 256, 128, 0)  # aligned zeros: native clears
+    plan = cb.plan
+    assert plan is not None
+    kernels = [d.kernel for d in dispatches(plan)]
+    assert plan.stats.native_copies == plan.stats.native_clears == 0, plan.describe()
+    assert (
+        kernels.count(BuiltinKernel.COPY_TABLE) == 1
+        and kernels.count(BuiltinKernel.FILL_TABLE) == 1
+    )
+    device.queue_execute(cb)
+    device.wait_idle(30)
+    got = target.to_numpy().reshape(512, 512)
+    src = source.to_numpy()[: 500 * 256].reshape(500, 256)
+    assert np.array_equal(got[:500, :256], src[:500])
+    assert not got[:500, 256:384].any()
+    assert (got[:500, 384:] == 0xEE).all() and (got[500:] == 0xEE).all()
+
+
+def test_few_native_copies_stay_native() -> None:
+    a, b = Alloc(1 << 16), Alloc(1 << 16)
+    segments = [CopySegment(ref(a, 256 * i, 256), ref(b, 256 * i, 256)) for i in range(3)]
+    plan = batch_transfers(lower(segments, CAPS), CAPS)
+    assert plan.stats.native_copies == 3

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call, Step
 from hal.backends.wgpu_py import WgpuPyBackend, translate
 
 __all__ = ["WgpuNativeBackend", "available"]
@@ -87,12 +87,16 @@ class _MapRequest:
 
 
 def _spin_seconds(adapter_type: str) -> float:
-    """The completion tracker's spin: ``HAL_POLL_SPIN_US`` if set, else 2000 µs on a GPU and
-    none on a CPU adapter (lavapipe runs the GPU work on the host's cores, which a spinning
-    tracker would take from it, and its blocking waits are as fast). Measured on the H200: a
-    round trip waited by ``wgpuDevicePoll(wait=True)`` took 64 µs, by non-blocking polls until
-    ``wgpuQueueOnSubmittedWorkDone`` fired 37 µs (benchmarks/wait_strategies.py)."""
-    default = "0" if adapter_type == "cpu" else "2000"
+    """The completion tracker's spin, ``HAL_POLL_SPIN_US`` (default 0: never). Measured on
+    the H200 with nothing else running: a round trip waited by ``wgpuDevicePoll(wait=True)``
+    took 64 µs, by non-blocking polls until ``wgpuQueueOnSubmittedWorkDone`` fired 37 µs
+    (benchmarks/wait_strategies.py). On a CPU adapter it would also take the cores that run
+    the GPU work."""
+    # Off by default: in hal's own round trips on the H200 a spinning tracker slowed the
+    # submitting thread (wgpu-core's device locks, the GIL) more than it saved: record +
+    # end + queue_execute + wait of one dispatch took 328 µs with a 2 ms spin, 198 without
+    # (benchmarks/profile_round_trip.py); only a lone waiter gains (wait_strategies.py).
+    default = "0"
     try:
         return max(0.0, float(os.environ.get("HAL_POLL_SPIN_US", default)) * 1e-6)
     except ValueError:
@@ -122,6 +126,20 @@ class _WorkDone:
         self.info = _ffi.new("WGPUQueueWorkDoneCallbackInfo *")
         self.info.mode = _lib.WGPUCallbackMode_AllowProcessEvents
         self.info.callback = callback
+
+
+class _CommandBuffer:
+    """A finished raw command buffer (what :meth:`WgpuNativeBackend.encode` returns): its
+    handle as ``_internal``, as wgpu-py's objects have it, released when dropped."""
+
+    __slots__ = ("_internal",)
+
+    def __init__(self, handle: Any) -> None:
+        self._internal = handle
+
+    def __del__(self) -> None:
+        # wgpu.h: wgpuCommandBufferRelease(commandBuffer)
+        _lib.wgpuCommandBufferRelease(self._internal)
 
 
 class WgpuNativeBackend(WgpuPyBackend):
@@ -189,6 +207,37 @@ class WgpuNativeBackend(WgpuPyBackend):
     def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
         # wgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
         return _lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
+
+    def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:
+        # The encoder, its passes and finish() as raw calls too: through wgpu-py's objects
+        # they cost ~7 µs each, a fifth of a one-dispatch round trip. ``_libf`` calls capture
+        # wgpu errors (raised as wgpu exceptions, then translated) like wgpu-py's own.
+        try:
+            # wgpu.h: wgpuDeviceCreateCommandEncoder(device, descriptor = NULL)
+            encoder = _libf.wgpuDeviceCreateCommandEncoder(self.device._internal, _ffi.NULL)
+            try:
+                for is_pass, calls in steps:
+                    if is_pass:
+                        # wgpu.h: wgpuCommandEncoderBeginComputePass(encoder, descriptor = NULL)
+                        compute = _libf.wgpuCommandEncoderBeginComputePass(encoder, _ffi.NULL)
+                        try:
+                            for function, args in calls:
+                                function(compute, *args)
+                            # wgpu.h: wgpuComputePassEncoderEnd(computePassEncoder)
+                            _libf.wgpuComputePassEncoderEnd(compute)
+                        finally:
+                            # wgpu.h: wgpuComputePassEncoderRelease(computePassEncoder)
+                            _lib.wgpuComputePassEncoderRelease(compute)
+                    else:
+                        for function, args in calls:
+                            function(encoder, *args)
+                # wgpu.h: wgpuCommandEncoderFinish(encoder, descriptor = NULL)
+                return _CommandBuffer(_libf.wgpuCommandEncoderFinish(encoder, _ffi.NULL))
+            finally:
+                # wgpu.h: wgpuCommandEncoderRelease(commandEncoder)
+                _lib.wgpuCommandEncoderRelease(encoder)
+        except Exception as error:
+            raise translate(error) from None
 
     def is_dispatch(self, call: Call) -> bool:
         function = call[0]

@@ -1346,6 +1346,13 @@ for _label, _entry in [("None", None), ("int", 5), ("unknown", "nope"), ("list",
         "entry_point",
     )
 
+for _label, _call in (
+    ("caps=int", lambda w: hal.lower([], 5)),
+    ("segments=int", lambda w: hal.lower(5, w.device.caps)),
+    ("segments=[object]", lambda w: hal.lower([object()], w.device.caps)),
+    ("options=str", lambda w: hal.lower([], w.device.caps, "naive")),
+):
+    case("hal.lower", _label, _call, IAE, "lower")
 for _label, _name in (("int", 5), ("missing", "no_such_kernel.wgsl"), ("none", None)):
     case(
         "hal.shader_path",
@@ -1381,7 +1388,6 @@ NO_ARGUMENTS = {
     "Semaphore.watch": "the queue's hook",
     "Allocator.query_buffer_compatibility": "never raises: see its own test",
     "hal.available_adapters": "never raises: an unknown implementation lists no adapters",
-    "hal.lower": "the core lowering pass (a developer tool; not part of the device API)",
     "hal.BufferRef": "plain data; checked where used (the buffers() cases of every command)",
     "hal.SlotRef": "plain data; checked where used",
 }

@@ -63,15 +63,19 @@ from hal.core.plan import (
 )
 from hal.core.refs import BufferHandle
 from hal.core.segments import (
+    AdviseSegment,
     BarrierSegment,
     CopySegment,
     DispatchSegment,
     FillSegment,
     Ref,
+    ResetEventSegment,
     Segment,
+    SignalEventSegment,
     UpdateSegment,
     WaitEventsSegment,
 )
+from hal.errors import InvalidArgumentError
 
 __all__ = ["LoweringOptions", "lower"]
 
@@ -447,7 +451,8 @@ class _PlanBuilder:
             for a, b in itertools.pairwise(steps)
         )
         notes = [f"region {i.region}: {i.note}" for i in self.items if i.note]
-        moved = _moved_transfers(self.items, steps)
+        # Only a plan with both kinds of step can have moved a transfer across a dispatch.
+        moved = _moved_transfers(self.items, steps) if passes and len(passes) < len(steps) else 0
         if moved:
             notes.append(
                 f"reordered: {moved} native transfer(s) moved across dispatches of "
@@ -642,6 +647,9 @@ def _moved_transfers(items: list[_Item], steps: list[Step]) -> int:
     return sum(a != b for a, b in zip(original, signature(flat), strict=True))
 
 
+_NO_COMMAND = (SignalEventSegment, ResetEventSegment, AdviseSegment)
+"""Segments that lower to no wgpu command."""
+
 _GC_PAUSE_MIN = 4096
 """Programs of at least this many segments lower with the cyclic garbage collector paused:
 the plan's objects hold no cycles, and collections triggered by their allocation traverse
@@ -657,6 +665,15 @@ def lower(
     Pure: reads only the segments and ``caps``. Raises ValueError for a segment whose
     reference is still a binding-table slot.
     """
+    if not isinstance(caps, DeviceCaps):
+        raise InvalidArgumentError(f"lower: caps {caps!r} is not a DeviceCaps (device.caps)")
+    if not isinstance(segments, Sequence) or isinstance(segments, (str, bytes)):
+        raise InvalidArgumentError(
+            f"lower: segments must be a sequence of segments (cb.segments), not "
+            f"{type(segments).__name__}"
+        )
+    if options is not None and not isinstance(options, LoweringOptions):
+        raise InvalidArgumentError(f"lower: options {options!r} is not a LoweringOptions")
     if len(segments) < _GC_PAUSE_MIN or not gc.isenabled():
         return _lower(segments, caps, options)
     gc.disable()
@@ -681,6 +698,8 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
             handler(segment)  # type: ignore[operator]
         elif isinstance(segment, (BarrierSegment, WaitEventsSegment)):
             builder.region_index += 1
+        elif not isinstance(segment, _NO_COMMAND):
+            raise InvalidArgumentError(f"lower: {segment!r} is not a segment")
         # Events are signalled at their position and waited like a barrier; advice needs no
         # wgpu command.
     return builder.finish(len(segments))

@@ -540,7 +540,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": notes,
         "adapter": str(device.info),
         "python": platform.python_version(),
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        # The device machine's copy of the tree may carry an older HEAD: HAL_BENCH_COMMIT
+        # names the commit that was copied.
+        "commit": os.environ.get("HAL_BENCH_COMMIT") or _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--", "hal", "shaders")),
         "args": vars(args),
     }

@@ -24,7 +24,14 @@ from hal.core.caps import DeviceCaps
 from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch, Plan, Region, Step
 from hal.core.refs import Ref
 
-__all__ = ["Rebase", "direct_allocations", "rebase_for", "rebase_plan", "table_shape"]
+__all__ = [
+    "Rebase",
+    "direct_allocations",
+    "rebase_for",
+    "rebase_plan",
+    "rebase_region",
+    "table_shape",
+]
 
 Rebase = dict[int, tuple[Any, int]]
 """id of an allocation the plan names -> (the allocation to use instead, offset shift)."""
@@ -54,7 +61,8 @@ def rebase_for(old: Sequence[Entry], new: Sequence[Entry]) -> Rebase:
     }
 
 
-def _region(region: Region, rebase: Rebase) -> Region:
+def rebase_region(region: Region, rebase: Rebase) -> Region:
+    """``region`` moved by ``rebase`` (itself when its allocation is not rebased)."""
     moved = rebase.get(id(region.resource))
     if moved is None:
         return region
@@ -66,8 +74,8 @@ def _dispatch(d: Dispatch, rebase: Rebase) -> Dispatch:
         d.indirect is None or id(d.indirect.resource) not in rebase
     ):
         return d  # frozen: shared with the template
-    bindings = tuple((b, kind, _region(r, rebase)) for b, kind, r in d.bindings)
-    indirect = None if d.indirect is None else _region(d.indirect, rebase)
+    bindings = tuple((b, kind, rebase_region(r, rebase)) for b, kind, r in d.bindings)
+    indirect = None if d.indirect is None else rebase_region(d.indirect, rebase)
     # The constructor, not dataclasses.replace: this runs per dispatch per new table.
     return Dispatch(
         d.kernel,
@@ -85,9 +93,9 @@ def _step(step: Step, rebase: Rebase) -> Step:
     if isinstance(step, ComputePass):
         return ComputePass(tuple(_dispatch(d, rebase) for d in step.dispatches))
     if isinstance(step, CopyBuffer):
-        return CopyBuffer(_region(step.source, rebase), _region(step.target, rebase))
+        return CopyBuffer(rebase_region(step.source, rebase), rebase_region(step.target, rebase))
     assert isinstance(step, ClearBuffer)
-    return ClearBuffer(_region(step.target, rebase))
+    return ClearBuffer(rebase_region(step.target, rebase))
 
 
 def rebase_plan(plan: Plan, rebase: Rebase) -> Plan:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hal.core.builtins import BuiltinKernel
 from hal.core.plan import AuxBuffer, ClearBuffer, ComputePass, CopyBuffer, Plan, Region
+from hal.core.rebase import Rebase, rebase_region
 
 if TYPE_CHECKING:
     from hal.backends.protocol import Backend, Call, Step, Timer
@@ -83,7 +84,16 @@ class Program:
     at compile time) and scratch buffers, and keeps every object its calls use alive.
     """
 
-    __slots__ = ("__weakref__", "_backend", "_keepalive", "_steps", "aux", "plan")
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_encoding",
+        "_keepalive",
+        "_sites",
+        "_steps",
+        "aux",
+        "plan",
+    )
 
     def __init__(
         self,
@@ -92,14 +102,65 @@ class Program:
         aux: dict[AuxBuffer, Any],
         keepalive: list[Any],
         encoding: Encoding,
+        sites: list[tuple[Any, ...]] | None = None,
     ) -> None:
         self.plan = plan
         self._steps = steps
         self.aux = aux
         self._keepalive = keepalive
         self._backend = encoding.backend
+        self._encoding = encoding
+        # Where each call that names a buffer sits (see rebased()).
+        self._sites = sites or []
         for buffer in aux.values():
             weakref.finalize(self, encoding.bind_groups.forget, buffer)
+
+    def rebased(self, plan: Plan, rebase: Rebase) -> Program:
+        """This program for ``plan`` — this program's plan rebased by ``rebase``
+        (hal/core/rebase.py) — with only the calls that name a rebased allocation remade:
+        a new binding table costs what its slots' calls cost, not a compilation. Shares the
+        aux buffers (queue order keeps submissions from overlapping). Raises BackendError."""
+        encoding, backend = self._encoding, self._backend
+        aux = self.aux
+
+        def handle(region: Region) -> Any:
+            resource = region.resource
+            return aux[resource] if isinstance(resource, AuxBuffer) else resource.allocation.handle
+
+        steps = list(self._steps)
+        copied: dict[int, list[Call]] = {}
+        keepalive = list(self._keepalive)
+        for kind, index, position, *rest in self._sites:
+            regions: tuple[tuple[int, Region], ...] = rest[-1]
+            if not any(id(r.resource) in rebase for _, r in regions):
+                continue
+            moved = [(b, rebase_region(r, rebase)) for b, r in regions]
+            if kind == "group":
+                group = encoding.bind_groups.get(
+                    rest[0], tuple((b, handle(r), r.offset, r.size) for b, r in moved)
+                )
+                keepalive.append(group)
+                call = backend.set_bind_group(0, group)
+            elif kind == "indirect":
+                buffer = handle(moved[0][1])
+                keepalive.append(buffer)
+                call = backend.dispatch_indirect(buffer, moved[0][1].offset)
+            elif kind == "copy":
+                (_, source), (_, target) = moved
+                keepalive += (handle(source), handle(target))
+                call = backend.copy_buffer(
+                    handle(source), source.offset, handle(target), target.offset, target.size
+                )
+            else:
+                target = moved[0][1]
+                keepalive.append(handle(target))
+                call = backend.clear_buffer(handle(target), target.offset, target.size)
+            calls = copied.get(index)
+            if calls is None:
+                calls = copied[index] = list(steps[index][1])
+                steps[index] = (steps[index][0], calls)
+            calls[position] = call
+        return Program(plan, steps, aux, keepalive, encoding)
 
     def encode(self, label: str = "hal") -> Any:
         """Record the program into a new backend command buffer. Raises BackendError if the
@@ -150,7 +211,8 @@ def compile_plan(plan: Plan, encoding: Encoding) -> Program:
 
     keepalive: list[Any] = []
     steps: list[Step] = []
-    for step in plan.steps:
+    sites: list[tuple[Any, ...]] = []
+    for index, step in enumerate(plan.steps):
         if isinstance(step, CopyBuffer):
             source, target = handle(step.source), handle(step.target)
             keepalive += (source, target)
@@ -158,16 +220,19 @@ def compile_plan(plan: Plan, encoding: Encoding) -> Program:
                 source, step.source.offset, target, step.target.offset, step.target.size
             )
             steps.append((False, [call]))
+            sites.append(("copy", index, 0, ((0, step.source), (1, step.target))))
         elif isinstance(step, ClearBuffer):
             target = handle(step.target)
             keepalive.append(target)
             steps.append(
                 (False, [backend.clear_buffer(target, step.target.offset, step.target.size)])
             )
+            sites.append(("clear", index, 0, ((0, step.target),)))
         else:
             assert isinstance(step, ComputePass)
-            steps.append((True, _pass_calls(step, encoding, aux, handle, keepalive)))
-    return Program(plan, steps, aux, keepalive, encoding)
+            calls = _pass_calls(step, encoding, aux, handle, keepalive, sites, index)
+            steps.append((True, calls))
+    return Program(plan, steps, aux, keepalive, encoding, sites)
 
 
 def _pass_calls(
@@ -176,8 +241,11 @@ def _pass_calls(
     aux: dict[AuxBuffer, Any],
     handle: Any,
     keepalive: list[Any],
+    sites: list[tuple[Any, ...]],
+    index: int,
 ) -> list[Call]:
-    """The recorded calls of one compute pass."""
+    """The recorded calls of one compute pass (step ``index``); appends to ``sites`` where
+    each call that names buffers sits."""
     backend, bind_groups = encoding.backend, encoding.bind_groups
     calls: list[Call] = []
     current_pipeline = None
@@ -199,6 +267,8 @@ def _pass_calls(
                 layout, tuple((b, handle(r), r.offset, r.size) for b, _, r in d.bindings)
             )
             if current_group is not group:
+                regions = tuple((b, r) for b, _, r in d.bindings)
+                sites.append(("group", index, len(calls), layout, regions))
                 calls.append(backend.set_bind_group(0, group))
                 keepalive.append(group)
                 current_group = group
@@ -212,6 +282,7 @@ def _pass_calls(
         if d.indirect is not None:
             buffer = handle(d.indirect)
             keepalive.append(buffer)
+            sites.append(("indirect", index, len(calls), ((0, d.indirect),)))
             calls.append(backend.dispatch_indirect(buffer, d.indirect.offset))
         else:
             assert d.workgroups is not None

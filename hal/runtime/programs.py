@@ -16,7 +16,13 @@ from hal.backends.protocol import BackendError
 from hal.core.batching import batch_transfers
 from hal.core.checks import one_line
 from hal.core.lowering import lower
-from hal.core.rebase import direct_allocations, rebase_for, rebase_plan, table_shape
+from hal.core.rebase import (
+    Rebase,
+    direct_allocations,
+    rebase_for,
+    rebase_plan,
+    table_shape,
+)
 from hal.core.segments import Segment, describe_segment
 from hal.errors import (
     FailedPreconditionError,
@@ -107,7 +113,9 @@ class Programs:
         self._slots = slots
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
         # Per table shape, a plan and the entries it was lowered for (hal/core/rebase.py).
-        self._templates: dict[tuple[tuple[int, int], ...], tuple[Plan, list[Any]]] = {}
+        self._templates: dict[
+            tuple[tuple[int, int], ...], tuple[Plan, list[Any], CheckedProgram]
+        ] = {}
         self._direct = frozenset() if slots is None else direct_allocations(self._segments)
         self.plan: Plan | None = None
         if slots is None:
@@ -153,16 +161,18 @@ class Programs:
             return slots.resolve(_WHAT, self._segments, entries)
 
         if template is not None:
-            plan = rebase_plan(template[0], rebase_for(template[1], entries))
+            old_plan, old_entries, old_program = template
+            rebase = rebase_for(old_entries, entries)
+            plan = rebase_plan(old_plan, rebase)
             self._check_alive(plan)
-            return self._compile(plan, segments)
+            return old_program.rebased(plan, rebase, segments)
         resolved = segments()
         plan = _plan(resolved, caps)
         check_plan_limits(_WHAT, plan, caps)
         self._check_alive(plan)
         program = self._compile(plan, resolved)
         if shape is not None:
-            self._templates[shape] = (plan, entries)
+            self._templates[shape] = (plan, entries, program)
         return program
 
     def _check_alive(self, plan: Plan) -> None:
@@ -221,6 +231,15 @@ class CheckedProgram:
         self._segments = segments
         self._views = views
         self.plan = program.plan
+
+    def rebased(self, plan: Plan, rebase: Rebase, segments: SegmentSource) -> CheckedProgram:
+        """This program rebased onto other buffers (see Program.rebased): no compilation.
+        Raises as :meth:`encode` does, naming the release of a buffer first."""
+        try:
+            program = self._program.rebased(plan, rebase)
+        except BackendError as error:
+            raise self._failure(error) from None
+        return CheckedProgram(self._device, program, segments, self._views)
 
     def _failure(self, error: BackendError) -> HalError | BackendError:
         # A buffer released by another thread after the submission's checks comes first:

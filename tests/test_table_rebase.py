@@ -134,3 +134,28 @@ def test_aliasing_tables_are_lowered_for_their_buffers(
         words = (source.view(np.uint32) ^ np.uint32(KEY)).view(np.uint8)
         assert np.array_equal(target.to_numpy()[at : at + 1024], words)
     assert len(lowerings) == 3  # never rebased: each table lowered for its own buffers
+
+
+def test_cb_plan_shows_the_latest_tables_buffers(device: Any) -> None:
+    cb = record(device)
+    seen = []
+    for _ in range(3):
+        a, big, c = (
+            device.allocate_buffer(2048),
+            device.allocate_buffer(4096),
+            device.allocate_buffer(64),
+        )
+        run(device, cb, [a, big, c])
+        plan = cb.plan
+        assert plan is not None
+        seen.append(plan.resources)
+        assert plan.resources == frozenset({a, big, c})
+        regions = {
+            id(r.resource)
+            for step in plan.steps
+            if hasattr(step, "dispatches")
+            for d in step.dispatches
+            for _, _, r in d.bindings
+        }
+        assert id(a) in regions and id(big) in regions
+    assert len({frozenset(map(id, r)) for r in seen}) == 3

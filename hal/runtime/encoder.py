@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +121,6 @@ class Program:
         (hal/core/rebase.py) — with only the calls that name a rebased allocation remade:
         a new binding table costs what its slots' calls cost, not a compilation. Shares the
         aux buffers (queue order keeps submissions from overlapping). Raises BackendError."""
-        encoding, backend = self._encoding, self._backend
         aux = self.aux
 
         def handle(region: Region) -> Any:
@@ -130,37 +130,67 @@ class Program:
         steps = list(self._steps)
         copied: dict[int, list[Call]] = {}
         keepalive = list(self._keepalive)
+        # Many dispatches share a bind group: each group's call is remade once.
+        remade: dict[int, Call | None] = {}
         for kind, index, position, *rest in self._sites:
-            regions: tuple[tuple[int, Region], ...] = rest[-1]
-            if not any(id(r.resource) in rebase for _, r in regions):
-                continue
-            moved = [(b, rebase_region(r, rebase)) for b, r in regions]
             if kind == "group":
-                group = encoding.bind_groups.get(
-                    rest[0], tuple((b, handle(r), r.offset, r.size) for b, r in moved)
-                )
-                keepalive.append(group)
-                call = backend.set_bind_group(0, group)
-            elif kind == "indirect":
-                buffer = handle(moved[0][1])
-                keepalive.append(buffer)
-                call = backend.dispatch_indirect(buffer, moved[0][1].offset)
-            elif kind == "copy":
-                (_, source), (_, target) = moved
-                keepalive += (handle(source), handle(target))
-                call = backend.copy_buffer(
-                    handle(source), source.offset, handle(target), target.offset, target.size
-                )
+                key = id(rest[1])
+                if key not in remade:
+                    remade[key] = self._rebased_group(rest[0], rest[2], rebase, handle, keepalive)
+                call = remade[key]
             else:
-                target = moved[0][1]
-                keepalive.append(handle(target))
-                call = backend.clear_buffer(handle(target), target.offset, target.size)
+                call = self._rebased_transfer(kind, rest[-1], rebase, handle, keepalive)
+            if call is None:
+                continue
             calls = copied.get(index)
             if calls is None:
                 calls = copied[index] = list(steps[index][1])
                 steps[index] = (steps[index][0], calls)
             calls[position] = call
-        return Program(plan, steps, aux, keepalive, encoding)
+        return Program(plan, steps, aux, keepalive, self._encoding)
+
+    def _rebased_group(
+        self,
+        layout: Any,
+        regions: tuple[tuple[int, Region], ...],
+        rebase: Rebase,
+        handle: Callable[[Region], Any],
+        keepalive: list[Any],
+    ) -> Call | None:
+        """The set_bind_group call of ``regions`` moved by ``rebase``; None if none moves."""
+        if not any(id(r.resource) in rebase for _, r in regions):
+            return None
+        moved = [(b, rebase_region(r, rebase)) for b, r in regions]
+        group = self._encoding.bind_groups.get(
+            layout, tuple((b, handle(r), r.offset, r.size) for b, r in moved)
+        )
+        keepalive.append(group)
+        return self._backend.set_bind_group(0, group)
+
+    def _rebased_transfer(
+        self,
+        kind: str,
+        regions: tuple[tuple[int, Region], ...],
+        rebase: Rebase,
+        handle: Callable[[Region], Any],
+        keepalive: list[Any],
+    ) -> Call | None:
+        """The indirect dispatch, copy or clear call of ``regions`` moved by ``rebase``;
+        None if none moves."""
+        if not any(id(r.resource) in rebase for _, r in regions):
+            return None
+        moved = [rebase_region(r, rebase) for _, r in regions]
+        handles = [handle(r) for r in moved]
+        keepalive.extend(handles)
+        backend = self._backend
+        if kind == "indirect":
+            return backend.dispatch_indirect(handles[0], moved[0].offset)
+        if kind == "copy":
+            source, target = moved
+            return backend.copy_buffer(
+                handles[0], source.offset, handles[1], target.offset, target.size
+            )
+        return backend.clear_buffer(handles[0], moved[0].offset, moved[0].size)
 
     def encode(self, label: str = "hal") -> Any:
         """Record the program into a new backend command buffer. Raises BackendError if the
@@ -268,7 +298,7 @@ def _pass_calls(
             )
             if current_group is not group:
                 regions = tuple((b, r) for b, _, r in d.bindings)
-                sites.append(("group", index, len(calls), layout, regions))
+                sites.append(("group", index, len(calls), layout, group, regions))
                 calls.append(backend.set_bind_group(0, group))
                 keepalive.append(group)
                 current_group = group

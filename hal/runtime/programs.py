@@ -9,6 +9,7 @@ for the first command wgpu rejects on its own, so the HalError names it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -93,11 +94,12 @@ class Programs:
         "_cache",
         "_device",
         "_direct",
+        "_latest",
+        "_plan",
         "_segments",
         "_slots",
         "_templates",
         "_views",
-        "plan",
     )
 
     def __init__(
@@ -117,11 +119,20 @@ class Programs:
             tuple[tuple[int, int], ...], tuple[Plan, list[Any], CheckedProgram]
         ] = {}
         self._direct = frozenset() if slots is None else direct_allocations(self._segments)
-        self.plan: Plan | None = None
+        self._plan: Plan | None = None
+        self._latest: CheckedProgram | None = None
         if slots is None:
             plan = _plan(self._segments, device.caps)
             check_plan_limits("end", plan, device.caps)
-            self.plan = plan
+            self._plan = plan
+
+    @property
+    def plan(self) -> Plan | None:
+        """The plan of the latest :meth:`prepare` (for a command buffer without slots, the one
+        lowered at ``end()``); None before a command buffer with slots was prepared."""
+        if self._slots is None or self._latest is None:
+            return self._plan
+        return self._latest.full_plan()
 
     def prepare(self, table: Sequence[Any] | None) -> CheckedProgram:
         """The program to encode for a submission with binding table ``table`` (lowered and
@@ -133,10 +144,10 @@ class Programs:
         if slots is None:
             program = self._cache.get(())
             if program is None:
-                assert self.plan is not None
+                assert self._plan is not None
                 # Released buffers first: wgpu refuses to bind a destroyed buffer.
-                self._check_alive(self.plan)
-                program = self._cache[()] = self._compile(self.plan, self._segments)
+                self._check_alive(self._plan)
+                program = self._cache[()] = self._compile(self._plan, self._segments)
         else:
             entries = slots.check_table(_WHAT, table, self._device)
             key = slots.key(entries)
@@ -146,7 +157,7 @@ class Programs:
                 if len(self._cache) >= _PROGRAM_CACHE_SIZE:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[key] = program
-            self.plan = program.plan
+            self._latest = program
         self._check_alive(program.plan)
         return program
 
@@ -163,9 +174,16 @@ class Programs:
         if template is not None:
             old_plan, old_entries, old_program = template
             rebase = rebase_for(old_entries, entries)
-            plan = rebase_plan(old_plan, rebase)
+            # What submitting needs of the plan is its resources and step structure; the
+            # rebased steps are made only if someone looks (cb.plan).
+            resources = frozenset(
+                rebase[id(r)][0] if id(r) in rebase else r for r in old_plan.resources
+            )
+            plan = dataclasses.replace(old_plan, resources=resources)
             self._check_alive(plan)
-            return old_program.rebased(plan, rebase, segments)
+            program = old_program.rebased(plan, rebase, segments)
+            program.describe_with(lambda: rebase_plan(old_plan, rebase))
+            return program
         resolved = segments()
         plan = _plan(resolved, caps)
         check_plan_limits(_WHAT, plan, caps)
@@ -217,7 +235,7 @@ class CheckedProgram:
     """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
     become HalErrors naming the command that caused them. Everything else is delegated."""
 
-    __slots__ = ("_device", "_program", "_segments", "_views", "plan")
+    __slots__ = ("_device", "_full_plan", "_program", "_segments", "_views", "plan")
 
     def __init__(
         self,
@@ -231,6 +249,19 @@ class CheckedProgram:
         self._segments = segments
         self._views = views
         self.plan = program.plan
+        self._full_plan: Plan | Callable[[], Plan] = program.plan
+
+    def describe_with(self, make: Callable[[], Plan]) -> None:
+        """Make :meth:`full_plan` build the plan with ``make`` on first use (a rebased
+        program's :attr:`plan` shares the template's steps: same structure, older regions)."""
+        self._full_plan = make
+
+    def full_plan(self) -> Plan:
+        """The plan with every region on this program's buffers (what ``cb.plan`` shows)."""
+        plan = self._full_plan
+        if callable(plan):
+            plan = self._full_plan = plan()
+        return plan
 
     def rebased(self, plan: Plan, rebase: Rebase, segments: SegmentSource) -> CheckedProgram:
         """This program rebased onto other buffers (see Program.rebased): no compilation.

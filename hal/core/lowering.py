@@ -35,7 +35,6 @@ Nothing here touches wgpu.
 from __future__ import annotations
 
 import gc
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -444,15 +443,24 @@ class _PlanBuilder:
 
     def finish(self, segment_count: int) -> Plan:
         steps = self.schedule()
-        passes = [s for s in steps if isinstance(s, ComputePass)]
-        # A pass switch is every boundary that ends or begins a compute pass.
-        switches = sum(
-            isinstance(a, ComputePass) or isinstance(b, ComputePass)
-            for a, b in itertools.pairwise(steps)
-        )
+        # One pass over the steps for the counts (this runs for every end(), tiny ones too).
+        passes = dispatches = copies = switches = 0
+        previous_pass: bool | None = None
+        for step in steps:
+            kind = type(step)
+            is_pass = kind is ComputePass
+            if is_pass:
+                passes += 1
+                dispatches += len(step.dispatches)  # type: ignore[union-attr]
+            elif kind is CopyBuffer:
+                copies += 1
+            # A pass switch is every boundary that ends or begins a compute pass.
+            if previous_pass is not None and (is_pass or previous_pass):
+                switches += 1
+            previous_pass = is_pass
         notes = [f"region {i.region}: {i.note}" for i in self.items if i.note]
         # Only a plan with both kinds of step can have moved a transfer across a dispatch.
-        moved = _moved_transfers(self.items, steps) if passes and len(passes) < len(steps) else 0
+        moved = _moved_transfers(self.items, steps) if passes and passes < len(steps) else 0
         if moved:
             notes.append(
                 f"reordered: {moved} native transfer(s) moved across dispatches of "
@@ -460,11 +468,11 @@ class _PlanBuilder:
             )
         stats = PlanStats(
             segments=segment_count,
-            compute_passes=len(passes),
-            dispatches=sum(len(p.dispatches) for p in passes),
+            compute_passes=passes,
+            dispatches=dispatches,
             builtin_dispatches=self.builtin_dispatches,
-            native_copies=sum(isinstance(s, CopyBuffer) for s in steps),
-            native_clears=sum(isinstance(s, ClearBuffer) for s in steps),
+            native_copies=copies,
+            native_clears=len(steps) - passes - copies,
             staged_bytes=len(self.staging) + len(self.constants_data),
             shadowed_bindings=self.shadowed,
             scratch_bytes=sum(self.scratch_sizes.values()),

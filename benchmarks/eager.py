@@ -375,7 +375,7 @@ def end_in_subprocess(size: int, timeout: float) -> float | None:
     """``end_per_command`` at ``size`` in a fresh process (a crash or a hang costs one row)."""
     code = (
         f"import sys; sys.path.insert(0, {str(HERE)!r}); import hal, eager; "
-        "d = hal.create_device(); print(eager.end_per_command(d, "
+        "d = hal.create_device(implementation=None); print(eager.end_per_command(d, "
         f"{size}, d.create_executable(hal.shader_path('noop.wgsl')), d.allocate_buffer(1 << 20)))"
     )
     try:
@@ -415,9 +415,13 @@ def interleaved(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = hal.create_device()
+    device = hal.create_device(implementation=args.implementation)
     notes: list[str] = []
-    h, raw = Hal(device), Raw(device)
+    h = Hal(device)
+    # The hand-written anchor uses wgpu-native's raw calls (hal's own wgpu device).
+    raw = Raw(device) if device.info.implementation == "wgpu-native" else None
+    if raw is None:
+        notes.append(f"raw wgpu-py skipped: it needs wgpu-native, not {device.info.implementation}")
     irees = {d: i for d in ("vulkan", "cuda") if (i := open_iree(d, notes)) is not None}
     try:
         torch: Torch | None = Torch()
@@ -436,7 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "round trip: one-shot cb, one 4-byte fill (µs)",
         {
             "hal": h.fill_round_trip,
-            "wgpu": raw.clear_round_trip,
+            **({"wgpu": raw.clear_round_trip} if raw else {}),
             **{f"iree-{d}": i.fill_round_trip for d, i in irees.items()},
         },
     )
@@ -444,7 +448,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "round trip: queue_copy 256 B (µs)",
         {
             "hal": h.copy_round_trip,
-            "wgpu": raw.copy_round_trip,
+            **({"wgpu": raw.copy_round_trip} if raw else {}),
             **{f"iree-{d}": i.copy_round_trip for d, i in irees.items()},
         },
     )
@@ -453,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "one-shot: 1000 disjoint 256 B fills, record+submit+wait (µs/cmd)",
         {
             "hal": lambda: h.fills(n),
-            "wgpu (clear_buffer, zeros)": lambda: raw.clears(n),
+            **({"wgpu (clear_buffer, zeros)": lambda: raw.clears(n)} if raw else {}),
             **{f"iree-{d}": (lambda i=i: i.fills(n)) for d, i in irees.items()},
         },
         max(5, reps // 3),
@@ -462,7 +466,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "one-shot: 1000 disjoint 256 B copies (µs/cmd)",
         {
             "hal": lambda: h.copies(n),
-            "wgpu": lambda: raw.copies(n),
+            **({"wgpu": lambda: raw.copies(n)} if raw else {}),
             **{f"iree-{d}": (lambda i=i: i.copies(n)) for d, i in irees.items()},
         },
         max(5, reps // 3),
@@ -472,7 +476,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"one-shot tiny dispatch + barrier, N = {count}, total (µs/dispatch)",
             {
                 "hal": lambda c=count: h.dispatches(c),
-                "wgpu": lambda c=count: raw.dispatches(c),
+                **({"wgpu": lambda c=count: raw.dispatches(c)} if raw else {}),
                 **({"torch": (lambda c=count: torch.dispatches(c))} if torch else {}),
             },
             max(5, reps // 3) if count >= 1000 else reps,
@@ -481,7 +485,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"one-shot tiny dispatch + barrier, N = {count}, submit side (µs/dispatch)",
             {
                 "hal": lambda c=count: h.dispatches(c, submit_only=True),
-                "wgpu": lambda c=count: raw.dispatches(c, submit_only=True),
+                **({"wgpu": lambda c=count: raw.dispatches(c, submit_only=True)} if raw else {}),
             },
             max(5, reps // 3) if count >= 1000 else reps,
         )
@@ -514,7 +518,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     row(
         "chain of 1000 dependent submissions (µs/link)",
-        {"hal": lambda: h.chain(1000), "wgpu": lambda: raw_chain(raw, 1000)},
+        {"hal": lambda: h.chain(1000), **({"wgpu": lambda: raw_chain(raw, 1000)} if raw else {})},
         max(3, reps // 10),
         1,
     )
@@ -608,8 +612,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/eager.json")
     parser.add_argument("--end-budget", type=float, default=30.0)
+    parser.add_argument(
+        "--implementation",
+        default=None,
+        help="hal's WebGPU implementation (default: HAL_IMPLEMENTATION)",
+    )
     args = parser.parse_args()
-    cpu = "cpu" in str(hal.create_device().info).lower()
+    cpu = "cpu" in str(hal.create_device(implementation=args.implementation).info).lower()
     args.dispatch_sizes = [1, 10, 2000 if cpu else 1000]
     args.replay_size = 10000
     args.end_sizes = [1000, 10000, 100000]

@@ -7,6 +7,7 @@ costs nothing measurable.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -46,7 +47,8 @@ class Semaphore:
         self._failure: BaseException | None = None
         self._watchers: list[Callable[[], None]] = []
         # (value, completion, backend ticket) of submitted work that will signal us.
-        self._expected: list[tuple[int, Any, int]] = []
+        # Usually in increasing value order (a timeline): pruned from the front.
+        self._expected: collections.deque[tuple[int, Any, int]] = collections.deque()
         self.device = device
 
     def __repr__(self) -> str:
@@ -121,8 +123,10 @@ class Semaphore:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
         ``value`` when done (runtime use: lets an unbounded wait block on that ticket)."""
         with _changed:
-            self._expected = [e for e in self._expected if e[0] > self._value]
-            self._expected.append((value, completion, ticket))
+            expected = self._expected
+            while expected and expected[0][0] <= self._value:
+                expected.popleft()
+            expected.append((value, completion, ticket))
 
     def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
         """The earliest submitted work that brings the value to ``value``, if any."""

@@ -361,13 +361,17 @@ def batch_transfers(plan: Plan, caps: DeviceCaps) -> Plan:
         _batch_pass(plan, s, caps, table) if isinstance(s, ComputePass) else s for s in plan.steps
     ]
     steps = _batch_natives(steps, caps, table)
-    if _count(steps) == _count(plan.steps):
+    if len(table) == len(plan.constants):  # every table dispatch appends its entries
         return plan
-    batched = builtin_transfers(plan) + _count(plan.steps)[2] + _count(plan.steps)[3]
-    note = (
-        f"batched: small transfers into {_tables(steps)} table dispatch(es) "
-        f"({batched} builtin and native transfers before)"
-    )
+    tables = [
+        d
+        for s in steps
+        if isinstance(s, ComputePass)
+        for d in s.dispatches
+        if d.kernel is BuiltinKernel.FILL_TABLE or d.kernel is BuiltinKernel.COPY_TABLE
+    ]
+    entries = sum(d.bindings[-1][2].size // 16 for d in tables)
+    note = f"batched: {entries} small transfers into {len(tables)} table dispatch(es)"
     return dataclasses.replace(
         plan,
         steps=tuple(steps),
@@ -404,15 +408,6 @@ def _stats(stats: PlanStats, steps: Sequence[Step]) -> PlanStats:
         native_copies=copies,
         native_clears=clears,
         pass_switches=switches,
-    )
-
-
-def _tables(steps: Sequence[Step]) -> int:
-    return sum(
-        d.kernel in (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
-        for s in steps
-        if isinstance(s, ComputePass)
-        for d in s.dispatches
     )
 
 

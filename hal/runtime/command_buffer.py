@@ -64,7 +64,7 @@ from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
 
 if TYPE_CHECKING:
-    from hal.core.layout import EntryPointLayout
+    from hal.core.layout import BindingLayout, EntryPointLayout
     from hal.core.plan import Plan, PlanStats
     from hal.runtime.device import Device
 
@@ -96,6 +96,8 @@ _BINDING_NEEDS = {
     "read-only-storage": (int(BufferUsage.DISPATCH_STORAGE_READ), _READ),
     "uniform": (int(BufferUsage.DISPATCH_UNIFORM_READ), _READ),
 }
+# (usage, access, memory type) bits a binding of each kind needs: the inline fast path.
+_BINDING_BITS = {kind: (*needs, _DEVICE_VISIBLE) for kind, needs in _BINDING_NEEDS.items()}
 # HAL usage bits that change the wgpu buffer's own usage (Backend.create_buffer's
 # ``uniform``): without them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
 _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
@@ -661,6 +663,10 @@ class CommandBuffer:
         refs: list[Ref | None] = [None] * len(bindings)
         any_slot = False
         for b in layout.bindings:
+            ref = self._fast_binding(bindings[b.binding], b, caps)
+            if ref is not None:
+                refs[b.binding] = ref
+                continue
             argument = _binding_name(b.binding)
             usage, access = _BINDING_NEEDS[b.kind]
             ref = self._ref(what, argument, bindings[b.binding], 0, None, usage, access)
@@ -679,6 +685,45 @@ class CommandBuffer:
                     f"{what}: bindings[{i}] must be a Buffer, BufferRef or SlotRef"
                 )
         return refs, any_slot
+
+    def _fast_binding(self, target: Any, binding: BindingLayout, caps: Any) -> Ref | None:
+        """The ref of a binding that is a whole root buffer or a BufferRef into one, when
+        every check of the general path passes, built without any message; None sends the
+        binding down the general path (which raises the right error)."""
+        kind = type(target)
+        if kind is BufferRef:
+            buffer, offset, length = target.buffer, target.offset, target.length
+            if type(buffer) is not Buffer or type(offset) is not int:
+                return None
+            size = buffer.byte_length
+            if length is None:
+                length = size - offset
+            elif type(length) is not int:
+                return None
+            if not (offset >= 0 and length >= 0 and offset + length <= size):
+                return None
+        elif kind is Buffer:
+            buffer, offset, length = target, 0, target.byte_length
+        else:
+            return None
+        needs = _BINDING_BITS[binding.kind]
+        usage, access, memory = buffer.permission_bits
+        limit = (
+            caps.max_uniform_binding_size if binding.kind == "uniform" else caps.max_binding_size
+        )
+        if (
+            not self._validate
+            or buffer.allocated_buffer is not buffer
+            or buffer.device is not self.device
+            or usage & needs[0] != needs[0]
+            or access & needs[1] != needs[1]
+            or memory & needs[2] != needs[2]
+            or length > limit
+            or -(-length // 4) * 4 < binding.min_size
+            or buffer.is_released
+        ):
+            return None
+        return Ref(buffer, None, offset, length)
 
     def _require_bindings(self, what: str, segment: DispatchSegment) -> None:
         """Merge the slot requirements of a recorded dispatch's bindings."""

@@ -134,6 +134,7 @@ class _PlanBuilder:
         self.shadowed = 0
         self.notes: list[str] = []
         self.verdicts: dict[tuple[int, bool], tuple[bool, str]] = {}
+        self.labels: dict[tuple[int, str], str] = {}  # dispatch labels per entry point
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -403,7 +404,10 @@ class _PlanBuilder:
                 indirect = shadow
         padded = segment.constants.ljust(layout.constants_size, b"\0")
         constants, constants_offset = self.constants(padded)
-        label = f"{segment.executable.label}:{segment.entry_point}"
+        key = (id(segment.executable), segment.entry_point)
+        label = self.labels.get(key)
+        if label is None:
+            label = self.labels[key] = f"{segment.executable.label}:{segment.entry_point}"
         self.emit(
             Dispatch(
                 segment.executable,

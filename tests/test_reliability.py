@@ -365,3 +365,36 @@ def test_device_destroyed_while_threads_submit_never_aborts() -> None:
         timeout=120,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+class InterruptedWait(NullBackend):
+    """wait() where Ctrl-C lands on the main thread as the blocking poll returns."""
+
+    arm = False
+
+    def wait(self, ticket: int) -> None:
+        super().wait(ticket)
+        if self.arm and threading.current_thread() is threading.main_thread():
+            self.arm = False
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_an_unbounded_wait_reaches_the_caller_and_fails_nothing() -> None:
+    """Found in review: the interrupt failed finished work and became AbortedError."""
+    backend = InterruptedWait()
+    device = Device(backend, NULL_INFO, "null")
+    target = device.allocate_buffer(64)
+    device.wait_idle(WAIT)
+    gate, done = device.create_semaphore(), device.create_semaphore()
+    source = device.buffer_from_numpy(np.full(64, 9, np.uint8))
+    device.queue_copy(source, 0, target, 0, 64, wait=[(gate, 1)], signal=[(done, 1)])
+    backend.arm = True
+    gate.signal(1)
+    try:
+        done.wait(1)  # unbounded: may block in backend.wait on this thread
+    except KeyboardInterrupt:
+        pass
+    done.wait(1, timeout=WAIT)  # the tracker completes it: signalled, not failed
+    assert done.failure is None
+    assert target.to_numpy().tobytes() == b"\x09" * 64
+    device.close()

@@ -140,7 +140,9 @@ class _WordSets:
         return i > 0 and self._ends[key][i - 1] > start // 4
 
     def add(self, resource: object, start: int, end: int) -> None:
-        """Insert ``[start, end)`` (its words must not overlap any held interval)."""
+        """Insert ``[start, end)``, merged with the intervals it overlaps (reads may overlap
+        each other), so the held intervals stay disjoint and sorted — what :meth:`hits`
+        relies on."""
         key = id(resource)
         w0, w1 = start // 4, (end + 3) // 4
         starts = self._starts.get(key)
@@ -148,14 +150,26 @@ class _WordSets:
             self._starts[key], self._ends[key], self._high[key] = [w0], [w1], w1
             return
         ends = self._ends[key]
-        if w0 >= self._high[key]:
+        high = self._high[key]
+        if w0 >= high:
             starts.append(w0)
             ends.append(w1)
             self._high[key] = w1
             return
         i = bisect.bisect_left(starts, w0)
-        starts.insert(i, w0)
-        ends.insert(i, w1)
+        lo = i
+        if i > 0 and ends[i - 1] >= w0:  # overlaps (or touches) the interval before
+            lo = i - 1
+            w0 = starts[lo]
+            w1 = max(w1, ends[lo])
+        hi = i
+        while hi < len(starts) and starts[hi] <= w1:  # and every one it reaches after
+            w1 = max(w1, ends[hi])
+            hi += 1
+        starts[lo:hi] = [w0]
+        ends[lo:hi] = [w1]
+        if w1 > high:
+            self._high[key] = w1
 
 
 class _Run:

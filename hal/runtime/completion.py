@@ -79,9 +79,11 @@ class Completion:
             else:
                 self._finish_through(ticket, error)
             return
-        except BaseException as error:  # a backend bug: never let it stop the tracker
+        except Exception as error:  # a backend bug: never let it stop the tracker
             self._finish_through(ticket, error)
             return
+        # A KeyboardInterrupt or SystemExit (a host wait's own thread) propagates and touches
+        # nothing: the work is still in flight, and the tracker completes it.
         self.complete_through(ticket)
 
     def complete_through(self, ticket: int) -> None:

@@ -78,9 +78,7 @@ def parse_limits(text: str, what: str = "HAL_LIMITS") -> dict[str, int]:
         if not sep or not name:
             raise InvalidArgumentError(f"{what}: entry {entry!r} is not name=value")
         if not value.isdigit():
-            raise InvalidArgumentError(
-                f"{what}: {name} = {value!r} must be a non-negative integer"
-            )
+            raise InvalidArgumentError(f"{what}: {name} = {value!r} must be a non-negative integer")
         parsed[name] = int(value)
     return parsed
 

@@ -75,10 +75,10 @@ def create_device(
     override the defaults; ``HAL_DISABLE_FEATURES`` (comma separated, e.g. ``immediates``)
     hides features, to exercise fallbacks; ``HAL_ADAPTER_PROFILE`` (``metal`` or ``d3d12``)
     and ``HAL_LIMITS`` (comma separated ``name=value``) impose another platform's limits and
-    missing features, only ever lowering what the adapter offers (hal.core.profiles). Raises :class:`UnavailableError` when no adapter
-    matches or the implementation is unavailable, and :class:`InvalidArgumentError` for an
-    adapter index out of range, an argument of the wrong type, or an unknown profile or a
-    malformed ``HAL_LIMITS``.
+    missing features, only ever lowering what the adapter offers (hal.core.profiles).
+    Raises :class:`UnavailableError` when no adapter matches or the implementation is
+    unavailable, and :class:`InvalidArgumentError` for an adapter index out of range, an
+    argument of the wrong type, an unknown profile or a malformed ``HAL_LIMITS``.
     """
     _check_device_arguments(adapter, backend, label, implementation)
     if adapter is None and os.environ.get("HAL_ADAPTER"):

@@ -89,7 +89,9 @@ class Executable:
         self, layout: EntryPointLayout, constants: dict[str, Any] | None
     ) -> tuple[Any, Any, Any]:
         cache = self._cache
-        staged = self._info.immediate_kind if layout.constants_size and not cache.immediates else None
+        staged = None
+        if layout.constants_size and not cache.immediates:
+            staged = self._info.immediate_kind
         _check_binding_limits(layout, staged, self.device.limits)
         group0 = cache.bind_group_layout(tuple((b.binding, b.kind, False) for b in layout.bindings))
         groups = [group0]

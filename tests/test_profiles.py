@@ -53,6 +53,11 @@ def test_every_profile_only_restricts() -> None:
                 assert value <= ADAPTER[key], (name, key)
 
 
+def test_a_profile_skips_limits_the_adapter_does_not_report() -> None:
+    small = {"min-storage-buffer-offset-alignment": 32}
+    assert restrict(small, (), "metal") == ({"min-storage-buffer-offset-alignment": 256}, set())
+
+
 def test_d3d12_profile_values() -> None:
     limits, features = restrict(ADAPTER, FEATURES, "D3D12")
     assert limits["max-storage-buffers-per-shader-stage"] == 16

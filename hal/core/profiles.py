@@ -92,7 +92,8 @@ def restrict(
     """The adapter's ``limits`` and ``features`` under the named ``profile`` and then the
     ``overrides`` (both optional): each ``max-*`` limit becomes the smaller of the two values,
     each ``min-*`` alignment the larger (a power of two), and the profile's features are
-    removed. Raises InvalidArgumentError for an unknown profile, a limit the adapter does not
+    removed (a profile's limits that the adapter does not report are left out). Raises
+    InvalidArgumentError for an unknown profile, an override of a limit the adapter does not
     report, or a ``min-*`` alignment that is not a power of two."""
     result = dict(limits)
     removed: frozenset[str] = frozenset()
@@ -109,6 +110,8 @@ def restrict(
         bounds.append(("HAL_LIMITS", overrides))
     for what, values in bounds:
         for name, value in values.items():
+            if what != "HAL_LIMITS" and name not in result:
+                continue  # a profile bounds only the limits this adapter reports
             result[name] = _bounded(what, name, value, result)
     return result, frozenset(f for f in features if f not in removed)
 

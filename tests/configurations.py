@@ -11,7 +11,8 @@ Configurations (all on the machine's default adapter unless named):
 
 * ``vulkan``: wgpu-native on the default adapter (lavapipe's Vulkan in CI), the whole suite.
 * ``gl``: wgpu-native's GL backend (Mesa llvmpipe in CI), the whole suite.
-* ``metal``: the default adapter under the Metal profile (hal.core.profiles), the ``SUBSET``.
+* ``metal``, ``d3d12``: the default adapter under the Metal / D3D12 profile
+  (hal.core.profiles), the ``SUBSET``.
 * ``dawn``: Dawn (wgpudawn) where it is installed and hal opens it: tests/test_dawn.py and
   the ``SUBSET`` with ``HAL_IMPLEMENTATION=dawn``.
 """
@@ -126,12 +127,14 @@ def _gl(backends: Sequence[str], default: str) -> Configuration | str:
     return Configuration("gl", "wgpu-native/GL, the whole suite", {"HAL_BACKEND": "gl"})
 
 
-def _metal(backends: Sequence[str], default: str) -> Configuration | str:
-    # Needs nothing beyond the default adapter: the profile only lowers its limits.
-    subset = _subset({"HAL_ADAPTER_PROFILE": "metal"})
-    return Configuration(
-        "metal", f"wgpu-native/{default} under the Metal profile, subset", subset.env, subset.args
-    )
+def _profile(name: str, title: str) -> Callable[[Sequence[str], str], Configuration | str]:
+    def make(backends: Sequence[str], default: str) -> Configuration | str:
+        # Needs nothing beyond the default adapter: the profile only lowers its limits.
+        subset = _subset({"HAL_ADAPTER_PROFILE": name})
+        what = f"wgpu-native/{default} under the {title} profile, subset"
+        return Configuration(name, what, subset.env, subset.args)
+
+    return make
 
 
 def _dawn(backends: Sequence[str], default: str) -> Configuration | str:
@@ -147,7 +150,8 @@ def _dawn(backends: Sequence[str], default: str) -> Configuration | str:
 
 LATER: tuple[tuple[str, Callable[[Sequence[str], str], Configuration | str]], ...] = (
     ("gl", _gl),
-    ("metal", _metal),
+    ("metal", _profile("metal", "Metal")),
+    ("d3d12", _profile("d3d12", "D3D12")),
     ("dawn", _dawn),
 )
 

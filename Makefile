@@ -7,15 +7,23 @@ STAMP := $(VENV)/.installed
 # Mesa prints errors at every adapter creation without a private XDG_RUNTIME_DIR.
 export XDG_RUNTIME_DIR := $(or $(XDG_RUNTIME_DIR),/tmp/hal-xdg-$(shell id -u))
 
-.PHONY: demo test lint bench adapter clean fuzz
+.PHONY: demo test test-default lint bench adapter clean fuzz
 
 demo: adapter
 	$(PY) -m hal demo
 
+# Every configuration present on this machine (tests/configurations.py: wgpu-native on the
+# default adapter and on GL with the whole suite; the Metal and D3D12 adapter profiles and Dawn
+# with a subset), then the style gates. `make test CONFIGS="gl metal"` runs only those; `make
+# test-default` only the whole suite on the default adapter.
+CONFIGS ?=
 test: adapter
-	$(PY) -m pytest
+	$(PY) tests/configurations.py $(CONFIGS)
 	$(VENV)/bin/ruff check hal tests benchmarks
 	$(VENV)/bin/mypy
+
+test-default: adapter
+	$(PY) -m pytest
 
 # Long differential fuzzing of the HAL against hal.reference and of the optimised lowering
 # against in-order execution (random seeds), and a longer concurrency soak (`make test` runs a

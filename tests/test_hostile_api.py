@@ -66,10 +66,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(device: hal.Device) -> Iterator[World]:
-    closed = hal.create_device(implementation="null")
+    closed = hal.create_device(implementation="null", backend="null")
     closed_buffer = closed.allocate_buffer(64)
     closed.close()
-    other = hal.create_device(implementation="null")
+    other = hal.create_device(implementation="null", backend="null")
     d = device
     buffers = {
         "big": d.allocate_buffer(BIG),
@@ -1530,7 +1530,7 @@ def test_allocations_near_the_limit_agree_with_the_query() -> None:
     the query says so too, and the tail of the largest buffer is usable."""
     import dataclasses
 
-    with hal.create_device(implementation="null") as own:
+    with hal.create_device(implementation="null", backend="null") as own:
         own.caps = dataclasses.replace(own.caps, max_buffer_size=1003)
         allocator = own.allocator
         for size in range(990, 1010):

@@ -33,7 +33,7 @@ def null() -> Iterator[Device]:
 
 
 def test_create_device_with_the_null_implementation() -> None:
-    with hal.create_device(implementation="null") as device:
+    with hal.create_device(implementation="null", backend="null") as device:
         assert device.info.implementation == "null"
         assert device.info.backend == "null"
 
@@ -131,7 +131,7 @@ def test_the_null_backend_needs_no_wgpu() -> None:
         sys.modules["wgpu"] = None
         import numpy as np
         import hal
-        with hal.create_device(implementation="null") as device:
+        with hal.create_device(implementation="null", backend="null") as device:
             buffer = device.buffer_from_numpy(np.arange(8, dtype=np.uint32))
             assert buffer.to_numpy(np.uint32).tolist() == list(range(8))
         assert sys.modules.get("wgpu") is None

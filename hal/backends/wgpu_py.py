@@ -142,8 +142,9 @@ class WgpuPyBackend(Backend):
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
         """Request a device with ``features`` on ``adapter``. BackendError on failure."""
         try:
+            # adapter.limits may be lower than the adapter's own (an adapter profile).
             device = adapter.handle.request_device_sync(
-                label=label, required_features=list(features)
+                label=label, required_features=list(features), required_limits=adapter.limits
             )
         except Exception as error:
             raise translate(error) from None

@@ -9,6 +9,7 @@ anything reaches the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import weakref
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from hal.backends.protocol import Backend, BackendError
 from hal.core.caps import DeviceCaps
 from hal.core.checks import check_int
 from hal.core.cost import load_costs
+from hal.core.profiles import parse_limits, restrict
 from hal.enums import (
     BufferUsage,
     CommandBufferMode,
@@ -71,9 +73,12 @@ def create_device(
 
     The environment variables ``HAL_ADAPTER``, ``HAL_BACKEND`` and ``HAL_IMPLEMENTATION``
     override the defaults; ``HAL_DISABLE_FEATURES`` (comma separated, e.g. ``immediates``)
-    hides features, to exercise fallbacks. Raises :class:`UnavailableError` when no adapter
-    matches or the implementation is unavailable, and :class:`InvalidArgumentError` for an
-    adapter index out of range or an argument of the wrong type.
+    hides features, to exercise fallbacks; ``HAL_ADAPTER_PROFILE`` (``metal`` or ``d3d12``)
+    and ``HAL_LIMITS`` (comma separated ``name=value``) impose another platform's limits and
+    missing features, only ever lowering what the adapter offers (hal.core.profiles).
+    Raises :class:`UnavailableError` when no adapter matches or the implementation is
+    unavailable, and :class:`InvalidArgumentError` for an adapter index out of range, an
+    argument of the wrong type, an unknown profile or a malformed ``HAL_LIMITS``.
     """
     _check_device_arguments(adapter, backend, label, implementation)
     if adapter is None and os.environ.get("HAL_ADAPTER"):
@@ -82,8 +87,17 @@ def create_device(
     if backend is None and os.environ.get("HAL_BACKEND"):
         backend = os.environ["HAL_BACKEND"]
     chosen = pick_adapter(adapter, backend, implementation)
+    # The profile's limits replace the adapter's in what is requested, so that wgpu itself
+    # enforces them; its removed features are never requested.
+    limits, offered = restrict(
+        chosen.limits,
+        chosen.features,
+        os.environ.get("HAL_ADAPTER_PROFILE"),
+        parse_limits(os.environ.get("HAL_LIMITS", "")),
+    )
+    chosen = dataclasses.replace(chosen, limits=limits)
     disabled = {f.strip() for f in os.environ.get("HAL_DISABLE_FEATURES", "").split(",")}
-    features = [f for f in _WANTED_FEATURES if f in chosen.features and f not in disabled]
+    features = [f for f in _WANTED_FEATURES if f in offered and f not in disabled]
     try:
         opened = open_backend(chosen, features, label or "hal")
     except BackendError as error:

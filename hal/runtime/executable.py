@@ -15,6 +15,8 @@ from hal.core.wgsl_overrides import check_override_constants
 from hal.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from hal.backends.protocol import Backend
     from hal.runtime.device import Device
 
@@ -87,6 +89,10 @@ class Executable:
         self, layout: EntryPointLayout, constants: dict[str, Any] | None
     ) -> tuple[Any, Any, Any]:
         cache = self._cache
+        staged = None
+        if layout.constants_size and not cache.immediates:
+            staged = self._info.immediate_kind
+        _check_binding_limits(layout, staged, self.device.limits)
         group0 = cache.bind_group_layout(tuple((b.binding, b.kind, False) for b in layout.bindings))
         groups = [group0]
         constants_bgl = None
@@ -188,6 +194,29 @@ def _check_resources(info: ModuleInfo) -> None:
                     f"(@group({r.group}) @binding({r.binding}), a {r.type}); HAL bindings "
                     "must be storage or uniform buffers"
                 )
+
+
+_PER_STAGE_LIMITS = (
+    ("storage", ("storage", "read-only-storage"), "max-storage-buffers-per-shader-stage"),
+    ("uniform", ("uniform",), "max-uniform-buffers-per-shader-stage"),
+)
+
+
+def _check_binding_limits(
+    layout: EntryPointLayout, staged: str | None, limits: Mapping[str, int]
+) -> None:
+    """InvalidArgumentError when ``layout`` (plus the staged-constants binding of kind
+    ``staged``, if any) binds more buffers of a kind than the device allows per stage, so
+    that the pipeline is never handed to the backend."""
+    kinds = [b.kind for b in layout.bindings] + ([staged] if staged else [])
+    for what, counted, name in _PER_STAGE_LIMITS:
+        count = sum(kind in counted for kind in kinds)
+        limit = limits.get(name)
+        if limit is not None and count > limit:
+            raise InvalidArgumentError(
+                f"create_executable: entry point {layout.name!r} binds {count} {what} buffers; "
+                f"this device allows at most {limit} ({name})"
+            )
 
 
 def _looks_like_wgsl(text: str) -> bool:

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call, Step
 from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
 
 __all__ = ["DawnBackend", "dawn_adapters", "load"]
@@ -60,7 +60,8 @@ def load() -> Any:
             raise BackendError(
                 f"wgpudawn is not installed ({error}); install it with pip install '.[dawn]'"
             ) from None
-        _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, api=_api)
+        _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, libf=_api.libf)
+        _modules.update(callbacks=_ffi.callbacks, c_callback=_ffi.c_callback)
         _modules["instance"] = _helpers.get_wgpu_instance()
     return _modules["wgpudawn"]
 
@@ -90,6 +91,41 @@ def _fresh(adapter: AdapterDescription) -> Any:
     return handle
 
 
+class _CommandBuffer:
+    """A finished raw command buffer (what :meth:`DawnBackend.encode` returns): its handle as
+    ``_internal``, as wgpudawn's objects have it (``queue.submit`` takes it), released when
+    dropped."""
+
+    __slots__ = ("_internal", "_release")
+
+    def __init__(self, handle: Any, release: Callable[[Any], None]) -> None:
+        self._internal = handle
+        self._release = release
+
+    def __del__(self) -> None:
+        # webgpu.h: wgpuCommandBufferRelease(commandBuffer); safe from any thread under
+        # implicit device synchronisation (Dawn's reference counts are atomic).
+        self._release(self._internal)
+
+
+class _WorkDone:
+    """One submission's work-done future: ``_state`` and ``_wgpu_future_id`` as wgpudawn's
+    promises have them, so waits treat both alike."""
+
+    __slots__ = ("_state", "_wgpu_future_id", "status")
+
+    def __init__(self) -> None:
+        self._state = "pending"
+        self._wgpu_future_id = 0
+        self.status = -1
+
+    def callback(self, status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+        """webgpu.h WGPUQueueWorkDoneCallback (fires inside WaitAny / ProcessEvents)."""
+        self.status = int(status)
+        success = int(_modules["lib"].WGPUQueueWorkDoneStatus_Success)
+        self._state = "done" if self.status == success else "failed"
+
+
 def _serialised(method: _F) -> _F:
     """``method`` run under the backend's Dawn lock, wgpudawn's errors translated."""
 
@@ -116,7 +152,7 @@ class DawnBackend(WgpuPyBackend):
         wgpudawn = _modules["wgpudawn"]
         # RuntimeError: wgpudawn's map failures and calls on released objects.
         self._errors: tuple[type[BaseException], ...] = (wgpudawn.GPUError, RuntimeError)
-        self._ffi, self._lib = _modules["ffi"], _modules["lib"]
+        self._ffi, self._lib, self._libf = _modules["ffi"], _modules["lib"], _modules["libf"]
         self._instance = _modules["instance"]
         self._unmapped = wgpudawn.BufferMapState.unmapped
         self._map_read, self._map_write = int(wgpudawn.MapMode.READ), int(wgpudawn.MapMode.WRITE)
@@ -124,6 +160,9 @@ class DawnBackend(WgpuPyBackend):
         self.implicit_sync = implicit_sync
         self._pending: collections.deque[tuple[int, Any]] = collections.deque()
         self._lost_promise = getattr(device, "_lost_promise", None)
+        self._work_done_info = self._ffi.new("WGPUQueueWorkDoneCallbackInfo *")
+        self._work_done_info.mode = self._lib.WGPUCallbackMode_AllowProcessEvents
+        self._work_done_info.callback = _modules["c_callback"]("WGPUQueueWorkDoneCallback")
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
@@ -181,13 +220,105 @@ class DawnBackend(WgpuPyBackend):
     create_bind_group_layout = _serialised(WgpuPyBackend.create_bind_group_layout)
     create_compute_pipeline = _serialised(WgpuPyBackend.create_compute_pipeline)
     create_bind_group = _serialised(WgpuPyBackend.create_bind_group)
-    encode = _serialised(WgpuPyBackend.encode)
     encode_profiled = _serialised(WgpuPyBackend.encode_profiled)
     create_query_set = _serialised(WgpuPyBackend.create_query_set)
     resolve_timestamps = _serialised(WgpuPyBackend.resolve_timestamps)
     read_timestamps = _serialised(WgpuPyBackend.read_timestamps)
     clear_command_buffer = _serialised(WgpuPyBackend.clear_command_buffer)
     copy_command_buffer = _serialised(WgpuPyBackend.copy_command_buffer)
+
+    # -- recorded encoder calls: raw webgpu.h functions ---------------------------------------
+    # wgpudawn's encoder objects cost a Python wrapper (argument conversion, struct building)
+    # per call; recorded calls are the raw functions of wgpudawn's cffi module on the raw
+    # handles, as WgpuNativeBackend does for wgpu-native. Dawn reports errors of encoder and
+    # pass commands at finish(), which goes through wgpudawn's error-raising call.
+
+    def _handle(self, obj: Any) -> Any:
+        return obj._internal
+
+    def set_pipeline(self, pipeline: Any) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetPipeline(pass, pipeline)
+        return self._lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
+
+    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetBindGroup(pass, index, group, count, offsets)
+        ffi = self._ffi
+        array = ffi.new("uint32_t[]", list(offsets)) if offsets else ffi.NULL
+        return self._lib.wgpuComputePassEncoderSetBindGroup, (
+            index,
+            group._internal,
+            len(offsets),
+            array,
+        )
+
+    def set_immediates(self, data: bytes) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetImmediates(pass, offset, data, size)
+        return self._lib.wgpuComputePassEncoderSetImmediates, (
+            0,
+            self._ffi.new("uint8_t[]", data),
+            len(data),
+        )
+
+    def dispatch(self, x: int, y: int, z: int) -> Call:
+        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroups(pass, x, y, z)
+        return self._lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
+
+    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
+        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroupsIndirect(pass, buffer, offset)
+        return self._lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (
+            buffer._internal,
+            offset,
+        )
+
+    def copy_buffer(
+        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
+    ) -> Call:
+        # webgpu.h: wgpuCommandEncoderCopyBufferToBuffer(encoder, src, src_off, dst, dst_off, n)
+        return self._lib.wgpuCommandEncoderCopyBufferToBuffer, (
+            source._internal,
+            source_offset,
+            target._internal,
+            target_offset,
+            size,
+        )
+
+    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
+        # webgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
+        return self._lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
+
+    def is_dispatch(self, call: Call) -> bool:
+        lib = self._lib
+        return (
+            call[0] is lib.wgpuComputePassEncoderDispatchWorkgroups
+            or call[0] is lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect
+        )
+
+    @_serialised
+    def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:
+        """Replay ``steps`` through raw calls into a new command buffer; Dawn's errors
+        (raised at finish) become BackendError."""
+        lib, ffi = self._lib, self._ffi
+        # webgpu.h: wgpuDeviceCreateCommandEncoder(device, descriptor = NULL)
+        encoder = self._libf.wgpuDeviceCreateCommandEncoder(self.device._internal, ffi.NULL)
+        try:
+            for is_pass, calls in steps:
+                if not is_pass:
+                    for function, args in calls:
+                        function(encoder, *args)
+                    continue
+                # webgpu.h: wgpuCommandEncoderBeginComputePass(encoder, descriptor = NULL)
+                compute = lib.wgpuCommandEncoderBeginComputePass(encoder, ffi.NULL)
+                try:
+                    for function, args in calls:
+                        function(compute, *args)
+                    lib.wgpuComputePassEncoderEnd(compute)
+                finally:
+                    lib.wgpuComputePassEncoderRelease(compute)
+            # webgpu.h: wgpuCommandEncoderFinish(encoder, descriptor = NULL), error-checked
+            finished = self._libf.wgpuCommandEncoderFinish(encoder, ffi.NULL)
+            return _CommandBuffer(finished, lib.wgpuCommandBufferRelease)
+        finally:
+            lib.wgpuCommandEncoderRelease(encoder)
 
     @_serialised
     def write_timestamp(self, target: Any, query_set: Any, index: int) -> None:
@@ -200,10 +331,26 @@ class DawnBackend(WgpuPyBackend):
     @_serialised
     def submit(self, command_buffers: Sequence[Any]) -> int:
         """Submit and register the submission's work-done future; returns its ticket."""
-        self.queue.submit(list(command_buffers))
+        ffi = self._ffi
+        handles = ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
+        # webgpu.h: wgpuQueueSubmit(queue, count, commands), error-checked
+        self._libf.wgpuQueueSubmit(self.queue._internal, len(command_buffers), handles)
         self._submitted += 1
-        self._pending.append((self._submitted, self.queue.on_submitted_work_done_async()))
+        self._pending.append((self._submitted, self._work_done()))
         return self._submitted
+
+    def _work_done(self) -> _WorkDone:
+        """Register ``wgpuQueueOnSubmittedWorkDone`` for everything submitted so far (under
+        the lock). Leaner than wgpudawn's promise: one registered callback, no promise."""
+        done = _WorkDone()
+        info = self._work_done_info
+        # wgpudawn's static callback entry dispatches on userdata1 (its callback registry).
+        info.userdata1 = _modules["callbacks"].register(done.callback)
+        # webgpu.h: WGPUFuture wgpuQueueOnSubmittedWorkDone(queue, callbackInfo)
+        done._wgpu_future_id = self._lib.wgpuQueueOnSubmittedWorkDone(
+            self.queue._internal, info[0]
+        ).id
+        return done
 
     def _settle(self) -> None:
         """Drop the pending submissions up to the newest whose future completed (call
@@ -211,23 +358,17 @@ class DawnBackend(WgpuPyBackend):
         ones may still look pending: one queue runs in order, so they finished too."""
         pending = self._pending
         newest = 0
-        for ticket, promise in pending:
-            if promise._state != "pending":
+        for ticket, done in pending:
+            if done._state != "pending":
                 newest = ticket
         while pending and pending[0][0] <= newest:
-            ticket, promise = pending.popleft()
+            ticket, done = pending.popleft()
             self._completed = max(self._completed, ticket)
-            if promise._state != "pending":
-                self._check_work_done(promise)
-
-    def _check_work_done(self, promise: Any) -> None:
-        try:
-            promise.sync_wait()
-        except Exception as error:
-            # A work-done future fails only when the device is lost (or torn down).
-            reason = self._lost_info() or f"submitted work did not complete: {error}"
-            self.note_lost(reason)
-            raise BackendError(reason, lost=True) from None
+            if done._state == "failed":
+                # A work-done future fails only when the device is lost (or torn down).
+                reason = self._lost_info() or f"submitted work did not complete: {done.status}"
+                self.note_lost(reason)
+                raise BackendError(reason, lost=True)
 
     @_serialised
     def completed_ticket(self) -> int:

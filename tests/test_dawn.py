@@ -228,6 +228,12 @@ def test_backend_maps_staging_buffers(dawn: hal.Device) -> None:
     view = backend.mapped_range(readback, 64, writable=False)
     assert view.readonly and bytes(view) == bytes(range(64))
     backend.unmap(readback)
+    # Waits are real timed waits: right after map_async the map has not been processed
+    # (Dawn fires map callbacks only inside its waits), so a zero timeout reports False.
+    token = backend.map_async(readback, 64, write=False)
+    assert backend.wait_mapped(token, 0) is False
+    assert backend.wait_mapped(token, WAIT) is True
+    backend.unmap(readback)
     # A pending map is cancelled by unmap, and the buffer maps again afterwards.
     backend.map_async(readback, 64, write=False)
     backend.unmap(readback)
@@ -327,6 +333,38 @@ def test_threads_record_and_submit_concurrently(dawn: hal.Device) -> None:
         thread.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
     assert not failures, failures[0]
+
+
+def test_waits_under_the_lock_without_implicit_synchronisation() -> None:
+    """Where the adapter lacks implicit device synchronisation, waits run in short slices
+    under the backend's lock: the same results, from several threads."""
+    own = _dawn_or_skip()
+    own.backend.implicit_sync = False
+    try:
+        failures: list[BaseException] = []
+
+        def worker(seed: int) -> None:
+            try:
+                for round_ in range(5):
+                    data = random_bytes(4099, seed=seed * 10 + round_)
+                    buffer = own.allocate_buffer(4100)
+                    own.transfer_h2d(data, buffer, 1)
+                    assert own.transfer_d2h(buffer, 1, 4099) == data.tobytes()
+            except BaseException as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        assert not failures, failures[0]
+        own.wait_idle(WAIT)
+        backend = own.backend
+        assert backend.completed_ticket() == backend.submit([]) - 1 > 0
+    finally:
+        own.close()
 
 
 def test_both_implementations_in_one_process(dawn: hal.Device, native: hal.Device) -> None:

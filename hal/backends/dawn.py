@@ -16,6 +16,9 @@ calls) and replaces what differs on Dawn:
 - **Completion.** Each submission registers ``wgpuQueueOnSubmittedWorkDone``; its future is
   waited with a real timeout (``wgpuInstanceWaitAny``, the instance's TimedWaitAny). One
   queue runs in order, so a finished ticket finishes every earlier one.
+- **Encoding.** Recorded calls are the raw ``webgpu.h`` functions of wgpudawn's cffi module
+  on raw handles (as ``wgpu_native.py`` does for wgpu-native), and submissions register their
+  work-done callback directly: wgpudawn's objects and promises cost several µs a call.
 - **Errors.** Dawn raises validation errors at the call that caused them (wgpudawn's
   ``GPUError`` classes, not wgpu-py's): they become :class:`BackendError`, ``lost`` when
   the device's lost promise resolved or the message says so.
@@ -160,6 +163,7 @@ class DawnBackend(WgpuPyBackend):
         self.implicit_sync = implicit_sync
         self._pending: collections.deque[tuple[int, Any]] = collections.deque()
         self._lost_promise = getattr(device, "_lost_promise", None)
+        self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
         self._work_done_info = self._ffi.new("WGPUQueueWorkDoneCallbackInfo *")
         self._work_done_info.mode = self._lib.WGPUCallbackMode_AllowProcessEvents
         self._work_done_info.callback = _modules["c_callback"]("WGPUQueueWorkDoneCallback")
@@ -410,10 +414,12 @@ class DawnBackend(WgpuPyBackend):
                 step = min(step, budget)
                 budget -= step
             if self.implicit_sync:
-                wait_any(self._instance, 1, info, step)
+                status = wait_any(self._instance, 1, info, step)
             else:
                 with self._dawn:
-                    wait_any(self._instance, 1, info, step)
+                    status = wait_any(self._instance, 1, info, step)
+            if status not in self._wait_ok:
+                raise BackendError(f"wgpuInstanceWaitAny failed with status {int(status)}")
             if info.completed:
                 return True
             if self.lost_reason is not None:

@@ -100,14 +100,13 @@ def _devices(args: argparse.Namespace) -> int:
     from hal.runtime.adapters import list_implementations
     from hal.runtime.device import available_adapters
 
-    adapters = available_adapters()
     if args.check:
-        native = [a for a in adapters if a.backend in ("vulkan", "metal", "d3d12")]
+        native = [a for a in available_adapters() if a.backend in ("vulkan", "metal", "d3d12")]
         return 0 if native else 1
-    if not adapters:
+    details = _adapter_details()
+    if not details:
         print("no adapters found", file=sys.stderr)
         return 1
-    details = _adapter_details()
     if args.json:
         print(json.dumps(details, indent=2))
         return 0

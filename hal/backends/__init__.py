@@ -2,7 +2,8 @@
 
 This package is the only place that imports wgpu. :func:`adapters` lists what an
 implementation can open; :func:`open_backend` opens one of its adapters as a
-:class:`~hal.backends.protocol.Backend`.
+:class:`~hal.backends.protocol.Backend`. Implementations: "wgpu-native" (wgpu-py, the
+default), "dawn" (Chrome's Dawn through the optional ``wgpudawn`` package) and "null".
 """
 
 from __future__ import annotations
@@ -11,15 +12,24 @@ from collections.abc import Sequence
 
 from hal.backends.protocol import AdapterDescription, Backend, BackendError
 
-__all__ = ["DEFAULT_IMPLEMENTATION", "IMPLEMENTATIONS", "adapters", "open_backend"]
+__all__ = [
+    "DEFAULT_IMPLEMENTATION",
+    "GPU_IMPLEMENTATIONS",
+    "IMPLEMENTATIONS",
+    "adapters",
+    "open_backend",
+]
 
 DEFAULT_IMPLEMENTATION = "wgpu-native"
-IMPLEMENTATIONS = ("wgpu-native", "null")
+GPU_IMPLEMENTATIONS = ("wgpu-native", "dawn")
+"""The implementations that run on a GPU (what ``python -m hal devices`` lists)."""
+IMPLEMENTATIONS = (*GPU_IMPLEMENTATIONS, "null")
 """Implementation names :func:`adapters` accepts ("null": no GPU, see hal.backends.null)."""
 
 
 def adapters(implementation: str) -> list[AdapterDescription]:
-    """The adapters of ``implementation``. BackendError when it is unknown or cannot load."""
+    """The adapters of ``implementation``. BackendError when it is unknown or cannot load
+    (for "dawn": when wgpudawn is not installed, with the command that installs it)."""
     if implementation == "null":
         from hal.backends.null import null_adapter
 
@@ -32,6 +42,10 @@ def adapters(implementation: str) -> list[AdapterDescription]:
         except ImportError as error:
             raise BackendError(f"wgpu-py is not installed: {error}") from None
         return describe_adapters(wgpu.gpu, implementation)
+    if implementation == "dawn":
+        from hal.backends.dawn import dawn_adapters
+
+        return dawn_adapters()
     raise BackendError(
         f"unknown WebGPU implementation {implementation!r} (known: {', '.join(IMPLEMENTATIONS)})"
     )
@@ -43,6 +57,10 @@ def open_backend(adapter: AdapterDescription, features: Sequence[str], label: st
         from hal.backends.null import NullBackend
 
         return NullBackend.open(adapter, features, label)
+    if adapter.implementation == "dawn":
+        from hal.backends.dawn import DawnBackend
+
+        return DawnBackend.open(adapter, features, label)
     from hal.backends.wgpu_native import WgpuNativeBackend
 
     return WgpuNativeBackend.open(adapter, features, label)

@@ -7,11 +7,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from hal.backends import DEFAULT_IMPLEMENTATION, adapters
+from hal.backends import DEFAULT_IMPLEMENTATION, GPU_IMPLEMENTATIONS, adapters
 from hal.backends.protocol import AdapterDescription, BackendError
 from hal.errors import InvalidArgumentError, UnavailableError
 
-__all__ = ["AdapterInfo", "available_adapters", "describe", "enumerate_adapters", "pick_adapter"]
+__all__ = [
+    "AdapterInfo",
+    "ImplementationListing",
+    "available_adapters",
+    "describe",
+    "enumerate_adapters",
+    "implementation_name",
+    "list_implementations",
+    "pick_adapter",
+]
 
 _TYPE_RANK = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3}
 _BACKEND_RANK = {"vulkan": 0, "metal": 0, "d3d12": 0, "gl": 2}
@@ -21,7 +30,7 @@ _BACKEND_RANK = {"vulkan": 0, "metal": 0, "d3d12": 0, "gl": 2}
 class AdapterInfo:
     """What an adapter is: ``name``, ``backend`` ("vulkan", "metal", "d3d12", "gl"),
     ``adapter_type`` ("discrete", "integrated", "cpu", …), ``vendor`` and the WebGPU
-    ``implementation`` that opens it ("wgpu-native")."""
+    ``implementation`` that opens it ("wgpu-native" or "dawn")."""
 
     name: str
     backend: str
@@ -75,6 +84,30 @@ def enumerate_adapters(implementation: str | None = None) -> list[AdapterDescrip
                 raise UnavailableError(f"create_device: implementation {name!r}: {error}") from None
             _enumerated[name] = found
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class ImplementationListing:
+    """One WebGPU implementation as ``python -m hal devices`` shows it: its ``adapters``, or
+    why it is ``unavailable`` (None when it loaded)."""
+
+    implementation: str
+    adapters: tuple[AdapterDescription, ...]
+    unavailable: str | None
+
+
+def list_implementations() -> list[ImplementationListing]:
+    """Every GPU implementation hal knows ("wgpu-native", "dawn"), with its adapters or the
+    reason it cannot load. Never raises."""
+    listed = []
+    for name in GPU_IMPLEMENTATIONS:
+        try:
+            found = tuple(enumerate_adapters(name))
+        except UnavailableError as error:
+            listed.append(ImplementationListing(name, (), str(error)))
+            continue
+        listed.append(ImplementationListing(name, found, None))
+    return listed
 
 
 def available_adapters(implementation: str | None = None) -> list[AdapterInfo]:

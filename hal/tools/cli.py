@@ -66,10 +66,11 @@ def _size(value: int) -> str:
 
 
 def _adapter_details() -> list[dict[str, Any]]:
-    """Every adapter as a dict: info fields, limits, features, and whether hal picks it."""
-    from hal.runtime.adapters import enumerate_adapters, pick_adapter
+    """Every adapter of every available implementation as a dict: info fields, its index
+    within its implementation (what HAL_ADAPTER takes), limits, features, and whether hal
+    picks it (for HAL_IMPLEMENTATION, default wgpu-native)."""
+    from hal.runtime.adapters import list_implementations, pick_adapter
 
-    adapters = enumerate_adapters()
     try:
         env = os.environ.get("HAL_ADAPTER") or None
         chosen = pick_adapter(
@@ -84,32 +85,38 @@ def _adapter_details() -> list[dict[str, Any]]:
             "type": adapter.adapter_type,
             "vendor": adapter.vendor,
             "implementation": adapter.implementation,
+            "index": index,
             "driver": adapter.driver,
             "default": adapter is chosen,
             "limits": dict(sorted(adapter.limits.items())),
             "features": sorted(adapter.features),
         }
-        for adapter in adapters
+        for listing in list_implementations()
+        for index, adapter in enumerate(listing.adapters)
     ]
 
 
 def _devices(args: argparse.Namespace) -> int:
+    from hal.runtime.adapters import list_implementations
     from hal.runtime.device import available_adapters
 
-    adapters = available_adapters()
     if args.check:
-        native = [a for a in adapters if a.backend in ("vulkan", "metal", "d3d12")]
+        native = [a for a in available_adapters() if a.backend in ("vulkan", "metal", "d3d12")]
         return 0 if native else 1
-    if not adapters:
+    details = _adapter_details()
+    if not details:
         print("no adapters found", file=sys.stderr)
         return 1
-    details = _adapter_details()
     if args.json:
         print(json.dumps(details, indent=2))
         return 0
-    for i, d in enumerate(details):
+    for listing in list_implementations():
+        if listing.unavailable is not None:
+            print(f"{listing.implementation}: unavailable ({listing.unavailable})")
+    for d in details:
         print(
-            f"[{i}] {d['name']}  backend={d['backend']} type={d['type']} "
+            f"[{d['index']}] {d['name']}  implementation={d['implementation']} "
+            f"backend={d['backend']} type={d['type']} "
             f"vendor={d['vendor'] or '-'}{'  (default)' if d['default'] else ''}"
         )
         if d["driver"]:
@@ -244,7 +251,8 @@ def _add_devices(commands: Any) -> None:
     devices = commands.add_parser(
         "devices",
         help="list adapters: backend, type, key limits and features",
-        description="List the adapters wgpu can open, with key limits and compute features. "
+        description="List the adapters of every WebGPU implementation (wgpu-native, Dawn), "
+        "with key limits and compute features; [i] is the index HAL_ADAPTER takes. "
         "HAL_ADAPTER (index or name substring) and HAL_BACKEND choose the default.",
     )
     devices.add_argument(

@@ -1,0 +1,486 @@
+"""Dawn (Chrome's WebGPU) through ``wgpudawn``, the wgpu-py API on Dawn.
+
+:class:`DawnBackend` reuses :class:`~hal.backends.wgpu_py.WgpuPyBackend` (same classes, same
+calls) and replaces what differs on Dawn:
+
+- **Threads.** Dawn objects are not thread-safe, and wgpudawn turns Dawn's error callback
+  into an exception through one process-wide list of pending errors, so an error raised by
+  one thread's call could surface in another thread's call. Every call into Dawn therefore
+  runs under one lock per backend (``_dawn``); it is a leaf lock (nothing under it calls
+  back into hal), so it cannot deadlock with the runtime's locks. Blocking waits
+  (submissions, maps) do not hold it: the device is opened with Dawn's
+  ``implicit-device-synchronization`` feature where the adapter has it, under which Dawn
+  locks the device inside every entry point, so a thread blocked in ``wgpuInstanceWaitAny``
+  and a thread recording are safe together. Without the feature, waits run in 1 ms slices
+  under the lock instead (correct, but a waiter delays other threads by up to a slice).
+- **Completion.** Each submission registers ``wgpuQueueOnSubmittedWorkDone``; its future is
+  waited with a real timeout (``wgpuInstanceWaitAny``, the instance's TimedWaitAny). One
+  queue runs in order, so a finished ticket finishes every earlier one.
+- **Encoding.** Recorded calls are the raw ``webgpu.h`` functions of wgpudawn's cffi module
+  on raw handles (as ``wgpu_native.py`` does for wgpu-native), and submissions register their
+  work-done callback directly: wgpudawn's objects and promises cost several µs a call.
+- **Errors.** Dawn raises validation errors at the call that caused them (wgpudawn's
+  ``GPUError`` classes, not wgpu-py's): they become :class:`BackendError`, ``lost`` when
+  the device's lost promise resolved or the message says so.
+- **Mapping.** Maps go through wgpudawn's ``map_async`` (so its buffer state is right) and
+  are waited with a timeout; mapped bytes are read through ``wgpuBufferGetMappedRange``.
+- **Loss.** Dawn's device-lost callback resolves a promise; :meth:`probe_lost` processes
+  events and reads it.
+
+wgpudawn is optional (``pip install .[dawn]``): :func:`load` raises BackendError saying so.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call, Step
+from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
+
+__all__ = ["DawnBackend", "dawn_adapters", "load"]
+
+_IMPLICIT_SYNC = "implicit-device-synchronization"
+_SLICE_NS = 1_000_000  # a wait under the lock (no implicit synchronisation) blocks this long
+_LONG_SLICE_NS = 100_000_000  # a wait outside the lock wakes up this often to check for loss
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_modules: dict[str, Any] = {}
+
+
+def load() -> Any:
+    """The ``wgpudawn`` module with its Dawn backend loaded (not installed as ``wgpu``).
+    BackendError when it is not importable."""
+    if "wgpudawn" not in _modules:
+        try:
+            import wgpudawn
+            import wgpudawn.backends.auto  # registers Dawn as wgpudawn.gpu
+            from wgpudawn.backends.dawn import _api, _ffi, _helpers
+        except ImportError as error:
+            raise BackendError(
+                f"wgpudawn is not installed ({error}); install it with pip install '.[dawn]'"
+            ) from None
+        _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, libf=_api.libf)
+        _modules.update(callbacks=_ffi.callbacks, c_callback=_ffi.c_callback)
+        _modules["instance"] = _helpers.get_wgpu_instance()
+    return _modules["wgpudawn"]
+
+
+def dawn_adapters() -> list[AdapterDescription]:
+    """Every adapter Dawn enumerates. BackendError when wgpudawn is missing or fails."""
+    wgpudawn = load()
+    try:
+        return describe_adapters(wgpudawn.gpu, "dawn")
+    except Exception as error:
+        raise BackendError(f"Dawn could not enumerate adapters: {error}") from None
+
+
+def _fresh(adapter: AdapterDescription) -> Any:
+    """An unused Dawn adapter like ``adapter``: a Dawn adapter is "consumed" by the first
+    device made from it, and hal enumerates adapters once per process."""
+    wgpudawn = load()
+    handle = adapter.handle
+    if getattr(handle, "_hal_consumed", False):
+        matches = [
+            a for a in wgpudawn.gpu.enumerate_adapters_sync() if a.summary == adapter.summary
+        ]
+        if not matches:
+            raise BackendError(f"Dawn no longer enumerates the adapter {adapter.summary!r}")
+        handle = matches[0]
+    handle._hal_consumed = True
+    return handle
+
+
+class _CommandBuffer:
+    """A finished raw command buffer (what :meth:`DawnBackend.encode` returns): its handle as
+    ``_internal``, as wgpudawn's objects have it (``queue.submit`` takes it), released when
+    dropped."""
+
+    __slots__ = ("_internal", "_release")
+
+    def __init__(self, handle: Any, release: Callable[[Any], None]) -> None:
+        self._internal = handle
+        self._release = release
+
+    def __del__(self) -> None:
+        # webgpu.h: wgpuCommandBufferRelease(commandBuffer); safe from any thread under
+        # implicit device synchronisation (Dawn's reference counts are atomic).
+        self._release(self._internal)
+
+
+class _WorkDone:
+    """One submission's work-done future: ``_state`` and ``_wgpu_future_id`` as wgpudawn's
+    promises have them, so waits treat both alike."""
+
+    __slots__ = ("_state", "_wgpu_future_id", "status")
+
+    def __init__(self) -> None:
+        self._state = "pending"
+        self._wgpu_future_id = 0
+        self.status = -1
+
+    def callback(self, status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+        """webgpu.h WGPUQueueWorkDoneCallback (fires inside WaitAny / ProcessEvents)."""
+        self.status = int(status)
+        success = int(_modules["lib"].WGPUQueueWorkDoneStatus_Success)
+        self._state = "done" if self.status == success else "failed"
+
+
+def _serialised(method: _F) -> _F:
+    """``method`` run under the backend's Dawn lock, wgpudawn's errors translated."""
+
+    @functools.wraps(method)
+    def call(self: DawnBackend, *args: Any, **kwargs: Any) -> Any:
+        with self._dawn:
+            try:
+                return method(self, *args, **kwargs)
+            except BackendError as error:
+                raise self._classify(error) from None
+            except self._errors as error:
+                raise self._classify(translate(error)) from None
+
+    return call  # type: ignore[return-value]
+
+
+class DawnBackend(WgpuPyBackend):
+    """One Dawn device, every call serialised through one lock (module docstring)."""
+
+    implementation = "dawn"
+
+    def __init__(self, device: Any, features: frozenset[str], implicit_sync: bool) -> None:
+        self._dawn = threading.RLock()
+        wgpudawn = _modules["wgpudawn"]
+        # RuntimeError: wgpudawn's map failures and calls on released objects.
+        self._errors: tuple[type[BaseException], ...] = (wgpudawn.GPUError, RuntimeError)
+        self._ffi, self._lib, self._libf = _modules["ffi"], _modules["lib"], _modules["libf"]
+        self._instance = _modules["instance"]
+        self._unmapped = wgpudawn.BufferMapState.unmapped
+        self._map_read, self._map_write = int(wgpudawn.MapMode.READ), int(wgpudawn.MapMode.WRITE)
+        super().__init__(device, features)
+        self.implicit_sync = implicit_sync
+        self._pending: collections.deque[tuple[int, Any]] = collections.deque()
+        self._lost_promise = getattr(device, "_lost_promise", None)
+        self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
+        self._work_done_info = self._ffi.new("WGPUQueueWorkDoneCallbackInfo *")
+        self._work_done_info.mode = self._lib.WGPUCallbackMode_AllowProcessEvents
+        self._work_done_info.callback = _modules["c_callback"]("WGPUQueueWorkDoneCallback")
+
+    @classmethod
+    def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
+        """Request a Dawn device with ``features`` (plus implicit device synchronisation
+        where the adapter has it). BackendError on failure."""
+        implicit = _IMPLICIT_SYNC in adapter.features
+        wanted = [*features, _IMPLICIT_SYNC] if implicit else list(features)
+        try:
+            device = _fresh(adapter).request_device_sync(label=label, required_features=wanted)
+        except Exception as error:
+            raise translate(error) from None
+        return cls(device, frozenset(features), implicit)
+
+    def _classify(self, error: BackendError) -> BackendError:
+        """``error``, marked lost (and the loss recorded) when the device is lost."""
+        if error.lost:
+            self.note_lost(str(error))
+            return error
+        reason = self._lost_info()
+        if reason is None:
+            return error
+        self.note_lost(reason)
+        return BackendError(f"{error} (device lost: {reason})", lost=True)
+
+    def _lost_info(self) -> str | None:
+        """Why Dawn's lost promise says the device is lost, or None (events not processed)."""
+        promise = self._lost_promise
+        if promise is None or promise._state == "pending":
+            return None
+        try:
+            info = promise.sync_wait()
+        except Exception as error:
+            return str(error)
+        return f"Dawn device lost ({info.reason}): {info.message}".strip()
+
+    def _guard_destroy(self, device: Any) -> None:
+        # Destroying the device is a Dawn call too: under the Dawn lock, inside the
+        # submission lock the parent's wrapper takes (lock order: submission, then Dawn).
+        destroy = device.destroy
+
+        def destroy_serialised() -> None:
+            with self._dawn:
+                destroy()
+
+        device.destroy = destroy_serialised
+        super()._guard_destroy(device)
+
+    # -- everything that calls into Dawn, serialised ---------------------------------------
+
+    create_buffer = _serialised(WgpuPyBackend.create_buffer)
+    create_staging_buffer = _serialised(WgpuPyBackend.create_staging_buffer)
+    destroy_buffer = _serialised(WgpuPyBackend.destroy_buffer)
+    write_buffer = _serialised(WgpuPyBackend.write_buffer)
+    create_shader_module = _serialised(WgpuPyBackend.create_shader_module)
+    create_bind_group_layout = _serialised(WgpuPyBackend.create_bind_group_layout)
+    create_compute_pipeline = _serialised(WgpuPyBackend.create_compute_pipeline)
+    create_bind_group = _serialised(WgpuPyBackend.create_bind_group)
+    encode_profiled = _serialised(WgpuPyBackend.encode_profiled)
+    create_query_set = _serialised(WgpuPyBackend.create_query_set)
+    resolve_timestamps = _serialised(WgpuPyBackend.resolve_timestamps)
+    read_timestamps = _serialised(WgpuPyBackend.read_timestamps)
+    clear_command_buffer = _serialised(WgpuPyBackend.clear_command_buffer)
+    copy_command_buffer = _serialised(WgpuPyBackend.copy_command_buffer)
+
+    # -- recorded encoder calls: raw webgpu.h functions ---------------------------------------
+    # wgpudawn's encoder objects cost a Python wrapper (argument conversion, struct building)
+    # per call; recorded calls are the raw functions of wgpudawn's cffi module on the raw
+    # handles, as WgpuNativeBackend does for wgpu-native. Dawn reports errors of encoder and
+    # pass commands at finish(), which goes through wgpudawn's error-raising call.
+
+    def _handle(self, obj: Any) -> Any:
+        return obj._internal
+
+    def set_pipeline(self, pipeline: Any) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetPipeline(pass, pipeline)
+        return self._lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
+
+    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetBindGroup(pass, index, group, count, offsets)
+        ffi = self._ffi
+        array = ffi.new("uint32_t[]", list(offsets)) if offsets else ffi.NULL
+        return self._lib.wgpuComputePassEncoderSetBindGroup, (
+            index,
+            group._internal,
+            len(offsets),
+            array,
+        )
+
+    def set_immediates(self, data: bytes) -> Call:
+        # webgpu.h: wgpuComputePassEncoderSetImmediates(pass, offset, data, size)
+        return self._lib.wgpuComputePassEncoderSetImmediates, (
+            0,
+            self._ffi.new("uint8_t[]", data),
+            len(data),
+        )
+
+    def dispatch(self, x: int, y: int, z: int) -> Call:
+        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroups(pass, x, y, z)
+        return self._lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
+
+    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
+        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroupsIndirect(pass, buffer, offset)
+        return self._lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (
+            buffer._internal,
+            offset,
+        )
+
+    def copy_buffer(
+        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
+    ) -> Call:
+        # webgpu.h: wgpuCommandEncoderCopyBufferToBuffer(encoder, src, src_off, dst, dst_off, n)
+        return self._lib.wgpuCommandEncoderCopyBufferToBuffer, (
+            source._internal,
+            source_offset,
+            target._internal,
+            target_offset,
+            size,
+        )
+
+    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
+        # webgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
+        return self._lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
+
+    def is_dispatch(self, call: Call) -> bool:
+        lib = self._lib
+        return (
+            call[0] is lib.wgpuComputePassEncoderDispatchWorkgroups
+            or call[0] is lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect
+        )
+
+    @_serialised
+    def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:
+        """Replay ``steps`` through raw calls into a new command buffer; Dawn's errors
+        (raised at finish) become BackendError."""
+        lib, ffi = self._lib, self._ffi
+        # webgpu.h: wgpuDeviceCreateCommandEncoder(device, descriptor = NULL)
+        encoder = self._libf.wgpuDeviceCreateCommandEncoder(self.device._internal, ffi.NULL)
+        try:
+            for is_pass, calls in steps:
+                if not is_pass:
+                    for function, args in calls:
+                        function(encoder, *args)
+                    continue
+                # webgpu.h: wgpuCommandEncoderBeginComputePass(encoder, descriptor = NULL)
+                compute = lib.wgpuCommandEncoderBeginComputePass(encoder, ffi.NULL)
+                try:
+                    for function, args in calls:
+                        function(compute, *args)
+                    lib.wgpuComputePassEncoderEnd(compute)
+                finally:
+                    lib.wgpuComputePassEncoderRelease(compute)
+            # webgpu.h: wgpuCommandEncoderFinish(encoder, descriptor = NULL), error-checked
+            finished = self._libf.wgpuCommandEncoderFinish(encoder, ffi.NULL)
+            return _CommandBuffer(finished, lib.wgpuCommandBufferRelease)
+        finally:
+            lib.wgpuCommandEncoderRelease(encoder)
+
+    @_serialised
+    def write_timestamp(self, target: Any, query_set: Any, index: int) -> None:
+        """A timestamp from a pass or an encoder (Dawn's ``WriteTimestamp``; needs the
+        adapter's timestamp-inside-passes/encoders support, which hal checks)."""
+        target._write_timestamp(query_set, index)
+
+    # -- submission and completion ----------------------------------------------------------
+
+    @_serialised
+    def submit(self, command_buffers: Sequence[Any]) -> int:
+        """Submit and register the submission's work-done future; returns its ticket."""
+        ffi = self._ffi
+        handles = ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
+        # webgpu.h: wgpuQueueSubmit(queue, count, commands), error-checked
+        self._libf.wgpuQueueSubmit(self.queue._internal, len(command_buffers), handles)
+        self._submitted += 1
+        self._pending.append((self._submitted, self._work_done()))
+        return self._submitted
+
+    def _work_done(self) -> _WorkDone:
+        """Register ``wgpuQueueOnSubmittedWorkDone`` for everything submitted so far (under
+        the lock). Leaner than wgpudawn's promise: one registered callback, no promise."""
+        done = _WorkDone()
+        info = self._work_done_info
+        # wgpudawn's static callback entry dispatches on userdata1 (its callback registry).
+        info.userdata1 = _modules["callbacks"].register(done.callback)
+        # webgpu.h: WGPUFuture wgpuQueueOnSubmittedWorkDone(queue, callbackInfo)
+        done._wgpu_future_id = self._lib.wgpuQueueOnSubmittedWorkDone(
+            self.queue._internal, info[0]
+        ).id
+        return done
+
+    def _settle(self) -> None:
+        """Drop the pending submissions up to the newest whose future completed (call
+        under the lock). Only a waited future's callback fires in ``WaitAny``, so earlier
+        ones may still look pending: one queue runs in order, so they finished too."""
+        pending = self._pending
+        newest = 0
+        for ticket, done in pending:
+            if done._state != "pending":
+                newest = ticket
+        while pending and pending[0][0] <= newest:
+            ticket, done = pending.popleft()
+            self._completed = max(self._completed, ticket)
+            if done._state == "failed":
+                # A work-done future fails only when the device is lost (or torn down).
+                reason = self._lost_info() or f"submitted work did not complete: {done.status}"
+                self.note_lost(reason)
+                raise BackendError(reason, lost=True)
+
+    @_serialised
+    def completed_ticket(self) -> int:
+        """Process events without blocking; the highest ticket known finished."""
+        self._lib.wgpuInstanceProcessEvents(self._instance)
+        self._settle()
+        return self._completed
+
+    @_serialised
+    def poll(self) -> None:
+        """Fire the callbacks of finished operations (never blocks)."""
+        self._lib.wgpuInstanceProcessEvents(self._instance)
+
+    def wait(self, ticket: int) -> None:
+        """Block until ``ticket`` finished; BackendError(lost=True) on a lost device."""
+        while True:
+            with self._dawn:
+                self._settle()
+                if self._completed >= ticket:
+                    return
+                if self.lost_reason is not None:
+                    raise BackendError(self.lost_reason, lost=True)
+                target = next(p for t, p in self._pending if t >= ticket)
+            self._block(target, None)
+
+    def _block(self, promise: Any, timeout: float | None) -> bool:
+        """Wait for ``promise``'s future: True once it completed, False after ``timeout``
+        seconds (None: no limit). Outside the lock under implicit synchronisation."""
+        info = self._ffi.new("WGPUFutureWaitInfo *")
+        info.future.id = promise._wgpu_future_id
+        budget = None if timeout is None else max(0, int(timeout * 1e9))
+        wait_any = self._lib.wgpuInstanceWaitAny  # raw: wgpudawn's wrapper would raise
+        # other threads' pending errors here
+        while promise._state == "pending":
+            step = _LONG_SLICE_NS if self.implicit_sync else _SLICE_NS
+            if budget is not None:
+                if budget <= 0:
+                    return False
+                step = min(step, budget)
+                budget -= step
+            if self.implicit_sync:
+                status = wait_any(self._instance, 1, info, step)
+            else:
+                with self._dawn:
+                    status = wait_any(self._instance, 1, info, step)
+            if status not in self._wait_ok:
+                raise BackendError(f"wgpuInstanceWaitAny failed with status {int(status)}")
+            if info.completed:
+                return True
+            if self.lost_reason is not None:
+                return True  # the caller finds the loss
+            if self.probe_lost() is not None:
+                return True
+        return True
+
+    # -- mapping --------------------------------------------------------------------------
+
+    @_serialised
+    def map_async(self, buffer: Any, size: int, *, write: bool) -> Any:
+        """Request ``[0, size)`` mapped (wgpudawn's ``map_async``); returns its promise."""
+        return buffer.map_async(self._map_write if write else self._map_read, 0, size)
+
+    def wait_mapped(self, token: Any, timeout: float) -> bool:
+        """Wait (with a real timeout) for the map of ``token``; BackendError if it failed."""
+        if not self._block(token, timeout):
+            return False
+        with self._dawn:
+            if token._state == "pending":  # woken by a loss
+                raise self._classify(BackendError("mapping a staging buffer: device lost"))
+            try:
+                token.sync_wait()  # runs wgpudawn's handler: the buffer's state is mapped
+            except Exception as error:
+                raise self._classify(
+                    BackendError(f"mapping a staging buffer failed: {error}")
+                ) from None
+        return True
+
+    @_serialised
+    def mapped_range(self, buffer: Any, size: int, *, writable: bool) -> memoryview:
+        """The mapped bytes ``[0, size)`` (``wgpuBufferGet[Const]MappedRange``)."""
+        lib, ffi = self._lib, self._ffi
+        if writable:
+            pointer = lib.wgpuBufferGetMappedRange(buffer._internal, 0, size)
+        else:
+            pointer = lib.wgpuBufferGetConstMappedRange(buffer._internal, 0, size)
+        if pointer == ffi.NULL:
+            raise BackendError("wgpuBufferGetMappedRange returned NULL (buffer not mapped)")
+        view = memoryview(ffi.buffer(ffi.cast("uint8_t *", pointer), size))
+        return view if writable else view.toreadonly()
+
+    @_serialised
+    def unmap(self, buffer: Any) -> None:
+        """Unmap ``buffer``, also while its map is pending (which cancels the map)."""
+        self._lib.wgpuBufferUnmap(buffer._internal)
+        # Keep wgpudawn's view of the buffer in step with Dawn's.
+        buffer._map_state = self._unmapped
+        buffer._mapped_status = 0, 0, 0
+        buffer._release_memoryviews()
+
+    # -- health ---------------------------------------------------------------------------
+
+    def probe_lost(self) -> str | None:
+        """Process events, then read Dawn's lost promise (submits nothing)."""
+        if self.lost_reason is not None:
+            return self.lost_reason
+        with self._dawn:
+            self._lib.wgpuInstanceProcessEvents(self._instance)
+            reason = self._lost_info()
+        if reason is not None:
+            self.note_lost(reason)
+        return self.lost_reason

@@ -175,7 +175,11 @@ class DawnBackend(WgpuPyBackend):
         implicit = _IMPLICIT_SYNC in adapter.features
         wanted = [*features, _IMPLICIT_SYNC] if implicit else list(features)
         try:
-            device = _fresh(adapter).request_device_sync(label=label, required_features=wanted)
+            # Request the adapter description's limits, as the wgpu-py backend does, so an
+            # adapter profile (hal.core.profiles) binds Dawn too.
+            device = _fresh(adapter).request_device_sync(
+                label=label, required_features=wanted, required_limits=adapter.limits
+            )
         except Exception as error:
             raise translate(error) from None
         return cls(device, frozenset(features), implicit)

@@ -101,10 +101,10 @@ def _transfer(plan: Plan, d: Dispatch) -> _Transfer | None:
             return None
         start = target.offset + b
         source_start = source.offset + a
-        if source.resource is target.resource and _words_overlap(
-            (source_start, source_start + n), (start, start + n)
-        ):
-            return None  # shares a word with itself: keep the kernel that handles it
+        if source.resource is target.resource:
+            # A table binds the runs' source and target windows apart: within one buffer
+            # they could overlap, which WebGPU forbids for two writable bindings.
+            return None
         return _Transfer(target.resource, start, start + n, 0, source.resource, source_start)
     return None
 

@@ -41,6 +41,7 @@ class BuiltinKernel(enum.Enum):
     COPY4 = ("builtin_copy4.wgsl", "copy4")
     FILL_TABLE = ("builtin_fill_table.wgsl", "fill_table")
     COPY_TABLE = ("builtin_copy_table.wgsl", "copy_table")
+    COPY_WITHIN = ("builtin_copy_within.wgsl", "copy_within")
 
     @property
     def entry_point(self) -> str:

@@ -249,13 +249,21 @@ class _PlanBuilder:
         """Copy with kernels: 16-byte blocks for the body when both sides agree modulo 16,
         the word kernel (funnel shifts, byte-exact edges) for the rest."""
         delta = target.offset - source.offset
+        same = source.resource is target.resource
+        # Within one allocation a piece may need one window over both ranges (below): half
+        # pieces keep that window inside one binding.
+        chunk = max(256, (self.chunk // 2) & ~255) if same else self.chunk
         for offset, size, blocks in _pieces(target.offset, target.size, delta % 16 == 0):
-            for start in range(0, size, self.chunk):
-                length = min(self.chunk, size - start)
+            for start in range(0, size, chunk):
+                length = min(chunk, size - start)
                 dst = Region(target.resource, offset + start, length)
                 src = Region(source.resource, offset + start - delta, length)
                 src_window, src_begin = self.window(src)
                 dst_window, dst_begin = self.window(dst)
+                if same and _overlap(src_window, dst_window):
+                    self.copy_within(src, dst, src_window, dst_window, note)
+                    note = None
+                    continue
                 bindings = ((0, "storage", src_window), (1, "storage", dst_window))
                 if blocks:
                     self.builtin(
@@ -278,6 +286,26 @@ class _PlanBuilder:
                         note,
                     )
                 note = None
+
+    def copy_within(
+        self, src: Region, dst: Region, src_window: Region, dst_window: Region, note: str | None
+    ) -> None:
+        """A copy between disjoint ranges of one allocation whose binding windows overlap:
+        WebGPU forbids two writable bindings of one buffer with overlapping ranges in a
+        dispatch, so one window covers both (the word kernel with a single binding)."""
+        start = min(src_window.offset, dst_window.offset)
+        end = max(src_window.offset + src_window.size, dst_window.offset + dst_window.size)
+        window = Region(src.resource, start, end - start)
+        src_begin, dst_begin = src.offset - start, dst.offset - start
+        self.builtin(
+            BuiltinKernel.COPY_WITHIN,
+            ((0, "storage", window),),
+            copy_params(src_begin, dst_begin, dst.size),
+            _words(dst_begin, dst_begin + dst.size),
+            (src,),
+            (dst,),
+            note,
+        )
 
     def prefer_native(self, size: int, copy: bool) -> tuple[bool, str]:
         """Whether a native transfer beats kernels, by the cost model, and why (memoised:
@@ -593,6 +621,14 @@ def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, boo
         (body_start, body_end - body_start, True),
         (body_end, offset + size - body_end, False),
     ]
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return a.offset < b.offset + b.size and b.offset < a.offset + a.size
+
+
+def _words(first_byte: int, end_byte: int) -> int:
+    return (end_byte + 3) // 4 - first_byte // 4
 
 
 def _in_program_order(items: list[_Item]) -> list[Step]:

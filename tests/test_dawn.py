@@ -32,9 +32,12 @@ def _dawn_or_skip() -> hal.Device:
         import wgpudawn  # noqa: F401
     except ImportError as error:
         pytest.skip(f"wgpudawn is not installed ({error}): pip install '.[dawn]'")
-    if not hal.available_adapters(implementation="dawn"):
+    adapters = hal.available_adapters(implementation="dawn")
+    if not adapters:
         pytest.skip("Dawn finds no adapter on this machine (it needs Vulkan with Mesa >= 24)")
-    return hal.create_device(implementation="dawn", label="dawn-test")
+    # Dawn's own backend, whatever HAL_BACKEND says (the GL configuration sets it: Dawn has
+    # no GL backend).
+    return hal.create_device(implementation="dawn", backend=adapters[0].backend, label="dawn-test")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +79,7 @@ def test_hal_implementation_environment_variable(
     dawn: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HAL_IMPLEMENTATION", "dawn")
+    monkeypatch.delenv("HAL_BACKEND", raising=False)  # Dawn has no GL backend
     with hal.create_device() as device:
         assert device.info.implementation == "dawn"
         buffer = device.buffer_from_numpy(np.arange(16, dtype=np.uint32))

@@ -397,3 +397,20 @@ def test_ctrl_c_in_an_unbounded_wait_reaches_the_caller_and_fails_nothing() -> N
     assert done.failure is None
     assert target.to_numpy().tobytes() == b"\x09" * 64
     device.close()
+
+
+def test_the_spinning_completion_path_completes_work() -> None:
+    """HAL_POLL_SPIN_US's path (the tracker polls completed_ticket() before blocking): work
+    completes, bounded and unbounded waits return, bytes land."""
+    backend = NullBackend()
+    backend.spin_s = 0.002
+    device = Device(backend, NULL_INFO, "null")
+    source = device.buffer_from_numpy(np.arange(64, dtype=np.uint8))
+    target = device.allocate_buffer(64)
+    done = device.create_semaphore()
+    for value in range(1, 51):
+        device.queue_copy(source, 0, target, 0, 64, signal=[(done, value)])
+        done.wait(value, timeout=WAIT if value % 2 else None)
+    device.wait_idle(WAIT)
+    assert target.to_numpy().tobytes() == bytes(range(64))
+    device.close()

@@ -38,7 +38,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call, Step
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Step
+from hal.backends.raw_calls import RawCalls
 from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
 
 __all__ = ["DawnBackend", "dawn_adapters", "load"]
@@ -145,7 +146,7 @@ def _serialised(method: _F) -> _F:
     return call  # type: ignore[return-value]
 
 
-class DawnBackend(WgpuPyBackend):
+class DawnBackend(RawCalls, WgpuPyBackend):
     """One Dawn device, every call serialised through one lock (module docstring)."""
 
     implementation = "dawn"
@@ -240,66 +241,6 @@ class DawnBackend(WgpuPyBackend):
     # per call; recorded calls are the raw functions of wgpudawn's cffi module on the raw
     # handles, as WgpuNativeBackend does for wgpu-native. Dawn reports errors of encoder and
     # pass commands at finish(), which goes through wgpudawn's error-raising call.
-
-    def _handle(self, obj: Any) -> Any:
-        return obj._internal
-
-    def set_pipeline(self, pipeline: Any) -> Call:
-        # webgpu.h: wgpuComputePassEncoderSetPipeline(pass, pipeline)
-        return self._lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
-
-    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
-        # webgpu.h: wgpuComputePassEncoderSetBindGroup(pass, index, group, count, offsets)
-        ffi = self._ffi
-        array = ffi.new("uint32_t[]", list(offsets)) if offsets else ffi.NULL
-        return self._lib.wgpuComputePassEncoderSetBindGroup, (
-            index,
-            group._internal,
-            len(offsets),
-            array,
-        )
-
-    def set_immediates(self, data: bytes) -> Call:
-        # webgpu.h: wgpuComputePassEncoderSetImmediates(pass, offset, data, size)
-        return self._lib.wgpuComputePassEncoderSetImmediates, (
-            0,
-            self._ffi.new("uint8_t[]", data),
-            len(data),
-        )
-
-    def dispatch(self, x: int, y: int, z: int) -> Call:
-        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroups(pass, x, y, z)
-        return self._lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
-
-    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
-        # webgpu.h: wgpuComputePassEncoderDispatchWorkgroupsIndirect(pass, buffer, offset)
-        return self._lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (
-            buffer._internal,
-            offset,
-        )
-
-    def copy_buffer(
-        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
-    ) -> Call:
-        # webgpu.h: wgpuCommandEncoderCopyBufferToBuffer(encoder, src, src_off, dst, dst_off, n)
-        return self._lib.wgpuCommandEncoderCopyBufferToBuffer, (
-            source._internal,
-            source_offset,
-            target._internal,
-            target_offset,
-            size,
-        )
-
-    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
-        # webgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
-        return self._lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
-
-    def is_dispatch(self, call: Call) -> bool:
-        lib = self._lib
-        return (
-            call[0] is lib.wgpuComputePassEncoderDispatchWorkgroups
-            or call[0] is lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect
-        )
 
     @_serialised
     def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:

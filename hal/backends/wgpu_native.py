@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError, Call, Step
+from hal.backends.protocol import AdapterDescription, Backend, BackendError, Step
+from hal.backends.raw_calls import RawCalls
 from hal.backends.wgpu_py import WgpuPyBackend, translate
 
 __all__ = ["WgpuNativeBackend", "available"]
@@ -142,11 +143,13 @@ class _CommandBuffer:
         _lib.wgpuCommandBufferRelease(self._internal)
 
 
-class WgpuNativeBackend(WgpuPyBackend):
+class WgpuNativeBackend(RawCalls, WgpuPyBackend):
     """A wgpu-py device whose hot paths call wgpu-native directly."""
 
     implementation = "wgpu-native"
     _work_done: _WorkDone | None = None
+    _lib = _lib if _RAW else None  # what RawCalls records
+    _ffi = _ffi if _RAW else None
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
@@ -162,51 +165,6 @@ class WgpuNativeBackend(WgpuPyBackend):
         return backend
 
     # -- recorded encoder calls (wgpu.h) --------------------------------------------------
-
-    def _handle(self, obj: Any) -> Any:
-        return obj._internal
-
-    def set_pipeline(self, pipeline: Any) -> Call:
-        # wgpu.h: wgpuComputePassEncoderSetPipeline(pass, pipeline)
-        return _lib.wgpuComputePassEncoderSetPipeline, (pipeline._internal,)
-
-    def set_bind_group(self, index: int, group: Any, offsets: tuple[int, ...] = ()) -> Call:
-        # wgpu.h: wgpuComputePassEncoderSetBindGroup(pass, index, group, count, offsets)
-        array = _ffi.new("uint32_t[]", list(offsets)) if offsets else _ffi.NULL
-        return _lib.wgpuComputePassEncoderSetBindGroup, (
-            index,
-            group._internal,
-            len(offsets),
-            array,
-        )
-
-    def set_immediates(self, data: bytes) -> Call:
-        # wgpu.h: wgpuComputePassEncoderSetImmediates(pass, offset, data, size)
-        return _lib.wgpuComputePassEncoderSetImmediates, (0, _ffi.new("uint8_t[]", data), len(data))
-
-    def dispatch(self, x: int, y: int, z: int) -> Call:
-        # wgpu.h: wgpuComputePassEncoderDispatchWorkgroups(pass, x, y, z)
-        return _lib.wgpuComputePassEncoderDispatchWorkgroups, (x, y, z)
-
-    def dispatch_indirect(self, buffer: Any, offset: int) -> Call:
-        # wgpu.h: wgpuComputePassEncoderDispatchWorkgroupsIndirect(pass, buffer, offset)
-        return _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect, (buffer._internal, offset)
-
-    def copy_buffer(
-        self, source: Any, source_offset: int, target: Any, target_offset: int, size: int
-    ) -> Call:
-        # wgpu.h: wgpuCommandEncoderCopyBufferToBuffer(encoder, src, src_off, dst, dst_off, n)
-        return _lib.wgpuCommandEncoderCopyBufferToBuffer, (
-            source._internal,
-            source_offset,
-            target._internal,
-            target_offset,
-            size,
-        )
-
-    def clear_buffer(self, buffer: Any, offset: int, size: int) -> Call:
-        # wgpu.h: wgpuCommandEncoderClearBuffer(encoder, buffer, offset, size)
-        return _lib.wgpuCommandEncoderClearBuffer, (buffer._internal, offset, size)
 
     def encode(self, steps: Sequence[Step], label: str = "hal") -> Any:
         # The encoder, its passes and finish() as raw calls too: through wgpu-py's objects
@@ -238,13 +196,6 @@ class WgpuNativeBackend(WgpuPyBackend):
                 _lib.wgpuCommandEncoderRelease(encoder)
         except Exception as error:
             raise translate(error) from None
-
-    def is_dispatch(self, call: Call) -> bool:
-        function = call[0]
-        return (
-            function is _lib.wgpuComputePassEncoderDispatchWorkgroups
-            or function is _lib.wgpuComputePassEncoderDispatchWorkgroupsIndirect
-        )
 
     # -- submission and completion (wgpu-native's wgpu.h extensions) -------------------------
 

@@ -109,15 +109,6 @@ def _transfer(plan: Plan, d: Dispatch) -> _Transfer | None:
     return None
 
 
-def _words(start: int, end: int) -> tuple[int, int]:
-    return start // 4, (end + 3) // 4
-
-
-def _words_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    (a0, a1), (b0, b1) = _words(*a), _words(*b)
-    return a0 < b1 and b0 < a1
-
-
 class _WordSets:
     """Disjoint word intervals per buffer, sorted by start (bisect to test a new one).
     Transfers mostly arrive in address order: an interval past every held one is tested

@@ -23,6 +23,7 @@ __all__ = [
     "fill_params",
     "shader_path",
     "shader_source",
+    "words_touched",
 ]
 
 WORKGROUP_SIZE = 256
@@ -75,7 +76,8 @@ def shader_path(name: str) -> str:
     return str(folder.joinpath(name))
 
 
-def _words(first_byte: int, end_byte: int) -> int:
+def words_touched(first_byte: int, end_byte: int) -> int:
+    """4-byte words that bytes ``[first_byte, end_byte)`` touch (partial edge words too)."""
     return (end_byte + 3) // 4 - first_byte // 4
 
 
@@ -88,12 +90,14 @@ def workgroups_for(units: int, limit: int = MAX_WORKGROUPS) -> int:
 def fill_params(begin: int, length: int, pattern_word: int) -> bytes:
     """Immediate bytes of a fill of ``length`` bytes from window byte ``begin``."""
     end = begin + length
-    return struct.pack("<4I", begin, end, pattern_word, _words(begin, end))
+    return struct.pack("<4I", begin, end, pattern_word, words_touched(begin, end))
 
 
 def copy_params(src_begin: int, dst_begin: int, length: int) -> bytes:
     """Immediate bytes of a copy of ``length`` bytes between window bytes."""
-    return struct.pack("<4I", src_begin, dst_begin, length, _words(dst_begin, dst_begin + length))
+    return struct.pack(
+        "<4I", src_begin, dst_begin, length, words_touched(dst_begin, dst_begin + length)
+    )
 
 
 def fill4_params(begin_block: int, count: int, pattern_word: int) -> bytes:

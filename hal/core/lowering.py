@@ -45,6 +45,7 @@ from hal.core.builtins import (
     copy_params,
     fill4_params,
     fill_params,
+    words_touched,
     workgroups_for,
 )
 from hal.core.caps import DeviceCaps
@@ -301,7 +302,7 @@ class _PlanBuilder:
             BuiltinKernel.COPY_WITHIN,
             ((0, "storage", window),),
             copy_params(src_begin, dst_begin, dst.size),
-            _words(dst_begin, dst_begin + dst.size),
+            words_touched(dst_begin, dst_begin + dst.size),
             (src,),
             (dst,),
             note,
@@ -625,10 +626,6 @@ def _pieces(offset: int, size: int, blockable: bool) -> list[tuple[int, int, boo
 
 def _overlap(a: Region, b: Region) -> bool:
     return a.offset < b.offset + b.size and b.offset < a.offset + a.size
-
-
-def _words(first_byte: int, end_byte: int) -> int:
-    return (end_byte + 3) // 4 - first_byte // 4
 
 
 def _in_program_order(items: list[_Item]) -> list[Step]:

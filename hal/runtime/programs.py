@@ -142,22 +142,22 @@ class Programs:
         wgpu rejected a command, named in the message) and UnavailableError (device lost)."""
         slots = self._slots
         if slots is None:
+            assert self._plan is not None
+            # Released buffers first, compiled or not: wgpu refuses to bind a destroyed one.
+            self._check_alive(self._plan)
             program = self._cache.get(())
             if program is None:
-                assert self._plan is not None
-                # Released buffers first: wgpu refuses to bind a destroyed buffer.
-                self._check_alive(self._plan)
                 program = self._cache[()] = self._compile(self._plan, self._segments)
-        else:
-            entries = slots.check_table(_WHAT, table, self._device)
-            key = slots.key(entries)
-            program = self._cache.get(key)
-            if program is None:
-                program = self._table_program(slots, entries)
-                if len(self._cache) >= _PROGRAM_CACHE_SIZE:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = program
-            self._latest = program
+            return program
+        entries = slots.check_table(_WHAT, table, self._device)
+        key = slots.key(entries)
+        program = self._cache.get(key)
+        if program is None:
+            program = self._table_program(slots, entries)
+            if len(self._cache) >= _PROGRAM_CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = program
+        self._latest = program
         self._check_alive(program.plan)
         return program
 

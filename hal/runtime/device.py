@@ -57,6 +57,7 @@ _WANTED_FEATURES = (
     "timestamp-query-inside-encoders",
     "timestamp-query-inside-passes",
     "shader-f16",
+    "subgroup",
 )
 
 

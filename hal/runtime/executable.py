@@ -12,7 +12,7 @@ from hal.core.builtins import BuiltinKernel, shader_source
 from hal.core.layout import BindingLayout, EntryPointLayout, entry_point_layouts
 from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
 from hal.core.wgsl_overrides import check_override_constants
-from hal.errors import InvalidArgumentError
+from hal.errors import InvalidArgumentError, UnimplementedError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -49,6 +49,7 @@ class Executable:
         if not info.entry_points:
             raise InvalidArgumentError("create_executable: the module has no @compute entry point")
         _check_resources(info)
+        _check_features(info, self.label, device.features)
         if info.immediate_size > MAX_CONSTANTS_SIZE:
             raise InvalidArgumentError(
                 f"create_executable: the immediate block is {info.immediate_size} bytes; at "
@@ -182,6 +183,23 @@ def _reflect(source: str) -> ModuleInfo:
         return reflect(source)
     except ValueError as error:
         raise InvalidArgumentError(f"create_executable: source: {error}") from None
+
+
+# WGSL ``enable`` extensions and the device feature each needs.
+_ENABLE_FEATURES = {"f16": "shader-f16", "subgroups": "subgroup"}
+
+
+def _check_features(info: ModuleInfo, label: str, features: frozenset[str]) -> None:
+    """UnimplementedError when the module enables an extension (``enable f16;``, ``enable
+    subgroups;``) whose device feature this device lacks, before wgpu sees the module."""
+    for extension in sorted(info.enables):
+        feature = _ENABLE_FEATURES.get(extension)
+        if feature is not None and feature not in features:
+            raise UnimplementedError(
+                f"create_executable: {label!r} has `enable {extension};`, which needs the "
+                f"device feature {feature!r}; this device lacks it (features: "
+                f"{', '.join(sorted(features)) or 'none'})"
+            )
 
 
 def _check_resources(info: ModuleInfo) -> None:

@@ -3,42 +3,25 @@
 // Subtracting the row maximum keeps every exp() argument <= 0, so large inputs never
 // overflow (and the largest term is exactly 1, so the sum is never 0).
 //
-// One 256-invocation workgroup per row: each invocation strides over the row, then two tree
-// reductions in workgroup memory (max, then sum of exponentials) separated by barriers, then
-// every invocation writes its share. Any number of columns; rows on a 2-D grid of workgroups
-// (x * y >= rows) so any number of rows fits under the per-dimension limit.
+// Not standalone: hal.examples.rowwise prepends the element prelude (`alias V` = vec4<f32>
+// when cols % 4 == 0, else f32; WIDTH; hsum, hmax, first) and a reduction module
+// (reduce_subgroup.wgsl where the adapter has subgroups, else reduce_workgroup.wgsl).
 //
-// Dispatch: workgroups covering `rows`; bindings x (read), out (write). `x` and `out` may be
-// different ranges of one buffer, but not the same range.
+// One 256-invocation workgroup per row, one read of the row: each invocation keeps a running
+// maximum and a running sum of exp(x - maximum) over its strided share (online softmax), the
+// workgroup reduces the maxima, then the rescaled sums; the write pass reads the row again
+// (from cache: a row is at most a few tens of KiB). Rows on a 2-D grid (x * y >= rows).
+//
+// Dispatch: workgroups covering `rows`; bindings x (read), out (write), different ranges.
 struct Params {
   rows: u32,
   cols: u32,
 }
 var<immediate> params: Params;
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read_write> out: array<V>;
 
-const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, 256>;
-
-// Tree reduction of scratch[0..WG) into scratch[0]: max when `take_max`, else sum. Every
-// invocation of the workgroup must call it (it contains barriers).
-fn reduce(lid: u32, take_max: bool) -> f32 {
-  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-    if (lid < stride) {
-      let other = scratch[lid + stride];
-      if (take_max) {
-        scratch[lid] = max(scratch[lid], other);
-      } else {
-        scratch[lid] = scratch[lid] + other;
-      }
-    }
-    workgroupBarrier();
-  }
-  let result = scratch[0];
-  workgroupBarrier();  // everyone read scratch[0] before it is reused
-  return result;
-}
+const LOWEST: f32 = -3.402823e38;  // lowest finite f32
 
 @compute @workgroup_size(256, 1, 1)
 fn softmax(
@@ -47,35 +30,26 @@ fn softmax(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let row = wid.y * groups.x + wid.x;
-  let cols = params.cols;
-  // Rows past the end still run the barriers (uniform control flow) but touch no memory.
+  // Rows past the end still run the reductions (uniform control flow) but touch no memory.
   let live = row < params.rows;
-  let base = row * cols;
-
-  var m = -3.402823e38;  // lowest finite f32
-  if (live) {
-    for (var c = lid; c < cols; c = c + WG) {
-      m = max(m, x[base + c]);
-    }
-  }
-  scratch[lid] = m;
-  workgroupBarrier();
-  let row_max = reduce(lid, true);
-
+  let width = params.cols / WIDTH;
+  let base = row * width;
+  var m = LOWEST;
   var s = 0.0;
   if (live) {
-    for (var c = lid; c < cols; c = c + WG) {
-      s = s + exp(x[base + c] - row_max);
+    for (var c = lid; c < width; c = c + RWG) {
+      let v = x[base + c];
+      let mv = max(m, hmax(v));
+      s = s * exp(m - mv) + hsum(exp(v - V(mv)));
+      m = mv;
     }
   }
-  scratch[lid] = s;
-  workgroupBarrier();
-  let total = reduce(lid, false);
-
+  let row_max = wg_max(m, lid);
+  let total = wg_sum(s * exp(m - row_max), lid);
   if (live) {
     let inv = 1.0 / total;
-    for (var c = lid; c < cols; c = c + WG) {
-      out[base + c] = exp(x[base + c] - row_max) * inv;
+    for (var c = lid; c < width; c = c + RWG) {
+      out[base + c] = exp(x[base + c] - V(row_max)) * inv;
     }
   }
 }

@@ -1,5 +1,6 @@
 """Row-wise, numerically stable softmax (``shaders/softmax.wgsl``): one workgroup per row,
-max and sum reductions in workgroup memory."""
+one read of the row (online max and sum), subgroup or workgroup-memory reductions, vec4
+elements where the row length is a multiple of 4."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hal.core.builtins import shader_path
 from hal.enums import CommandBufferMode
 from hal.errors import InvalidArgumentError
 from hal.examples.common import WAIT_S, ExampleResult, compare, grid, time_execute
+from hal.examples.rowwise import RowKernel
 
 if TYPE_CHECKING:
     from hal.core.refs import BufferRef
     from hal.runtime.buffer import Buffer
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
-    from hal.runtime.executable import Executable
 
 __all__ = ["DEFAULT_SIZE", "load", "record_softmax", "reference", "run", "softmax"]
 
@@ -29,14 +29,14 @@ RTOL = 1e-4
 ATOL = 1e-7
 
 
-def load(device: Device) -> Executable:
-    """The compiled ``softmax.wgsl`` executable of ``device`` (cached per device)."""
-    return device.create_executable(shader_path("softmax.wgsl"), label="softmax")
+def load(device: Device) -> RowKernel:
+    """The softmax kernel of ``device`` (its variants compile on first use, cached)."""
+    return RowKernel(device, "softmax")
 
 
 def record_softmax(
     cb: CommandBuffer,
-    executable: Executable,
+    executable: RowKernel,
     x: Buffer | BufferRef,
     out: Buffer | BufferRef,
     rows: int,
@@ -49,7 +49,8 @@ def record_softmax(
     if rows <= 0 or cols <= 0:
         raise InvalidArgumentError(f"record_softmax: rows={rows} cols={cols} must be positive")
     groups = grid(rows, executable.device.caps.max_workgroups)
-    cb.dispatch(executable, "softmax", groups, constants=[rows, cols], bindings=[x, out])
+    variant = executable.executable(vec4=cols % 4 == 0)
+    cb.dispatch(variant, "softmax", groups, constants=[rows, cols], bindings=[x, out])
 
 
 def reference(x: np.ndarray) -> np.ndarray:
@@ -90,12 +91,12 @@ def run(
     rng = np.random.default_rng(seed)
     x = rng.normal(0.0, 4.0, (rows, cols)) + rng.uniform(-500.0, 500.0, (rows, 1))
     x = x.astype(np.float32)
-    executable = load(device)
+    kernel = load(device)
     with ExitStack() as buffers:
         x_buf = buffers.enter_context(device.buffer_from_numpy(x))
         out_buf = buffers.enter_context(device.allocate_buffer(x.nbytes))
         with device.record(mode=CommandBufferMode.DEFAULT) as cb:
-            record_softmax(cb, executable, x_buf, out_buf, rows, cols)
+            record_softmax(cb, kernel, x_buf, out_buf, rows, cols)
         timing = time_execute(device, cb, repeats)
         got = out_buf.to_numpy(np.float32, (rows, cols))
     ok, error = compare(got, reference(x), RTOL, ATOL)

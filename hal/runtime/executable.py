@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,8 @@ class Executable:
         source = self.source
         if rewritten:
             source = rewrite_immediates(source, self._info, CONSTANTS_GROUP)
+        if self.device.info.implementation != "dawn":
+            source = _drop_naga_enables(source)
         modules = self._modules
         if rewritten not in modules:
             try:
@@ -200,6 +203,25 @@ def _check_features(info: ModuleInfo, label: str, features: frozenset[str]) -> N
                 f"device feature {feature!r}; this device lacks it (features: "
                 f"{', '.join(sorted(features)) or 'none'})"
             )
+
+
+_ENABLE = re.compile(r"\benable\s+([A-Za-z0-9_,\s]+);")
+# Extensions naga provides without (and rejects) an ``enable`` directive; Tint requires it.
+_NAGA_IMPLICIT = frozenset({"subgroups"})
+
+
+def _drop_naga_enables(source: str) -> str:
+    """``source`` without the ``enable`` names naga rejects, so one module (``enable
+    subgroups;``, as the WGSL spec and Dawn require) compiles on both implementations."""
+
+    def keep(match: re.Match[str]) -> str:
+        names = [n.strip() for n in match.group(1).split(",") if n.strip()]
+        kept = [n for n in names if n not in _NAGA_IMPLICIT]
+        if len(kept) == len(names):
+            return match.group(0)
+        return f"enable {', '.join(kept)};" if kept else ""
+
+    return _ENABLE.sub(keep, source)
 
 
 def _check_resources(info: ModuleInfo) -> None:

@@ -1,10 +1,13 @@
 """Real workloads on hal, each verified against numpy and timed.
 
-* :mod:`hal.examples.matmul` — tiled matrix multiply (workgroup-memory tiles);
+* :mod:`hal.examples.matmul` — register-tiled matrix multiply (f32 / f16, tiles per adapter);
 * :mod:`hal.examples.prefix_sum` — multi-level parallel prefix sum of any length;
 * :mod:`hal.examples.softmax` — row-wise, numerically stable softmax (max/sum reductions);
 * :mod:`hal.examples.mlp` — a two-layer perceptron forward pass chaining the above through
-  one command buffer.
+  one command buffer;
+* :mod:`hal.examples.layernorm`, :mod:`hal.examples.gelu` — row-wise layer norm, elementwise GELU;
+* :mod:`hal.examples.transformer` — a pre-norm GPT-2 block (causal attention + MLP) replayed
+  from one command buffer.
 
 Each module has ``load(device)``, ``record_*`` functions that append its dispatches to a
 command buffer, a numpy-in/numpy-out convenience function, ``reference`` (numpy) and
@@ -40,7 +43,7 @@ class ExampleInfo:
 EXAMPLES: dict[str, ExampleInfo] = {
     "matmul": ExampleInfo(
         "hal.examples.matmul",
-        "tiled matrix multiply: 64x64 tiles via workgroup memory, 4x4 per invocation",
+        "register-tiled matrix multiply: tiles per adapter, double-buffered vec4 staging",
         "N (square) or MxKxN",
         (256, 256, 256),
     ),
@@ -61,6 +64,22 @@ EXAMPLES: dict[str, ExampleInfo] = {
         "MLP forward pass: matmul, bias+relu, matmul, bias, softmax in one command buffer",
         "BATCHxINPUTSxHIDDENxOUTPUTS (a single number sets the batch)",
         (256, 784, 512, 10),
+    ),
+    "layernorm": ExampleInfo(
+        "hal.examples.layernorm",
+        "row-wise layer norm (one read per row, subgroup or workgroup reductions)",
+        "ROWSxCOLS (or N for square)",
+        (1024, 1000),
+    ),
+    "gelu": ExampleInfo(
+        "hal.examples.gelu", "elementwise tanh-GELU, vec4", "COUNT", (1_000_000,)
+    ),
+    "transformer": ExampleInfo(
+        "hal.examples.transformer",
+        "pre-norm transformer block (causal MHSA + GELU MLP), one reusable command buffer; "
+        "small shapes on a CPU adapter",
+        "BATCHxSEQxWIDTHxHEADS",
+        (8, 1024, 768, 12),
     ),
 }
 """The examples by name, in the order ``python -m hal example all`` runs them."""

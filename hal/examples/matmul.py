@@ -39,13 +39,15 @@ __all__ = [
 ]
 
 TILES: dict[str, MatmulConfig] = {
-    "cpu": MatmulConfig(bm=32, bn=32, bk=8, tm=4, tn=4),
-    "nvidia": MatmulConfig(bm=128, bn=128, bk=8, tm=8, tn=8),
+    "cpu": MatmulConfig(bm=64, bn=64, bk=16, tm=4, tn=4),
+    "nvidia": MatmulConfig(bm=128, bn=256, bk=8, tm=8, tn=16),
+    "nvidia:f16": MatmulConfig(bm=128, bn=128, bk=8, tm=8, tn=8),
     "default": MatmulConfig(bm=64, bn=64, bk=16, tm=4, tn=4),
 }
 """Tile shapes by adapter: ``"cpu"`` for CPU adapters (lavapipe: small tiles compile fast
-and fit its caches), a vendor name for discrete GPUs, ``"default"`` for everything else. The
-NVIDIA entry is the fastest of the shapes measured on an H200 (benchmarks/workloads.py)."""
+and fit its caches), a vendor name (``vendor:f16`` for f16 elements) for discrete GPUs,
+``"default"`` for everything else. The NVIDIA entries are the fastest shapes of the sweep
+measured on an H200 at 4096^3 (benchmarks/workloads.py --sweep: 28.7 TFLOP/s f32, 35.3 f16)."""
 
 TILE = TILES["default"].bm
 """Edge of the square output tile of the portable (``"default"``) configuration."""
@@ -59,16 +61,17 @@ F16_RTOL = 2e-2
 F16_ATOL_PER_K = 4e-3
 
 
-def tile_config(device: Device) -> MatmulConfig:
-    """The tile shape for ``device``: its TILES entry by adapter type, then vendor, else
-    ``"default"``; shrunk to the portable shape when the adapter's workgroup memory or
+def tile_config(device: Device, dtype: str = "f32") -> MatmulConfig:
+    """The tile shape for ``device`` and ``dtype``: its TILES entry by adapter type, then
+    vendor (``vendor:dtype`` first), else ``"default"``; shrunk to the portable shape when the adapter's workgroup memory or
     invocation limit is smaller than the entry needs."""
     info = device.info
     if info.adapter_type == "cpu":
         chosen = TILES["cpu"]
     else:
-        vendor = next((v for v in TILES if v in f"{info.vendor} {info.name}".lower()), None)
-        chosen = TILES[vendor or "default"]
+        text = f"{info.vendor} {info.name}".lower()
+        vendor = next((v for v in TILES if ":" not in v and v in text), "default")
+        chosen = TILES.get(f"{vendor}:{dtype}", TILES[vendor])
     limits = device.limits
     if chosen.workgroup_bytes > limits.get(
         "max-compute-workgroup-storage-size", 16384
@@ -106,7 +109,7 @@ def load(
 
     Raises InvalidArgumentError for an unknown type or a shape that does not tile,
     UnimplementedError for f16 on a device without ``shader-f16``."""
-    base = config or tile_config(device)
+    base = config or tile_config(device, dtype)
     acc = accumulate or dtype
     cfg = MatmulConfig(base.bm, base.bn, base.bk, base.tm, base.tn, dtype, acc)
     cfg.check()

@@ -1,0 +1,276 @@
+"""The workload kernels (issue 16) against numpy at shapes that exercise every edge: sizes that
+are not multiples of the tiles, one row, one column; every matmul tile shape of the table, f32
+and f16, the fused epilogues; softmax / layer norm / GELU in vec4 and scalar variants, with
+subgroup and workgroup reductions; causal attention; the device feature check."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import numpy as np
+import pytest
+
+import hal
+from hal.examples import attention, gelu, layernorm, matmul, softmax, transformer
+from hal.examples.matmul_wgsl import MatmulConfig, matmul_source
+from hal.examples.rowwise import kernel_source
+
+EDGE_SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 1), (33, 17, 70), (64, 64, 64), (130, 9, 67)]
+
+
+@pytest.fixture(scope="module")
+def device_no_subgroups() -> Iterator[hal.Device]:
+    """A device without ``subgroup`` (and ``shader-f16``): the portable fallbacks."""
+    old = os.environ.get("HAL_DISABLE_FEATURES")
+    os.environ["HAL_DISABLE_FEATURES"] = "subgroup,shader-f16"
+    try:
+        dev = hal.create_device()
+    finally:
+        if old is None:
+            del os.environ["HAL_DISABLE_FEATURES"]
+        else:
+            os.environ["HAL_DISABLE_FEATURES"] = old
+    with dev:
+        yield dev
+
+
+def _gpu_matmul(
+    device: hal.Device,
+    kernel: matmul.MatmulKernel,
+    a: np.ndarray,
+    b: np.ndarray,
+    bias: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
+    gelu_on: bool = False,
+) -> np.ndarray:
+    m, k = a.shape
+    n = b.shape[1]
+    with ExitStack() as stack:
+        bufs = [stack.enter_context(device.buffer_from_numpy(x)) for x in (a, b)]
+        c = stack.enter_context(device.allocate_buffer(max(4, -(-m * n * a.itemsize // 4) * 4)))
+        extra = {
+            name: stack.enter_context(device.buffer_from_numpy(x))
+            for name, x in (("bias", bias), ("residual", residual))
+            if x is not None
+        }
+        with device.record() as cb:
+            matmul.record_matmul(cb, kernel, *bufs, c, m, k, n, gelu=gelu_on, **extra)
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        return c.to_numpy(a.dtype, (m, n))
+
+
+# -- matmul ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tile", sorted(matmul.TILES))
+@pytest.mark.parametrize("shape", EDGE_SHAPES)
+def test_matmul_tiles_f32(device: hal.Device, tile: str, shape: tuple[int, int, int]) -> None:
+    m, k, n = shape
+    rng = np.random.default_rng(m * 7 + k * 3 + n)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    got = _gpu_matmul(device, matmul.load(device, config=matmul.TILES[tile]), a, b)
+    np.testing.assert_allclose(got, matmul.reference(a, b), rtol=1e-4, atol=1e-6 * k)
+
+
+@pytest.mark.parametrize("accumulate", ["f16", "f32"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (33, 17, 70), (70, 64, 36)])
+def test_matmul_f16(device: hal.Device, accumulate: str, shape: tuple[int, int, int]) -> None:
+    if "shader-f16" not in device.features:
+        pytest.skip("the adapter has no shader-f16")
+    m, k, n = shape
+    rng = np.random.default_rng(k)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float16)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float16)
+    got = _gpu_matmul(device, matmul.load(device, "f16", accumulate), a, b)
+    assert got.dtype == np.float16
+    tol = 4e-3 * k if accumulate == "f16" else 1e-3 * k
+    np.testing.assert_allclose(got.astype(np.float64), matmul.reference(a, b), rtol=1e-2, atol=tol)
+
+
+def test_matmul_numpy_f16_entry(device: hal.Device) -> None:
+    if "shader-f16" not in device.features:
+        pytest.skip("the adapter has no shader-f16")
+    a = np.arange(12, dtype=np.float16).reshape(3, 4) / 8
+    b = np.arange(8, dtype=np.float16).reshape(4, 2) / 8
+    got = matmul.matmul(device, a, b)
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, matmul.reference(a, b), rtol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(5, 12, 8), (33, 17, 70), (2, 3, 1)])
+def test_matmul_epilogue(device: hal.Device, shape: tuple[int, int, int]) -> None:
+    m, k, n = shape
+    rng = np.random.default_rng(n)
+    a = rng.normal(0, 1, (m, k)).astype(np.float32)
+    b = rng.normal(0, 1, (k, n)).astype(np.float32)
+    bias = rng.normal(0, 1, n).astype(np.float32)
+    res = rng.normal(0, 1, (m, n)).astype(np.float32)
+    kernel = matmul.load(device)
+    got = _gpu_matmul(device, kernel, a, b, bias=bias, residual=res, gelu_on=True)
+    want = gelu.reference(matmul.reference(a, b) + bias) + res
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    plain = _gpu_matmul(device, kernel, a, b, bias=bias)
+    np.testing.assert_allclose(plain, matmul.reference(a, b) + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_config_rules() -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="multiples of 4"):
+        matmul_source(MatmulConfig(bm=64, bn=64, tm=6, tn=4))
+    with pytest.raises(hal.InvalidArgumentError, match="f32 elements accumulate in f32"):
+        MatmulConfig(dtype="f32", accumulate="f16").check()
+    source = matmul_source(MatmulConfig(dtype="f16", accumulate="f16", bias=True))
+    assert source.startswith("enable f16;") and "bias: array<f16>" in source
+    assert "for (var r" not in source  # the register block is written out
+
+
+def test_tile_table_per_adapter(device: hal.Device) -> None:
+    want = "cpu" if device.info.adapter_type == "cpu" else None
+    cfg = matmul.tile_config(device)
+    if want:
+        assert cfg == matmul.TILES["cpu"]
+    assert cfg.workgroup_bytes <= device.limits["max-compute-workgroup-storage-size"]
+
+
+def test_matmul_record_rejects(device: hal.Device) -> None:
+    kernel = matmul.load(device)
+    with device.allocate_buffer(64) as buf, device.record() as cb:
+        with pytest.raises(hal.InvalidArgumentError, match="must be positive"):
+            matmul.record_matmul(cb, kernel, buf, buf, buf, 0, 4, 4)
+
+
+# -- feature check ---------------------------------------------------------------------------
+
+
+def test_f16_needs_shader_f16(device_no_subgroups: hal.Device) -> None:
+    assert "shader-f16" not in device_no_subgroups.features
+    with pytest.raises(hal.UnimplementedError, match="enable f16;.*'shader-f16'"):
+        matmul.load(device_no_subgroups, "f16")
+    source = "enable subgroups;\n@compute @workgroup_size(1) fn main() {}\n"
+    with pytest.raises(hal.UnimplementedError, match="enable subgroups;.*'subgroup'"):
+        device_no_subgroups.create_executable(source)
+
+
+def test_enable_subgroups_compiles_where_supported(device: hal.Device) -> None:
+    if "subgroup" not in device.features:
+        pytest.skip("the adapter has no subgroup feature")
+    source = (
+        "enable subgroups;\n@group(0) @binding(0) var<storage, read_write> o: array<u32>;\n"
+        "@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) i: u32) {\n"
+        "  o[i] = subgroupAdd(1u);\n}\n"
+    )
+    exe = device.create_executable(source)
+    with device.allocate_buffer(256) as out:
+        with device.record() as cb:
+            cb.dispatch(exe, "main", (1, 1, 1), bindings=[out])
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        sizes = out.to_numpy(np.uint32, (64,))
+    assert set(sizes.tolist()) <= {4, 8, 16, 32, 64} and sizes.min() == sizes.max()
+
+
+# -- row kernels -----------------------------------------------------------------------------
+
+ROW_SHAPES = [(1, 1), (1, 4), (3, 1000), (2, 1023), (5, 4096), (300, 7)]
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("portable", [False, True])
+def test_softmax(
+    device: hal.Device, device_no_subgroups: hal.Device, shape: tuple[int, int], portable: bool
+) -> None:
+    dev = device_no_subgroups if portable else device
+    rng = np.random.default_rng(shape[1])
+    x = (rng.normal(0, 4, shape) + rng.uniform(-300, 300, (shape[0], 1))).astype(np.float32)
+    got = softmax.softmax(dev, x)
+    np.testing.assert_allclose(got, softmax.reference(x), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("portable", [False, True])
+def test_layernorm(
+    device: hal.Device, device_no_subgroups: hal.Device, shape: tuple[int, int], portable: bool
+) -> None:
+    dev = device_no_subgroups if portable else device
+    rows, cols = shape
+    rng = np.random.default_rng(rows)
+    x = (rng.normal(0, 2, shape) + rng.uniform(-1000, 1000, (rows, 1))).astype(np.float32)
+    g = rng.normal(1, 0.3, cols).astype(np.float32)
+    b = rng.normal(0, 0.3, cols).astype(np.float32)
+    got = layernorm.layernorm(dev, x, g, b)
+    np.testing.assert_allclose(got, layernorm.reference(x, g, b), rtol=1e-3, atol=2e-3)
+
+
+def test_layernorm_rejects(device: hal.Device) -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="gamma"):
+        layernorm.layernorm(device, np.ones((2, 3)), np.ones(2), np.ones(3))
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 1001, 70000])
+def test_gelu(device: hal.Device, n: int) -> None:
+    x = np.random.default_rng(n).normal(0, 4, n).astype(np.float32)
+    x[0] = 40.0  # tanh saturates; no NaN
+    got = gelu.gelu(device, x)
+    np.testing.assert_allclose(got, gelu.reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_row_sources_pick_variants() -> None:
+    sub = kernel_source("softmax", vec4=True, subgroups=True)
+    assert sub.startswith("enable subgroups;") and "alias V = vec4<f32>;" in sub
+    assert "subgroupAdd" in sub
+    portable = kernel_source("softmax", vec4=False, subgroups=False)
+    assert "subgroupAdd" not in portable and "alias V = f32;" in portable
+    assert "enable" not in kernel_source("gelu", vec4=True, subgroups=True, reduces=False)
+
+
+# -- attention and the block -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 1, 1, 8), (2, 70, 3, 16), (1, 33, 2, 64)])
+def test_attention(device: hal.Device, size: tuple[int, int, int, int]) -> None:
+    batch, seq, heads, d = size
+    qkv = np.random.default_rng(seq).normal(0, 1, (batch * seq, 3 * heads * d)).astype(np.float32)
+    kernel = attention.load(device, d)
+    with device.buffer_from_numpy(qkv) as src, device.allocate_buffer(qkv.nbytes // 3) as out:
+        with device.record() as cb:
+            attention.record_attention(cb, kernel, src, out, batch, seq, heads)
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        got = out.to_numpy(np.float32, (batch * seq, heads * d))
+    np.testing.assert_allclose(got, attention.reference(qkv, batch, seq, heads), atol=2e-5)
+    # causality: the first query of each sequence sees only its own value
+    first = qkv.reshape(batch, seq, 3, heads * d)[:, 0, 2]
+    np.testing.assert_allclose(got.reshape(batch, seq, -1)[:, 0], first, atol=1e-6)
+
+
+def test_attention_rejects_head_size() -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="multiple of 4"):
+        attention.attention_source(6)
+
+
+@pytest.mark.parametrize("size", [(1, 1, 16, 1), (2, 40, 64, 4), (1, 70, 32, 2)])
+def test_transformer_block(device: hal.Device, size: tuple[int, int, int, int]) -> None:
+    weights = transformer.random_weights(size, seed=size[1])
+    # Large projections so attention and the MLP, not the residual, dominate the output.
+    for name in ("w_qkv", "w_o", "w_1", "w_2"):
+        weights[name] = weights[name] * 20
+    got = transformer.forward(device, weights, size)
+    want = transformer.reference(weights, size)
+    assert np.abs(want - weights["x"]).max() > 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_transformer_small_on_cpu(device: hal.Device) -> None:
+    result = transformer.run(device, repeats=1)
+    assert result.ok, result.summary()
+    if device.info.adapter_type == "cpu":
+        assert f"seq {transformer.SMALL_SIZE[1]}" in result.detail
+
+
+def test_transformer_rejects_size(device: hal.Device) -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="divisible by heads"):
+        transformer.forward(device, {}, (1, 4, 10, 3))

@@ -101,7 +101,11 @@ def _torch() -> Any:
 
 
 def _hal_run(
-    device: hal.Device, arrays: list[np.ndarray], out_sizes: list[int], record: Callable[..., None], replays: int
+    device: hal.Device,
+    arrays: list[np.ndarray],
+    out_sizes: list[int],
+    record: Callable[..., None],
+    replays: int,
 ) -> tuple[float, list[hal.Buffer], ExitStack]:
     stack = ExitStack()
     ins = [stack.enter_context(device.buffer_from_numpy(a)) for a in arrays]
@@ -127,7 +131,9 @@ def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bo
             rows.append({"name": f"matmul {dtype} {cfg}", "error": str(error)[:200]})
             continue
         secs, outs, stack = _hal_run(
-            device, [a, b], [n * n * a.itemsize],
+            device,
+            [a, b],
+            [n * n * a.itemsize],
             lambda cb, x, y, z, k=kernel: matmul.record_matmul(cb, k, x, y, z, n, n, n),
             replays,
         )
@@ -138,10 +144,15 @@ def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bo
         err = float(np.max(np.abs(got[sample].astype(np.float64) - want)))
         tflops = 2.0 * n**3 / secs / 1e12
         c = kernel.config
-        rows.append({
-            "name": f"matmul {dtype} {n}^3 tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}",
-            "kind": f"matmul_{dtype}", "hal_s": secs, "hal_tflops": tflops, "max_abs_error": err,
-        })
+        rows.append(
+            {
+                "name": f"matmul {dtype} {n}^3 tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}",
+                "kind": f"matmul_{dtype}",
+                "hal_s": secs,
+                "hal_tflops": tflops,
+                "max_abs_error": err,
+            }
+        )
         if best is None or secs < best[0]:
             best = (secs, rows[-1])
     if best is not None:
@@ -154,9 +165,15 @@ def bench_torch_matmul(torch: Any, n: int, replays: int) -> list[Row]:
     for dtype, tt in (("f32", torch.float32), ("f16", torch.float16)):
         a = torch.rand((n, n), device="cuda", dtype=tt)
         b = torch.rand((n, n), device="cuda", dtype=tt)
-        secs = torch_seconds(lambda: a @ b, replays)
-        rows.append({"name": f"torch matmul {dtype} {n}^3", "kind": f"matmul_{dtype}", "torch_s": secs,
-                     "torch_tflops": 2.0 * n**3 / secs / 1e12 if secs else None})
+        secs = torch_seconds(lambda a=a, b=b: a @ b, replays)
+        rows.append(
+            {
+                "name": f"torch matmul {dtype} {n}^3",
+                "kind": f"matmul_{dtype}",
+                "torch_s": secs,
+                "torch_tflops": 2.0 * n**3 / secs / 1e12 if secs else None,
+            }
+        )
     return rows
 
 
@@ -169,28 +186,52 @@ def bench_rows(device: hal.Device, torch: Any, shape: tuple[int, int], replays: 
     bt = rng.normal(0, 0.1, c).astype(np.float32)
     rows: list[Row] = []
     sm = softmax.load(device)
-    secs, outs, stack = _hal_run(device, [x], [x.nbytes],
-                                 lambda cb, i, o: softmax.record_softmax(cb, sm, i, o, r, c), replays)
+    secs, outs, stack = _hal_run(
+        device,
+        [x],
+        [x.nbytes],
+        lambda cb, i, o: softmax.record_softmax(cb, sm, i, o, r, c),
+        replays,
+    )
     with stack:
         got = outs[0].to_numpy(np.float32, shape)
     err = float(np.max(np.abs(got[:64] - softmax.reference(x[:64]))))
-    rows.append({"name": f"softmax {r}x{c} f32", "kind": "softmax", "hal_s": secs, "bytes": 2 * x.nbytes,
-                 "max_abs_error": err})
+    rows.append(
+        {
+            "name": f"softmax {r}x{c} f32",
+            "kind": "softmax",
+            "hal_s": secs,
+            "bytes": 2 * x.nbytes,
+            "max_abs_error": err,
+        }
+    )
     ln = layernorm.load(device)
-    secs, outs, stack = _hal_run(device, [x, g, bt], [x.nbytes],
-                                 lambda cb, i, gg, bb, o: layernorm.record_layernorm(cb, ln, i, gg, bb, o, r, c),
-                                 replays)
+    secs, outs, stack = _hal_run(
+        device,
+        [x, g, bt],
+        [x.nbytes],
+        lambda cb, i, gg, bb, o: layernorm.record_layernorm(cb, ln, i, gg, bb, o, r, c),
+        replays,
+    )
     with stack:
         got = outs[0].to_numpy(np.float32, shape)
     err = float(np.max(np.abs(got[:64] - layernorm.reference(x[:64], g, bt))))
-    rows.append({"name": f"layernorm {r}x{c} f32", "kind": "layernorm", "hal_s": secs, "bytes": 2 * x.nbytes,
-                 "max_abs_error": err})
+    rows.append(
+        {
+            "name": f"layernorm {r}x{c} f32",
+            "kind": "layernorm",
+            "hal_s": secs,
+            "bytes": 2 * x.nbytes,
+            "max_abs_error": err,
+        }
+    )
     if torch is not None:
         tx = torch.from_numpy(x).cuda()
         tg, tb = torch.from_numpy(g).cuda(), torch.from_numpy(bt).cuda()
         rows[0]["torch_s"] = torch_seconds(lambda: torch.softmax(tx, dim=1), replays)
         rows[1]["torch_s"] = torch_seconds(
-            lambda: torch.nn.functional.layer_norm(tx, (c,), tg, tb, 1e-5), replays)
+            lambda: torch.nn.functional.layer_norm(tx, (c,), tg, tb, 1e-5), replays
+        )
     else:
         rows[0]["numpy_s"] = numpy_seconds(lambda: softmax.reference(x), 1)
         rows[1]["numpy_s"] = numpy_seconds(lambda: layernorm.reference(x, g, bt), 1)
@@ -200,14 +241,23 @@ def bench_rows(device: hal.Device, torch: Any, shape: tuple[int, int], replays: 
 def bench_gelu(device: hal.Device, torch: Any, n: int, replays: int) -> Row:
     x = np.random.default_rng(2).normal(0, 3, n).astype(np.float32)
     k = gelu.load(device)
-    secs, outs, stack = _hal_run(device, [x], [x.nbytes], lambda cb, i, o: gelu.record_gelu(cb, k, i, o, n), replays)
+    secs, outs, stack = _hal_run(
+        device, [x], [x.nbytes], lambda cb, i, o: gelu.record_gelu(cb, k, i, o, n), replays
+    )
     with stack:
         got = outs[0].to_numpy(np.float32, (n,))
-    row: Row = {"name": f"gelu {n} f32", "kind": "gelu", "hal_s": secs, "bytes": 2 * x.nbytes,
-                "max_abs_error": float(np.max(np.abs(got[:65536] - gelu.reference(x[:65536]))))}
+    row: Row = {
+        "name": f"gelu {n} f32",
+        "kind": "gelu",
+        "hal_s": secs,
+        "bytes": 2 * x.nbytes,
+        "max_abs_error": float(np.max(np.abs(got[:65536] - gelu.reference(x[:65536])))),
+    }
     if torch is not None:
         tx = torch.from_numpy(x).cuda()
-        row["torch_s"] = torch_seconds(lambda: torch.nn.functional.gelu(tx, approximate="tanh"), replays)
+        row["torch_s"] = torch_seconds(
+            lambda: torch.nn.functional.gelu(tx, approximate="tanh"), replays
+        )
     else:
         row["numpy_s"] = numpy_seconds(lambda: gelu.reference(x), 1)
     return row
@@ -221,7 +271,12 @@ def bench_prefix_sum(device: hal.Device, torch: Any, n: int, replays: int) -> Ro
         with device.record(mode=CommandBufferMode.DEFAULT) as cb:
             scan.record(cb, data)  # rescans its own output: the timing needs no input copy
         secs = replay_seconds(device, cb, replays)
-    row: Row = {"name": f"prefix sum {n} f32", "kind": "prefix_sum", "hal_s": secs, "bytes": 2 * x.nbytes}
+    row: Row = {
+        "name": f"prefix sum {n} f32",
+        "kind": "prefix_sum",
+        "hal_s": secs,
+        "bytes": 2 * x.nbytes,
+    }
     got = prefix_sum.prefix_sum(device, x[: 1 << 20])
     row["max_abs_error"] = float(np.max(np.abs(got - prefix_sum.reference(x[: 1 << 20]))))
     if torch is not None:
@@ -232,7 +287,9 @@ def bench_prefix_sum(device: hal.Device, torch: Any, n: int, replays: int) -> Ro
     return row
 
 
-def bench_transformer(device: hal.Device, torch: Any, size: tuple[int, int, int, int], replays: int) -> Row:
+def bench_transformer(
+    device: hal.Device, torch: Any, size: tuple[int, int, int, int], replays: int
+) -> Row:
     weights = transformer.random_weights(size)
     with ExitStack() as stack:
         bufs = transformer._allocate(device, stack, weights, size)
@@ -240,8 +297,12 @@ def bench_transformer(device: hal.Device, torch: Any, size: tuple[int, int, int,
             transformer.record_block(cb, transformer.load(device, size[2] // size[3]), bufs, size)
         secs = replay_seconds(device, cb, replays)
         got = bufs["y"].to_numpy(np.float32, (size[0] * size[1], size[2]))
-    row: Row = {"name": f"transformer block {size}", "kind": "transformer", "hal_s": secs,
-                "hal_tflops": transformer.flops(size) / secs / 1e12}
+    row: Row = {
+        "name": f"transformer block {size}",
+        "kind": "transformer",
+        "hal_s": secs,
+        "hal_tflops": transformer.flops(size) / secs / 1e12,
+    }
     if torch is not None:
         t_w = {k: torch.from_numpy(v).cuda() for k, v in weights.items()}
         ref = _torch_block(torch, t_w, size)
@@ -253,17 +314,25 @@ def bench_transformer(device: hal.Device, torch: Any, size: tuple[int, int, int,
     return row
 
 
-def _torch_block(torch: Any, w: dict[str, Any], size: tuple[int, int, int, int]) -> Callable[[], Any]:
+def _torch_block(
+    torch: Any, w: dict[str, Any], size: tuple[int, int, int, int]
+) -> Callable[[], Any]:
     f = torch.nn.functional
     batch, seq, c, heads = size
 
     def block() -> Any:
         x = w["x"]
         h = f.layer_norm(x, (c,), w["ln1_g"], w["ln1_b"])
-        qkv = (h @ w["w_qkv"] + w["b_qkv"]).view(batch, seq, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        qkv = (
+            (h @ w["w_qkv"] + w["b_qkv"])
+            .view(batch, seq, 3, heads, c // heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         a = f.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
         x1 = x + a.permute(0, 2, 1, 3).reshape(batch * seq, c) @ w["w_o"] + w["b_o"]
-        u = f.gelu(f.layer_norm(x1, (c,), w["ln2_g"], w["ln2_b"]) @ w["w_1"] + w["b_1"], approximate="tanh")
+        u = f.gelu(
+            f.layer_norm(x1, (c,), w["ln2_g"], w["ln2_b"]) @ w["w_1"] + w["b_1"], approximate="tanh"
+        )
         return x1 + u @ w["w_2"] + w["b_2"]
 
     return block
@@ -286,8 +355,12 @@ def _finish(rows: list[Row], gpu: str | None) -> None:
 
 def markdown(rows: list[Row], device: str) -> str:
     """The rows as a Markdown table."""
-    lines = [f"Device: {device}", "", "| workload | hal | torch | numpy | hal / torch speed | roofline | max abs error |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Device: {device}",
+        "",
+        "| workload | hal | torch | numpy | hal / torch speed | roofline | max abs error |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
 
     def fig(row: Row, who: str) -> str:
         secs = row.get(f"{who}_s")
@@ -307,8 +380,11 @@ def markdown(rows: list[Row], device: str) -> str:
         ratio = f"{row['hal_vs_torch']:.2f}" if "hal_vs_torch" in row else "-"
         err = f"{row['max_abs_error']:.3g}" if "max_abs_error" in row else "-"
         mark = " (best)" if row.get("best") else ""
-        lines.append(f"| {row['name']}{mark} | {fig(row, 'hal')} | {fig(row, 'torch')} | {fig(row, 'numpy')} | "
-                     f"{ratio} | {f'{roof:g}{unit}' if roof else '-'} | {err} |")
+        lines.append(
+            f"| {row['name']}{mark} | {fig(row, 'hal')} | {fig(row, 'torch')} | "
+            f"{fig(row, 'numpy')} | "
+            f"{ratio} | {f'{roof:g}{unit}' if roof else '-'} | {err} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -316,6 +392,7 @@ def plot(rows: list[Row], path: str) -> None:
     """A bar chart of hal / torch speed (skipped with a note without matplotlib)."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -350,25 +427,49 @@ def main() -> None:
     quick = args.quick or device.info.adapter_type == "cpu"
     replays = args.replays or (3 if quick else 20)
     only = set(filter(None, args.only.split(","))) or {"matmul", "rows", "gelu", "prefix", "block"}
-    print(f"device {name}; torch {'yes' if torch else 'no'}; features {sorted(device.features)}", flush=True)
+    print(
+        f"device {name}; torch {'yes' if torch else 'no'}; features {sorted(device.features)}",
+        flush=True,
+    )
     rows: list[Row] = []
     steps: list[tuple[str, Callable[[], list[Row]]]] = [
-        ("matmul", lambda: bench_matmul(device, 256 if quick else 4096, "f32", replays, args.sweep)),
-        ("matmul", lambda: bench_matmul(device, 256 if quick else 4096, "f16", replays, args.sweep)
-         if "shader-f16" in device.features else []),
+        (
+            "matmul",
+            lambda: bench_matmul(device, 256 if quick else 4096, "f32", replays, args.sweep),
+        ),
+        (
+            "matmul",
+            lambda: (
+                bench_matmul(device, 256 if quick else 4096, "f16", replays, args.sweep)
+                if "shader-f16" in device.features
+                else []
+            ),
+        ),
         ("matmul", lambda: bench_torch_matmul(torch, 4096, replays) if torch else []),
-        ("rows", lambda: bench_rows(device, torch, (256, 1024) if quick else (8192, 8192), replays)),
+        (
+            "rows",
+            lambda: bench_rows(device, torch, (256, 1024) if quick else (8192, 8192), replays),
+        ),
         ("gelu", lambda: [bench_gelu(device, torch, 1 << (18 if quick else 26), replays)]),
         ("prefix", lambda: [bench_prefix_sum(device, torch, 1 << (18 if quick else 28), replays)]),
-        ("block", lambda: [bench_transformer(device, torch, transformer.SMALL_SIZE if quick
-                                             else transformer.DEFAULT_SIZE, max(3, replays // 4))]),
+        (
+            "block",
+            lambda: [
+                bench_transformer(
+                    device,
+                    torch,
+                    transformer.SMALL_SIZE if quick else transformer.DEFAULT_SIZE,
+                    max(3, replays // 4),
+                )
+            ],
+        ),
     ]
     for group, step in steps:
         if group not in only:
             continue
         try:
             new = step()
-        except Exception as error:  # noqa: BLE001 - a failing row is reported, not fatal
+        except Exception as error:
             new = [{"name": group, "error": f"{type(error).__name__}: {str(error)[:300]}"}]
         for row in new:
             print(json.dumps(row), flush=True)

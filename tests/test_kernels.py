@@ -137,9 +137,12 @@ def test_tile_table_per_adapter(device: hal.Device) -> None:
 
 def test_matmul_record_rejects(device: hal.Device) -> None:
     kernel = matmul.load(device)
-    with device.allocate_buffer(64) as buf, device.record() as cb:
-        with pytest.raises(hal.InvalidArgumentError, match="must be positive"):
-            matmul.record_matmul(cb, kernel, buf, buf, buf, 0, 4, 4)
+    with (
+        device.allocate_buffer(64) as buf,
+        device.record() as cb,
+        pytest.raises(hal.InvalidArgumentError, match="must be positive"),
+    ):
+        matmul.record_matmul(cb, kernel, buf, buf, buf, 0, 4, 4)
 
 
 # -- feature check ---------------------------------------------------------------------------
@@ -147,10 +150,10 @@ def test_matmul_record_rejects(device: hal.Device) -> None:
 
 def test_f16_needs_shader_f16(device_no_subgroups: hal.Device) -> None:
     assert "shader-f16" not in device_no_subgroups.features
-    with pytest.raises(hal.UnimplementedError, match="enable f16;.*'shader-f16'"):
+    with pytest.raises(hal.UnimplementedError, match=r"enable f16;.*'shader-f16'"):
         matmul.load(device_no_subgroups, "f16")
     source = "enable subgroups;\n@compute @workgroup_size(1) fn main() {}\n"
-    with pytest.raises(hal.UnimplementedError, match="enable subgroups;.*'subgroup'"):
+    with pytest.raises(hal.UnimplementedError, match=r"enable subgroups;.*'subgroup'"):
         device_no_subgroups.create_executable(source)
 
 

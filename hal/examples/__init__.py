@@ -71,9 +71,7 @@ EXAMPLES: dict[str, ExampleInfo] = {
         "ROWSxCOLS (or N for square)",
         (1024, 1000),
     ),
-    "gelu": ExampleInfo(
-        "hal.examples.gelu", "elementwise tanh-GELU, vec4", "COUNT", (1_000_000,)
-    ),
+    "gelu": ExampleInfo("hal.examples.gelu", "elementwise tanh-GELU, vec4", "COUNT", (1_000_000,)),
     "transformer": ExampleInfo(
         "hal.examples.transformer",
         "pre-norm transformer block (causal MHSA + GELU MLP), one reusable command buffer; "

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from hal.runtime.device import Device
     from hal.runtime.executable import Executable
 
-__all__ = ["BQ", "BKV", "AttentionKernel", "attention_source", "load", "record_attention", "reference"]
+__all__ = [
+    "BKV",
+    "BQ",
+    "AttentionKernel",
+    "attention_source",
+    "load",
+    "record_attention",
+    "reference",
+]
 
 BQ = 64
 """Queries per workgroup (one per invocation)."""
@@ -40,7 +48,9 @@ def attention_source(head_dim: int) -> str:
 
     Raises InvalidArgumentError for another head size."""
     if head_dim <= 0 or head_dim % 4 or head_dim > 256:
-        raise InvalidArgumentError(f"attention: head size {head_dim} must be a multiple of 4 in 4..256")
+        raise InvalidArgumentError(
+            f"attention: head size {head_dim} must be a multiple of 4 in 4..256"
+        )
     quads = head_dim // 4
     per_thread = BKV * quads // BQ
     lines = [

@@ -99,7 +99,7 @@ def layernorm(
         bufs = [stack.enter_context(device.buffer_from_numpy(a)) for a in arrays]
         out = stack.enter_context(device.allocate_buffer(x32.nbytes))
         with device.record() as cb:
-            record_layernorm(cb, load(device), *bufs, out, rows, cols, eps)
+            record_layernorm(cb, load(device), bufs[0], bufs[1], bufs[2], out, rows, cols, eps)
         done = device.create_semaphore()
         device.queue_execute(cb, signal=[(done, 1)])
         done.wait(1, timeout=timeout)
@@ -123,7 +123,7 @@ def run(
         bufs = [stack.enter_context(device.buffer_from_numpy(a)) for a in (x, gamma, beta)]
         out = stack.enter_context(device.allocate_buffer(x.nbytes))
         with device.record(mode=CommandBufferMode.DEFAULT) as cb:
-            record_layernorm(cb, kernel, *bufs, out, rows, cols)
+            record_layernorm(cb, kernel, bufs[0], bufs[1], bufs[2], out, rows, cols)
         timing = time_execute(device, cb, repeats)
         got = out.to_numpy(np.float32, (rows, cols))
     ok, error = compare(got, reference(x, gamma, beta), RTOL, ATOL)

@@ -63,7 +63,8 @@ F16_ATOL_PER_K = 4e-3
 
 def tile_config(device: Device, dtype: str = "f32") -> MatmulConfig:
     """The tile shape for ``device`` and ``dtype``: its TILES entry by adapter type, then
-    vendor (``vendor:dtype`` first), else ``"default"``; shrunk to the portable shape when the adapter's workgroup memory or
+    vendor (``vendor:dtype`` first), else ``"default"``; shrunk to the portable shape when
+    the adapter's workgroup memory or
     invocation limit is smaller than the entry needs."""
     info = device.info
     if info.adapter_type == "cpu":

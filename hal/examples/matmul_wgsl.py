@@ -182,7 +182,7 @@ def _load_b(cfg: MatmulConfig) -> list[str]:
         lines += [
             "  if (kr < params.k) {",
             *[
-                f"    if (col + {e}u < params.n) {{ v[{e}] = {acc}(b[kr * params.n + col + {e}u]); }}"
+                f"    if (col + {e}u < params.n) {{ v[{e}] = {acc}(b[kr * params.n + col + {e}u]); }}"  # noqa: E501
                 for e in range(4)
             ],
             "  }",
@@ -215,8 +215,14 @@ def _entry(cfg: MatmulConfig) -> list[str]:
         *[f"  var acc{r}_{g} = vec4<{acc}>();" for r in range(cfg.tm) for g in range(gb)],
         f"  const T: u32 = {cfg.threads}u;",
     ]
-    stage = [f"  store_a(flat + T * {j}u, 0u, load_a(flat + T * {j}u, row0, 0u));" for j in range(chunks_a)]
-    stage += [f"  store_b(flat + T * {j}u, 0u, load_b(flat + T * {j}u, col0, 0u));" for j in range(chunks_b)]
+    stage = [
+        f"  store_a(flat + T * {j}u, 0u, load_a(flat + T * {j}u, row0, 0u));"
+        for j in range(chunks_a)
+    ]
+    stage += [
+        f"  store_b(flat + T * {j}u, 0u, load_b(flat + T * {j}u, col0, 0u));"
+        for j in range(chunks_b)
+    ]
     lines += [*stage, "  workgroupBarrier();", "  for (var t = 0u; t < steps; t = t + 1u) {"]
     lines += [
         "    let cur = (t % 2u) * HALF;",
@@ -231,7 +237,10 @@ def _entry(cfg: MatmulConfig) -> list[str]:
         "    }",
         "    for (var kk = 0u; kk < BK; kk = kk + 1u) {",
         *[f"      let a{g} = tiles[cur + kk * (BM / 4u) + {g}u * TY + ty];" for g in range(ga)],
-        *[f"      let b{g} = tiles[cur + BOFF + kk * (BN / 4u) + {g}u * TX + tx];" for g in range(gb)],
+        *[
+            f"      let b{g} = tiles[cur + BOFF + kk * (BN / 4u) + {g}u * TX + tx];"
+            for g in range(gb)
+        ],
     ]
     for r in range(cfg.tm):
         a = f"a{r // 4}[{r % 4}]"
@@ -261,7 +270,7 @@ def _epilogue(cfg: MatmulConfig) -> list[str]:
                 f"    let row = {row};",
                 f"    let col = col0 + ({g}u * TX + tx) * 4u;",
                 f"    let v = vec4<{t}>(acc{r}_{g});",
-                f"    if (row < params.m) {{ finish(row, col, v); }}",
+                "    if (row < params.m) { finish(row, col, v); }",
                 "  }",
             ]
     return lines
@@ -281,7 +290,8 @@ def _finish(cfg: MatmulConfig) -> list[str]:
         body += [
             "  let xf = vec4<f32>(x);",
             # clamped: some drivers' tanh returns NaN for large arguments
-            f"  let inner = clamp({_GELU_C} * (xf + 0.044715 * xf * xf * xf), vec4(-15.0), vec4(15.0));",
+            f"  let inner = clamp({_GELU_C} * (xf + 0.044715 * xf * xf * xf),",
+            "                    vec4(-15.0), vec4(15.0));",
             f"  x = vec4<{t}>(0.5 * xf * (1.0 + tanh(inner)));",
         ]
     if cfg.aligned:

@@ -16,6 +16,7 @@ from hal.errors import InvalidArgumentError
 from hal.examples import matmul as matmul_example
 from hal.examples import softmax as softmax_example
 from hal.examples.common import WAIT_S, ExampleResult, compare, grid, time_execute
+from hal.examples.rowwise import RowKernel
 
 if TYPE_CHECKING:
     from hal.core.refs import BufferRef
@@ -49,9 +50,9 @@ _BIAS_GROUP = 256
 class MLPKernels:
     """The three executables the forward pass uses."""
 
-    matmul: Executable
+    matmul: matmul_example.MatmulKernel
     bias_relu: Executable
-    softmax: Executable
+    softmax: RowKernel
 
 
 def load(device: Device) -> MLPKernels:

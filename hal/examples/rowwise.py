@@ -47,7 +47,9 @@ def kernel_source(name: str, vec4: bool, subgroups: bool, reduces: bool = True) 
     parts = ["enable subgroups;\n"] if subgroups and reduces else []
     parts.append(_VEC4 if vec4 else _SCALAR)
     if reduces:
-        parts.append(shader_source("reduce_subgroup.wgsl" if subgroups else "reduce_workgroup.wgsl"))
+        parts.append(
+            shader_source("reduce_subgroup.wgsl" if subgroups else "reduce_workgroup.wgsl")
+        )
     parts.append(shader_source(f"{name}.wgsl"))
     return "\n".join(parts)
 
@@ -58,7 +60,9 @@ def load_kernel(device: Device, name: str, vec4: bool, reduces: bool = True) -> 
     Raises InvalidArgumentError when it does not compile, UnimplementedError when it would
     need a feature the device lacks."""
     source = kernel_source(name, vec4, uses_subgroups(device), reduces)
-    variant = ("vec4" if vec4 else "f32") + ("+subgroups" if uses_subgroups(device) and reduces else "")
+    variant = ("vec4" if vec4 else "f32") + (
+        "+subgroups" if uses_subgroups(device) and reduces else ""
+    )
     return device.create_executable(source, label=f"{name}[{variant}]")
 
 

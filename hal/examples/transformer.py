@@ -53,7 +53,20 @@ DEFAULT_SIZE = (8, 1024, 768, 12)
 SMALL_SIZE = (2, 40, 64, 4)
 """The default on a CPU adapter (a sequence that is not a multiple of the tiles)."""
 
-WEIGHT_NAMES = ("ln1_g", "ln1_b", "w_qkv", "b_qkv", "w_o", "b_o", "ln2_g", "ln2_b", "w_1", "b_1", "w_2", "b_2")
+WEIGHT_NAMES = (
+    "ln1_g",
+    "ln1_b",
+    "w_qkv",
+    "b_qkv",
+    "w_o",
+    "b_o",
+    "ln2_g",
+    "ln2_b",
+    "w_1",
+    "b_1",
+    "w_2",
+    "b_2",
+)
 """The block's parameters, in the order :func:`random_weights` returns them."""
 
 RTOL = 1e-3
@@ -79,7 +92,7 @@ def load(device: Device, head_dim: int = 64) -> BlockKernels:
 
 
 def _check(size: tuple[int, int, int, int]) -> None:
-    batch, seq, width, heads = size
+    _, _, width, heads = size
     if min(size) <= 0 or width % heads or (width // heads) % 4:
         raise InvalidArgumentError(
             f"transformer: size {size} must be positive with width divisible by heads into "
@@ -124,9 +137,13 @@ def record_block(
     rows = batch * seq
     b = buffers
     mm = kernels.matmul
-    layernorm_example.record_layernorm(cb, kernels.layernorm, b["x"], b["ln1_g"], b["ln1_b"], b["h"], rows, c)
+    layernorm_example.record_layernorm(
+        cb, kernels.layernorm, b["x"], b["ln1_g"], b["ln1_b"], b["h"], rows, c
+    )
     cb.execution_barrier()
-    matmul_example.record_matmul(cb, mm, b["h"], b["w_qkv"], b["qkv"], rows, c, 3 * c, bias=b["b_qkv"])
+    matmul_example.record_matmul(
+        cb, mm, b["h"], b["w_qkv"], b["qkv"], rows, c, 3 * c, bias=b["b_qkv"]
+    )
     cb.execution_barrier()
     attention_example.record_attention(cb, kernels.attention, b["qkv"], b["a"], batch, seq, heads)
     cb.execution_barrier()
@@ -134,9 +151,13 @@ def record_block(
         cb, mm, b["a"], b["w_o"], b["x1"], rows, c, c, bias=b["b_o"], residual=b["x"]
     )
     cb.execution_barrier()
-    layernorm_example.record_layernorm(cb, kernels.layernorm, b["x1"], b["ln2_g"], b["ln2_b"], b["h"], rows, c)
+    layernorm_example.record_layernorm(
+        cb, kernels.layernorm, b["x1"], b["ln2_g"], b["ln2_b"], b["h"], rows, c
+    )
     cb.execution_barrier()
-    matmul_example.record_matmul(cb, mm, b["h"], b["w_1"], b["u"], rows, c, 4 * c, bias=b["b_1"], gelu=True)
+    matmul_example.record_matmul(
+        cb, mm, b["h"], b["w_1"], b["u"], rows, c, 4 * c, bias=b["b_1"], gelu=True
+    )
     cb.execution_barrier()
     matmul_example.record_matmul(
         cb, mm, b["u"], b["w_2"], b["y"], rows, 4 * c, c, bias=b["b_2"], residual=b["x1"]
@@ -168,7 +189,10 @@ def flops(size: tuple[int, int, int, int]) -> float:
 
 
 def _allocate(
-    device: Device, stack: ExitStack, weights: dict[str, np.ndarray], size: tuple[int, int, int, int]
+    device: Device,
+    stack: ExitStack,
+    weights: dict[str, np.ndarray],
+    size: tuple[int, int, int, int],
 ) -> dict[str, Buffer]:
     batch, seq, c, _ = size
     rows = batch * seq

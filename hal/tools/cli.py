@@ -321,7 +321,7 @@ def _add_example(commands: Any) -> None:
 
     example = commands.add_parser(
         "example",
-        help="run a verified example workload (matmul, prefix_sum, softmax, mlp, transformer, ..., all)",
+        help="run a verified example workload (matmul, transformer, ..., all)",
         description="Run an example workload on the GPU, check it against numpy, print its "
         "timing. Exit 0 when it matches, 1 when not.",
         epilog="sizes:\n"

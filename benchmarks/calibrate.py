@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dispatches", type=int, default=2000)
     parser.add_argument("--out", help="JSON path (default: print only)")
-    parser.add_argument(
-        "--implementation", default=None, help="wgpu-native (default) or dawn"
-    )
+    parser.add_argument("--implementation", default=None, help="wgpu-native (default) or dawn")
     args = parser.parse_args(argv)
     with hal.create_device(implementation=args.implementation) as device:
         info = device.info

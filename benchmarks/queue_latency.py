@@ -44,7 +44,7 @@ def raw_wait(wgpu_device: Any) -> None:
     if type(wgpu_device).__module__.startswith("wgpudawn"):
         wgpu_device.queue.on_submitted_work_done_sync()
     else:
-        raw_wait(wgpu_device)
+        wgpu_device._poll(True)
 
 
 def _median_us(samples: list[float]) -> float:

@@ -57,7 +57,8 @@ SUBSET = (
 """What the profile and Dawn configurations run: every command (dispatch, copy, fill,
 update, indirect), every queue operation (execute, alloca/dealloca, barriers, waits,
 signals), host access and transfers, binding tables, constants, profiling, the error paths
-(test_errors, test_hostile_api), the hostile programs (test_hostile) and both fuzzers at ``SUBSET_FUZZ_EXAMPLES``."""
+(test_errors, test_hostile_api), the hostile programs (test_hostile) and both fuzzers at
+``SUBSET_FUZZ_EXAMPLES``."""
 
 SUBSET_FUZZ_EXAMPLES = "60"
 

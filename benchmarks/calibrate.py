@@ -9,8 +9,12 @@ repeated 8 times per submission so that fixed costs don't hide the bandwidth):
   clear_gbps         clear_buffer
   kernel_fill_gbps   hal's 16-byte-block builtin fill kernel
 
-Usage: python benchmarks/calibrate.py [--size-mib 256] [--out hal/cost_models/NAME.json]
-The output's "match" strings select the model at device creation (hal.core.cost.load_costs).
+Usage: python benchmarks/calibrate.py [--implementation dawn] [--size-mib 256]
+       [--out hal/cost_models/NAME.json]
+The output's "implementation" and "match" strings select the model at device creation
+(hal.core.cost.load_costs); Dawn's models are named ``dawn-<adapter>-<backend>.json``.
+Submissions go through the device's backend (``submit`` + blocking ``wait``), so it runs on
+every implementation.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ _REPEAT = 8
 
 def _time_plan(device: hal.Device, plan: Plan, reps: int) -> float:
     program = compile_plan(plan, device.encoding)
-    wgpu_device = device.backend.device
+    backend = device.backend
     samples = []
     for rep in range(reps + 1):
         start = time.perf_counter()
-        wgpu_device.queue.submit([program.encode()])
-        wgpu_device._poll(True)
+        with backend.submission_lock:
+            ticket = backend.submit([program.encode()])
+        backend.wait(ticket)
         if rep:
             samples.append(time.perf_counter() - start)
     return statistics.median(samples)
@@ -99,14 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dispatches", type=int, default=2000)
     parser.add_argument("--out", help="JSON path (default: print only)")
+    parser.add_argument("--implementation", default=None, help="wgpu-native (default) or dawn")
     args = parser.parse_args(argv)
-    with hal.create_device() as device:
+    with hal.create_device(implementation=args.implementation) as device:
         info = device.info
         size = min(args.size_mib << 20, device.caps.max_buffer_size & ~255)
         model = calibrate(device, size, args.reps, args.dispatches)
-        slug = re.sub(r"[^a-z0-9]+", "-", f"{info.name}-{info.backend}".lower()).strip("-")
+        prefix = "" if info.implementation == "wgpu-native" else f"{info.implementation}-"
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{prefix}{info.name}-{info.backend}".lower())
         result = {
-            "name": slug,
+            "name": slug.strip("-"),
+            "implementation": info.implementation,
             "match": [re.split(r"[ (]", info.name)[0].lower(), info.backend],
             "adapter": str(info),
             "transfer_bytes": size,

@@ -9,11 +9,15 @@
     by ``Semaphore.wait``; raw wgpu-py ``queue.submit`` of an empty command buffer +
     ``device._poll(True)``; and raw
     wgpu-native submit-for-index + a blocking poll on that index (what hal's tracker does).
+    With ``--implementation dawn`` the raw rows are the same calls on wgpudawn's device,
+    waited with ``queue.on_submitted_work_done_sync()`` (Dawn has no blocking poll), and
+    ``raw_submit_poll_index`` is hal's Dawn backend submit + its TimedWaitAny wait.
 (b) a chain of dependent tiny submissions (one dispatch each): hal submits them all up front,
     each waiting on the previous one's semaphore value, then waits for the last; raw wgpu-py
     submits and blocks in the device poll after each.
 
-Usage: python benchmarks/queue_latency.py [--reps 200] [--chain 1000] [--json PATH]
+Usage: python benchmarks/queue_latency.py [--implementation dawn] [--reps 200] [--chain 1000]
+       [--json PATH]
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ import hal
 from hal.core.builtins import shader_path
 
 TIMEOUT = 60.0
+
+
+def raw_wait(wgpu_device: Any) -> None:
+    """Block until the raw device's queue is idle: wgpu-native's blocking poll, or on Dawn
+    (whose ``_poll`` never blocks) ``on_submitted_work_done_sync`` (a TimedWaitAny)."""
+    if type(wgpu_device).__module__.startswith("wgpudawn"):
+        wgpu_device.queue.on_submitted_work_done_sync()
+    else:
+        wgpu_device._poll(True)
 
 
 def _median_us(samples: list[float]) -> float:
@@ -85,7 +98,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
 
         start = time.perf_counter()
         wgpu_device.queue.submit([tiny_program.encode()])
-        wgpu_device._poll(True)
+        raw_wait(wgpu_device)
         elapsed = time.perf_counter() - start
         if record:
             samples["raw_1_dispatch_poll_wait"].append(elapsed)
@@ -108,7 +121,7 @@ def round_trips(device: hal.Device, reps: int) -> dict[str, list[float]]:
 
         start = time.perf_counter()
         wgpu_device.queue.submit([wgpu_device.create_command_encoder().finish()])
-        wgpu_device._poll(True)
+        raw_wait(wgpu_device)
         elapsed = time.perf_counter() - start
         if record:
             samples["raw_submit_poll_wait"].append(elapsed)
@@ -147,7 +160,7 @@ def chain(device: hal.Device, length: int) -> dict[str, float]:
     start = time.perf_counter()
     for _ in range(length):
         wgpu_device.queue.submit([program.encode()])
-        wgpu_device._poll(True)
+        raw_wait(wgpu_device)
     raw_seconds = time.perf_counter() - start
     return {"hal_s": hal_seconds, "raw_s": raw_seconds}
 
@@ -158,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--chain", type=int, default=1000)
     parser.add_argument("--json", default="benchmarks/results/queue_latency.json")
+    parser.add_argument(
+        "--implementation", default=None, help="wgpu-native or dawn (default: HAL_IMPLEMENTATION)"
+    )
     args = parser.parse_args(argv)
-    with hal.create_device() as device:
+    with hal.create_device(implementation=args.implementation) as device:
         print(f"adapter: {device.info}")
         trips = round_trips(device, args.reps)
         medians = {mode: _median_us(s) for mode, s in trips.items()}
@@ -178,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'raw (submit + poll wait)':<26}{per_raw:>10.1f}{1.0:>13.2f}x")
         result: dict[str, Any] = {
             "adapter": str(device.info),
+            "implementation": device.info.implementation,
             "reps": args.reps,
             "round_trip_median_us": medians,
             "round_trip_samples_s": trips,

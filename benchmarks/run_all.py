@@ -25,10 +25,16 @@ Every wait is bounded: hal waits take ``--timeout``; raw ``device._poll(True)`` 
 no timeout) runs under ``dispatch_overhead.Watchdog``, which aborts the process with every
 thread's traceback when the bound expires.
 
+``--implementation dawn`` runs everything on Dawn (wgpudawn): hal on Dawn, and the raw
+references are the same wgpu-py-API calls on wgpudawn's device. Dawn has no blocking poll
+(wgpudawn's ``device._poll(True)`` only processes events), so for this process the raw
+device's ``_poll(True)`` is made to wait with ``queue.on_submitted_work_done_sync()``.
+
 Run from the repository root (hal installed, or the repository root on ``PYTHONPATH``)::
 
     python3 benchmarks/run_all.py --quick          # CI / lavapipe, well under a minute
     python3 benchmarks/run_all.py                  # full sizes (64 MiB cap on CPU adapters)
+    python3 benchmarks/run_all.py --quick --implementation dawn
 
 matplotlib is optional: without it the plots are skipped with a message.
 """
@@ -42,6 +48,7 @@ import hashlib
 import importlib
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -1412,6 +1419,29 @@ def plots(report: dict[str, Any], folder: Path) -> list[Path]:
 # -- main -------------------------------------------------------------------------------------
 
 
+def use_implementation(implementation: str | None) -> None:
+    """Open every device of this run on ``implementation`` (through ``HAL_IMPLEMENTATION``,
+    which every ``create_device`` here reads); on Dawn, make the raw device's
+    ``_poll(True)`` block until its queue is idle, as wgpu-native's does."""
+    if implementation is None:
+        return
+    os.environ["HAL_IMPLEMENTATION"] = implementation
+    if implementation != "dawn":
+        return
+    from hal.backends import dawn
+
+    device_class = dawn.load().backends.dawn.GPUDevice
+    process = device_class._poll
+
+    def poll(self: Any, block: bool = False) -> None:
+        if block:
+            self.queue.on_submitted_work_done_sync()  # Dawn's TimedWaitAny on the queue
+        else:
+            process(self)
+
+    device_class._poll = poll
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1445,6 +1475,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=120.0, help="bound in seconds on every wait"
     )
     parser.add_argument("--adapter", default=None, help="hal adapter index or name substring")
+    parser.add_argument(
+        "--implementation", default=None, help="wgpu-native or dawn (default: HAL_IMPLEMENTATION)"
+    )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -1463,6 +1496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected sections and write JSON, Markdown and plots."""
     args = parse_args(argv)
     hal = overhead.import_hal()
+    use_implementation(args.implementation)
     for module in ("hal.core.lowering", "hal.runtime.encoder", "hal.core.plan"):
         importlib.import_module(module)  # attributes of the package from here on
     config = QUICK if args.quick else FULL
@@ -1494,6 +1528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_size = max(4 * KIB, min(max_size, limit & ~255))
         header: dict[str, Any] = {
             "adapter": overhead.adapter_description(w),
+            "implementation": device.info.implementation,
             "limits": {
                 k: device.limits[k]
                 for k in ("max-buffer-size", "max-storage-buffer-binding-size")

@@ -16,13 +16,19 @@ download (device -> host), each timed until the host holds the bytes:
 - ``wgpu read_buffer``: ``queue.read_buffer(buf)`` (returns a new memoryview).
 - ``torch pinned d2h``: into a preallocated pinned tensor; ``torch .cpu()``: a new tensor.
 
+With ``--implementation dawn`` the "wgpu" rows are the same calls on wgpudawn's device (waited
+with ``queue.on_submitted_work_done_sync()``), and where Dawn has host-memory buffers two raw
+rows give the ceiling hal's host-memory path aims at: ``dawn host-memory copy h2d`` / ``d2h``,
+one ``copy_buffer_to_buffer`` between the device buffer and a host-memory buffer + wait.
+
 Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
 adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
 ``HAL_COPY_THREADS``) and the ratios against wgpu and torch.
 
 Usage (repository root)::
 
-    python3 benchmarks/transfer.py [--max-size 256M] [--reps 9] [--json PATH]
+    python3 benchmarks/transfer.py [--implementation dawn] [--max-size 256M] [--reps 9]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -78,6 +84,46 @@ def measure(run: Callable[[], Any], reps: int, budget: float) -> list[float]:
     return samples
 
 
+def raw_wait(wgpu_device: Any) -> None:
+    """Block until the raw device's queue is idle: wgpu-native's blocking poll, or on Dawn
+    (whose ``_poll`` never blocks) ``on_submitted_work_done_sync``."""
+    if type(wgpu_device).__module__.startswith("wgpudawn"):
+        wgpu_device.queue.on_submitted_work_done_sync()
+    else:
+        wgpu_device._poll(True)
+
+
+def host_memory_modes(
+    device: hal.Device, raw: Any, raw_buf: Any, host: np.ndarray
+) -> dict[str, tuple[str, Callable[[], Any]]]:
+    """The raw Dawn host-memory rows (empty where the backend has no host-memory buffers):
+    one ``copy_buffer_to_buffer`` each way between ``raw_buf`` and a host-memory buffer,
+    checked for exact bytes here."""
+    backend = device.backend
+    if not getattr(backend, "host_memory_buffers", False):
+        return {}
+    size = host.nbytes
+    pinned, view = backend.create_host_buffer(size)
+    pages = np.frombuffer(view, np.uint8)
+
+    def copy(source: Any, target: Any) -> None:
+        encoder = raw.create_command_encoder()
+        encoder.copy_buffer_to_buffer(source, 0, target, 0, size)
+        raw.queue.submit([encoder.finish()])
+        raw_wait(raw)
+
+    pages[:] = host
+    copy(pinned, raw_buf)
+    pages[:] = 0
+    copy(raw_buf, pinned)
+    if not np.array_equal(pages, host):
+        raise AssertionError(f"dawn host-memory copy: wrong bytes at {size}")
+    return {
+        "dawn host-memory copy h2d": ("upload", lambda: copy(pinned, raw_buf)),
+        "dawn host-memory copy d2h": ("download", lambda: copy(raw_buf, pinned)),
+    }
+
+
 def torch_cuda() -> Any:
     """The torch module when it has a CUDA device, else None."""
     try:
@@ -116,7 +162,7 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
     def raw_write() -> None:
         raw.queue.write_buffer(raw_buf, 0, host)
         raw.queue.submit([])
-        raw._poll(True)
+        raw_wait(raw)
 
     result: dict[str, tuple[str, Callable[[], Any]]] = {
         "hal transfer_h2d": ("upload", hal_h2d),
@@ -138,6 +184,9 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
         raise AssertionError(f"wgpu write_buffer/read_buffer: wrong bytes at {size}")
     if device.transfer_d2h(buf) != host.tobytes():
         raise AssertionError(f"hal transfer_d2h: wrong bytes at {size}")
+    if not np.array_equal(buf.to_numpy(), host):
+        raise AssertionError(f"hal to_numpy: wrong bytes at {size}")
+    result.update(host_memory_modes(device, raw, raw_buf, host))
     if torch is not None:
         pinned = torch.from_numpy(host).pin_memory()
         pageable = torch.from_numpy(host.copy())
@@ -173,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", default=None, help="hal adapter index or name substring")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch rows")
     parser.add_argument("--json", default="benchmarks/results/transfer.json")
+    parser.add_argument(
+        "--implementation", default=None, help="wgpu-native or dawn (default: HAL_IMPLEMENTATION)"
+    )
     args = parser.parse_args(argv)
 
     adapter: int | str | None = args.adapter
@@ -186,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         size *= 4
     samples: dict[str, dict[str, list[float]]] = {}
     directions: dict[str, str] = {}
-    with hal.create_device(adapter) as device:
-        print(f"adapter: {device.info}; torch: {'yes' if torch is not None else 'no'}")
+    with hal.create_device(adapter, implementation=args.implementation) as device:
+        pool = device._host.staging
+        implementation = device.info.implementation
+        print(f"adapter: {device.info} on {implementation}; torch: {'yes' if torch else 'no'}")
         print(
-            f"staging: chunk {human(staging.CHUNK_SIZE)}, depth {staging.DEPTH}, "
+            f"staging: {'host-memory buffers' if pool.host_memory else 'mapped buffers'}, "
+            f"chunk {human(pool.chunk_size)}, depth {pool.depth}, "
             f"copy threads {staging.COPY_THREADS}",
             flush=True,
         )
@@ -199,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.setdefault(name, {})[str(size)] = measure(run, args.reps, args.budget)
             print(f"  {human(size)} done", flush=True)
         info = str(device.info)
+        host_memory, chunk = pool.host_memory, pool.chunk_size
 
     def gbps(name: str, size: int) -> float | None:
         cell = samples.get(name, {}).get(str(size))
@@ -227,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         ("hal to_numpy / torch pinned d2h", "hal to_numpy", "torch pinned d2h"),
         ("hal transfer_h2d / torch pageable h2d", "hal transfer_h2d", "torch pageable h2d"),
         ("hal to_numpy / torch .cpu()", "hal to_numpy", "torch .cpu()"),
+        (
+            "hal transfer_h2d / dawn host-memory copy",
+            "hal transfer_h2d",
+            "dawn host-memory copy h2d",
+        ),
+        ("hal to_numpy / dawn host-memory copy", "hal to_numpy", "dawn host-memory copy d2h"),
     ]
     for label, a, b in pairs:
         row = {}
@@ -240,12 +302,14 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "adapter": info,
+        "implementation": implementation,
         "python": platform.python_version(),
         "wgpu": wgpu.__version__,
         "torch": None if torch is None else torch.__version__,
         "cores": os.cpu_count(),
         "staging": {
-            "chunk": staging.CHUNK_SIZE,
+            "host_memory": host_memory,
+            "chunk": chunk,
             "depth": staging.DEPTH,
             "copy_threads": staging.COPY_THREADS,
         },

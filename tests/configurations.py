@@ -42,6 +42,7 @@ SUBSET = (
     "tests/test_completion.py",
     "tests/test_errors.py",
     "tests/test_hostile_api.py",
+    "tests/test_hostile.py",
     "tests/test_host_access.py",
     "tests/test_transfers_fast.py",
     "tests/test_binding_tables.py",
@@ -56,7 +57,8 @@ SUBSET = (
 """What the profile and Dawn configurations run: every command (dispatch, copy, fill,
 update, indirect), every queue operation (execute, alloca/dealloca, barriers, waits,
 signals), host access and transfers, binding tables, constants, profiling, the error paths
-(test_errors, test_hostile_api) and both fuzzers at ``SUBSET_FUZZ_EXAMPLES``."""
+(test_errors, test_hostile_api), the hostile programs (test_hostile) and both fuzzers at
+``SUBSET_FUZZ_EXAMPLES``."""
 
 SUBSET_FUZZ_EXAMPLES = "60"
 
@@ -144,8 +146,14 @@ def _dawn(backends: Sequence[str], default: str) -> Configuration | str:
     if not dawn:
         return "hal lists no adapter for implementation='dawn' (this hal lacks it, or no adapter)"
     subset = _subset({"HAL_IMPLEMENTATION": "dawn"})
-    own = ("tests/test_dawn.py",) if (REPO / "tests/test_dawn.py").exists() else ()
-    return Configuration("dawn", f"Dawn/{dawn[0]}, test_dawn + subset", subset.env, own + SUBSET)
+    own = tuple(
+        name
+        for name in ("tests/test_dawn.py", "tests/test_host_memory.py")
+        if (REPO / name).exists()
+    )
+    return Configuration(
+        "dawn", f"Dawn/{dawn[0]}, test_dawn + test_host_memory + subset", subset.env, own + SUBSET
+    )
 
 
 LATER: tuple[tuple[str, Callable[[Sequence[str], str], Configuration | str]], ...] = (

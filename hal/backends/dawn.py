@@ -26,6 +26,13 @@ calls) and replaces what differs on Dawn:
   are waited with a timeout; mapped bytes are read through ``wgpuBufferGetMappedRange``.
 - **Loss.** Dawn's device-lost callback resolves a promise; :meth:`probe_lost` processes
   events and reads it.
+- **Host memory.** Where the adapter has ``host-mapped-pointer`` (an experimental feature:
+  the instance is created with the ``allow_unsafe_apis`` toggle), :meth:`create_host_buffer`
+  wraps new host pages as a COPY_SRC|COPY_DST buffer, so host transfers copy on the GPU
+  straight from and into host memory instead of mapping staging buffers
+  (hal/runtime/staging.py). wgpudawn's dispose callback holds the pages until Dawn has
+  released the buffer (destroyed, its submitted work done, events processed): the memory
+  outlives every GPU use. ``HAL_DISABLE_FEATURES=host-mapped-pointer`` keeps the staged path.
 
 wgpudawn is optional (``pip install .[dawn]``): :func:`load` raises BackendError saying so.
 """
@@ -34,6 +41,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import mmap
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -45,6 +54,8 @@ from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
 __all__ = ["DawnBackend", "dawn_adapters", "load"]
 
 _IMPLICIT_SYNC = "implicit-device-synchronization"
+_HOST_MEMORY = "host-mapped-pointer"
+_HUGE_PAGE = 2 << 20  # host-memory buffers start on a 2 MiB boundary (transparent huge pages)
 _SLICE_NS = 1_000_000  # a wait under the lock (no implicit synchronisation) blocks this long
 _LONG_SLICE_NS = 100_000_000  # a wait outside the lock wakes up this often to check for loss
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -59,12 +70,17 @@ def load() -> Any:
         try:
             import wgpudawn
             import wgpudawn.backends.auto  # registers Dawn as wgpudawn.gpu
-            from wgpudawn.backends.dawn import _api, _ffi, _helpers
+            from wgpudawn.backends.dawn import _api, _ffi, _helpers, extras
         except ImportError as error:
             raise BackendError(
                 f"wgpudawn is not installed ({error}); install it with pip install '.[dawn]'"
             ) from None
+        if _helpers._the_instance is None:
+            # host-mapped-pointer is experimental: Dawn offers it only on an instance with
+            # allow_unsafe_apis (which unlocks experimental features, not weaker validation).
+            extras.set_instance_extras(enable_toggles=["allow_unsafe_apis"])
         _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, libf=_api.libf)
+        _modules.update(extras=extras)
         _modules.update(callbacks=_ffi.callbacks, c_callback=_ffi.c_callback)
         _modules["instance"] = _helpers.get_wgpu_instance()
     return _modules["wgpudawn"]
@@ -151,7 +167,13 @@ class DawnBackend(RawCalls, WgpuPyBackend):
 
     implementation = "dawn"
 
-    def __init__(self, device: Any, features: frozenset[str], implicit_sync: bool) -> None:
+    def __init__(
+        self,
+        device: Any,
+        features: frozenset[str],
+        implicit_sync: bool,
+        host_memory: bool = False,
+    ) -> None:
         self._dawn = threading.RLock()
         wgpudawn = _modules["wgpudawn"]
         # RuntimeError: wgpudawn's map failures and calls on released objects.
@@ -162,6 +184,9 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         self._map_read, self._map_write = int(wgpudawn.MapMode.READ), int(wgpudawn.MapMode.WRITE)
         super().__init__(device, features)
         self.implicit_sync = implicit_sync
+        self.host_memory_buffers = host_memory
+        self._host_usage = int(wgpudawn.BufferUsage.COPY_SRC | wgpudawn.BufferUsage.COPY_DST)
+        self._host_alignment = 0
         self._pending: collections.deque[tuple[int, Any]] = collections.deque()
         self._lost_promise = getattr(device, "_lost_promise", None)
         self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
@@ -171,10 +196,16 @@ class DawnBackend(RawCalls, WgpuPyBackend):
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
-        """Request a Dawn device with ``features`` (plus implicit device synchronisation
-        where the adapter has it). BackendError on failure."""
+        """Request a Dawn device with ``features`` (plus implicit device synchronisation and
+        host-memory buffers where the adapter has them). BackendError on failure."""
         implicit = _IMPLICIT_SYNC in adapter.features
         wanted = [*features, _IMPLICIT_SYNC] if implicit else list(features)
+        # Not a hal feature (the runtime never requests it): honour HAL_DISABLE_FEATURES here,
+        # so the staged path can be forced where the adapter has host-memory buffers.
+        disabled = {f.strip() for f in os.environ.get("HAL_DISABLE_FEATURES", "").split(",")}
+        host_memory = _HOST_MEMORY in adapter.features and _HOST_MEMORY not in disabled
+        if host_memory:
+            wanted.append(_HOST_MEMORY)
         try:
             # Request the adapter description's limits, as the wgpu-py backend does, so an
             # adapter profile (hal.core.profiles) binds Dawn too.
@@ -183,7 +214,7 @@ class DawnBackend(RawCalls, WgpuPyBackend):
             )
         except Exception as error:
             raise translate(error) from None
-        return cls(device, frozenset(features), implicit)
+        return cls(device, frozenset(features), implicit, host_memory)
 
     def _classify(self, error: BackendError) -> BackendError:
         """``error``, marked lost (and the loss recorded) when the device is lost."""
@@ -235,6 +266,29 @@ class DawnBackend(RawCalls, WgpuPyBackend):
     read_timestamps = _serialised(WgpuPyBackend.read_timestamps)
     clear_command_buffer = _serialised(WgpuPyBackend.clear_command_buffer)
     copy_command_buffer = _serialised(WgpuPyBackend.copy_command_buffer)
+
+    @_serialised
+    def create_host_buffer(self, size: int) -> tuple[Any, memoryview]:
+        """A COPY_SRC|COPY_DST buffer over new host pages (2 MiB aligned, transparent huge
+        pages asked for) and a writable view of its first ``size`` bytes. BackendError when
+        Dawn refuses it or the device lacks host-mapped-pointer."""
+        if not self.host_memory_buffers:
+            raise BackendError("this Dawn device has no host-mapped-pointer feature")
+        extras = _modules["extras"]
+        if not self._host_alignment:
+            self._host_alignment = int(extras.get_host_memory_alignment(self.device))
+        step = max(self._host_alignment, _HUGE_PAGE)
+        length = -(-size // step) * step
+        pages = mmap.mmap(-1, length + step)
+        address = int(self._ffi.cast("uintptr_t", self._ffi.from_buffer(pages)))
+        start = -address % step
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            pages.madvise(mmap.MADV_HUGEPAGE, start, length)  # before the first touch
+        memory = memoryview(pages)[start : start + length]
+        buffer = extras.create_buffer_from_host_memory(
+            self.device, memory, usage=self._host_usage, label="hal.host"
+        )
+        return buffer, memory[:size]
 
     # -- recorded encoder calls: raw webgpu.h functions ---------------------------------------
     # wgpudawn's encoder objects cost a Python wrapper (argument conversion, struct building)

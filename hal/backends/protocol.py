@@ -102,6 +102,10 @@ class Backend:
     implementation: str = "abstract"
     limits: dict[str, int]
     features: frozenset[str]
+    #: True where :meth:`create_host_buffer` works: buffers whose memory is host pages, which
+    #: the GPU copies straight from and into (Dawn's host-mapped-pointer). Host transfers then
+    #: go through them instead of mapping staging buffers (hal/runtime/staging.py).
+    host_memory_buffers: bool = False
 
     def __init__(self) -> None:
         #: Held around every submission and around the destruction of the device: wgpu-native
@@ -129,6 +133,15 @@ class Backend:
     def create_staging_buffer(self, size: int, *, upload: bool) -> Any:
         """A host-mappable buffer: MAP_WRITE|COPY_SRC (``upload``) or MAP_READ|COPY_DST."""
         raise NotImplementedError
+
+    def create_host_buffer(self, size: int) -> tuple[Any, memoryview]:
+        """Only where :attr:`host_memory_buffers`: a COPY_SRC|COPY_DST buffer of at least
+        ``size`` bytes whose memory is new host pages, and a writable view of its first
+        ``size`` bytes. What the GPU copies into it is visible through the view once that
+        submission finished; the view is written only while no submitted work uses the
+        buffer. The pages stay alive until the implementation released the buffer (after
+        :meth:`destroy_buffer` and the work submitted before it). BackendError on failure."""
+        raise BackendError(f"{self.implementation} has no host-memory buffers")
 
     def destroy_buffer(self, buffer: Any) -> None:
         """Free ``buffer`` now (the caller knows no submitted work uses it)."""

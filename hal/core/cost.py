@@ -7,8 +7,9 @@ on the adapter: on an NVIDIA H100 a shader copy moves 2,660 GB/s against 831 GB/
 copy, so large copies should be kernels; elsewhere the native copy can be faster.
 
 The constants are measured per adapter by ``benchmarks/calibrate.py`` and shipped as JSON in
-``hal/cost_models/``; :func:`load_costs` picks the file whose ``match`` strings occur in the
-adapter's description, else the generic model.
+``hal/cost_models/``; :func:`load_costs` picks the file of the device's WebGPU implementation
+(its ``implementation`` key, "wgpu-native" where absent; Dawn's files are ``dawn-*.json``)
+whose ``match`` strings occur in the adapter's description, else the generic model.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class TransferCosts:
         return asdict(self)
 
 
-def load_costs(description: str) -> TransferCosts:
-    """The shipped cost model whose ``match`` strings all occur in ``description`` (adapter
-    name, backend, vendor; case-insensitive), else the generic one. Never raises."""
+def load_costs(description: str, implementation: str = "wgpu-native") -> TransferCosts:
+    """The shipped cost model of ``implementation`` (a file's ``implementation`` key,
+    "wgpu-native" where it has none) whose ``match`` strings all occur in ``description``
+    (adapter name, backend, vendor; case-insensitive), else the generic one. Never raises."""
     text = description.lower()
     names = {f.name for f in fields(TransferCosts)}
     try:
@@ -65,6 +67,10 @@ def load_costs(description: str) -> TransferCosts:
         try:
             data = json.loads(entry.read_text())
         except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        if str(data.get("implementation", "wgpu-native")) != implementation:
             continue
         match = [m.lower() for m in data.get("match", [])]
         if match and all(m in text for m in match):

@@ -593,5 +593,7 @@ def _caps(limits: dict[str, int], features: frozenset[str], info: AdapterInfo) -
         max_uniform_binding_size=limits["max-uniform-buffer-binding-size"],
         max_workgroups=limits["max-compute-workgroups-per-dimension"],
         max_buffer_size=limits["max-buffer-size"],
-        costs=load_costs(f"{info.name} {info.backend} {info.vendor} {info.adapter_type}"),
+        costs=load_costs(
+            f"{info.name} {info.backend} {info.vendor} {info.adapter_type}", info.implementation
+        ),
     )

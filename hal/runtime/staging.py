@@ -12,6 +12,14 @@ Maps go through the backend (``map_async`` / ``wait_mapped``; wgpu-native maps w
 functions and polls on this thread: hal/backends/wgpu_native.py). Waiting never depends on
 hal's completion thread, so these functions may run on it (``queue_write`` reads back there).
 
+Host-memory buffers: where the backend has them (``host_memory_buffers``: Dawn's
+host-mapped-pointer), the pool's buffers are host pages wrapped as buffers instead
+(:class:`_HostStaging`): the GPU copies straight from and into them, nothing is mapped, and
+"waiting for the map" is waiting for the submission that last used the buffer
+(``backend.wait``). Same pool, chunks and pipelining; chunks are ``HOST_CHUNK_SIZE``. The
+pages live as long as the buffer's last GPU use (the backend keeps them until the
+implementation released the buffer); :meth:`StagingPool.release` destroys the idle ones.
+
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
 buffer is unmapped before the command buffer that uses it is even encoded, is mapped again
 only after that submission was made, and user buffers are never mapped at all: hal does not
@@ -82,6 +90,13 @@ per copy thread, at least 4 MiB. Measured on the H100 host (8 threads, 64 MiB): 
 chunks moved 15.5 GB/s up and 16.9 down, 8 MiB chunks 9.3 and 6.5 (smaller pieces per thread
 cost more than they overlap); on lavapipe (1 thread) 2-4 MiB did best.
 """
+
+HOST_CHUNK_SIZE = _env_int("HAL_HOST_CHUNK", max(8 * _MIB, CHUNK_SIZE))
+"""Bytes per host-memory buffer and per pipelined chunk where the backend has host-memory
+buffers (``HAL_HOST_CHUNK`` overrides)."""
+
+HOST_MEMORY = os.environ.get("HAL_HOST_MEMORY", "1").strip() != "0"
+"""Use host-memory buffers where the backend has them (``HAL_HOST_MEMORY=0``: never)."""
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -225,6 +240,53 @@ class _Staging:
                 self.unmap()
 
 
+class _HostStaging:
+    """One host-memory buffer (host pages the GPU copies from and into), with the interface
+    of :class:`_Staging`: "mapping" it waits for ``last_ticket`` (the GPU's last use) and
+    returns a view of the pages; unmapping is bookkeeping only. Used by both directions."""
+
+    __slots__ = ("_backend", "_view", "buffer", "last_ticket", "mapped", "size", "upload")
+
+    def __init__(self, backend: Backend, size: int, upload: bool) -> None:
+        self._backend = backend
+        self.buffer, self._view = backend.create_host_buffer(size)
+        self.size = size
+        self.upload = upload
+        self.last_ticket = 0
+        self.mapped = 0
+
+    def request_map(self, size: int) -> None:
+        """Note that ``[0, size)`` will be accessed once the GPU finished ``last_ticket``."""
+        self.mapped = size
+
+    def wait_mapped(self) -> memoryview:
+        """Block until the GPU finished the submission that last used the buffer; its first
+        ``mapped`` bytes (read-only for readbacks). Raises UnavailableError (device lost)."""
+        if self.last_ticket:
+            try:
+                self._backend.wait(self.last_ticket)
+            except BackendError as error:
+                self.mapped = 0
+                raise UnavailableError(f"host transfer: {error}") from None
+        view = self._view[: self.mapped]
+        return view if self.upload else view.toreadonly()
+
+    def unmap(self) -> None:
+        """Nothing to unmap: host memory is always accessible."""
+        self.mapped = 0
+
+    def settle(self) -> None:
+        """Nothing to finish: the next user waits for ``last_ticket`` itself."""
+        self.mapped = 0
+
+    def destroy(self) -> None:
+        """Wait for the buffer's last GPU use, then destroy it (the backend frees the pages
+        once the implementation released them). Raises BackendError (device lost)."""
+        if self.last_ticket:
+            self._backend.wait(self.last_ticket)
+        self._backend.destroy_buffer(self.buffer)
+
+
 class Upload:
     """Bytes captured into staging buffers now, copied into a buffer later (a held-back
     ``queue_update``/``queue_read``). ``encode()`` makes the command buffer; ``release()``
@@ -235,11 +297,11 @@ class Upload:
     def __init__(
         self,
         pool: StagingPool,
-        staging: list[_Staging],
+        staging: list[Any],
         copies: list[tuple[Any, int, Any, int, int]],
     ) -> None:
         self._pool = pool
-        self._staging = staging
+        self._staging: list[Any] = staging
         self._copies = copies
 
     def encode(self) -> Any:
@@ -269,15 +331,19 @@ class StagingPool:
         self._profiler = profiler
         self._write_edge_bytes = write_edges
         self._lock = threading.Lock()
-        self._idle: dict[bool, list[_Staging]] = {True: [], False: []}
-        self.chunk_size = max(_MIN_BUFFER, CHUNK_SIZE & ~7)
+        self._idle: dict[bool, list[Any]] = {True: [], False: []}
+        #: True when the pool's buffers are host memory (:class:`_HostStaging`).
+        self.host_memory = HOST_MEMORY and bool(getattr(backend, "host_memory_buffers", False))
+        chunk = HOST_CHUNK_SIZE if self.host_memory else CHUNK_SIZE
+        self.chunk_size = max(_MIN_BUFFER, chunk & ~7)
         self.depth = max(1, DEPTH)
         self._keep = 2 * self.depth  # idle buffers kept per direction
 
     # -- the pool -------------------------------------------------------------------------
 
-    def _take(self, upload: bool, size: int) -> _Staging:
-        """An idle buffer of at least ``size`` bytes (``size`` <= chunk size), or a new one."""
+    def _take(self, upload: bool, size: int) -> Any:
+        """An idle buffer of at least ``size`` bytes (``size`` <= chunk size), or a new one:
+        a :class:`_HostStaging` where the pool is host memory, else a :class:`_Staging`."""
         with self._lock:
             idle = self._idle[upload]
             fitting = [s for s in idle if s.size >= size]
@@ -288,16 +354,31 @@ class StagingPool:
         capacity = self.chunk_size
         if size < capacity:  # small transfers get small buffers: powers of two from 64 KiB
             capacity = min(capacity, max(_MIN_BUFFER, 1 << (size - 1).bit_length()))
+        if self.host_memory:
+            return _HostStaging(self.backend, capacity, upload)
         return _Staging(self.backend, capacity, upload)
 
-    def give(self, staging: _Staging) -> None:
+    def give(self, staging: Any) -> None:
         """Return a staging buffer to the pool (a few are kept per direction)."""
         with self._lock:
             idle = self._idle[staging.upload]
             idle.append(staging)
             if len(idle) > self._keep:
-                # Dropping the last reference releases it; wgpu frees it after its work.
+                # Dropping the last reference releases it; wgpu frees it after its work (a
+                # host-memory buffer's pages with it: the backend holds them until then).
                 idle.remove(min(idle, key=lambda s: s.size))
+
+    def release(self) -> None:
+        """Destroy the idle host-memory buffers once the GPU is done with them (their pages
+        are freed after); mapped staging buffers are dropped. The pool stays usable. Never
+        raises: on a lost device the buffers are simply dropped."""
+        with self._lock:
+            idle = [item for items in self._idle.values() for item in items]
+            self._idle = {True: [], False: []}
+        for item in idle:
+            if isinstance(item, _HostStaging):
+                with contextlib.suppress(BackendError):
+                    item.destroy()
 
     def _submit(self, command_buffer: Any, allocation: Any) -> int:
         return self._queue.submit_now([command_buffer], [allocation])
@@ -397,7 +478,7 @@ class StagingPool:
             fill(memoryview(tail), end - offset)
         chunk = self.chunk_size
         target = buffer.allocation.handle
-        staging: list[_Staging] = []
+        staging: list[Any] = []
         copies: list[tuple[Any, int, Any, int, int]] = []
         try:
             for position in range(start, end, chunk):

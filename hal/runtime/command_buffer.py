@@ -58,7 +58,7 @@ from hal.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
 )
-from hal.runtime.buffer import Buffer
+from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
@@ -250,6 +250,7 @@ class CommandBuffer:
         """``target`` resolved and checked for a command that needs ``usage``/``access`` of
         it. A slot reference is checked at submission: its requirement is merged by
         :meth:`_require` once the command is recorded."""
+        target = as_target(target)
         ref = make_ref(what, argument, target, offset, length, self.binding_capacity, self.device)
         root = ref.buffer
         if root is None:
@@ -639,7 +640,7 @@ class CommandBuffer:
                 f"{layout.constants_size} (its var<immediate> block)"
             )
         if type(bindings) not in (tuple, list) and isinstance(
-            bindings, (BufferLike, BufferRef, SlotRef)
+            bindings, (BufferLike, BufferRef, SlotRef, BufferView)
         ):
             bindings = (bindings,)
         bindings = check_sequence(what, "bindings", bindings, "Buffers, BufferRefs or SlotRefs")
@@ -679,10 +680,10 @@ class CommandBuffer:
             if (
                 refs[i] is None
                 and binding is not None
-                and not isinstance(binding, (BufferLike, BufferRef, SlotRef))
+                and not isinstance(binding, (BufferLike, BufferRef, SlotRef, BufferView))
             ):
                 raise InvalidArgumentError(
-                    f"{what}: bindings[{i}] must be a Buffer, BufferRef or SlotRef"
+                    f"{what}: bindings[{i}] must be a Buffer, BufferRef, SlotRef or BufferView"
                 )
         return refs, any_slot
 

@@ -263,10 +263,11 @@ class Device:
         submitted work. Raises OutOfRangeError, PermissionDeniedError (no TRANSFER_TARGET
         usage or WRITE access), InvalidArgumentError, FailedPreconditionError."""
         from hal.core.checks import check_buffer_usage, check_range, host_bytes, resolve_direct
+        from hal.runtime.buffer import as_target
 
         self.check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
-        buffer, base, length = resolve_direct(target, "transfer_h2d", "target", self)
+        buffer, base, length = resolve_direct(as_target(target), "transfer_h2d", "target", self)
         check_buffer_usage(
             "transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
         )

@@ -8,6 +8,8 @@ copy commands as the ordering rules allow; submission replays that plan on the d
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hal import log as _log
+
 if TYPE_CHECKING:
     from hal.core.builtins import shader_path
     from hal.core.caps import DeviceCaps
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
     from hal.runtime.semaphore import Fence, Semaphore
 
 __version__ = "0.1.0"
+
+# HAL_LOG=debug|info|warning: hal's records to stderr (hal/log.py; stdlib logging only).
+_log.configure_from_env()
 
 # Names load on first use (PEP 562): ``import hal.core.lowering`` stays free of wgpu, and
 # ``import hal`` stays cheap.

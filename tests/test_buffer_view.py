@@ -56,7 +56,7 @@ def test_bad_shapes_and_dtypes_name_bufferview_and_the_argument(device: hal.Devi
         assert str(caught.value).startswith("BufferView: ") and argument in str(caught.value)
     with pytest.raises(hal.OutOfRangeError, match="BufferView: shape"):
         hal.BufferView(buf, (5,), np.float32)
-    with pytest.raises(hal.InvalidArgumentError, match="BufferView: buffer must be a hal.Buffer"):
+    with pytest.raises(hal.InvalidArgumentError, match=r"BufferView: buffer must be a hal\.Buffer"):
         hal.BufferView(np.zeros(4), (4,), np.float32)  # type: ignore[arg-type]
     with pytest.raises(hal.InvalidArgumentError, match="buffer_view_from_numpy"):
         device.buffer_view_from_numpy(np.array([object()]))

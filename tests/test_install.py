@@ -75,8 +75,18 @@ def _venv(tmp: Path, wheel: Path) -> Path:
     deps = [*site.getsitepackages(), sysconfig.get_path("purelib")]
     Path(purelib, "_hal_test_deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", bindir / "python", "install", "-q"]
-        + ["--no-deps", "--no-index", wheel],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            bindir / "python",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -152,8 +162,17 @@ def test_every_cli_subcommand_runs_from_the_install(installed: tuple[Path, Path,
         "  y[i.x] = 2.0 * x[i.x];\n}\n"
     )
     done = _run(
-        [hal_script, "run", kernel, "--workgroups", "1", "--input", "x.npy"]
-        + ["--output", "y.npy:f32:64"],
+        [
+            hal_script,
+            "run",
+            kernel,
+            "--workgroups",
+            "1",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy:f32:64",
+        ],
         work,
     )
     assert done.returncode == 0, done.stderr
@@ -161,7 +180,9 @@ def test_every_cli_subcommand_runs_from_the_install(installed: tuple[Path, Path,
 
     done = _run([hal_script, "example", "--list"], work)
     assert done.returncode == 0 and "prefix_sum" in done.stdout and "usage" not in done.stderr
-    done = _run([python, "-m", "hal", "example", "softmax", "--size", "4x64", "--repeat", "1"], work)
+    done = _run(
+        [python, "-m", "hal", "example", "softmax", "--size", "4x64", "--repeat", "1"], work
+    )
     assert done.returncode == 0, done.stderr
     assert "softmax: [4x64]" in done.stdout and "OK" in done.stdout
 

@@ -11,6 +11,7 @@ is lowered at submission, once per distinct binding table.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,26 @@ _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
 _BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
 _FULL_BARRIER = BarrierSegment(int(ExecutionStage.ALL), int(ExecutionStage.ALL), 0, (), ())
 """The segment of ``execution_barrier()`` with its defaults (shared: segments are frozen)."""
+
+
+_log = logging.getLogger("hal")
+_warned_no_constants: set[tuple[str, str]] = set()
+
+
+def _warn_no_constants(what: str, label: str, entry_point: str, size: int) -> None:
+    """Warn (once per kernel and entry point) about a dispatch that passes no constants to a
+    kernel that declares some: they all read 0, which is rarely what was meant."""
+    key = (label, entry_point)
+    if key not in _warned_no_constants:
+        _warned_no_constants.add(key)
+        _log.warning(
+            "%s: %r of %r declares %d bytes of dispatch constants (var<immediate>) but the "
+            "dispatch passes none: they read 0",
+            what,
+            entry_point,
+            label,
+            size,
+        )
 
 
 def _binding_name(index: int) -> str:
@@ -634,6 +655,8 @@ class CommandBuffer:
                 f"(entry points: {', '.join(executable.entry_points)})"
             ) from None
         data = pack_constants(what, constants, layout.constants_fields or None)
+        if not data and layout.constants_size:
+            _warn_no_constants(what, executable.label, entry_point, layout.constants_size)
         if len(data) > layout.constants_size:
             raise InvalidArgumentError(
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "

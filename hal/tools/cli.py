@@ -351,9 +351,7 @@ def _add_example(commands: Any, prog: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     example.epilog_factory = lambda: _example_epilog(prog)
-    example.add_argument(
-        "name", nargs="?", metavar="NAME", help="an example (see --list), or all"
-    )
+    example.add_argument("name", nargs="?", metavar="NAME", help="an example (see --list), or all")
     example.add_argument("--size", help="problem size, e.g. 256 or 128x64x32 (see below)")
     example.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs (5)")
     example.add_argument("--seed", type=int, default=0, help="random seed of the inputs (0)")

@@ -21,7 +21,14 @@ from typing import Any, TextIO
 
 from hal.tools.cli_run import UsageError
 
-__all__ = ["DEFAULT_SCRIPTS", "SUITE_SCRIPT", "BenchmarkNotFoundError", "find_scripts", "run_bench", "unmet_targets"]
+__all__ = [
+    "DEFAULT_SCRIPTS",
+    "SUITE_SCRIPT",
+    "BenchmarkNotFoundError",
+    "find_scripts",
+    "run_bench",
+    "unmet_targets",
+]
 
 SUITE_SCRIPT = "run_all.py"
 """The script that runs the whole suite, preferred when present."""

@@ -202,6 +202,28 @@ class Device:
         if not self._queue.wait_idle(timeout):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
 
+    async def wait_idle_async(self, timeout: float | None = None) -> None:
+        """Await every submitted operation finishing without blocking the event loop: unless
+        the device is idle already, a ``queue_barrier`` signals a semaphore once the work submitted before it finished,
+        and that semaphore is awaited (``Semaphore.wait_async``). Raises
+        DeadlineExceededError after ``timeout`` seconds, AbortedError if that work failed
+        (the device was lost or closed meanwhile), UnavailableError once closed,
+        InvalidArgumentError for a bad timeout."""
+        from hal.core.checks import timeout_seconds
+
+        self.check_open("wait_idle_async")
+        timeout = timeout_seconds("wait_idle_async", timeout)
+        if self._queue.wait_idle(0):  # a poll: nothing in flight, nothing to await
+            return
+        idle = self.create_semaphore()
+        self.queue_barrier(signal=[(idle, 1)])
+        try:
+            await idle.wait_async(1, timeout)
+        except DeadlineExceededError:
+            raise DeadlineExceededError(
+                f"wait_idle_async: work still pending after {timeout} s"
+            ) from None
+
     def profile(self, clock: str = "auto") -> Profile:
         """A context manager that times the work submitted while it is active, per dispatch
         and transfer (``with device.profile() as p: ...``; then ``p.events``,

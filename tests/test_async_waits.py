@@ -171,11 +171,11 @@ def test_bad_arguments(device: hal.Device) -> None:
     sem = device.create_semaphore()
 
     async def main() -> None:
-        with pytest.raises(hal.InvalidArgumentError, match="Semaphore.wait_async"):
+        with pytest.raises(hal.InvalidArgumentError, match=r"Semaphore\.wait_async"):
             await sem.wait_async(-1)
-        with pytest.raises(hal.InvalidArgumentError, match="Semaphore.wait_async"):
+        with pytest.raises(hal.InvalidArgumentError, match=r"Semaphore\.wait_async"):
             await sem.wait_async(1, timeout=-1)
-        with pytest.raises(hal.InvalidArgumentError, match="Fence.wait_async"):
+        with pytest.raises(hal.InvalidArgumentError, match=r"Fence\.wait_async"):
             await hal.Fence([(sem, 1)]).wait_async(timeout="soon")  # type: ignore[arg-type]
         with pytest.raises(hal.InvalidArgumentError, match="wait_idle_async"):
             await device.wait_idle_async(timeout=float("nan"))

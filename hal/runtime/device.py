@@ -204,8 +204,8 @@ class Device:
 
     async def wait_idle_async(self, timeout: float | None = None) -> None:
         """Await every submitted operation finishing without blocking the event loop: unless
-        the device is idle already, a ``queue_barrier`` signals a semaphore once the work submitted before it finished,
-        and that semaphore is awaited (``Semaphore.wait_async``). Raises
+        the device is idle already, a ``queue_barrier`` signals a semaphore once the work
+        submitted before it finished, and that semaphore is awaited. Raises
         DeadlineExceededError after ``timeout`` seconds, AbortedError if that work failed
         (the device was lost or closed meanwhile), UnavailableError once closed,
         InvalidArgumentError for a bad timeout."""

@@ -471,6 +471,7 @@ def test_subprocess_demo_still_works(tmp_path: Path) -> None:
     done = _python_m_hal("demo", "--dispatches", "10", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "result matches numpy: True" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].startswith("next: try ")
 
 
 # -- packaging-facing rough edges ----------------------------------------------------------------
@@ -556,3 +557,24 @@ def test_bench_progress_without_tqdm(
     code, _, err = run_cli(capsys, "bench", "--dir", folder, "--out", tmp_path / "r")
     assert code == 0
     assert "[0/2] running dispatch_overhead.py" in err and "[2/2] queue_latency.py ok" in err
+
+
+def test_devices_brief_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import hal
+
+    code, out, _ = run_cli(capsys, "devices", "--brief")
+    assert code == 0 and out.count("\n") == 1 and out.startswith("adapter: ")
+    with hal.create_device() as device:
+        assert str(device.info) in out
+
+
+def test_prefix_sum_rejects_integer_input() -> None:
+    import hal
+    from hal.examples import prefix_sum
+
+    with hal.create_device() as device:
+        with pytest.raises(hal.InvalidArgumentError) as caught:
+            prefix_sum.prefix_sum(device, np.arange(10, dtype=np.int32))
+        assert "dtype int32" in str(caught.value) and "float32" in str(caught.value)
+        got = prefix_sum.prefix_sum(device, np.arange(10, dtype=np.float32))
+        np.testing.assert_array_equal(got, np.cumsum(np.arange(10)).astype(np.float32))

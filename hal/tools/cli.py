@@ -104,6 +104,17 @@ def _devices(args: argparse.Namespace) -> int:
     if args.check:
         native = [a for a in available_adapters() if a.backend in ("vulkan", "metal", "d3d12")]
         return 0 if native else 1
+    if args.brief:  # only the implementation hal opens is asked (Dawn's listing is chatty)
+        from hal.runtime.adapters import describe, pick_adapter
+
+        env = os.environ.get("HAL_ADAPTER") or None
+        chosen = pick_adapter(
+            int(env) if env and env.isdigit() else env,
+            os.environ.get("HAL_BACKEND") or None,
+            os.environ.get("HAL_IMPLEMENTATION") or None,
+        )
+        print(f"adapter: {describe(chosen)} [{chosen.implementation}]")
+        return 0
     details = _adapter_details()
     if not details:
         print("no adapters found", file=sys.stderr)
@@ -265,6 +276,9 @@ def _add_devices(commands: Any) -> None:
         "-v", "--verbose", action="store_true", help="list every limit and feature"
     )
     devices.add_argument("--json", action="store_true", help="print the details as JSON")
+    devices.add_argument(
+        "--brief", action="store_true", help="print one line: the adapter hal picks"
+    )
     devices.set_defaults(run=_devices)
 
 

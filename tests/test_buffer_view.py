@@ -4,6 +4,8 @@ its own range of the buffer, not the whole buffer)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,17 @@ def test_a_view_of_a_released_buffer_is_refused(device: hal.Device) -> None:
         cb.fill_buffer(view, 0, None, 0)
     with pytest.raises(hal.FailedPreconditionError, match="released"):
         np.asarray(view)
+
+
+def test_views_in_file_operations(device: hal.Device, tmp_path: Path) -> None:
+    data = np.arange(32, dtype=np.int16).reshape(4, 8)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data.tobytes())
+    view = device.buffer_view_from_numpy(np.zeros((4, 8), np.int16))
+    s = device.create_semaphore()
+    device.queue_read(source, 0, view, 0, data.nbytes, signal=[(s, 1)])
+    target = bytearray(data.nbytes)
+    device.queue_write(view, 0, target, 0, data.nbytes, wait=[(s, 1)], signal=[(s, 2)])
+    s.wait(2, timeout=TIMEOUT)
+    np.testing.assert_array_equal(view.to_numpy(), data)
+    assert bytes(target) == data.tobytes()

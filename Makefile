@@ -57,7 +57,7 @@ adapter: $(STAMP)
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mesa-vulkan-drivers; \
 	fi
-	@$(PY) -m hal devices
+	@$(PY) -m hal devices --brief
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

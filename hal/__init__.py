@@ -6,6 +6,7 @@ copy commands as the ordering rules allow; submission replays that plan on the d
 """
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
     from hal.runtime.semaphore import Fence, Semaphore
 
 __version__ = "0.1.0"
+
+# HAL_LOG=debug|info|warning: hal's records to stderr (hal/log.py). Loaded only then, so
+# that `import hal.core.…` loads nothing but the pure layer.
+if os.environ.get("HAL_LOG"):
+    importlib.import_module("hal.log").configure_from_env()
 
 # Names load on first use (PEP 562): ``import hal.core.lowering`` stays free of wgpu, and
 # ``import hal`` stays cheap.
@@ -103,6 +109,7 @@ _SUBMODULES = {
     "enums": "hal.enums",
     "errors": "hal.errors",
     "examples": "hal.examples",
+    "log": "hal.log",
     "lowering": "hal.core.lowering",
     "plan": "hal.core.plan",
     "reference": "hal.core.reference",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -470,3 +471,110 @@ def test_subprocess_demo_still_works(tmp_path: Path) -> None:
     done = _python_m_hal("demo", "--dispatches", "10", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "result matches numpy: True" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].startswith("next: try ")
+
+
+# -- packaging-facing rough edges ----------------------------------------------------------------
+
+
+def test_version_and_program_name(capsys: pytest.CaptureFixture[str]) -> None:
+    import hal
+    from hal.tools.cli import program_name
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"python -m hal {hal.__version__}"
+    assert main(["--version"], prog="hal") == 0
+    assert capsys.readouterr().out.strip() == f"hal {hal.__version__}"
+    assert main(["run", "--help"], prog="hal") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hal run ") and "python -m hal" not in out
+    assert main(["nope"], prog="hal") == 2
+    assert capsys.readouterr().err.startswith("usage: hal ")
+    assert program_name("/venv/bin/hal") == "hal"
+    assert program_name("/src/hal/__main__.py") == "python -m hal"
+
+
+def test_building_the_parser_does_not_import_the_examples() -> None:
+    code = (
+        "import sys; from hal.tools.cli import main; main(['--help']); main(['bench', '--help']);"
+        "print('hal.examples' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("False")
+
+
+def test_example_help_still_lists_the_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "example", "--help")
+    assert code == 0 and "matmul: " in out and "prefix_sum: " in out
+
+
+def test_misspelt_backend_lists_the_valid_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hal
+
+    monkeypatch.setenv("HAL_BACKEND", "vulkna")
+    with pytest.raises(hal.UnavailableError) as caught:
+        hal.create_device()
+    message = str(caught.value)
+    assert "'vulkna'" in message and "vulkan, metal, d3d12, gl" in message
+
+
+def test_bench_writes_results_outside_the_checkout(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = (
+        "import json, argparse\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--json', required=True)\n"
+        "a = p.parse_args()\n"
+        "open(a.json, 'w').write(json.dumps({'targets': [{'target': 'speed', 'met': False},"
+        " {'target': 'size', 'met': True}]}))\n"
+    )
+    folder = _fake_benchmarks(tmp_path, "run_all.py", body=body)
+    out_dir = tmp_path / "results"
+    code, out, err = run_cli(capsys, "bench", "--dir", folder, "--out", out_dir)
+    assert code == 0, err
+    assert json.loads((out_dir / "run_all.json").read_text())["targets"][0]["met"] is False
+    assert f"results: {out_dir}" in out and "targets not met: speed" in out
+    assert "--fail-on-targets" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["run_all.py"]  # nothing beside it
+    code, out, _ = run_cli(capsys, "bench", "--dir", folder, "--out", out_dir, "--fail-on-targets")
+    assert code == 1 and "targets not met: speed" in out
+    code, out, _ = run_cli(capsys, "bench", "--dir", folder)  # default: a temp folder
+    line = next(x for x in out.splitlines() if x.startswith("results: "))
+    default = Path(line.removeprefix("results: "))
+    assert code == 0 and (default / "run_all.json").is_file()
+    assert not default.is_relative_to(REPO) and not default.is_relative_to(folder.parent)
+    shutil.rmtree(default)
+
+
+def test_bench_progress_without_tqdm(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm → ImportError
+    folder = _fake_benchmarks(tmp_path, "dispatch_overhead.py", "queue_latency.py")
+    code, _, err = run_cli(capsys, "bench", "--dir", folder, "--out", tmp_path / "r")
+    assert code == 0
+    assert "[0/2] running dispatch_overhead.py" in err and "[2/2] queue_latency.py ok" in err
+
+
+def test_devices_brief_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import hal
+
+    code, out, _ = run_cli(capsys, "devices", "--brief")
+    assert code == 0 and out.count("\n") == 1 and out.startswith("adapter: ")
+    with hal.create_device() as device:
+        assert str(device.info) in out
+
+
+def test_prefix_sum_rejects_integer_input() -> None:
+    import hal
+    from hal.examples import prefix_sum
+
+    with hal.create_device() as device:
+        with pytest.raises(hal.InvalidArgumentError) as caught:
+            prefix_sum.prefix_sum(device, np.arange(10, dtype=np.int32))
+        assert "dtype int32" in str(caught.value) and "float32" in str(caught.value)
+        got = prefix_sum.prefix_sum(device, np.arange(10, dtype=np.float32))
+        np.testing.assert_array_equal(got, np.cumsum(np.arange(10)).astype(np.float32))

@@ -10,6 +10,7 @@ recording command buffer recorded nothing and the semaphores kept their values.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 from collections.abc import Callable, Iterator
@@ -374,6 +375,11 @@ case("hal.Fence", "points=negative", lambda w: hal.Fence([(w.sem, -1)]), IAE, "F
 # -- Device ---------------------------------------------------------------------------------
 
 timeouts("Device.wait_idle", "wait_idle", lambda w, t: w.device.wait_idle(t))
+timeouts(
+    "Device.wait_idle_async",
+    "wait_idle_async",
+    lambda w, t: asyncio.run(w.device.wait_idle_async(t)),
+)
 for _label, _clock in [("int", 5), ("unknown", "sundial"), ("None", None)]:
     case(
         "Device.profile",
@@ -1285,6 +1291,18 @@ case(
 )
 ints("Semaphore.wait", "Semaphore.wait", "value", lambda w, v: w.sem.wait(v, 0), none=True)
 timeouts("Semaphore.wait", "Semaphore.wait", lambda w, t: w.sem.wait(99, t))
+ints(
+    "Semaphore.wait_async",
+    "Semaphore.wait_async",
+    "value",
+    lambda w, v: asyncio.run(w.sem.wait_async(v, 0)),
+    none=True,
+)
+timeouts(
+    "Semaphore.wait_async",
+    "Semaphore.wait_async",
+    lambda w, t: asyncio.run(w.sem.wait_async(99, t)),
+)
 for _label, _error in [("int", 5), ("None", None), ("list", ["x"])]:
     case(
         "Semaphore.fail",
@@ -1329,6 +1347,11 @@ for _label, _fences in [("int", (5,)), ("list", ([],)), ("None", (None,))]:
         "fences[1]",
     )
 timeouts("Fence.wait", "Fence.wait", lambda w, t: hal.Fence([(w.sem, 99)]).wait(t))
+timeouts(
+    "Fence.wait_async",
+    "Fence.wait_async",
+    lambda w, t: asyncio.run(hal.Fence([(w.sem, 99)]).wait_async(t)),
+)
 case(
     "Fence.signal",
     "not-increasing",

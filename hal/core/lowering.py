@@ -35,6 +35,7 @@ Nothing here touches wgpu.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,6 +77,8 @@ from hal.core.segments import (
     WaitEventsSegment,
 )
 from hal.errors import InvalidArgumentError
+
+_log = logging.getLogger("hal")
 
 __all__ = ["LoweringOptions", "lower"]
 
@@ -747,4 +750,9 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
             raise InvalidArgumentError(f"lower: {segment!r} is not a segment")
         # Events are signalled at their position and waited like a barrier; advice needs no
         # wgpu command.
-    return builder.finish(len(segments))
+    plan = builder.finish(len(segments))
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug(
+            "lowering: %d segments -> %s [costs %s]", len(segments), plan.stats, caps.costs.name
+        )
+    return plan

@@ -115,10 +115,17 @@ def reference(x: np.ndarray) -> np.ndarray:
 
 
 def prefix_sum(device: Device, x: np.ndarray, timeout: float = WAIT_S) -> np.ndarray:
-    """Inclusive prefix sum of a 1-D array on the GPU (converted to float32).
+    """Inclusive prefix sum of a 1-D floating-point array on the GPU (in float32).
 
-    Raises InvalidArgumentError for an empty or non-1-D array, DeadlineExceededError when the
-    GPU takes longer than ``timeout`` seconds."""
+    Raises InvalidArgumentError for an empty or non-1-D array or one that is not floating
+    point (the kernel scans float32: an integer scan would silently round), and
+    DeadlineExceededError when the GPU takes longer than ``timeout`` seconds."""
+    kind = np.asarray(x).dtype
+    if kind.kind != "f":
+        raise InvalidArgumentError(
+            f"prefix_sum: x has dtype {kind}; the kernel scans float32 only (pass "
+            f"x.astype(np.float32) to scan it as floats)"
+        )
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     if x32.ndim != 1 or x32.size == 0:
         raise InvalidArgumentError(f"prefix_sum: shape {x32.shape} is not a non-empty 1-D array")

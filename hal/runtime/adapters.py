@@ -132,7 +132,10 @@ def pick_adapter(
         )
         candidates = [(i, a) for i, a in candidates if a.backend == want]
         if not candidates:
-            raise UnavailableError(f"create_device: no adapter with backend {backend!r}")
+            raise UnavailableError(
+                f"create_device: no adapter with backend {backend!r} (backends: vulkan, metal, "
+                f"d3d12, gl; here: {', '.join(sorted({a.backend for a in found})) or 'none'})"
+            )
     if isinstance(adapter, int):
         if not 0 <= adapter < len(found):
             raise InvalidArgumentError(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hal.core.checks import check_buffer_usage, check_dtype, check_int, check_range, host_bytes
-from hal.core.refs import BufferLike
+from hal.core.refs import BufferLike, BufferRef
 from hal.enums import BufferUsage, MemoryAccess, MemoryType, coerce_flags
 from hal.errors import (
     FailedPreconditionError,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from hal.runtime.device import Device
     from hal.runtime.transfers import HostTransfers
 
-__all__ = ["Buffer", "BufferView"]
+__all__ = ["Buffer", "BufferView", "as_target"]
 
 _HOST_ACCESS = int(MemoryAccess.READ | MemoryAccess.WRITE)
 
@@ -338,41 +338,76 @@ class Buffer(BufferLike):
 
 
 class BufferView:
-    """A buffer with a shape and dtype, like IREE's buffer view."""
+    """A buffer range with a shape and a dtype (C order), like IREE's buffer view: the typed
+    device array of hal. Accepted wherever a command or queue operation takes a Buffer, where
+    it stands for ``BufferRef(view.buffer, 0, view.byte_length)``; ``np.asarray(view)`` and
+    ``view.to_numpy()`` read it back with its dtype and shape."""
 
-    __slots__ = ("buffer", "dtype", "shape")
+    __slots__ = ("buffer", "byte_length", "dtype", "ref", "shape")
 
     def __init__(self, buffer: Buffer, shape: Any, dtype: Any) -> None:
-        """Raises InvalidArgumentError unless ``buffer`` is a live Buffer, ``shape`` an int or
-        a sequence of non-negative ints and ``dtype`` a numpy dtype of plain bytes;
-        OutOfRangeError when the shape needs more bytes than the buffer has."""
+        """Raises InvalidArgumentError (naming ``BufferView`` and the argument) unless
+        ``buffer`` is a live Buffer, ``shape`` an int or a sequence of non-negative ints and
+        ``dtype`` a numpy dtype of plain bytes; OutOfRangeError when the shape needs more
+        bytes than the buffer has; FailedPreconditionError for a released buffer."""
         what = "BufferView"
         if not isinstance(buffer, Buffer):
             raise InvalidArgumentError(
                 f"{what}: buffer must be a hal.Buffer, not {type(buffer).__name__}"
             )
         buffer.check_alive(what, "buffer")
-        self.buffer = buffer
         self.shape: tuple[int, ...] = check_shape(what, shape)
-        self.dtype = check_dtype(what, "dtype", dtype)
+        self.dtype: np.dtype[Any] = check_dtype(what, "dtype", dtype)
         need = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         if need > buffer.byte_length:
             raise OutOfRangeError(
                 f"BufferView: shape {self.shape} of {self.dtype} needs {need} bytes but the "
                 f"buffer has {buffer.byte_length}"
             )
+        self.buffer = buffer
+        self.byte_length = need
+        # The range the view stands for in commands and queue operations.
+        self.ref = BufferRef(buffer, 0, need)
 
     @property
-    def byte_length(self) -> int:
-        """Bytes covered by the view."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
 
     def to_numpy(self) -> np.ndarray:
-        """A host copy of the view's contents."""
+        """A host copy of the view's contents with its dtype and shape (after all submitted
+        work, as ``Buffer.to_numpy``). Raises PermissionDeniedError without TRANSFER_SOURCE
+        usage, FailedPreconditionError for a released buffer, UnavailableError once the
+        device is closed."""
         return self.buffer.to_numpy(self.dtype, self.shape)
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(view)``: a host copy (always a new array, so ``copy=False`` raises
+        ValueError as numpy asks), converted to ``dtype`` when given."""
+        if copy is False:
+            raise ValueError("BufferView: a device array cannot be viewed without a copy")
+        array = self.to_numpy()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d BufferView")
+        return self.shape[0]
+
     def __repr__(self) -> str:
-        return f"<hal.BufferView {self.shape} {self.dtype}>"
+        dims = "x".join(map(str, self.shape)) or "scalar"
+        return f"<hal.BufferView {dims} {self.dtype} of {self.buffer!r}>"
+
+
+def as_target(target: Any) -> Any:
+    """A command's or queue operation's target/source with a BufferView replaced by the
+    range it stands for (:attr:`BufferView.ref`); anything else unchanged."""
+    return target.ref if type(target) is BufferView else target
 
 
 def check_shape(what: str, shape: Any) -> tuple[int, ...]:

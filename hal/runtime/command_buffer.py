@@ -11,6 +11,7 @@ is lowered at submission, once per distinct binding table.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,7 @@ from hal.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
 )
-from hal.runtime.buffer import Buffer
+from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
@@ -104,6 +105,26 @@ _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
 _BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
 _FULL_BARRIER = BarrierSegment(int(ExecutionStage.ALL), int(ExecutionStage.ALL), 0, (), ())
 """The segment of ``execution_barrier()`` with its defaults (shared: segments are frozen)."""
+
+
+_log = logging.getLogger("hal")
+_warned_no_constants: set[tuple[str, str]] = set()
+
+
+def _warn_no_constants(what: str, label: str, entry_point: str, size: int) -> None:
+    """Warn (once per kernel and entry point) about a dispatch that passes no constants to a
+    kernel that declares some: they all read 0, which is rarely what was meant."""
+    key = (label, entry_point)
+    if key not in _warned_no_constants:
+        _warned_no_constants.add(key)
+        _log.warning(
+            "%s: %r of %r declares %d bytes of dispatch constants (var<immediate>) but the "
+            "dispatch passes none: they read 0",
+            what,
+            entry_point,
+            label,
+            size,
+        )
 
 
 def _binding_name(index: int) -> str:
@@ -250,6 +271,7 @@ class CommandBuffer:
         """``target`` resolved and checked for a command that needs ``usage``/``access`` of
         it. A slot reference is checked at submission: its requirement is merged by
         :meth:`_require` once the command is recorded."""
+        target = as_target(target)
         ref = make_ref(what, argument, target, offset, length, self.binding_capacity, self.device)
         root = ref.buffer
         if root is None:
@@ -633,13 +655,15 @@ class CommandBuffer:
                 f"(entry points: {', '.join(executable.entry_points)})"
             ) from None
         data = pack_constants(what, constants, layout.constants_fields or None)
+        if not data and layout.constants_size:
+            _warn_no_constants(what, executable.label, entry_point, layout.constants_size)
         if len(data) > layout.constants_size:
             raise InvalidArgumentError(
                 f"{what}: {len(data)} bytes of constants, but {entry_point!r} declares "
                 f"{layout.constants_size} (its var<immediate> block)"
             )
         if type(bindings) not in (tuple, list) and isinstance(
-            bindings, (BufferLike, BufferRef, SlotRef)
+            bindings, (BufferLike, BufferRef, SlotRef, BufferView)
         ):
             bindings = (bindings,)
         bindings = check_sequence(what, "bindings", bindings, "Buffers, BufferRefs or SlotRefs")
@@ -679,10 +703,10 @@ class CommandBuffer:
             if (
                 refs[i] is None
                 and binding is not None
-                and not isinstance(binding, (BufferLike, BufferRef, SlotRef))
+                and not isinstance(binding, (BufferLike, BufferRef, SlotRef, BufferView))
             ):
                 raise InvalidArgumentError(
-                    f"{what}: bindings[{i}] must be a Buffer, BufferRef or SlotRef"
+                    f"{what}: bindings[{i}] must be a Buffer, BufferRef, SlotRef or BufferView"
                 )
         return refs, any_slot
 

@@ -203,6 +203,28 @@ class Device:
         if not self._queue.wait_idle(timeout):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
 
+    async def wait_idle_async(self, timeout: float | None = None) -> None:
+        """Await every submitted operation finishing without blocking the event loop: unless
+        the device is idle already, a ``queue_barrier`` signals a semaphore once the work
+        submitted before it finished, and that semaphore is awaited. Raises
+        DeadlineExceededError after ``timeout`` seconds, AbortedError if that work failed
+        (the device was lost or closed meanwhile), UnavailableError once closed,
+        InvalidArgumentError for a bad timeout."""
+        from hal.core.checks import timeout_seconds
+
+        self.check_open("wait_idle_async")
+        timeout = timeout_seconds("wait_idle_async", timeout)
+        if self._queue.wait_idle(0):  # a poll: nothing in flight, nothing to await
+            return
+        idle = self.create_semaphore()
+        self.queue_barrier(signal=[(idle, 1)])
+        try:
+            await idle.wait_async(1, timeout)
+        except DeadlineExceededError:
+            raise DeadlineExceededError(
+                f"wait_idle_async: work still pending after {timeout} s"
+            ) from None
+
     def profile(self, clock: str = "auto") -> Profile:
         """A context manager that times the work submitted while it is active, per dispatch
         and transfer (``with device.profile() as p: ...``; then ``p.events``,
@@ -264,10 +286,11 @@ class Device:
         submitted work. Raises OutOfRangeError, PermissionDeniedError (no TRANSFER_TARGET
         usage or WRITE access), InvalidArgumentError, FailedPreconditionError."""
         from hal.core.checks import check_buffer_usage, check_range, host_bytes, resolve_direct
+        from hal.runtime.buffer import as_target
 
         self.check_open("transfer_h2d")
         payload = host_bytes(data, "transfer_h2d", "data")
-        buffer, base, length = resolve_direct(target, "transfer_h2d", "target", self)
+        buffer, base, length = resolve_direct(as_target(target), "transfer_h2d", "target", self)
         check_buffer_usage(
             "transfer_h2d", "target", buffer, BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
         )

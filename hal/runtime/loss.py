@@ -6,6 +6,7 @@ then fails held-back and in-flight work and every later operation raises Unavail
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from hal.errors import HalError, InvalidArgumentError
@@ -21,5 +22,6 @@ def backend_failure(queue: Queue, what: str, error: BackendError) -> HalError:
     """The HalError for a backend error that escaped from ``what``: UnavailableError (and the
     device marked lost) when the device is lost, else InvalidArgumentError."""
     if error.lost:
+        logging.getLogger("hal").debug("device lost in %s: %s", what, error)
         return queue.mark_lost(f"{what}: {error}")
     return InvalidArgumentError(f"{what}: wgpu rejected it: {error}")

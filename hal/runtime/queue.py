@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from hal.runtime.zeroing import PendingClears
 
 __all__ = ["Queue", "WaitList", "Work"]
+
+_log = logging.getLogger("hal")
 
 
 class Work:
@@ -214,6 +217,8 @@ class Queue:
         if closed:
             work.abort(UnavailableError("the device was closed before the waits"))
             return
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("queue: submission held back on %s", ", ".join(map(repr, unreached)))
         for semaphore, _ in unreached:
             self._release_ready(semaphore)
 
@@ -248,6 +253,10 @@ class Queue:
             ready, watch = self._take_ready(semaphore)
             if watch:
                 semaphore.watch(lambda: self._semaphore_changed(semaphore))
+            if ready and _log.isEnabledFor(logging.DEBUG):
+                _log.debug(
+                    "queue: %d held-back submission(s) released by %r", len(ready), semaphore
+                )
             for work in ready:
                 self.schedule(work)
             if not watch:

@@ -7,7 +7,9 @@ costs nothing measurable.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -25,7 +27,15 @@ from hal.errors import (
 if TYPE_CHECKING:
     from hal.runtime.device import Device
 
-__all__ = ["MAX_VALUE", "Fence", "Semaphore", "WaitList", "normalise_points", "wait_points"]
+__all__ = [
+    "MAX_VALUE",
+    "Fence",
+    "Semaphore",
+    "WaitList",
+    "normalise_points",
+    "wait_points",
+    "wait_points_async",
+]
 
 MAX_VALUE = (1 << 63) - 1
 """Largest semaphore payload."""
@@ -119,6 +129,15 @@ class Semaphore:
         value = _check_value("Semaphore.wait", value)
         wait_points([(self, value)], "all", timeout, "Semaphore.wait")
 
+    async def wait_async(self, value: int, timeout: float | None = None) -> None:
+        """Await the value reaching ``value`` without blocking the event loop (a watcher on
+        the semaphore wakes the awaiting task; no thread per wait). Raises as :meth:`wait`:
+        DeadlineExceededError after ``timeout`` seconds, AbortedError if the semaphore
+        fails, InvalidArgumentError for a bad value or timeout. Cancelling the awaiting task
+        removes the watcher."""
+        value = _check_value("Semaphore.wait_async", value)
+        await wait_points_async([(self, value)], "all", timeout, "Semaphore.wait_async")
+
     def expect(self, value: int, completion: Any, ticket: int) -> None:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
         ``value`` when done (runtime use: lets an unbounded wait block on that ticket)."""
@@ -141,6 +160,11 @@ class Semaphore:
         """Call ``callback`` once at the next change (signal or failure)."""
         with _changed:
             self._watchers.append(callback)
+
+    def _unwatch(self, callback: Callable[[], None]) -> None:
+        """Forget ``callback`` if it has not run yet."""
+        with _changed, contextlib.suppress(ValueError):
+            self._watchers.remove(callback)
 
     def _notify_watchers(self) -> None:
         with _changed:
@@ -202,6 +226,11 @@ class Fence:
         """Wait for every point. Raises DeadlineExceededError / AbortedError, and
         InvalidArgumentError for a bad timeout (see :func:`wait_points`)."""
         wait_points(self.points, "all", timeout, "Fence.wait")
+
+    async def wait_async(self, timeout: float | None = None) -> None:
+        """Await every point without blocking the event loop; raises as :meth:`wait`.
+        Cancelling the awaiting task removes its watchers."""
+        await wait_points_async(self.points, "all", timeout, "Fence.wait_async")
 
     def signal(self) -> None:
         """Signal every point from the host."""
@@ -338,3 +367,72 @@ def wait_points(
                     f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
                 )
             _changed.wait(remaining)
+
+
+def _reached(pairs: tuple[Point, ...], mode: str) -> bool:
+    """Whether all (or any) points are reached. Raises AbortedError for a failed one."""
+    reached = 0
+    for semaphore, value in pairs:
+        failure = semaphore._failure
+        if failure is not None:
+            raise AbortedError(f"wait: semaphore failed: {failure}", failure)
+        if semaphore._value >= value:
+            reached += 1
+            if mode == "any":
+                return True
+    return reached == len(pairs)
+
+
+async def wait_points_async(
+    points: WaitList,
+    mode: str = "all",
+    timeout: float | None = None,
+    what: str = "wait_semaphores",
+) -> None:
+    """:func:`wait_points` for asyncio: never blocks the running loop. Every semaphore not
+    yet reached gets a one-shot watcher that wakes the loop (``call_soon_threadsafe``),
+    whatever thread signals it (the host, the completion thread); the points are checked
+    again on every wake-up. Raises as :func:`wait_points`; on return, timeout, failure or
+    cancellation the watchers still registered are removed."""
+    if not isinstance(mode, str) or mode not in ("all", "any"):
+        raise InvalidArgumentError(f"{what}: mode {mode!r} must be 'all' or 'any'")
+    pairs = normalise_points(what, points)
+    timeout = timeout_seconds(what, timeout)
+    if not pairs or _reached(pairs, mode):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    changed = asyncio.Event()
+    watching: dict[Semaphore, Callable[[], None]] = {}
+
+    def watcher(semaphore: Semaphore) -> Callable[[], None]:
+        def on_change() -> None:  # runs on the signalling thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(woken, semaphore)
+
+        return on_change
+
+    def woken(semaphore: Semaphore) -> None:  # runs on the loop
+        watching.pop(semaphore, None)
+        changed.set()
+
+    try:
+        while True:
+            changed.clear()
+            for semaphore, _ in pairs:
+                if semaphore not in watching:
+                    watching[semaphore] = callback = watcher(semaphore)
+                    semaphore.watch(callback)
+            # Checked after the watchers are in place, so no change is missed.
+            if _reached(pairs, mode):
+                return
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError(
+                    f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+    finally:
+        for semaphore, callback in watching.items():
+            semaphore._unwatch(callback)

@@ -33,6 +33,7 @@ only those bytes; no other byte of the target changes, even under concurrent GPU
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -61,6 +62,7 @@ Sink = Callable[[memoryview, int], None]
 """Receives ``(chunk, position)``: a read-only view of bytes that start at ``position`` of
 the requested range. The view is only valid during the call."""
 
+_log = logging.getLogger("hal")
 _MIB = 1 << 20
 _MAP_TIMEOUT = 60.0
 _MIN_BUFFER = 64 * 1024
@@ -437,6 +439,8 @@ class StagingPool:
         chunk = self.chunk_size
         total = len(body)
         chunks = -(-total // chunk)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("staging: upload of %d bytes in %d chunk(s) of %d", total, chunks, chunk)
         staging = [self._take(True, min(chunk, total)) for _ in range(min(self.depth, chunks))]
         try:
             for k in range(chunks):
@@ -477,6 +481,8 @@ class StagingPool:
         if tail:
             fill(memoryview(tail), end - offset)
         chunk = self.chunk_size
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("staging: %d bytes captured for a queued update", end - start)
         target = buffer.allocation.handle
         staging: list[Any] = []
         copies: list[tuple[Any, int, Any, int, int]] = []
@@ -521,6 +527,8 @@ class StagingPool:
         chunk = self.chunk_size
         total = end - start
         chunks = -(-total // chunk)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("staging: readback of %d bytes in %d chunk(s) of %d", total, chunks, chunk)
         staging = [self._take(False, min(chunk, total)) for _ in range(min(self.depth, chunks))]
 
         def submit(k: int) -> None:

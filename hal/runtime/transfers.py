@@ -25,7 +25,7 @@ from hal.enums import (
     MemoryType,
 )
 from hal.errors import FailedPreconditionError, HalError, InvalidArgumentError, OutOfRangeError
-from hal.runtime.buffer import Buffer
+from hal.runtime.buffer import Buffer, as_target
 from hal.runtime.loss import backend_failure
 from hal.runtime.semaphore import normalise_points
 from hal.runtime.staging import copy_bytes
@@ -93,6 +93,7 @@ def queue_update_staged(
     them now, the GPU copies run once ``wait`` is reached. Returns False (doing nothing)
     where the ordinary path applies: small or invalid arguments, slot targets."""
     what = "queue_update"
+    target = as_target(target)
     if (
         not isinstance(length, int)
         or length < STAGED_MIN
@@ -346,6 +347,7 @@ def _direct_ref(
 ) -> tuple[Ref, Buffer]:
     """``target`` + ``offset``/``length`` as a checked reference and its allocation: file
     operations take no binding-table slots."""
+    target = as_target(target)
     if isinstance(target, SlotRef):
         raise InvalidArgumentError(f"{what}: {argument} must be a Buffer or BufferRef")
     ref = make_ref(what, argument, target, offset, length, 0, device)
@@ -544,7 +546,7 @@ class HostTransfers:
         from hal.core.checks import check_range, resolve_direct
 
         self.device.check_open(what)
-        buffer, base, size = resolve_direct(source, what, "source", self.device)
+        buffer, base, size = resolve_direct(as_target(source), what, "source", self.device)
         check_buffer_usage(what, "source", buffer, BufferUsage.TRANSFER_SOURCE, MemoryAccess.READ)
         if length is None:
             check_range(what, "source", source_offset, 0, size)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["COMPUTE_FEATURES", "KEY_LIMITS", "UsageError", "main"]
 
 PROG = "python -m hal"
+"""The program name when run as ``python -m hal`` (the ``hal`` script says ``hal``)."""
 
 KEY_LIMITS = (
     "max-buffer-size",
@@ -103,6 +104,17 @@ def _devices(args: argparse.Namespace) -> int:
     if args.check:
         native = [a for a in available_adapters() if a.backend in ("vulkan", "metal", "d3d12")]
         return 0 if native else 1
+    if args.brief:  # only the implementation hal opens is asked (Dawn's listing is chatty)
+        from hal.runtime.adapters import describe, pick_adapter
+
+        env = os.environ.get("HAL_ADAPTER") or None
+        chosen = pick_adapter(
+            int(env) if env and env.isdigit() else env,
+            os.environ.get("HAL_BACKEND") or None,
+            os.environ.get("HAL_IMPLEMENTATION") or None,
+        )
+        print(f"adapter: {describe(chosen)} [{chosen.implementation}]")
+        return 0
     details = _adapter_details()
     if not details:
         print("no adapters found", file=sys.stderr)
@@ -217,7 +229,9 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from hal.tools.cli_bench import run_bench
 
-    return run_bench(args.dir, args.scripts, args.extra, args.timeout, args.list)
+    return run_bench(
+        args.dir, args.scripts, args.extra, args.timeout, args.list, args.out, args.fail_on_targets
+    )
 
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -262,15 +276,18 @@ def _add_devices(commands: Any) -> None:
         "-v", "--verbose", action="store_true", help="list every limit and feature"
     )
     devices.add_argument("--json", action="store_true", help="print the details as JSON")
+    devices.add_argument(
+        "--brief", action="store_true", help="print one line: the adapter hal picks"
+    )
     devices.set_defaults(run=_devices)
 
 
-def _add_run(commands: Any) -> None:
+def _add_run(commands: Any, prog: str) -> None:
     run = commands.add_parser(
         "run",
         help="run one WGSL entry point on .npy inputs, write .npy outputs, print timing",
         description="Run one entry point of a WGSL kernel (like IREE's iree-run-module).",
-        epilog=_RUN_EPILOG,
+        epilog=_RUN_EPILOG.replace("python -m hal", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("kernel", metavar="KERNEL.wgsl", help="the WGSL file")
@@ -316,22 +333,39 @@ def _add_run(commands: Any) -> None:
     run.set_defaults(run=_run)
 
 
-def _add_example(commands: Any) -> None:
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be computed when help is shown (``epilog_factory``),
+    so that building the parser imports nothing heavy (``hal.examples`` loads only for
+    ``example``)."""
+
+    epilog_factory: Any = None
+
+    def format_help(self) -> str:
+        if self.epilog_factory is not None:
+            self.epilog = self.epilog_factory()
+        return super().format_help()
+
+
+def _example_epilog(prog: str) -> str:
     from hal.examples import EXAMPLES
 
+    return (
+        "sizes:\n"
+        + "".join(f"  {n}: {i.size_help}\n" for n, i in EXAMPLES.items())
+        + f"example:\n  {prog} example matmul --size 512x256x128 --repeat 10"
+    )
+
+
+def _add_example(commands: Any, prog: str) -> None:
     example = commands.add_parser(
         "example",
         help="run a verified example workload (matmul, transformer, ..., all)",
         description="Run an example workload on the GPU, check it against numpy, print its "
         "timing. Exit 0 when it matches, 1 when not.",
-        epilog="sizes:\n"
-        + "".join(f"  {n}: {i.size_help}\n" for n, i in EXAMPLES.items())
-        + "example:\n  python -m hal example matmul --size 512x256x128 --repeat 10",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    example.add_argument(
-        "name", nargs="?", metavar="NAME", help=f"one of {', '.join(EXAMPLES)}, or all"
-    )
+    example.epilog_factory = lambda: _example_epilog(prog)
+    example.add_argument("name", nargs="?", metavar="NAME", help="an example (see --list), or all")
     example.add_argument("--size", help="problem size, e.g. 256 or 128x64x32 (see below)")
     example.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs (5)")
     example.add_argument("--seed", type=int, default=0, help="random seed of the inputs (0)")
@@ -340,15 +374,16 @@ def _add_example(commands: Any) -> None:
     example.set_defaults(run=_example)
 
 
-def _add_bench(commands: Any) -> None:
+def _add_bench(commands: Any, prog: str) -> None:
     bench = commands.add_parser(
         "bench",
         help="run the benchmark suite (from a source checkout) with a progress bar",
         description="Run benchmarks/run_all.py if present, else benchmarks/dispatch_overhead.py "
-        "and benchmarks/queue_latency.py, with a progress bar. The scripts ship with the "
-        "source checkout, not with an installed hal.",
+        "and benchmarks/queue_latency.py, with a progress bar (tqdm, from the bench extra, "
+        "when installed). Result files go to --out or a temporary folder, never into the "
+        "checkout. The scripts ship with the source checkout, not with an installed hal.",
         epilog="arguments after -- go to every script, e.g.\n"
-        "  python -m hal bench queue_latency -- --reps 50",
+        f"  {prog} bench queue_latency -- --reps 50",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
@@ -358,19 +393,36 @@ def _add_bench(commands: Any) -> None:
     bench.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="kill a script after S seconds"
     )
+    bench.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for the result files (default: a new temporary folder, printed)",
+    )
+    bench.add_argument(
+        "--fail-on-targets",
+        action="store_true",
+        help="exit 1 when a performance target is not met (run_all.py's Targets table)",
+    )
     bench.add_argument("--list", action="store_true", help="print the scripts and exit")
     bench.set_defaults(run=_bench, extra=[])
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+def _parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from hal import __version__
+
+    parser = _Parser(
+        prog=prog,
+        description=_DESCRIPTION.replace("`python -m hal ", f"`{prog} "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     _add_devices(commands)
-    _add_run(commands)
-    _add_example(commands)
-    _add_bench(commands)
+    _add_run(commands, prog)
+    _add_example(commands, prog)
+    _add_bench(commands, prog)
     demo = commands.add_parser("demo", help="record, lower, run and verify a pipeline")
     demo.add_argument(
         "--dispatches",
@@ -382,10 +434,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def program_name(argv0: str | None = None) -> str:
+    """How the user ran the command line, for usage lines and messages: ``hal`` for the
+    installed script (``argv0``, default ``sys.argv[0]``, named ``hal``), else
+    ``python -m hal``."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return "hal" if name in ("hal", "hal.exe") else PROG
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code:
-    0 ok, 1 runtime failure, 2 usage error. Never raises for hal errors, usage errors or
-    ``--help`` (argparse's exits become return values)."""
+    0 ok, 1 runtime failure, 2 usage error. ``prog`` names the program in usage lines and
+    messages (default :func:`program_name`). Never raises for hal errors, usage errors,
+    ``--help`` or ``--version`` (argparse's exits become return values)."""
     from hal.errors import HalError
     from hal.tools.cli_bench import BenchmarkNotFoundError
 
@@ -394,13 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"] and "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
+    prog = program_name() if prog is None else prog
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(prog).parse_args(argv)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     if extra:
         args.extra = extra
-    where = f"{PROG} {args.command}"
+    where = f"{prog} {args.command}"
     try:
         return int(args.run(args))
     except BrokenPipeError:  # e.g. `python -m hal devices | head`

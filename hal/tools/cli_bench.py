@@ -1,4 +1,5 @@
-"""``python -m hal bench``: find the benchmark scripts and run them with a progress bar.
+"""``hal bench``: find the benchmark scripts and run them with a progress bar (tqdm when
+installed), their results written to ``--out`` or a temporary folder, never the checkout.
 
 The scripts live in ``benchmarks/`` of the source checkout; they do not ship with an
 installed hal. ``benchmarks/run_all.py`` runs the whole suite when it exists; otherwise
@@ -7,18 +8,27 @@ installed hal. ``benchmarks/run_all.py`` runs the whole suite when it exists; ot
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from hal.tools.cli_run import UsageError
 
-__all__ = ["DEFAULT_SCRIPTS", "SUITE_SCRIPT", "BenchmarkNotFoundError", "find_scripts", "run_bench"]
+__all__ = [
+    "DEFAULT_SCRIPTS",
+    "SUITE_SCRIPT",
+    "BenchmarkNotFoundError",
+    "find_scripts",
+    "run_bench",
+    "unmet_targets",
+]
 
 SUITE_SCRIPT = "run_all.py"
 """The script that runs the whole suite, preferred when present."""
@@ -87,71 +97,57 @@ def find_scripts(explicit_dir: str | None, names: Sequence[str]) -> list[Path]:
     )
 
 
-class _ProgressBar:
-    """A one-line bar on ``stream``: redrawn in place on a terminal, else printed once per
-    step. Child output is printed above it."""
+class _Progress:
+    """Progress over the scripts: a tqdm bar on ``stream`` when tqdm is installed (the
+    ``bench`` extra), else one plain line per step. Child output is printed above it."""
 
-    def __init__(self, total: int, stream: TextIO, width: int = 24) -> None:
+    def __init__(self, total: int, stream: TextIO) -> None:
         self.total = total
         self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
         self.done = 0
-        self.label = ""
         self.started = time.perf_counter()
-        self.step_started = self.started
         self.lock = threading.Lock()
-
-    def render(self) -> str:
-        filled = self.width * self.done // max(self.total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        now = time.perf_counter()
-        return (
-            f"[{bar}] {self.done}/{self.total} {self.label} "
-            f"({now - self.step_started:.0f} s, total {now - self.started:.0f} s)"
-        )
-
-    def _draw(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K" + self.render())
-            self.stream.flush()
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.bar: Any = None
+        else:
+            self.bar = tqdm(total=total, file=stream, unit="script", dynamic_ncols=True)
 
     def start(self, label: str) -> None:
         with self.lock:
-            self.label = label
-            self.step_started = time.perf_counter()
-            if not self.tty:
-                self.stream.write(self.render() + "\n")
+            if self.bar is not None:
+                self.bar.set_description(label)
+            else:
+                self.stream.write(f"[{self.done}/{self.total}] {label}\n")
                 self.stream.flush()
-            self._draw()
 
     def finish(self, status: str) -> None:
         with self.lock:
             self.done += 1
-            self.label = status
-            if self.tty:
-                self._draw()
-                self.stream.write("\n")
+            if self.bar is not None:
+                self.bar.set_description(status)
+                self.bar.update(1)
             else:
-                self.stream.write(self.render() + "\n")
-            self.stream.flush()
+                elapsed = time.perf_counter() - self.started
+                self.stream.write(f"[{self.done}/{self.total}] {status} ({elapsed:.0f} s)\n")
+                self.stream.flush()
 
-    def tick(self) -> None:
-        with self.lock:
-            self._draw()
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def echo(self, line: str, out: TextIO) -> None:
         with self.lock:
-            if self.tty:
-                self.stream.write("\r\x1b[K")
-                self.stream.flush()
-            out.write(line)
-            out.flush()
-            self._draw()
+            if self.bar is not None:
+                self.bar.write(line.rstrip("\n"), file=out)
+            else:
+                out.write(line)
+                out.flush()
 
 
 def _run_one(
-    script: Path, extra: Sequence[str], timeout: float | None, bar: _ProgressBar
+    script: Path, extra: Sequence[str], timeout: float | None, bar: _Progress
 ) -> tuple[int, float]:
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -167,7 +163,6 @@ def _run_one(
 
     def ticker() -> None:
         while not stop.wait(0.5):
-            bar.tick()
             if timeout is not None and time.perf_counter() - start > timeout:
                 process.kill()
                 return
@@ -191,28 +186,69 @@ def _run_one(
     return code, elapsed
 
 
+def _json_argument(script: Path, extra: Sequence[str], out: Path) -> list[str]:
+    """``--json OUT/<script>.json`` for a script that takes ``--json`` (every script of
+    benchmarks/ does; its Markdown and plots go next to it) unless the user passed one."""
+    if "--json" in extra or "--json" not in script.read_text(errors="replace"):
+        return []
+    return ["--json", str(out / f"{script.stem}.json")]
+
+
+def unmet_targets(result: Path) -> list[str]:
+    """The targets a result file marks as not met (``"met": false`` in its ``targets``
+    list, as benchmarks/run_all.py writes); none for a missing or unreadable file."""
+    try:
+        report = json.loads(result.read_text())
+    except (OSError, ValueError):
+        return []
+    targets = report.get("targets") if isinstance(report, dict) else None
+    if not isinstance(targets, list):
+        return []
+    return [str(t.get("target")) for t in targets if isinstance(t, dict) and t.get("met") is False]
+
+
 def run_bench(
     explicit_dir: str | None,
     names: Sequence[str],
     extra: Sequence[str],
     timeout: float | None,
     list_only: bool,
+    out: str | None = None,
+    fail_on_targets: bool = False,
 ) -> int:
-    """Run (or with ``list_only`` list) the benchmark scripts; returns 0 when every script
-    exited 0, else 1. Raises BenchmarkNotFoundError and UsageError (see find_scripts)."""
+    """Run (or with ``list_only`` list) the benchmark scripts, their result files going to
+    ``out`` (default: a new temporary folder; never the checkout), and print a summary.
+    Returns 0 when every script exited 0 (and, with ``fail_on_targets``, every performance
+    target was met), else 1. Raises BenchmarkNotFoundError and UsageError (see
+    find_scripts)."""
     scripts = find_scripts(explicit_dir, names)
     if list_only:
         for script in scripts:
             print(script)
         return 0
-    bar = _ProgressBar(len(scripts), sys.stderr)
-    results: list[tuple[str, int, float]] = []
-    for script in scripts:
-        bar.start(f"running {script.name}")
-        code, elapsed = _run_one(script, extra, timeout, bar)
-        results.append((script.name, code, elapsed))
-        bar.finish(f"{script.name} {'ok' if code == 0 else f'FAILED (exit {code})'}")
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="hal-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"results: {folder}", flush=True)
+    bar = _Progress(len(scripts), sys.stderr)
+    results: list[tuple[str, int, float, list[str]]] = []
+    try:
+        for script in scripts:
+            bar.start(f"running {script.name}")
+            arguments = [*extra, *_json_argument(script, extra, folder)]
+            code, elapsed = _run_one(script, arguments, timeout, bar)
+            unmet = unmet_targets(folder / f"{script.stem}.json")
+            results.append((script.name, code, elapsed, unmet))
+            bar.finish(f"{script.name} {'ok' if code == 0 else f'FAILED (exit {code})'}")
+    finally:
+        bar.close()
     print("\nbenchmark summary:")
-    for name, code, elapsed in results:
-        print(f"  {name:<28} {'ok' if code == 0 else f'exit {code}':>8} {elapsed:8.1f} s")
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+    for name, code, elapsed, unmet in results:
+        status = "ok" if code == 0 else f"exit {code}"
+        missed = f"  targets not met: {', '.join(unmet)}" if unmet else ""
+        print(f"  {name:<28} {status:>8} {elapsed:8.1f} s{missed}")
+    print(f"results in {folder}")
+    failed = any(code != 0 for _, code, _, _ in results)
+    missed_any = any(unmet for *_, unmet in results)
+    if missed_any and not fail_on_targets:
+        print("(targets not met do not fail the run; --fail-on-targets makes them exit 1)")
+    return 1 if failed or (fail_on_targets and missed_any) else 0

@@ -13,7 +13,13 @@ from hal.enums import CommandBufferMode
 from hal.runtime.device import Device, create_device
 from hal.runtime.encoder import compile_plan
 
-__all__ = ["main", "time_plan"]
+__all__ = ["NEXT", "main", "time_plan"]
+
+NEXT = (
+    "\nnext: try `.venv/bin/python -m hal example all` (matmul, prefix_sum, softmax, mlp), "
+    "`.venv/bin/python -m hal devices -v`, or the README's examples; `make test` runs the suite"
+)
+"""The demo's last line: what to try after it."""
 
 _COUNT = 1 << 16
 _WAIT = 60.0
@@ -93,6 +99,7 @@ def main(dispatches: int = 200, repeats: int = 7) -> int:
         print(f"  naive (1 pass per command): {naive / dispatches * 1e6:8.2f} us/dispatch")
         print(f"  speed-up: {naive / grouped:.2f}x")
         mlp_ok = _mlp_with_profile(device)
+        print(NEXT)
         return 0 if ok and mlp_ok else 1
 
 

@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
@@ -63,9 +63,10 @@ _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
 _ENTRY = struct.Struct("<4I")
 
 
-@dataclass(frozen=True, slots=True)
-class _Transfer:
-    """One builtin fill or copy as absolute byte ranges (``source`` None for a fill)."""
+class _Transfer(NamedTuple):
+    """One builtin fill or copy as absolute byte ranges (``source`` None for a fill). A
+    named tuple: one is made per small transfer, and a frozen dataclass costs several times
+    as much to build."""
 
     target: object
     start: int
@@ -164,55 +165,89 @@ class _WordSets:
 
 
 class _Run:
-    """Consecutive transfers of one kind, buffer(s) and binding window budget."""
+    """Consecutive transfers of one kind, buffer(s) and binding window budget.
+
+    Only the target's words need tracking: a run's source and target are distinct
+    allocations (same-allocation copies are never batched, native copies never share one),
+    so no entry can read a word another writes. Transfers mostly arrive in address order:
+    one that starts past every word held is accepted without a search."""
+
+    __slots__ = (
+        "caps",
+        "dispatches",
+        "high",
+        "limit",
+        "low",
+        "source",
+        "source_high",
+        "source_low",
+        "span",
+        "target",
+        "top",
+        "transfers",
+        "writes",
+    )
 
     def __init__(self, first: _Transfer, dispatch: Dispatch, caps: DeviceCaps) -> None:
         self.caps = caps
         self.transfers = [first]
         self.dispatches = [dispatch]
-        self.writes, self.reads = _WordSets(), _WordSets()
-        self._note(first)
+        self.target, self.source = first.target, first.source
+        self.span = caps.max_binding_size - caps.storage_alignment - 4
+        self.limit = caps.max_workgroups
         self.low, self.high = first.start, first.end
         self.source_low = first.source_start
         self.source_high = first.source_start + (first.end - first.start)
-
-    def _note(self, t: _Transfer) -> None:
-        self.writes.add(t.target, t.start, t.end)
-        if t.source is not None:
-            self.reads.add(t.source, t.source_start, t.source_start + t.end - t.start)
+        self.top = (first.end + 3) // 4  # the largest end word written
+        self.writes: _WordSets | None = None  # made once a transfer arrives out of order
 
     def accepts(self, t: _Transfer) -> bool:
         """Whether ``t`` can join the run without changing any byte's result."""
-        first = self.transfers[0]
-        if t.target is not first.target or (t.source is None) != (first.source is None):
+        if t.target is not self.target or t.source is not self.source:
             return False
-        if t.source is not None and t.source is not first.source:
+        if len(self.transfers) >= self.limit:
             return False
-        if len(self.transfers) >= self.caps.max_workgroups:
+        start, end = t.start, t.end
+        if max(self.high, end) - min(self.low, start) > self.span:
             return False
-        span = self.caps.max_binding_size - self.caps.storage_alignment - 4
-        if max(self.high, t.end) - min(self.low, t.start) > span:
-            return False
-        if self.writes.hits(t.target, t.start, t.end) or self.reads.hits(t.target, t.start, t.end):
+        if start // 4 < self.top and self._writes().hits(t.target, start, end):
             return False
         if t.source is not None:
-            length = t.end - t.start
-            if self.writes.hits(t.source, t.source_start, t.source_start + length):
-                return False
-            low = min(self.source_low, t.source_start)
-            if max(self.source_high, t.source_start + length) - low > span:
+            source_start = t.source_start
+            low = min(self.source_low, source_start)
+            if max(self.source_high, source_start + end - start) - low > self.span:
                 return False
         return True
+
+    def _writes(self) -> _WordSets:
+        """The words written so far, as a searchable set (built on first need)."""
+        if self.writes is None:
+            self.writes = _WordSets()
+            for t in self.transfers:
+                self.writes.add(t.target, t.start, t.end)
+        return self.writes
 
     def add(self, t: _Transfer, dispatch: Dispatch) -> None:
         """Append ``t`` (after :meth:`accepts`)."""
         self.transfers.append(t)
         self.dispatches.append(dispatch)
-        self._note(t)
-        self.low, self.high = min(self.low, t.start), max(self.high, t.end)
+        start, end = t.start, t.end
+        if self.writes is not None:
+            self.writes.add(t.target, start, end)
+        top = (end + 3) // 4
+        if top > self.top:
+            self.top = top
+        if start < self.low:
+            self.low = start
+        if end > self.high:
+            self.high = end
         if t.source is not None:
-            self.source_low = min(self.source_low, t.source_start)
-            self.source_high = max(self.source_high, t.source_start + t.end - t.start)
+            source_start = t.source_start
+            if source_start < self.source_low:
+                self.source_low = source_start
+            source_end = source_start + end - start
+            if source_end > self.source_high:
+                self.source_high = source_end
 
 
 def _window(resource: object, low: int, high: int, alignment: int) -> Region:
@@ -288,7 +323,7 @@ def _native_transfer(step: Step) -> _Transfer | None:
     """A small native copy or clear as a transfer, or None."""
     if isinstance(step, CopyBuffer):
         t, src = step.target, step.source
-        if t.size > BATCH_MAX_BYTES:
+        if t.size > BATCH_MAX_BYTES or src.resource is t.resource:  # runs assume distinct
             return None
         return _Transfer(t.resource, t.offset, t.offset + t.size, 0, src.resource, src.offset)
     if isinstance(step, ClearBuffer):

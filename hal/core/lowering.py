@@ -104,6 +104,23 @@ class LoweringOptions:
     transfers: str = "auto"
 
 
+_VERDICTS: dict[tuple[object, ...], tuple[bool, str]] = {}
+"""Cost-model verdicts by (costs, options, has dispatches, size, copy): pure, so shared."""
+_VERDICTS_MAX = 4096
+
+_FILL_NOTES: dict[int, str] = {}
+"""The note of a pattern fill by size (formatted once per size)."""
+
+
+def _fill_note(size: int) -> str:
+    note = _FILL_NOTES.get(size)
+    if note is None:
+        if len(_FILL_NOTES) >= _VERDICTS_MAX:
+            _FILL_NOTES.clear()
+        note = _FILL_NOTES[size] = f"fill {size} B: kernel (pattern or alignment)"
+    return note
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -220,6 +237,20 @@ class _PlanBuilder:
     def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:
         """Fill with kernels: 16-byte blocks for the aligned body of a large range, the word
         kernel (byte-exact edges) for the rest."""
+        size = target.size
+        if 0 < size < _VECTOR_MIN and size <= self.chunk:
+            # One word-kernel piece (what the loops below make of it), without them.
+            window, begin = self.window(target)
+            self.builtin(
+                BuiltinKernel.FILL,
+                ((0, "storage", window),),
+                fill_params(begin, size, pattern_word),
+                window.size // 4,
+                (),
+                (target,),
+                note,
+            )
+            return
         for offset, size, blocks in _pieces(target.offset, target.size, True):
             for start in range(0, size, self.chunk):
                 piece = Region(target.resource, offset + start, min(self.chunk, size - start))
@@ -254,39 +285,48 @@ class _PlanBuilder:
         # Within one allocation a piece may need one window over both ranges (below): half
         # pieces keep that window inside one binding.
         chunk = max(256, (self.chunk // 2) & ~255) if same else self.chunk
+        if 0 < target.size < _VECTOR_MIN and target.size <= chunk:
+            self.copy_piece(source, target, same, False, note)  # one piece: no loops
+            return
         for offset, size, blocks in _pieces(target.offset, target.size, delta % 16 == 0):
             for start in range(0, size, chunk):
                 length = min(chunk, size - start)
                 dst = Region(target.resource, offset + start, length)
                 src = Region(source.resource, offset + start - delta, length)
-                src_window, src_begin = self.window(src)
-                dst_window, dst_begin = self.window(dst)
-                if same and _overlap(src_window, dst_window):
-                    self.copy_within(src, dst, src_window, dst_window, note)
-                    note = None
-                    continue
-                bindings = ((0, "storage", src_window), (1, "storage", dst_window))
-                if blocks:
-                    self.builtin(
-                        BuiltinKernel.COPY4,
-                        bindings,
-                        copy4_params(src_begin // 16, dst_begin // 16, length // 16),
-                        length // 16,
-                        (src,),
-                        (dst,),
-                        note,
-                    )
-                else:
-                    self.builtin(
-                        BuiltinKernel.COPY,
-                        bindings,
-                        copy_params(src_begin, dst_begin, length),
-                        dst_window.size // 4,
-                        (src,),
-                        (dst,),
-                        note,
-                    )
+                self.copy_piece(src, dst, same, blocks, note)
                 note = None
+
+    def copy_piece(
+        self, src: Region, dst: Region, same: bool, blocks: bool, note: str | None
+    ) -> None:
+        """One piece of :meth:`builtin_copy`: a block, word or same-window kernel."""
+        length = dst.size
+        src_window, src_begin = self.window(src)
+        dst_window, dst_begin = self.window(dst)
+        if same and _overlap(src_window, dst_window):
+            self.copy_within(src, dst, src_window, dst_window, note)
+            return
+        bindings = ((0, "storage", src_window), (1, "storage", dst_window))
+        if blocks:
+            self.builtin(
+                BuiltinKernel.COPY4,
+                bindings,
+                copy4_params(src_begin // 16, dst_begin // 16, length // 16),
+                length // 16,
+                (src,),
+                (dst,),
+                note,
+            )
+        else:
+            self.builtin(
+                BuiltinKernel.COPY,
+                bindings,
+                copy_params(src_begin, dst_begin, length),
+                dst_window.size // 4,
+                (src,),
+                (dst,),
+                note,
+            )
 
     def copy_within(
         self, src: Region, dst: Region, src_window: Region, dst_window: Region, note: str | None
@@ -314,7 +354,15 @@ class _PlanBuilder:
         key = (size, copy)
         verdict = self.verdicts.get(key)
         if verdict is None:
-            verdict = self.verdicts[key] = self.judge(size, copy)
+            # Shared by every lowering with the same costs and options: a one-command
+            # program would otherwise format its verdict anew at every end().
+            shared = (self.caps.costs, self.options, self.has_dispatches, size, copy)
+            verdict = _VERDICTS.get(shared)
+            if verdict is None:
+                if len(_VERDICTS) >= _VERDICTS_MAX:
+                    _VERDICTS.clear()
+                verdict = _VERDICTS[shared] = self.judge(size, copy)
+            self.verdicts[key] = verdict
         return verdict
 
     def judge(self, size: int, copy: bool) -> tuple[bool, str]:
@@ -369,7 +417,7 @@ class _PlanBuilder:
                 return
             note = f"fill {target.size} B: {why}"
         else:
-            note = f"fill {target.size} B: kernel (pattern or alignment)"
+            note = _fill_note(target.size)
         # The pattern repeats from the target offset; bytes of a word are at window positions
         # congruent to 0..3 (windows are word aligned), so rotate the pattern accordingly.
         n = len(pattern)

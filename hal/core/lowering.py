@@ -81,8 +81,11 @@ __all__ = ["LoweringOptions", "lower"]
 
 _BLOCK_KERNELS = (BuiltinKernel.FILL4, BuiltinKernel.COPY4)
 
-_ENTRY_POINTS = {kernel: kernel.entry_point for kernel in BuiltinKernel}
-_LABELS = {kernel: f"builtin.{kernel.entry_point}" for kernel in BuiltinKernel}
+_KERNEL_INFO = {
+    id(kernel): (kernel.entry_point, f"builtin.{kernel.entry_point}", kernel in _BLOCK_KERNELS)
+    for kernel in BuiltinKernel
+}
+"""(entry point, label, is a block kernel) of each builtin kernel, by id(kernel)."""
 
 _VECTOR_MIN = 4096
 """Transfers at least this large use 16-byte-block kernels for their aligned body."""
@@ -207,32 +210,27 @@ class _PlanBuilder:
         writes: tuple[Region, ...],
         note: str | None = None,
     ) -> None:
-        constants, offset = self.constants(params)
+        if self.caps.immediates:
+            constants, offset = params, None
+        else:
+            constants, offset = self.constants(params)
         self.builtin_dispatches += 1
-        self.emit(
-            Dispatch(
-                kernel,
-                _ENTRY_POINTS[kernel],
-                bindings,
-                constants,
-                offset,
-                # Block kernels stream memory: measured on the H100, a grid as wide as the
-                # adapter allows beats a 4096-workgroup grid-stride loop by 4-7%.
-                (
-                    workgroups_for(
-                        units,
-                        self.caps.max_workgroups if kernel in _BLOCK_KERNELS else MAX_WORKGROUPS,
-                    ),
-                    1,
-                    1,
-                ),
-                None,
-                _LABELS[kernel],
-            ),
-            reads,
-            writes,
-            note,
+        # By id: an enum member's hash is a Python-level call.
+        entry_point, label, block = _KERNEL_INFO[id(kernel)]
+        # Block kernels stream memory: measured on the H100, a grid as wide as the adapter
+        # allows beats a 4096-workgroup grid-stride loop by 4-7%.
+        limit = self.caps.max_workgroups if block else MAX_WORKGROUPS
+        dispatch = Dispatch(
+            kernel,
+            entry_point,
+            bindings,
+            constants,
+            offset,
+            (workgroups_for(units, limit), 1, 1),
+            None,
+            label,
         )
+        self.items.append(_Item(dispatch, self.region_index, reads, writes, note or None))
 
     def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:
         """Fill with kernels: 16-byte blocks for the aligned body of a large range, the word
@@ -443,18 +441,14 @@ class _PlanBuilder:
     def dispatch(self, segment: DispatchSegment) -> None:
         layout = segment.layout
         caps = self.caps
-        refs = {
-            b.binding: self.region(r)
-            for b in layout.bindings
-            if (r := segment.bindings[b.binding]) is not None
-        }
-        written = {refs[b.binding].resource for b in layout.bindings if b.writable}
+        refs = segment.bindings
+        regions = [self.region(refs[b.binding]) for b in layout.bindings]  # type: ignore[arg-type]
+        written = {r.resource for b, r in zip(layout.bindings, regions, strict=True) if b.writable}
         bindings: list[tuple[int, str, Region]] = []
         copy_back: list[tuple[Region, Region]] = []
         reads: list[Region] = []
         writes: list[Region] = []
-        for b in layout.bindings:
-            region = refs[b.binding]
+        for b, region in zip(layout.bindings, regions, strict=True):
             (writes if b.writable else reads).append(region)
             uniform = b.kind == "uniform"
             alignment = caps.uniform_alignment if uniform else caps.storage_alignment

@@ -627,9 +627,7 @@ class CommandBuffer:
     ) -> tuple[DispatchSegment, bool]:
         """The checked segment of a dispatch, and whether a binding names a slot."""
         entry = (
-            self._entries.get((id(executable), entry_point))
-            if type(entry_point) is str
-            else None
+            self._entries.get((id(executable), entry_point)) if type(entry_point) is str else None
         )
         if entry is not None and entry[0] is executable:
             layout = entry[1]

@@ -22,8 +22,8 @@ import bisect
 import dataclasses
 import itertools
 import struct
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
@@ -174,7 +174,6 @@ class _Run:
 
     __slots__ = (
         "caps",
-        "dispatches",
         "high",
         "limit",
         "low",
@@ -188,10 +187,9 @@ class _Run:
         "writes",
     )
 
-    def __init__(self, first: _Transfer, dispatch: Dispatch, caps: DeviceCaps) -> None:
+    def __init__(self, first: _Transfer, caps: DeviceCaps) -> None:
         self.caps = caps
         self.transfers = [first]
-        self.dispatches = [dispatch]
         self.target, self.source = first.target, first.source
         self.span = caps.max_binding_size - caps.storage_alignment - 4
         self.limit = caps.max_workgroups
@@ -208,14 +206,18 @@ class _Run:
         if len(self.transfers) >= self.limit:
             return False
         start, end = t.start, t.end
-        if max(self.high, end) - min(self.low, start) > self.span:
+        # Conditionals, not min()/max(): this runs once per transfer.
+        high = end if end > self.high else self.high
+        if high - (start if start < self.low else self.low) > self.span:
             return False
         if start // 4 < self.top and self._writes().hits(t.target, start, end):
             return False
         if t.source is not None:
             source_start = t.source_start
-            low = min(self.source_low, source_start)
-            if max(self.source_high, source_start + end - start) - low > self.span:
+            source_end = source_start + end - start
+            low = source_start if source_start < self.source_low else self.source_low
+            high = source_end if source_end > self.source_high else self.source_high
+            if high - low > self.span:
                 return False
         return True
 
@@ -227,10 +229,9 @@ class _Run:
                 self.writes.add(t.target, t.start, t.end)
         return self.writes
 
-    def add(self, t: _Transfer, dispatch: Dispatch) -> None:
+    def add(self, t: _Transfer) -> None:
         """Append ``t`` (after :meth:`accepts`)."""
         self.transfers.append(t)
-        self.dispatches.append(dispatch)
         start, end = t.start, t.end
         if self.writes is not None:
             self.writes.add(t.target, start, end)
@@ -262,23 +263,23 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     target = _window(first.target, run.low, run.high, alignment)
     offset = -(-len(table) // alignment) * alignment
     table.extend(bytes(offset - len(table)))
+    flat: list[int] = []  # packed at once: one struct call per run, not per entry
     if first.source is None:
+        base = target.offset
         for t in run.transfers:
-            table.extend(_ENTRY.pack(t.start - target.offset, t.end - target.offset, t.pattern, 0))
+            flat += (t.start - base, t.end - base, t.pattern, 0)
         kernel = BuiltinKernel.FILL_TABLE
         bindings: tuple[tuple[int, str, Region], ...] = ((0, "storage", target),)
         table_binding = 1
     else:
         source = _window(first.source, run.source_low, run.source_high, alignment)
+        base, source_base = target.offset, source.offset
         for t in run.transfers:
-            table.extend(
-                _ENTRY.pack(
-                    t.source_start - source.offset, t.start - target.offset, t.end - t.start, 0
-                )
-            )
+            flat += (t.source_start - source_base, t.start - base, t.end - t.start, 0)
         kernel = BuiltinKernel.COPY_TABLE
         bindings = ((0, "storage", source), (1, "storage", target))
         table_binding = 2
+    table.extend(struct.pack(f"<{len(flat)}I", *flat))
     entries = Region(AuxBuffer.CONSTANTS, offset, 16 * len(run.transfers))
     return Dispatch(
         kernel,
@@ -292,30 +293,37 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     )
 
 
+def _runs(
+    pairs: Iterable[tuple[_Transfer | None, Any]], caps: DeviceCaps
+) -> Iterator[tuple[_Run | None, list[Any]]]:
+    """Consecutive (transfer, item) pairs grouped into maximal runs that :class:`_Run`
+    accepts, as (run, its items); an item without a transfer comes alone, as (None, [item])."""
+    run: _Run | None = None
+    items: list[Any] = []
+    for t, item in pairs:
+        if t is not None and run is not None and run.accepts(t):
+            run.add(t)
+            items.append(item)
+            continue
+        if items:
+            yield run, items
+        if t is None:
+            run, items = None, []
+            yield None, [item]
+        else:
+            run, items = _Run(t, caps), [item]
+    if items:
+        yield run, items
+
+
 def _batch_pass(plan: Plan, step: ComputePass, caps: DeviceCaps, table: bytearray) -> ComputePass:
     out: list[Dispatch] = []
-    run: _Run | None = None
-
-    def flush() -> None:
-        if run is None:
-            return
-        if len(run.transfers) >= BATCH_MIN_RUN:
+    pairs = ((_transfer(plan, d) if d.is_builtin else None, d) for d in step.dispatches)
+    for run, dispatches in _runs(pairs, caps):
+        if run is not None and len(dispatches) >= BATCH_MIN_RUN:
             out.append(_table_dispatch(run, table))
         else:
-            out.extend(run.dispatches)
-
-    for d in step.dispatches:
-        t = _transfer(plan, d) if d.is_builtin else None
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t, d)
-            continue
-        flush()
-        run = None
-        if t is None:
-            out.append(d)
-        else:
-            run = _Run(t, d, caps)
-    flush()
+            out.extend(dispatches)
     return ComputePass(tuple(out))
 
 
@@ -340,28 +348,11 @@ def _batch_natives(steps: Sequence[Step], caps: DeviceCaps, table: bytearray) ->
     command of its own (5.5 µs per 256-byte copy_buffer_to_buffer on the H200's host), the
     table dispatch one command for the run."""
     out: list[Step] = []
-    run: _Run | None = None
-    natives: list[Step] = []
-
-    def flush() -> None:
-        if run is not None and len(run.transfers) >= BATCH_MIN_NATIVE:
+    for run, natives in _runs(((_native_transfer(s), s) for s in steps), caps):
+        if run is not None and len(natives) >= BATCH_MIN_NATIVE:
             out.append(ComputePass((_table_dispatch(run, table),)))
         else:
             out.extend(natives)
-
-    for step in steps:
-        t = _native_transfer(step)
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t, step)  # type: ignore[arg-type]
-            natives.append(step)
-            continue
-        flush()
-        run, natives = None, []
-        if t is None:
-            out.append(step)
-        else:
-            run, natives = _Run(t, step, caps), [step]  # type: ignore[arg-type]
-    flush()
     return _join_passes(out)
 
 

@@ -226,6 +226,4 @@ def _finish(
     ]
     count = sum(d.bindings[-1][2].size // 16 for d in tables)
     notes.append(f"batched: {count} small transfers into {len(tables)} table dispatch(es)")
-    return Plan(
-        tuple(steps), b"", bytes(table), 0, 0, frozen, _stats(stats, steps), tuple(notes)
-    )
+    return Plan(tuple(steps), b"", bytes(table), 0, 0, frozen, _stats(stats, steps), tuple(notes))

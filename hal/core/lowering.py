@@ -156,6 +156,8 @@ class _PlanBuilder:
         self.notes: list[str] = []
         self.verdicts: dict[tuple[int, bool], tuple[bool, str]] = {}
         self.labels: dict[tuple[int, str], str] = {}  # dispatch labels per entry point
+        # Dispatches by id(segment) (the segments outlive the lowering, so ids stay unique).
+        self.known: dict[int, tuple[Dispatch, tuple[Region, ...], tuple[Region, ...]]] = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -439,6 +441,23 @@ class _PlanBuilder:
             self.copy(source, target, "copy")
 
     def dispatch(self, segment: DispatchSegment) -> None:
+        # A segment recorded again (recording shares identical dispatch segments) lowers to
+        # the same dispatch when nothing of it went to the plan's own buffers.
+        known = self.known.get(id(segment))
+        if known is not None:
+            self.items.append(_Item(known[0], self.region_index, known[1], known[2]))
+            return
+        shadowed, count = self.shadowed, len(self.items)
+        self.lower_dispatch(segment)
+        item = self.items[-1]
+        if self.shadowed == shadowed and len(self.items) == count + 1:
+            op = item.op
+            if op.constants_offset is None:  # type: ignore[union-attr]
+                self.known[id(segment)] = (op, item.reads, item.writes)  # type: ignore[assignment]
+
+    def lower_dispatch(self, segment: DispatchSegment) -> None:
+        """:meth:`dispatch` without the memo: bindings shadowed where wgpu cannot take them,
+        constants placed, the dispatch emitted."""
         layout = segment.layout
         caps = self.caps
         refs = segment.bindings

@@ -193,6 +193,7 @@ class CommandBuffer:
         # refs, looked up by id with the object kept beside them (ids are reused only once
         # an object is gone): a dispatch repeats both far more often than it varies them.
         self._entries: dict[tuple[int, str], tuple[Any, EntryPointLayout]] = {}
+        self._dispatch_cache: dict[tuple[Any, ...], DispatchSegment] = {}
         self._binding_cache: dict[tuple[int, int], tuple[Any, BindingLayout, Ref, Any]] = {}
 
     def __repr__(self) -> str:
@@ -653,9 +654,17 @@ class CommandBuffer:
                 f"{layout.binding_count} (@binding(0..{layout.binding_count - 1}))"
             )
         refs, any_slot = self._binding_refs(what, layout, bindings)
+        # An identical dispatch (same refs: remembered bindings) shares its segment, which
+        # the lowering then lowers once.
+        key = (id(executable), entry_point, workgroups, id(indirect), data, *map(id, refs))
+        found = self._dispatch_cache.get(key)
+        if found is not None:
+            return found, any_slot
         segment = DispatchSegment(
             executable, entry_point, layout, workgroups, indirect, data, tuple(refs)
         )
+        if len(self._dispatch_cache) < 256:
+            self._dispatch_cache[key] = segment
         return segment, any_slot
 
     def _entry_layout(self, what: str, executable: Any, entry_point: Any) -> EntryPointLayout:

@@ -285,6 +285,7 @@ def _pass_calls(
     # recorded calls are immutable, so one call object may sit at many positions.
     pipelines: dict[tuple[int, str], tuple[Any, Any, Any, Any]] = {}
     group_calls: dict[int, Call] = {}
+    groups: dict[int, tuple[Any, tuple[tuple[int, Region], ...]]] = {}
     dispatch_calls: dict[tuple[int, int, int], Call] = {}
     for d in step.dispatches:
         kernel = d.kernel
@@ -302,11 +303,14 @@ def _pass_calls(
             current_pipeline = pipeline
             current_group = None
         if d.bindings:
-            group = bind_groups.get(
-                layout, tuple([(b, handle(r), r.offset, r.size) for b, _, r in d.bindings])
-            )
-            if current_group is not group:
+            # By id(d): a plan repeats one dispatch object for a dispatch recorded again.
+            bound = groups.get(id(d))
+            if bound is None:
+                entries = tuple([(b, handle(r), r.offset, r.size) for b, _, r in d.bindings])
                 regions = tuple([(b, r) for b, _, r in d.bindings])
+                bound = groups[id(d)] = (bind_groups.get(layout, entries), regions)
+            group, regions = bound
+            if current_group is not group:
                 sites.append(("group", index, len(calls), layout, group, regions))
                 call = group_calls.get(id(group))
                 if call is None:

@@ -218,3 +218,77 @@ def test_repeated_dispatches_share_calls_and_count_right(device: Any) -> None:
     got = counters.to_numpy().view(np.uint32)
     assert got[::64].tolist() == [10] * 8
     assert int(got.sum()) == 80
+
+
+# -- shared dispatch segments lower as distinct ones ------------------------------------------
+
+
+@pytest.mark.parametrize("immediates", [True, False])
+@pytest.mark.parametrize("seed", range(4))
+def test_repeated_dispatch_segments_lower_like_distinct_ones(seed: int, immediates: bool) -> None:
+    """One segment object recorded many times (as recording now shares them) lowers to the
+    plan of as many equal but distinct segments: shadows, staged constants and indirect
+    parameters included, where the lowering must not reuse a dispatch."""
+    import dataclasses
+
+    from hal.core.layout import BindingLayout, EntryPointLayout
+    from hal.core.segments import DispatchSegment
+
+    class Kernel:
+        label = "k"
+
+    rng = random.Random(seed)
+    a, b = Alloc(1 << 16, "a"), Alloc(1 << 16, "b")
+    kernel = Kernel()
+    shared: list[DispatchSegment] = []
+    for _ in range(6):
+        kinds = [rng.choice(["storage", "read-only-storage", "uniform"]) for _ in range(2)]
+        bindings = tuple(BindingLayout(i, kind, f"b{i}") for i, kind in enumerate(kinds))
+        size = rng.choice([0, 16])
+        layout = EntryPointLayout("main", bindings, 2, size)
+        refs = (
+            ref(rng.choice([a, b]), rng.choice([0, 256, 4, 512]), rng.choice([256, 6, 64])),
+            ref(rng.choice([a, b]), rng.choice([0, 1024, 2048]), 256),
+        )
+        indirect = ref(b, rng.choice([0, 8, 4096]), 12) if rng.random() < 0.3 else None
+        shared.append(
+            DispatchSegment(
+                kernel,
+                "main",
+                layout,
+                None if indirect else (1, 1, 1),
+                indirect,
+                bytes(range(size)),
+                refs,
+            )
+        )
+    program: list[Segment] = []
+    for _ in range(60):
+        program.append(rng.choice(shared))
+        if rng.random() < 0.3:
+            program.append(BarrierSegment(63, 63, 0))
+        if rng.random() < 0.1:
+            program.append(FillSegment(ref(a, 4096 + 4 * rng.randint(0, 9), 4), b"\x01"))
+    distinct = [dataclasses.replace(s) if isinstance(s, DispatchSegment) else s for s in program]
+    c = caps(immediates=immediates)
+    assert lower(program, c) == lower(distinct, c)
+    assert general(program, c) == general(distinct, c)
+
+
+def test_identical_dispatches_share_one_segment(device: Any) -> None:
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+    counters = device.buffer_from_numpy(np.zeros(128, np.uint32))
+    view, other = hal.BufferRef(counters, 0, 256), hal.BufferRef(counters, 256, 256)
+    with device.record() as cb:
+        cb.dispatch(noop, "touch", (1, 1, 1), bindings=[view])
+        cb.dispatch(noop, "touch", (1, 1, 1), bindings=[view])
+        cb.dispatch(noop, "touch", (2, 1, 1), bindings=[view])
+        cb.dispatch(noop, "touch", (1, 1, 1), bindings=[other])
+    first, second, wider, elsewhere = cb.segments
+    assert first is second
+    assert wider is not first and wider.workgroups == (2, 1, 1)
+    assert elsewhere is not first and elsewhere.bindings[0].offset == 256
+    device.queue_execute(cb)
+    device.wait_idle(30)
+    got = counters.to_numpy().view(np.uint32)
+    assert got[0] == 4 and got[64] == 1  # (2, 1, 1) runs touch twice

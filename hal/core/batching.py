@@ -22,8 +22,8 @@ import bisect
 import dataclasses
 import itertools
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
@@ -63,9 +63,10 @@ _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
 _ENTRY = struct.Struct("<4I")
 
 
-@dataclass(frozen=True, slots=True)
-class _Transfer:
-    """One builtin fill or copy as absolute byte ranges (``source`` None for a fill)."""
+class _Transfer(NamedTuple):
+    """One builtin fill or copy as absolute byte ranges (``source`` None for a fill). A
+    named tuple: one is made per small transfer, and a frozen dataclass costs several times
+    as much to build."""
 
     target: object
     start: int
@@ -164,55 +165,90 @@ class _WordSets:
 
 
 class _Run:
-    """Consecutive transfers of one kind, buffer(s) and binding window budget."""
+    """Consecutive transfers of one kind, buffer(s) and binding window budget.
 
-    def __init__(self, first: _Transfer, dispatch: Dispatch, caps: DeviceCaps) -> None:
+    Only the target's words need tracking: a run's source and target are distinct
+    allocations (same-allocation copies are never batched, native copies never share one),
+    so no entry can read a word another writes. Transfers mostly arrive in address order:
+    one that starts past every word held is accepted without a search."""
+
+    __slots__ = (
+        "caps",
+        "high",
+        "limit",
+        "low",
+        "source",
+        "source_high",
+        "source_low",
+        "span",
+        "target",
+        "top",
+        "transfers",
+        "writes",
+    )
+
+    def __init__(self, first: _Transfer, caps: DeviceCaps) -> None:
         self.caps = caps
         self.transfers = [first]
-        self.dispatches = [dispatch]
-        self.writes, self.reads = _WordSets(), _WordSets()
-        self._note(first)
+        self.target, self.source = first.target, first.source
+        self.span = caps.max_binding_size - caps.storage_alignment - 4
+        self.limit = caps.max_workgroups
         self.low, self.high = first.start, first.end
         self.source_low = first.source_start
         self.source_high = first.source_start + (first.end - first.start)
-
-    def _note(self, t: _Transfer) -> None:
-        self.writes.add(t.target, t.start, t.end)
-        if t.source is not None:
-            self.reads.add(t.source, t.source_start, t.source_start + t.end - t.start)
+        self.top = (first.end + 3) // 4  # the largest end word written
+        self.writes: _WordSets | None = None  # made once a transfer arrives out of order
 
     def accepts(self, t: _Transfer) -> bool:
         """Whether ``t`` can join the run without changing any byte's result."""
-        first = self.transfers[0]
-        if t.target is not first.target or (t.source is None) != (first.source is None):
+        if t.target is not self.target or t.source is not self.source:
             return False
-        if t.source is not None and t.source is not first.source:
+        if len(self.transfers) >= self.limit:
             return False
-        if len(self.transfers) >= self.caps.max_workgroups:
+        start, end = t.start, t.end
+        # Conditionals, not min()/max(): this runs once per transfer.
+        high = end if end > self.high else self.high
+        if high - (start if start < self.low else self.low) > self.span:
             return False
-        span = self.caps.max_binding_size - self.caps.storage_alignment - 4
-        if max(self.high, t.end) - min(self.low, t.start) > span:
-            return False
-        if self.writes.hits(t.target, t.start, t.end) or self.reads.hits(t.target, t.start, t.end):
+        if start // 4 < self.top and self._writes().hits(t.target, start, end):
             return False
         if t.source is not None:
-            length = t.end - t.start
-            if self.writes.hits(t.source, t.source_start, t.source_start + length):
-                return False
-            low = min(self.source_low, t.source_start)
-            if max(self.source_high, t.source_start + length) - low > span:
+            source_start = t.source_start
+            source_end = source_start + end - start
+            low = source_start if source_start < self.source_low else self.source_low
+            high = source_end if source_end > self.source_high else self.source_high
+            if high - low > self.span:
                 return False
         return True
 
-    def add(self, t: _Transfer, dispatch: Dispatch) -> None:
+    def _writes(self) -> _WordSets:
+        """The words written so far, as a searchable set (built on first need)."""
+        if self.writes is None:
+            self.writes = _WordSets()
+            for t in self.transfers:
+                self.writes.add(t.target, t.start, t.end)
+        return self.writes
+
+    def add(self, t: _Transfer) -> None:
         """Append ``t`` (after :meth:`accepts`)."""
         self.transfers.append(t)
-        self.dispatches.append(dispatch)
-        self._note(t)
-        self.low, self.high = min(self.low, t.start), max(self.high, t.end)
+        start, end = t.start, t.end
+        if self.writes is not None:
+            self.writes.add(t.target, start, end)
+        top = (end + 3) // 4
+        if top > self.top:
+            self.top = top
+        if start < self.low:
+            self.low = start
+        if end > self.high:
+            self.high = end
         if t.source is not None:
-            self.source_low = min(self.source_low, t.source_start)
-            self.source_high = max(self.source_high, t.source_start + t.end - t.start)
+            source_start = t.source_start
+            if source_start < self.source_low:
+                self.source_low = source_start
+            source_end = source_start + end - start
+            if source_end > self.source_high:
+                self.source_high = source_end
 
 
 def _window(resource: object, low: int, high: int, alignment: int) -> Region:
@@ -227,23 +263,23 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     target = _window(first.target, run.low, run.high, alignment)
     offset = -(-len(table) // alignment) * alignment
     table.extend(bytes(offset - len(table)))
+    flat: list[int] = []  # packed at once: one struct call per run, not per entry
     if first.source is None:
+        base = target.offset
         for t in run.transfers:
-            table.extend(_ENTRY.pack(t.start - target.offset, t.end - target.offset, t.pattern, 0))
+            flat += (t.start - base, t.end - base, t.pattern, 0)
         kernel = BuiltinKernel.FILL_TABLE
         bindings: tuple[tuple[int, str, Region], ...] = ((0, "storage", target),)
         table_binding = 1
     else:
         source = _window(first.source, run.source_low, run.source_high, alignment)
+        base, source_base = target.offset, source.offset
         for t in run.transfers:
-            table.extend(
-                _ENTRY.pack(
-                    t.source_start - source.offset, t.start - target.offset, t.end - t.start, 0
-                )
-            )
+            flat += (t.source_start - source_base, t.start - base, t.end - t.start, 0)
         kernel = BuiltinKernel.COPY_TABLE
         bindings = ((0, "storage", source), (1, "storage", target))
         table_binding = 2
+    table.extend(struct.pack(f"<{len(flat)}I", *flat))
     entries = Region(AuxBuffer.CONSTANTS, offset, 16 * len(run.transfers))
     return Dispatch(
         kernel,
@@ -257,30 +293,37 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     )
 
 
+def _runs(
+    pairs: Iterable[tuple[_Transfer | None, Any]], caps: DeviceCaps
+) -> Iterator[tuple[_Run | None, list[Any]]]:
+    """Consecutive (transfer, item) pairs grouped into maximal runs that :class:`_Run`
+    accepts, as (run, its items); an item without a transfer comes alone, as (None, [item])."""
+    run: _Run | None = None
+    items: list[Any] = []
+    for t, item in pairs:
+        if t is not None and run is not None and run.accepts(t):
+            run.add(t)
+            items.append(item)
+            continue
+        if items:
+            yield run, items
+        if t is None:
+            run, items = None, []
+            yield None, [item]
+        else:
+            run, items = _Run(t, caps), [item]
+    if items:
+        yield run, items
+
+
 def _batch_pass(plan: Plan, step: ComputePass, caps: DeviceCaps, table: bytearray) -> ComputePass:
     out: list[Dispatch] = []
-    run: _Run | None = None
-
-    def flush() -> None:
-        if run is None:
-            return
-        if len(run.transfers) >= BATCH_MIN_RUN:
+    pairs = ((_transfer(plan, d) if d.is_builtin else None, d) for d in step.dispatches)
+    for run, dispatches in _runs(pairs, caps):
+        if run is not None and len(dispatches) >= BATCH_MIN_RUN:
             out.append(_table_dispatch(run, table))
         else:
-            out.extend(run.dispatches)
-
-    for d in step.dispatches:
-        t = _transfer(plan, d) if d.is_builtin else None
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t, d)
-            continue
-        flush()
-        run = None
-        if t is None:
-            out.append(d)
-        else:
-            run = _Run(t, d, caps)
-    flush()
+            out.extend(dispatches)
     return ComputePass(tuple(out))
 
 
@@ -288,7 +331,7 @@ def _native_transfer(step: Step) -> _Transfer | None:
     """A small native copy or clear as a transfer, or None."""
     if isinstance(step, CopyBuffer):
         t, src = step.target, step.source
-        if t.size > BATCH_MAX_BYTES:
+        if t.size > BATCH_MAX_BYTES or src.resource is t.resource:  # runs assume distinct
             return None
         return _Transfer(t.resource, t.offset, t.offset + t.size, 0, src.resource, src.offset)
     if isinstance(step, ClearBuffer):
@@ -305,28 +348,11 @@ def _batch_natives(steps: Sequence[Step], caps: DeviceCaps, table: bytearray) ->
     command of its own (5.5 µs per 256-byte copy_buffer_to_buffer on the H200's host), the
     table dispatch one command for the run."""
     out: list[Step] = []
-    run: _Run | None = None
-    natives: list[Step] = []
-
-    def flush() -> None:
-        if run is not None and len(run.transfers) >= BATCH_MIN_NATIVE:
+    for run, natives in _runs(((_native_transfer(s), s) for s in steps), caps):
+        if run is not None and len(natives) >= BATCH_MIN_NATIVE:
             out.append(ComputePass((_table_dispatch(run, table),)))
         else:
             out.extend(natives)
-
-    for step in steps:
-        t = _native_transfer(step)
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t, step)  # type: ignore[arg-type]
-            natives.append(step)
-            continue
-        flush()
-        run, natives = None, []
-        if t is None:
-            out.append(step)
-        else:
-            run, natives = _Run(t, step, caps), [step]  # type: ignore[arg-type]
-    flush()
     return _join_passes(out)
 
 

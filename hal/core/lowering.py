@@ -84,8 +84,11 @@ __all__ = ["LoweringOptions", "lower"]
 
 _BLOCK_KERNELS = (BuiltinKernel.FILL4, BuiltinKernel.COPY4)
 
-_ENTRY_POINTS = {kernel: kernel.entry_point for kernel in BuiltinKernel}
-_LABELS = {kernel: f"builtin.{kernel.entry_point}" for kernel in BuiltinKernel}
+_KERNEL_INFO = {
+    id(kernel): (kernel.entry_point, f"builtin.{kernel.entry_point}", kernel in _BLOCK_KERNELS)
+    for kernel in BuiltinKernel
+}
+"""(entry point, label, is a block kernel) of each builtin kernel, by id(kernel)."""
 
 _VECTOR_MIN = 4096
 """Transfers at least this large use 16-byte-block kernels for their aligned body."""
@@ -105,6 +108,23 @@ class LoweringOptions:
     naive: bool = False
     reorder: bool = True
     transfers: str = "auto"
+
+
+_VERDICTS: dict[tuple[object, ...], tuple[bool, str]] = {}
+"""Cost-model verdicts by (costs, options, has dispatches, size, copy): pure, so shared."""
+_VERDICTS_MAX = 4096
+
+_FILL_NOTES: dict[int, str] = {}
+"""The note of a pattern fill by size (formatted once per size)."""
+
+
+def _fill_note(size: int) -> str:
+    note = _FILL_NOTES.get(size)
+    if note is None:
+        if len(_FILL_NOTES) >= _VERDICTS_MAX:
+            _FILL_NOTES.clear()
+        note = _FILL_NOTES[size] = f"fill {size} B: kernel (pattern or alignment)"
+    return note
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -139,6 +159,8 @@ class _PlanBuilder:
         self.notes: list[str] = []
         self.verdicts: dict[tuple[int, bool], tuple[bool, str]] = {}
         self.labels: dict[tuple[int, str], str] = {}  # dispatch labels per entry point
+        # Dispatches by id(segment) (the segments outlive the lowering, so ids stay unique).
+        self.known: dict[int, tuple[Dispatch, tuple[Region, ...], tuple[Region, ...]]] = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -193,36 +215,45 @@ class _PlanBuilder:
         writes: tuple[Region, ...],
         note: str | None = None,
     ) -> None:
-        constants, offset = self.constants(params)
+        if self.caps.immediates:
+            constants, offset = params, None
+        else:
+            constants, offset = self.constants(params)
         self.builtin_dispatches += 1
-        self.emit(
-            Dispatch(
-                kernel,
-                _ENTRY_POINTS[kernel],
-                bindings,
-                constants,
-                offset,
-                # Block kernels stream memory: measured on the H100, a grid as wide as the
-                # adapter allows beats a 4096-workgroup grid-stride loop by 4-7%.
-                (
-                    workgroups_for(
-                        units,
-                        self.caps.max_workgroups if kernel in _BLOCK_KERNELS else MAX_WORKGROUPS,
-                    ),
-                    1,
-                    1,
-                ),
-                None,
-                _LABELS[kernel],
-            ),
-            reads,
-            writes,
-            note,
+        # By id: an enum member's hash is a Python-level call.
+        entry_point, label, block = _KERNEL_INFO[id(kernel)]
+        # Block kernels stream memory: measured on the H100, a grid as wide as the adapter
+        # allows beats a 4096-workgroup grid-stride loop by 4-7%.
+        limit = self.caps.max_workgroups if block else MAX_WORKGROUPS
+        dispatch = Dispatch(
+            kernel,
+            entry_point,
+            bindings,
+            constants,
+            offset,
+            (workgroups_for(units, limit), 1, 1),
+            None,
+            label,
         )
+        self.items.append(_Item(dispatch, self.region_index, reads, writes, note or None))
 
     def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:
         """Fill with kernels: 16-byte blocks for the aligned body of a large range, the word
         kernel (byte-exact edges) for the rest."""
+        size = target.size
+        if 0 < size < _VECTOR_MIN and size <= self.chunk:
+            # One word-kernel piece (what the loops below make of it), without them.
+            window, begin = self.window(target)
+            self.builtin(
+                BuiltinKernel.FILL,
+                ((0, "storage", window),),
+                fill_params(begin, size, pattern_word),
+                window.size // 4,
+                (),
+                (target,),
+                note,
+            )
+            return
         for offset, size, blocks in _pieces(target.offset, target.size, True):
             for start in range(0, size, self.chunk):
                 piece = Region(target.resource, offset + start, min(self.chunk, size - start))
@@ -257,39 +288,48 @@ class _PlanBuilder:
         # Within one allocation a piece may need one window over both ranges (below): half
         # pieces keep that window inside one binding.
         chunk = max(256, (self.chunk // 2) & ~255) if same else self.chunk
+        if 0 < target.size < _VECTOR_MIN and target.size <= chunk:
+            self.copy_piece(source, target, same, False, note)  # one piece: no loops
+            return
         for offset, size, blocks in _pieces(target.offset, target.size, delta % 16 == 0):
             for start in range(0, size, chunk):
                 length = min(chunk, size - start)
                 dst = Region(target.resource, offset + start, length)
                 src = Region(source.resource, offset + start - delta, length)
-                src_window, src_begin = self.window(src)
-                dst_window, dst_begin = self.window(dst)
-                if same and _overlap(src_window, dst_window):
-                    self.copy_within(src, dst, src_window, dst_window, note)
-                    note = None
-                    continue
-                bindings = ((0, "storage", src_window), (1, "storage", dst_window))
-                if blocks:
-                    self.builtin(
-                        BuiltinKernel.COPY4,
-                        bindings,
-                        copy4_params(src_begin // 16, dst_begin // 16, length // 16),
-                        length // 16,
-                        (src,),
-                        (dst,),
-                        note,
-                    )
-                else:
-                    self.builtin(
-                        BuiltinKernel.COPY,
-                        bindings,
-                        copy_params(src_begin, dst_begin, length),
-                        dst_window.size // 4,
-                        (src,),
-                        (dst,),
-                        note,
-                    )
+                self.copy_piece(src, dst, same, blocks, note)
                 note = None
+
+    def copy_piece(
+        self, src: Region, dst: Region, same: bool, blocks: bool, note: str | None
+    ) -> None:
+        """One piece of :meth:`builtin_copy`: a block, word or same-window kernel."""
+        length = dst.size
+        src_window, src_begin = self.window(src)
+        dst_window, dst_begin = self.window(dst)
+        if same and _overlap(src_window, dst_window):
+            self.copy_within(src, dst, src_window, dst_window, note)
+            return
+        bindings = ((0, "storage", src_window), (1, "storage", dst_window))
+        if blocks:
+            self.builtin(
+                BuiltinKernel.COPY4,
+                bindings,
+                copy4_params(src_begin // 16, dst_begin // 16, length // 16),
+                length // 16,
+                (src,),
+                (dst,),
+                note,
+            )
+        else:
+            self.builtin(
+                BuiltinKernel.COPY,
+                bindings,
+                copy_params(src_begin, dst_begin, length),
+                dst_window.size // 4,
+                (src,),
+                (dst,),
+                note,
+            )
 
     def copy_within(
         self, src: Region, dst: Region, src_window: Region, dst_window: Region, note: str | None
@@ -317,7 +357,15 @@ class _PlanBuilder:
         key = (size, copy)
         verdict = self.verdicts.get(key)
         if verdict is None:
-            verdict = self.verdicts[key] = self.judge(size, copy)
+            # Shared by every lowering with the same costs and options: a one-command
+            # program would otherwise format its verdict anew at every end().
+            shared = (self.caps.costs, self.options, self.has_dispatches, size, copy)
+            verdict = _VERDICTS.get(shared)
+            if verdict is None:
+                if len(_VERDICTS) >= _VERDICTS_MAX:
+                    _VERDICTS.clear()
+                verdict = _VERDICTS[shared] = self.judge(size, copy)
+            self.verdicts[key] = verdict
         return verdict
 
     def judge(self, size: int, copy: bool) -> tuple[bool, str]:
@@ -372,7 +420,7 @@ class _PlanBuilder:
                 return
             note = f"fill {target.size} B: {why}"
         else:
-            note = f"fill {target.size} B: kernel (pattern or alignment)"
+            note = _fill_note(target.size)
         # The pattern repeats from the target offset; bytes of a word are at window positions
         # congruent to 0..3 (windows are word aligned), so rotate the pattern accordingly.
         n = len(pattern)
@@ -396,20 +444,33 @@ class _PlanBuilder:
             self.copy(source, target, "copy")
 
     def dispatch(self, segment: DispatchSegment) -> None:
+        # A segment recorded again (recording shares identical dispatch segments) lowers to
+        # the same dispatch when nothing of it went to the plan's own buffers.
+        known = self.known.get(id(segment))
+        if known is not None:
+            self.items.append(_Item(known[0], self.region_index, known[1], known[2]))
+            return
+        shadowed, count = self.shadowed, len(self.items)
+        self.lower_dispatch(segment)
+        item = self.items[-1]
+        if self.shadowed == shadowed and len(self.items) == count + 1:
+            op = item.op
+            if op.constants_offset is None:  # type: ignore[union-attr]
+                self.known[id(segment)] = (op, item.reads, item.writes)  # type: ignore[assignment]
+
+    def lower_dispatch(self, segment: DispatchSegment) -> None:
+        """:meth:`dispatch` without the memo: bindings shadowed where wgpu cannot take them,
+        constants placed, the dispatch emitted."""
         layout = segment.layout
         caps = self.caps
-        refs = {
-            b.binding: self.region(r)
-            for b in layout.bindings
-            if (r := segment.bindings[b.binding]) is not None
-        }
-        written = {refs[b.binding].resource for b in layout.bindings if b.writable}
+        refs = segment.bindings
+        regions = [self.region(refs[b.binding]) for b in layout.bindings]  # type: ignore[arg-type]
+        written = {r.resource for b, r in zip(layout.bindings, regions, strict=True) if b.writable}
         bindings: list[tuple[int, str, Region]] = []
         copy_back: list[tuple[Region, Region]] = []
         reads: list[Region] = []
         writes: list[Region] = []
-        for b in layout.bindings:
-            region = refs[b.binding]
+        for b, region in zip(layout.bindings, regions, strict=True):
             (writes if b.writable else reads).append(region)
             uniform = b.kind == "uniform"
             alignment = caps.uniform_alignment if uniform else caps.storage_alignment

@@ -210,6 +210,12 @@ class CommandBuffer:
         # Subspans the commands name: releasing one must fail later submissions too, and the
         # plan only knows allocations.
         self._views: set[BufferLike] = set()
+        # Recording's per-(executable, entry point) facts and per-(binding target, binding)
+        # refs, looked up by id with the object kept beside them (ids are reused only once
+        # an object is gone): a dispatch repeats both far more often than it varies them.
+        self._entries: dict[tuple[int, str], tuple[Any, EntryPointLayout]] = {}
+        self._dispatch_cache: dict[tuple[Any, ...], DispatchSegment] = {}
+        self._binding_cache: dict[tuple[int, int], tuple[Any, BindingLayout, Ref, Any]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -643,18 +649,17 @@ class CommandBuffer:
         indirect: Ref | None,
     ) -> tuple[DispatchSegment, bool]:
         """The checked segment of a dispatch, and whether a binding names a slot."""
-        if not isinstance(executable, Executable) or executable.device is not self.device:
-            raise InvalidArgumentError(
-                f"{what}: executable {executable!r} is not an executable of this device"
-            )
-        try:
-            layout = executable.layout(entry_point)
-        except InvalidArgumentError:
-            raise InvalidArgumentError(
-                f"{what}: entry_point {entry_point!r} is not in {executable.label!r} "
-                f"(entry points: {', '.join(executable.entry_points)})"
-            ) from None
-        data = pack_constants(what, constants, layout.constants_fields or None)
+        entry = (
+            self._entries.get((id(executable), entry_point)) if type(entry_point) is str else None
+        )
+        if entry is not None and entry[0] is executable:
+            layout = entry[1]
+        else:
+            layout = self._entry_layout(what, executable, entry_point)
+        if type(constants) is tuple and not constants:
+            data = b""
+        else:
+            data = pack_constants(what, constants, layout.constants_fields or None)
         if not data and layout.constants_size:
             _warn_no_constants(what, executable.label, entry_point, layout.constants_size)
         if len(data) > layout.constants_size:
@@ -673,10 +678,36 @@ class CommandBuffer:
                 f"{layout.binding_count} (@binding(0..{layout.binding_count - 1}))"
             )
         refs, any_slot = self._binding_refs(what, layout, bindings)
+        # An identical dispatch (same refs: remembered bindings) shares its segment, which
+        # the lowering then lowers once.
+        key = (id(executable), entry_point, workgroups, id(indirect), data, *map(id, refs))
+        found = self._dispatch_cache.get(key)
+        if found is not None:
+            return found, any_slot
         segment = DispatchSegment(
             executable, entry_point, layout, workgroups, indirect, data, tuple(refs)
         )
+        if len(self._dispatch_cache) < 256:
+            self._dispatch_cache[key] = segment
         return segment, any_slot
+
+    def _entry_layout(self, what: str, executable: Any, entry_point: Any) -> EntryPointLayout:
+        """The layout of ``entry_point`` of ``executable``, checked (and remembered by
+        :meth:`_dispatch_segment`). Raises InvalidArgumentError."""
+        if not isinstance(executable, Executable) or executable.device is not self.device:
+            raise InvalidArgumentError(
+                f"{what}: executable {executable!r} is not an executable of this device"
+            )
+        try:
+            layout = executable.layout(entry_point)
+        except InvalidArgumentError:
+            raise InvalidArgumentError(
+                f"{what}: entry_point {entry_point!r} is not in {executable.label!r} "
+                f"(entry points: {', '.join(executable.entry_points)})"
+            ) from None
+        if type(entry_point) is str:
+            self._entries[(id(executable), entry_point)] = (executable, layout)
+        return layout
 
     def _binding_refs(
         self, what: str, layout: EntryPointLayout, bindings: tuple[Any, ...]
@@ -686,9 +717,18 @@ class CommandBuffer:
         caps = self.device.caps
         refs: list[Ref | None] = [None] * len(bindings)
         any_slot = False
+        cache = self._binding_cache
         for b in layout.bindings:
-            ref = self._fast_binding(bindings[b.binding], b, caps)
+            target = bindings[b.binding]
+            # A target already checked for this binding: only its release can have changed.
+            hit = cache.get((id(target), id(b)))
+            if hit is not None and hit[0] is target and hit[1] is b and not hit[3].is_released:
+                refs[b.binding] = hit[2]
+                continue
+            ref = self._fast_binding(target, b, caps)
             if ref is not None:
+                if len(cache) < 256:
+                    cache[(id(target), id(b))] = (target, b, ref, ref.buffer)
                 refs[b.binding] = ref
                 continue
             argument = _binding_name(b.binding)

@@ -40,7 +40,7 @@ class BindGroupCache:
 
     def get(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> Any:
         """The bind group of ``layout`` for (binding, wgpu buffer, offset, size) entries."""
-        key = (id(layout), *((b, id(buf), off, size) for b, buf, off, size in entries))
+        key = (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
         found = self._groups.get(key)
         if found is not None:
             return found[0]
@@ -277,30 +277,46 @@ def _pass_calls(
     """The recorded calls of one compute pass (step ``index``); appends to ``sites`` where
     each call that names buffers sits."""
     backend, bind_groups = encoding.backend, encoding.bind_groups
+    builtins = encoding.builtins
     calls: list[Call] = []
     current_pipeline = None
     current_group = None
+    # Per compile, the lookups and calls that repeat from dispatch to dispatch are made once:
+    # recorded calls are immutable, so one call object may sit at many positions.
+    pipelines: dict[tuple[int, str], tuple[Any, Any, Any, Any]] = {}
+    group_calls: dict[int, Call] = {}
+    groups: dict[int, tuple[Any, tuple[tuple[int, Region], ...]]] = {}
+    dispatch_calls: dict[tuple[int, int, int], Call] = {}
     for d in step.dispatches:
-        executable = (
-            encoding.builtins.executable(d.kernel)
-            if isinstance(d.kernel, BuiltinKernel)
-            else d.kernel
-        )
-        pipeline, layout, constants_layout = executable.pipeline(d.entry_point)
+        kernel = d.kernel
+        key = (id(kernel), d.entry_point)
+        found = pipelines.get(key)
+        if found is None:
+            executable = (
+                builtins.executable(kernel) if isinstance(kernel, BuiltinKernel) else kernel
+            )
+            found = pipelines[key] = (executable, *executable.pipeline(d.entry_point))
+        executable, pipeline, layout, constants_layout = found
         if pipeline is not current_pipeline:
             calls.append(backend.set_pipeline(pipeline))
             keepalive.append(pipeline)
             current_pipeline = pipeline
             current_group = None
         if d.bindings:
-            group = bind_groups.get(
-                layout, tuple((b, handle(r), r.offset, r.size) for b, _, r in d.bindings)
-            )
+            # By id(d): a plan repeats one dispatch object for a dispatch recorded again.
+            bound = groups.get(id(d))
+            if bound is None:
+                entries = tuple([(b, handle(r), r.offset, r.size) for b, _, r in d.bindings])
+                regions = tuple([(b, r) for b, _, r in d.bindings])
+                bound = groups[id(d)] = (bind_groups.get(layout, entries), regions)
+            group, regions = bound
             if current_group is not group:
-                regions = tuple((b, r) for b, _, r in d.bindings)
                 sites.append(("group", index, len(calls), layout, group, regions))
-                calls.append(backend.set_bind_group(0, group))
-                keepalive.append(group)
+                call = group_calls.get(id(group))
+                if call is None:
+                    call = group_calls[id(group)] = backend.set_bind_group(0, group)
+                    keepalive.append(group)
+                calls.append(call)
                 current_group = group
         if d.constants_offset is not None and constants_layout is not None:
             size = executable.layout(d.entry_point).constants_size
@@ -315,6 +331,10 @@ def _pass_calls(
             sites.append(("indirect", index, len(calls), ((0, d.indirect),)))
             calls.append(backend.dispatch_indirect(buffer, d.indirect.offset))
         else:
-            assert d.workgroups is not None
-            calls.append(backend.dispatch(*d.workgroups))
+            workgroups = d.workgroups
+            assert workgroups is not None
+            call = dispatch_calls.get(workgroups)
+            if call is None:
+                call = dispatch_calls[workgroups] = backend.dispatch(*workgroups)
+            calls.append(call)
     return calls

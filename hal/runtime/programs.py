@@ -25,6 +25,7 @@ from hal.core.rebase import (
     table_shape,
 )
 from hal.core.segments import Segment, describe_segment
+from hal.core.transfer_plans import direct_plan
 from hal.errors import (
     FailedPreconditionError,
     HalError,
@@ -49,8 +50,10 @@ _WHAT = "queue_execute"
 
 
 def _plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
-    """The plan a submission runs: the lowering, then small transfers batched."""
-    return batch_transfers(lower(segments, caps), caps)
+    """The plan a submission runs: the lowering, then small transfers batched (made in one
+    step for a program of small transfers: :func:`hal.core.transfer_plans.direct_plan`)."""
+    plan = direct_plan(segments, caps)
+    return batch_transfers(lower(segments, caps), caps) if plan is None else plan
 
 
 SegmentSource = Sequence[Segment] | Callable[[], Sequence[Segment]]

@@ -1304,7 +1304,8 @@ def test_plans_match_the_pre_interval_lowering() -> None:
     """Every snapshot program lowers exactly as recorded (default options, ``reorder=False``
     and ``naive``): digests recorded from the pairwise-conflict lowering of 633b303, and
     re-recorded once when same-allocation copies with overlapping windows moved to one
-    binding (COPY_WITHIN; see the snapshot's note)."""
+    binding (COPY_WITHIN) and again when overlapping writable bindings were shadowed (see the
+    snapshot's note)."""
     digests = json.loads(SNAPSHOT.read_text())["digests"]
     assert len(digests) == 120
     differ = []

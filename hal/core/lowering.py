@@ -465,16 +465,24 @@ class _PlanBuilder:
         caps = self.caps
         refs = segment.bindings
         regions = [self.region(refs[b.binding]) for b in layout.bindings]  # type: ignore[arg-type]
-        written = {r.resource for b, r in zip(layout.bindings, regions, strict=True) if b.writable}
+        writable = [
+            (i, r)
+            for i, (b, r) in enumerate(zip(layout.bindings, regions, strict=True))
+            if b.writable
+        ]
+        written = {r.resource for _, r in writable}
+        # WebGPU forbids writable bindings whose windows overlap in one dispatch (Dawn
+        # enforces it): every such binding after the first is shadowed.
+        overlapping = _overlapping_writes(writable) if len(written) < len(writable) else ()
         bindings: list[tuple[int, str, Region]] = []
         copy_back: list[tuple[Region, Region]] = []
         reads: list[Region] = []
         writes: list[Region] = []
-        for b, region in zip(layout.bindings, regions, strict=True):
+        for position, (b, region) in enumerate(zip(layout.bindings, regions, strict=True)):
             (writes if b.writable else reads).append(region)
             uniform = b.kind == "uniform"
             alignment = caps.uniform_alignment if uniform else caps.storage_alignment
-            aliased = not b.writable and region.resource in written
+            aliased = region.resource in written if not b.writable else position in overlapping
             if region.offset % alignment or region.size % 4 or region.size == 0 or aliased:
                 self.shadowed += 1
                 shadow = self.scratch(region.size, alignment, b.writable)
@@ -817,3 +825,20 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
             "lowering: %d segments -> %s [costs %s]", len(segments), plan.stats, caps.costs.name
         )
     return plan
+
+
+def _overlapping_writes(writable: list[tuple[int, Region]]) -> frozenset[int]:
+    """The positions of the writable bindings whose window overlaps that of an earlier,
+    unshadowed one of the same resource (few bindings per dispatch: pairwise is cheapest)."""
+    found: set[int] = set()
+    for i, (position, r) in enumerate(writable):
+        for earlier, q in writable[:i]:
+            if (
+                earlier not in found
+                and q.resource == r.resource
+                and r.offset < q.offset + q.size
+                and q.offset < r.offset + r.size
+            ):
+                found.add(position)
+                break
+    return frozenset(found)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from hal.enums import (
         AccessScope,
         BufferUsage,
+        CollectiveKind,
+        CollectiveReduction,
         CommandBufferMode,
         CommandCategory,
         ExecutionStage,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
         UnimplementedError,
     )
     from hal.runtime.buffer import Buffer, BufferView
+    from hal.runtime.channel import Channel
     from hal.runtime.command_buffer import CommandBuffer, CommandBufferState
     from hal.runtime.device import AdapterInfo, Device, available_adapters, create_device
     from hal.runtime.event import Event
@@ -57,6 +60,9 @@ _EXPORTS = {
     "BufferRef": "hal.core.refs",
     "BufferUsage": "hal.enums",
     "BufferView": "hal.runtime.buffer",
+    "Channel": "hal.runtime.channel",
+    "CollectiveKind": "hal.enums",
+    "CollectiveReduction": "hal.enums",
     "CommandBuffer": "hal.runtime.command_buffer",
     "CommandBufferMode": "hal.enums",
     "CommandBufferState": "hal.runtime.command_buffer",
@@ -140,6 +146,9 @@ __all__ = [
     "BufferRef",
     "BufferUsage",
     "BufferView",
+    "Channel",
+    "CollectiveKind",
+    "CollectiveReduction",
     "CommandBuffer",
     "CommandBufferMode",
     "CommandBufferState",

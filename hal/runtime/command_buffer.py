@@ -59,6 +59,7 @@ from hal.errors import (
     ResourceExhaustedError,
 )
 from hal.runtime.buffer import Buffer
+from hal.runtime.collectives import SplitPrograms, make_programs, record_collective
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
@@ -182,7 +183,7 @@ class CommandBuffer:
         self._segments: list[Segment] = []
         self._validate = not bits & _UNVALIDATED_BIT
         self._slots = SlotRequirements()
-        self._programs: Programs | None = None
+        self._programs: Programs | SplitPrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
@@ -221,7 +222,7 @@ class CommandBuffer:
             )
         self.device.check_open("end")
         slots = self._slots if self._slots.count else None
-        self._programs = Programs(self.device, self._segments, tuple(self._views), slots)
+        self._programs = make_programs(self.device, self._segments, tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
 
     def _begin_command(self, what: str, category: int) -> None:
@@ -740,6 +741,31 @@ class CommandBuffer:
                 requirement.add_rule(
                     key, BindingRule, argument, ref.offset, b, segment.entry_point, caps
                 )
+
+    def collective(
+        self,
+        channel: Any,
+        kind: Any,
+        send: BufferTarget | None,
+        recv: BufferTarget | None,
+        element_count: int,
+        *,
+        element_type: Any,
+        reduction: Any = None,
+        param: int = 0,
+    ) -> None:
+        """Record a collective on ``channel`` (API.md, "Channels and collectives"): ``kind``
+        over ``element_count`` elements of ``element_type`` from ``send`` into ``recv``
+        (either None where this rank has no such side); ``param`` is the root or peer rank.
+        Raises OutOfRangeError (a range too short for the counts), InvalidArgumentError (a
+        missing or misplaced reduction, a bad dtype or rank, overlapping ranges other than an
+        in-place ALL_REDUCE), PermissionDeniedError (send without TRANSFER_SOURCE/READ, recv
+        without TRANSFER_TARGET/WRITE), FailedPreconditionError (not recording, a closed
+        channel) and UnavailableError (a channel broken by a timeout)."""
+        record_collective(
+            self, "collective", channel, kind, send, recv, element_count, element_type,
+            reduction, param,
+        )
 
     # -- inspection -----------------------------------------------------------------------
 

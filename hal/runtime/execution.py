@@ -79,6 +79,8 @@ class Executor:
         waits = normalise_points(f"{what} wait", wait)
         signals = normalise_points(f"{what} signal", signal)
         self._check(what, cbs, bool(waits))
+        if self.execute_split(cbs, waits, signals, binding_table):
+            return
         claimed: list[CommandBuffer] = []
         allocations: list[Allocation] = []
         profile = self._profiler.active
@@ -111,6 +113,22 @@ class Executor:
             self._undo(claimed, allocations)
             raise
         self._queue.schedule(work)
+
+    def execute_split(
+        self,
+        cbs: list[CommandBuffer],
+        waits: tuple[Any, ...],
+        signals: tuple[Any, ...],
+        binding_table: Sequence[Any] | None,
+    ) -> bool:
+        """Submit ``cbs`` as a chain of GPU parts and host steps where one has collectives
+        (hal/runtime/collectives.py); False (nothing done) where none has."""
+        from hal.runtime.collectives import execute_split, has_host_steps
+
+        if not has_host_steps(cbs):
+            return False
+        execute_split(self._device, cbs, waits, signals, binding_table)
+        return True
 
     @staticmethod
     def _undo(claimed: list[CommandBuffer], allocations: list[Allocation]) -> None:

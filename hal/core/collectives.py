@@ -287,9 +287,7 @@ class SplitPlan:
         """The plan of ``parts`` with summed statistics (``segments`` recorded in all)."""
         plans = [p for p in parts if isinstance(p, Plan)]
         steps = [p for p in parts if isinstance(p, HostStep)]
-        totals = {
-            f.name: sum(getattr(p.stats, f.name) for p in plans) for f in fields(PlanStats)
-        }
+        totals = {f.name: sum(getattr(p.stats, f.name) for p in plans) for f in fields(PlanStats)}
         totals["segments"] = segments
         stats = SplitStats(
             **totals,

@@ -195,8 +195,10 @@ class SplitPrograms:
         """Each part ready for a submission with ``table``: GPU parts as programs, host steps
         with their slot ranges resolved on the table. Raises what ``Programs.prepare`` raises,
         InvalidArgumentError where resolved send and recv ranges overlap."""
-        entries = None if self._slots is None else self._slots.check_table(
-            "queue_execute", table, self._device
+        entries = (
+            None
+            if self._slots is None
+            else self._slots.check_table("queue_execute", table, self._device)
         )
         out: list[CheckedProgram | HostStep] = []
         for part in self.parts:
@@ -371,7 +373,7 @@ def _skip_call(
     step: HostStep, tickets: list[int], allocations: list[Allocation]
 ) -> Callable[[BaseException], None]:
     def skip(failure: BaseException) -> None:
-        for collective, ticket in zip(step.collectives, tickets):
+        for collective, ticket in zip(step.collectives, tickets, strict=True):
             collective.channel.give_up(ticket)
         _release(allocations)
 
@@ -395,7 +397,7 @@ def run_host_step(device: Device, step: HostStep, tickets: list[int]) -> None:
             collective.channel.check_usable("collective")
         sends = [_stage_out(host, c.send) for c in step.collectives]
         posted = []
-        for index, (collective, ticket) in enumerate(zip(step.collectives, tickets)):
+        for index, (collective, ticket) in enumerate(zip(step.collectives, tickets, strict=True)):
             channel = collective.channel
             channel.turn(ticket, deadline)
             try:
@@ -406,12 +408,13 @@ def run_host_step(device: Device, step: HostStep, tickets: list[int]) -> None:
         requests = [r for p in posted for r in p[0]]
         if not _wait_all(step.collectives[0].channel.mpi, requests, deadline):
             _timed_out(step)
-        for collective, (_, finish) in zip(step.collectives, posted):
+        for collective, (_, finish) in zip(step.collectives, posted, strict=True):
             result = finish()
-            if result is not None and collective.recv is not None:
-                host.write(collective.recv.buffer, collective.recv.offset, result)
+            recv = collective.recv
+            if result is not None and recv is not None and recv.buffer is not None:
+                host.write(recv.buffer, recv.offset, result)
     finally:
-        for index, (collective, ticket) in enumerate(zip(step.collectives, tickets)):
+        for index, (collective, ticket) in enumerate(zip(step.collectives, tickets, strict=True)):
             if index not in done:
                 collective.channel.give_up(ticket)
 

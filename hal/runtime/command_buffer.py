@@ -65,6 +65,7 @@ from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
 
 if TYPE_CHECKING:
+    from hal.core.collectives import SplitPlan
     from hal.core.layout import BindingLayout, EntryPointLayout
     from hal.core.plan import Plan, PlanStats
     from hal.runtime.device import Device
@@ -763,8 +764,16 @@ class CommandBuffer:
         without TRANSFER_TARGET/WRITE), FailedPreconditionError (not recording, a closed
         channel) and UnavailableError (a channel broken by a timeout)."""
         record_collective(
-            self, "collective", channel, kind, send, recv, element_count, element_type,
-            reduction, param,
+            self,
+            "collective",
+            channel,
+            kind,
+            send,
+            recv,
+            element_count,
+            element_type,
+            reduction,
+            param,
         )
 
     # -- inspection -----------------------------------------------------------------------
@@ -775,9 +784,10 @@ class CommandBuffer:
         return tuple(self._segments)
 
     @property
-    def plan(self) -> Plan | None:
+    def plan(self) -> Plan | SplitPlan | None:
         """The lowered plan: set at ``end()``; for a command buffer using binding-table slots,
-        the plan of its latest submission (None before the first)."""
+        the plan of its latest submission (None before the first). With collectives, a
+        :class:`~hal.core.collectives.SplitPlan` of GPU parts and host steps."""
         return None if self._programs is None else self._programs.plan
 
     @property

@@ -561,7 +561,6 @@ class Device:
             signal,
         )
 
-
     def queue_host_call(
         self, fn: Callable[[], object], *, wait: WaitList = (), signal: WaitList = ()
     ) -> None:

@@ -11,6 +11,7 @@ over here.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -105,7 +106,7 @@ class HostCalls:
                 new = [s for s in unreached if s not in call.watching]
                 call.watching.update(new)
             for semaphore in new:
-                semaphore.watch(lambda s=semaphore: self._arm(call, s))
+                semaphore.watch(functools.partial(self._arm, call, semaphore))
             # A change that landed before the watchers were in place: one more pass.
             if all(s.value < v and s.failure is None for s, v in call.waits if s in unreached):
                 return

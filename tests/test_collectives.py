@@ -502,10 +502,8 @@ def test_channel_basics(device: hal.Device) -> None:
 # -- several ranks ----------------------------------------------------------------------------
 
 
-def run_mpi(
-    ranks: int, script: Path, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """``mpiexec -n ranks python script args`` bounded by hydra's MPIEXEC_TIMEOUT and our own
+def run_mpi(ranks: int, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``mpiexec -n ranks python argv...`` bounded by hydra's MPIEXEC_TIMEOUT and our own
     timeout; skips when MPI is missing."""
     mpiexec = _mpiexec()
     if MPI is None or mpiexec is None:
@@ -517,7 +515,7 @@ def run_mpi(
     }
     env.pop("HAL_COLLECTIVE_TIMEOUT", None)
     return subprocess.run(
-        [mpiexec, "-n", str(ranks), sys.executable, str(script), *args],
+        [mpiexec, "-n", str(ranks), sys.executable, *argv],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -530,7 +528,59 @@ def run_mpi(
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_mpiexec(ranks: int) -> None:
     """Every scenario of tests/mpi_collectives_worker.py on ``ranks`` processes."""
-    done = run_mpi(ranks, WORKER)
+    done = run_mpi(ranks, str(WORKER))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.split()
     assert "PASSED" in lines and lines[lines.index("PASSED") + 1] == "7", done.stdout
+
+
+# -- the data-parallel example --------------------------------------------------------------
+
+
+@needs_mpi
+def test_data_parallel_example_one_rank(device: hal.Device, channel: hal.Channel) -> None:
+    """One rank: training equals numpy's full-batch training, and the weights did move (so
+    the comparison means something)."""
+    from hal.examples import mlp_data_parallel as dp
+
+    size = (12, 9, 16, 5)
+    weights, _ = dp.train(device, channel, size, steps=4, seed=3)
+    x, labels, *initial = dp.data(size, seed=3)
+    want = dp.reference_training(x, labels, initial, 4, dp.LEARNING_RATE)
+    for got, expected, start in zip(weights, want, initial, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=dp.RTOL, atol=dp.ATOL)
+        assert np.max(np.abs(expected - start)) > 1e-3
+    with pytest.raises(hal.InvalidArgumentError, match="at least 2"):
+        dp.train(device, channel, size, steps=1)
+
+
+@needs_mpi
+def test_data_parallel_example_mpiexec() -> None:
+    """``python -m hal example mlp_data_parallel`` under ``mpiexec -n 2``: each rank trains on
+    half the batch and ends with the weights of full-batch training (checked by the example
+    against numpy on every rank), where one shard alone would not."""
+    from hal.examples import mlp_data_parallel as dp
+
+    size = (16, 12, 20, 4)
+    x, labels, *initial = dp.data(size, seed=0)
+    full = dp.reference_training(x, labels, initial, 4, dp.LEARNING_RATE)
+    half = dp.reference_training(x[:8], labels[:8], initial, 4, dp.LEARNING_RATE)
+    assert max(np.max(np.abs(f - h)) for f, h in zip(full, half, strict=True)) > 10 * dp.ATOL
+    done = run_mpi(
+        2,
+        "-m",
+        "hal",
+        "example",
+        "mlp_data_parallel",
+        "--size",
+        "16x12x20x4",
+        "--repeat",
+        "3",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("mlp_data_parallel")]
+    assert len(lines) == 2 and all(line.endswith("vs numpy: OK") for line in lines), lines
+    assert sorted(line.split(",")[0] for line in lines) == [
+        "mlp_data_parallel: rank 0 of 2",
+        "mlp_data_parallel: rank 1 of 2",
+    ]

@@ -4,7 +4,8 @@
 * :mod:`hal.examples.prefix_sum` — multi-level parallel prefix sum of any length;
 * :mod:`hal.examples.softmax` — row-wise, numerically stable softmax (max/sum reductions);
 * :mod:`hal.examples.mlp` — a two-layer perceptron forward pass chaining the above through
-  one command buffer.
+  one command buffer;
+* :mod:`hal.examples.mlp_data_parallel` — data-parallel training of that MLP over MPI ranks.
 
 Each module has ``load(device)``, ``record_*`` functions that append its dispatches to a
 command buffer, a numpy-in/numpy-out convenience function, ``reference`` (numpy) and
@@ -61,6 +62,13 @@ EXAMPLES: dict[str, ExampleInfo] = {
         "MLP forward pass: matmul, bias+relu, matmul, bias, softmax in one command buffer",
         "BATCHxINPUTSxHIDDENxOUTPUTS (a single number sets the batch)",
         (256, 784, 512, 10),
+    ),
+    "mlp_data_parallel": ExampleInfo(
+        "hal.examples.mlp_data_parallel",
+        "data-parallel MLP training: per-rank gradients, ALL_REDUCE AVERAGE in the command "
+        "buffer (needs mpi4py; launch under mpiexec -n N)",
+        "BATCHxINPUTSxHIDDENxOUTPUTS (the global batch splits over the ranks)",
+        (64, 32, 64, 10),
     ),
 }
 """The examples by name, in the order ``python -m hal example all`` runs them."""

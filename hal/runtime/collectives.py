@@ -1,4 +1,4 @@
-"""Collectives at run time: recording, the split programs, their submission as a chain of GPU
+"""Collectives at run time: the split programs, their submission as a chain of GPU
 parts and host steps, and the host steps themselves.
 
 A submission of command buffers with collectives becomes a chain of queue work items linked
@@ -26,13 +26,11 @@ from hal.core.collectives import (
     HostStep,
     SplitPlan,
     check_aliasing,
-    check_collective,
     has_collectives,
-    side_lengths,
     split_segments,
 )
 from hal.core.refs import Ref
-from hal.enums import BufferUsage, CollectiveKind, CollectiveReduction, MemoryAccess
+from hal.enums import CollectiveKind, CollectiveReduction
 from hal.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -50,22 +48,22 @@ if TYPE_CHECKING:
     from hal.runtime.channel import Channel
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
+    from hal.runtime.host_call import HostCalls
+    from hal.runtime.queue import Queue
     from hal.runtime.semaphore import Point
+    from hal.runtime.transfers import HostTransfers
 
 __all__ = [
+    "Collectives",
     "SplitPrograms",
     "collective_timeout",
-    "execute_split",
     "has_host_steps",
     "make_programs",
-    "record_collective",
     "run_host_step",
 ]
 
 _log = logging.getLogger("hal")
 _DEFAULT_TIMEOUT = 300.0
-_SEND_NEEDS = (int(BufferUsage.TRANSFER_SOURCE), int(MemoryAccess.READ))
-_RECV_NEEDS = (int(BufferUsage.TRANSFER_TARGET), int(MemoryAccess.WRITE))
 
 
 def collective_timeout() -> float:
@@ -83,68 +81,6 @@ def collective_timeout() -> float:
             f"collective: HAL_COLLECTIVE_TIMEOUT={raw!r} is not a positive number of seconds"
         )
     return value
-
-
-# -- recording ---------------------------------------------------------------------------------
-
-
-def record_collective(
-    cb: CommandBuffer,
-    what: str,
-    channel: Any,
-    kind: Any,
-    send: Any,
-    recv: Any,
-    element_count: Any,
-    element_type: Any,
-    reduction: Any,
-    param: Any,
-) -> None:
-    """Check a collective and append its segment to ``cb`` (see ``CommandBuffer.collective``
-    for what it raises); a rejected collective records nothing."""
-    from hal.runtime.channel import Channel
-
-    cb._begin_command(what, int(cb.categories.DISPATCH))
-    if not isinstance(channel, Channel):
-        raise InvalidArgumentError(f"{what}: channel {channel!r} is not a hal.Channel")
-    channel.check_usable(what)
-    kind, reduction, dtype, count, param = check_collective(
-        what, kind, reduction, element_type, element_count, param, channel.rank, channel.count
-    )
-    send_length, recv_length = side_lengths(
-        kind, count, dtype.itemsize, channel.rank, channel.count, param
-    )
-    send_ref = _side(cb, what, "send", kind, send, send_length, _SEND_NEEDS)
-    recv_ref = _side(cb, what, "recv", kind, recv, recv_length, _RECV_NEEDS)
-    check_aliasing(what, kind, send_ref, recv_ref)
-    cb._segments.append(
-        CollectiveSegment(channel, kind, reduction, dtype, count, param, send_ref, recv_ref)
-    )
-    for ref, argument, needs in ((send_ref, "send", _SEND_NEEDS), (recv_ref, "recv", _RECV_NEEDS)):
-        if ref is not None and ref.slot is not None:
-            cb._require(ref, f"{what} {argument}", *needs)
-
-
-def _side(
-    cb: CommandBuffer,
-    what: str,
-    argument: str,
-    kind: CollectiveKind,
-    target: Any,
-    length: int | None,
-    needs: tuple[int, int],
-) -> Ref | None:
-    """The range one side of a collective uses (``length`` bytes from the start of
-    ``target``), or None where this rank has no such side (``target`` is then ignored)."""
-    from hal.runtime.buffer import BufferView
-
-    if length is None:
-        return None
-    if target is None:
-        raise InvalidArgumentError(f"{what}: {kind.name} needs a {argument} buffer on this rank")
-    if isinstance(target, BufferView):
-        target = target.buffer
-    return cb._ref(what, argument, target, 0, length, *needs)
 
 
 # -- programs ----------------------------------------------------------------------------------
@@ -239,7 +175,7 @@ def make_programs(
 
 def has_host_steps(cbs: Sequence[CommandBuffer]) -> bool:
     """Whether any of ``cbs`` has collectives (and must run as a chain)."""
-    return any(isinstance(cb._programs, SplitPrograms) for cb in cbs)
+    return any(isinstance(cb.programs, SplitPrograms) for cb in cbs)
 
 
 # -- submission --------------------------------------------------------------------------------
@@ -251,7 +187,7 @@ def _stages(
     """The submission's parts in order, consecutive GPU programs merged into one stage."""
     stages: list[list[CheckedProgram] | HostStep] = []
     for cb in cbs:
-        programs = cb._programs
+        programs = cb.programs
         parts = (
             programs.prepare_parts(table)
             if isinstance(programs, SplitPrograms)
@@ -286,69 +222,70 @@ def _step_buffers(step: HostStep) -> set[Any]:
     return {r.buffer for c in step.collectives for r in (c.send, c.recv) if r is not None}
 
 
-def execute_split(
-    device: Device,
-    cbs: Sequence[CommandBuffer],
-    waits: tuple[Point, ...],
-    signals: tuple[Point, ...],
-    table: Sequence[Any] | None,
-) -> None:
-    """Submit ``cbs`` (some with collectives) as a chain of GPU parts and host steps. Raises
-    what claiming and preparing raise; a rejected call queues nothing."""
-    claimed: list[CommandBuffer] = []
-    held: list[Allocation] = []
-    try:
-        for cb in cbs:
-            cb.claim()
-            claimed.append(cb)
-        stages = _stages(cbs, table)
-        items: list[tuple[Any, list[Allocation]]] = []
-        for stage in stages:
-            if isinstance(stage, HostStep):
-                items.append((stage, _hold(_step_buffers(stage), held)))
+class Collectives:
+    """Runs the submissions of command buffers with collectives, through the device's queue
+    (GPU parts), host calls (host steps) and host transfers (staging)."""
+
+    def __init__(self, queue: Queue, host: HostTransfers, host_calls: HostCalls) -> None:
+        self._queue = queue
+        self._host = host
+        self._host_calls = host_calls
+
+    def execute(
+        self,
+        cbs: Sequence[CommandBuffer],
+        waits: tuple[Point, ...],
+        signals: tuple[Point, ...],
+        table: Sequence[Any] | None,
+    ) -> None:
+        """Submit ``cbs`` (some with collectives) as a chain of GPU parts and host steps.
+        Raises what claiming and preparing raise; a rejected call queues nothing."""
+        claimed: list[CommandBuffer] = []
+        held: list[Allocation] = []
+        try:
+            for cb in cbs:
+                cb.claim()
+                claimed.append(cb)
+            items: list[tuple[Any, list[Allocation]]] = []
+            for stage in _stages(cbs, table):
+                if isinstance(stage, HostStep):
+                    items.append((stage, _hold(_step_buffers(stage), held)))
+                else:
+                    resources = [b for p in stage for b in p.plan.resources]
+                    encoded = [p.encode() for p in stage if p.plan.steps]
+                    items.append(((encoded, stage), _hold(resources, held)))
+        except BaseException:
+            for allocation in held:
+                allocation.retire()
+            for cb in claimed:
+                cb.unclaim()
+            raise
+        self._chain(items, waits, signals)
+
+    def _chain(
+        self,
+        items: list[tuple[Any, list[Allocation]]],
+        waits: tuple[Point, ...],
+        signals: tuple[Point, ...],
+    ) -> None:
+        """Schedule ``items`` one after the other through a private semaphore. Tickets are
+        taken now, in submission order, for every collective."""
+        link = Semaphore(0)
+        for i, (item, allocations) in enumerate(items):
+            stage_waits = waits if i == 0 else ((link, i),)
+            stage_signals = signals if i == len(items) - 1 else ((link, i + 1),)
+            if isinstance(item, HostStep):
+                tickets = [c.channel.take_tickets(1)[0] for c in item.collectives]
+                self._host_calls.enqueue(
+                    _step_call(self._host, item, tickets, allocations),
+                    stage_waits,
+                    stage_signals,
+                    _skip_call(item, tickets, allocations),
+                )
             else:
-                resources = [b for p in stage for b in p.plan.resources]
-                encoded = [p.encode() for p in stage if p.plan.steps]
-                items.append(((encoded, stage), _hold(resources, held)))
-    except BaseException:
-        for allocation in held:
-            allocation.retire()
-        for cb in claimed:
-            cb.unclaim()
-        raise
-    _chain(device, items, waits, signals)
-
-
-def _chain(
-    device: Device,
-    items: list[tuple[Any, list[Allocation]]],
-    waits: tuple[Point, ...],
-    signals: tuple[Point, ...],
-) -> None:
-    """Schedule ``items`` one after the other through a private semaphore. Tickets are taken
-    now, in submission order, for every collective."""
-    link = Semaphore(0, device=device)
-    tickets = [
-        [c.channel.take_tickets(1)[0] for c in item.collectives]
-        if isinstance(item, HostStep)
-        else []
-        for item, _ in items
-    ]
-    for i, (item, allocations) in enumerate(items):
-        stage_waits = waits if i == 0 else ((link, i),)
-        stage_signals = signals if i == len(items) - 1 else ((link, i + 1),)
-        if isinstance(item, HostStep):
-            step, numbers = item, tickets[i]
-            device._host_calls.enqueue(
-                _step_call(device, step, numbers, allocations),
-                stage_waits,
-                stage_signals,
-                _skip_call(step, numbers, allocations),
-            )
-        else:
-            encoded, programs = item
-            work = Work(encoded, allocations, stage_waits, stage_signals, programs)
-            device._queue.schedule(work)
+                encoded, programs = item
+                work = Work(encoded, allocations, stage_waits, stage_signals, programs)
+                self._queue.schedule(work)
 
 
 def _release(allocations: list[Allocation]) -> None:
@@ -358,11 +295,11 @@ def _release(allocations: list[Allocation]) -> None:
 
 
 def _step_call(
-    device: Device, step: HostStep, tickets: list[int], allocations: list[Allocation]
+    host: HostTransfers, step: HostStep, tickets: list[int], allocations: list[Allocation]
 ) -> Callable[[], None]:
     def call() -> None:
         try:
-            run_host_step(device, step, tickets)
+            run_host_step(host, step, tickets)
         finally:
             _release(allocations)
 
@@ -383,13 +320,12 @@ def _skip_call(
 # -- host steps --------------------------------------------------------------------------------
 
 
-def run_host_step(device: Device, step: HostStep, tickets: list[int]) -> None:
+def run_host_step(host: HostTransfers, step: HostStep, tickets: list[int]) -> None:
     """Stage out, post every collective of ``step`` to MPI (in order, each on its channel's
     turn), wait for all against ``HAL_COLLECTIVE_TIMEOUT``, stage back. Raises
     DeadlineExceededError on timeout (the channels are then unusable; ``HAL_COLLECTIVE_ABORT=1``
     aborts the job instead), UnavailableError for an unusable channel, and what staging
     raises."""
-    host = device._host
     done: set[int] = set()
     try:
         deadline = time.monotonic() + collective_timeout()

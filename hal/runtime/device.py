@@ -131,6 +131,7 @@ class Device:
 
     def __init__(self, backend: Backend, info: AdapterInfo, label: str | None = None) -> None:
         from hal.runtime.allocator import Allocator
+        from hal.runtime.collectives import Collectives
         from hal.runtime.encoder import BindGroupCache, Encoding
         from hal.runtime.executable import BuiltinKernels, ExecutableCache
         from hal.runtime.execution import Executor
@@ -150,13 +151,14 @@ class Device:
         self._profiler = ProfilerSlot()
         clears = PendingClears(backend)
         self._queue = queue = Queue(backend, clears)
+        self._host_calls = HostCalls()
         self._executor = Executor(self, queue, backend, self._profiler)
         self._host = HostTransfers(self, queue, self._executor, backend, self._profiler)
         self._bind_groups = bind_groups = BindGroupCache(backend)
         self._executables = ExecutableCache(self, backend, self.caps.immediates)
         self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
         self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
-        self._host_calls = HostCalls()
+        self._executor.use_collectives(Collectives(queue, self._host, self._host_calls))
         self._finalizer = weakref.finalize(self, Queue.shutdown, queue)
 
     # -- lifetime -------------------------------------------------------------------------
@@ -604,7 +606,7 @@ class Device:
     ) -> None:
         """``cb.collective`` as a queue operation (same arguments and errors, named
         ``queue_collective``); collectives of one channel reach MPI in submission order."""
-        from hal.runtime.collectives import record_collective
+        from hal.runtime.command_buffer import record_collective
 
         what = "queue_collective"
         self.check_open(what)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hal.enums import (
         AccessScope,
         BufferUsage,
+        CollectiveKind,
+        CollectiveReduction,
         CommandBufferMode,
         CommandCategory,
         ExecutionStage,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         UnimplementedError,
     )
     from hal.runtime.buffer import Buffer, BufferView
+    from hal.runtime.channel import Channel
     from hal.runtime.command_buffer import CommandBuffer, CommandBufferState
     from hal.runtime.device import AdapterInfo, Device, available_adapters, create_device
     from hal.runtime.event import Event
@@ -63,6 +66,9 @@ _EXPORTS = {
     "BufferRef": "hal.core.refs",
     "BufferUsage": "hal.enums",
     "BufferView": "hal.runtime.buffer",
+    "Channel": "hal.runtime.channel",
+    "CollectiveKind": "hal.enums",
+    "CollectiveReduction": "hal.enums",
     "CommandBuffer": "hal.runtime.command_buffer",
     "CommandBufferMode": "hal.enums",
     "CommandBufferState": "hal.runtime.command_buffer",
@@ -147,6 +153,9 @@ __all__ = [
     "BufferRef",
     "BufferUsage",
     "BufferView",
+    "Channel",
+    "CollectiveKind",
+    "CollectiveReduction",
     "CommandBuffer",
     "CommandBufferMode",
     "CommandBufferState",

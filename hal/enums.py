@@ -11,6 +11,8 @@ from hal.errors import InvalidArgumentError
 __all__ = [
     "AccessScope",
     "BufferUsage",
+    "CollectiveKind",
+    "CollectiveReduction",
     "CommandBufferMode",
     "CommandCategory",
     "ExecutionStage",
@@ -20,6 +22,29 @@ __all__ = [
 ]
 
 _Flag = TypeVar("_Flag", bound=enum.IntFlag)
+
+
+class CollectiveKind(enum.IntEnum):
+    """A collective operation's kind (IREE's ``iree_hal_collective_kind_t`` values)."""
+
+    ALL_GATHER = 0
+    ALL_REDUCE = 1
+    ALL_TO_ALL = 2
+    BROADCAST = 3
+    REDUCE = 4
+    REDUCE_SCATTER = 5
+    SEND = 6
+    RECV = 7
+
+
+class CollectiveReduction(enum.IntEnum):
+    """How a reducing collective combines elements (IREE's values; NONE is ``None`` here)."""
+
+    SUM = 1
+    PRODUCT = 2
+    MINIMUM = 3
+    MAXIMUM = 4
+    AVERAGE = 5
 
 
 class MemoryType(enum.IntFlag):

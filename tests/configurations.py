@@ -15,6 +15,9 @@ Configurations (all on the machine's default adapter unless named):
   (hal.core.profiles), the ``SUBSET``.
 * ``dawn``: Dawn (wgpudawn) where it is installed and hal opens it: tests/test_dawn.py and
   the ``SUBSET`` with ``HAL_IMPLEMENTATION=dawn``.
+* ``mpi``: where mpi4py is importable (the ``mpi`` extra), the multi-process collectives:
+  ``mpiexec -n 2`` and ``-n 3`` of tests/mpi_collectives_worker.py and the data-parallel example
+  under ``mpiexec -n 2``, each bounded by hydra's ``MPIEXEC_TIMEOUT`` (tests/test_collectives.py).
 """
 
 from __future__ import annotations
@@ -156,11 +159,23 @@ def _dawn(backends: Sequence[str], default: str) -> Configuration | str:
     )
 
 
+def _mpi(backends: Sequence[str], default: str) -> Configuration | str:
+    if _probe("import mpi4py.MPI") is None:
+        return "mpi4py is not installed (pip install '.[mpi]')"
+    return Configuration(
+        "mpi",
+        f"wgpu-native/{default}, collectives under mpiexec -n 2 and -n 3",
+        {},
+        ("tests/test_collectives.py", "-k", "mpiexec"),
+    )
+
+
 LATER: tuple[tuple[str, Callable[[Sequence[str], str], Configuration | str]], ...] = (
     ("gl", _gl),
     ("metal", _profile("metal", "Metal")),
     ("d3d12", _profile("d3d12", "D3D12")),
     ("dawn", _dawn),
+    ("mpi", _mpi),
 )
 
 
@@ -230,7 +245,8 @@ def main(argv: Sequence[str]) -> int:
 
 def _describe_env(configuration: Configuration) -> str:
     env = " ".join(f"{k}={v}" for k, v in configuration.env.items()) or "no HAL_* settings"
-    what = "whole suite" if not configuration.args else f"{len(configuration.args)} test files"
+    files = [a for a in configuration.args if a.endswith(".py")]
+    what = "whole suite" if not configuration.args else f"{len(files)} test files"
     return f"{env}, {what}"
 
 

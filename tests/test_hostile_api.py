@@ -649,6 +649,125 @@ point_lists(
     "Device.queue_barrier", "queue_barrier", lambda w, k, v: w.device.queue_barrier(**{k: v})
 )
 
+# -- host calls, channels and collectives -------------------------------------------------------
+
+case(
+    "Device.queue_host_call",
+    "fn=None",
+    lambda w: w.device.queue_host_call(None),
+    IAE,
+    "queue_host_call",
+    "fn",
+    "not callable",
+)
+point_lists(
+    "Device.queue_host_call",
+    "queue_host_call",
+    lambda w, k, v: w.device.queue_host_call(print, **{k: v}),
+)
+try:
+    import mpi4py.MPI  # noqa: F401 - only whether it imports
+except ImportError:  # without the `mpi` extra, create_channel says so
+    case(
+        "Device.create_channel",
+        "no-mpi4py",
+        lambda w: w.device.create_channel(),
+        hal.UnavailableError,
+        "create_channel",
+        "mpi",
+    )
+else:
+    case(
+        "Device.create_channel",
+        "group=str",
+        lambda w: w.device.create_channel(group="world"),
+        IAE,
+        "create_channel",
+        "group",
+    )
+
+
+class _TwoRanks:
+    """A stand-in communicator (rank 0 of 2): record-time checks only read its shape."""
+
+    def Get_rank(self) -> int:
+        return 0
+
+    def Get_size(self) -> int:
+        return 2
+
+
+_K, _R = hal.CollectiveKind, hal.CollectiveReduction
+
+
+def _collective(w: World, command: str, *args: Any, **kwargs: Any) -> Any:
+    if command == "queue_collective":
+        return w.device.queue_collective(*args, **kwargs)
+    return w.cb.collective(*args, **kwargs)
+
+
+for _command, _target in (
+    ("collective", "CommandBuffer.collective"),
+    ("queue_collective", "Device.queue_collective"),
+):
+    _bad: list[tuple[str, Callable[[World, hal.Channel], tuple[Any, ...]], dict[str, Any], Any]] = [
+        ("channel=object", lambda w, c: (object(), _K.ALL_GATHER, w.small, w.big, 1), {}, IAE),
+        ("kind=42", lambda w, c: (c, 42, w.small, w.big, 1), {}, IAE),
+        (
+            "element_type=complex64",
+            lambda w, c: (c, _K.ALL_GATHER, w.small, w.big, 1),
+            {"element_type": "complex64"},
+            IAE,
+        ),
+        ("reduction=missing", lambda w, c: (c, _K.ALL_REDUCE, w.small, w.big, 1), {}, IAE),
+        (
+            "reduction=misplaced",
+            lambda w, c: (c, _K.ALL_GATHER, w.small, w.big, 1),
+            {"reduction": _R.SUM},
+            IAE,
+        ),
+        ("recv=short", lambda w, c: (c, _K.ALL_GATHER, w.small, w.small, 64), {}, OOR),
+        ("param=outside", lambda w, c: (c, _K.BROADCAST, w.small, w.big, 1), {"param": 2}, IAE),
+        ("send=None", lambda w, c: (c, _K.SEND, None, None, 1), {"param": 1}, IAE),
+    ]
+    _words = {
+        "channel=object": "channel",
+        "kind=42": "kind",
+        "recv=short": "recv",
+        "element_type=complex64": "element_type",
+        "reduction=missing": "reduction",
+        "reduction=misplaced": "reduction",
+        "param=outside": "param",
+        "send=None": "send",
+    }
+    for _label, _args, _kwargs, _error in _bad:
+        case(
+            _target,
+            _label,
+            lambda w, a=_args, k=_kwargs, c=_command: _collective(
+                w,
+                c,
+                *a(w, hal.Channel(w.device, _TwoRanks(), None)),
+                **{"element_type": "int8", **k},
+            ),
+            _error,
+            _command,
+            _words[_label],
+        )
+point_lists(
+    "Device.queue_collective",
+    "queue_collective",
+    lambda w, k, v: w.device.queue_collective(
+        hal.Channel(w.device, _TwoRanks(), None),
+        hal.CollectiveKind.ALL_GATHER,
+        w.small,
+        w.big,
+        1,
+        element_type="int8",
+        **{k: v},
+    ),
+)
+
 # -- queue transfers and their command-buffer twins -----------------------------------------------
 
 

@@ -66,6 +66,7 @@ from hal.core.refs import BufferHandle
 from hal.core.segments import (
     AdviseSegment,
     BarrierSegment,
+    CollectiveSegment,
     CopySegment,
     DispatchSegment,
     FillSegment,
@@ -815,6 +816,11 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
             handler(segment)  # type: ignore[operator]
         elif isinstance(segment, (BarrierSegment, WaitEventsSegment)):
             builder.region_index += 1
+        elif type(segment) is CollectiveSegment:
+            # Collectives run on the host: the command buffer is split first.
+            raise InvalidArgumentError(
+                "lower: a collective is lowered by hal.core.collectives.split_segments first"
+            )
         elif not isinstance(segment, _NO_COMMAND):
             raise InvalidArgumentError(f"lower: {segment!r} is not a segment")
         # Events are signalled at their position and waited like a barrier; advice needs no

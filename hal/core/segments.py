@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hal.core.collectives import CollectiveSegment
 from hal.core.refs import Ref
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ Executable = Any
 __all__ = [
     "AdviseSegment",
     "BarrierSegment",
+    "CollectiveSegment",
     "CopySegment",
     "DispatchSegment",
     "FillSegment",
@@ -136,6 +138,7 @@ Segment = (
     | UpdateSegment
     | CopySegment
     | DispatchSegment
+    | CollectiveSegment
 )
 
 
@@ -166,4 +169,6 @@ def describe_segment(segment: Segment) -> str:
         return "signal_event"
     if isinstance(segment, ResetEventSegment):
         return "reset_event"
+    if isinstance(segment, CollectiveSegment):
+        return segment.describe()
     return f"advise {segment.target.describe()}"

@@ -8,6 +8,7 @@
 * :mod:`hal.examples.layernorm`, :mod:`hal.examples.gelu` — row-wise layer norm, elementwise GELU;
 * :mod:`hal.examples.transformer` — a pre-norm GPT-2 block (causal attention + MLP) replayed
   from one command buffer.
+* :mod:`hal.examples.mlp_data_parallel` — data-parallel training of that MLP over MPI ranks.
 
 Each module has ``load(device)``, ``record_*`` functions that append its dispatches to a
 command buffer, a numpy-in/numpy-out convenience function, ``reference`` (numpy) and
@@ -78,6 +79,13 @@ EXAMPLES: dict[str, ExampleInfo] = {
         "small shapes on a CPU adapter",
         "BATCHxSEQxWIDTHxHEADS",
         (8, 1024, 768, 12),
+    ),
+    "mlp_data_parallel": ExampleInfo(
+        "hal.examples.mlp_data_parallel",
+        "data-parallel MLP training: per-rank gradients, ALL_REDUCE AVERAGE in the command "
+        "buffer (needs mpi4py; launch under mpiexec -n N)",
+        "BATCHxINPUTSxHIDDENxOUTPUTS (the global batch splits over the ranks)",
+        (64, 32, 64, 10),
     ),
 }
 """The examples by name, in the order ``python -m hal example all`` runs them."""

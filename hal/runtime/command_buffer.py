@@ -29,6 +29,7 @@ from hal.core.checks import (
     normalise_pattern,
     pack_constants,
 )
+from hal.core.collectives import CollectiveSegment, check_aliasing, check_collective, side_lengths
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -47,6 +48,7 @@ from hal.core.segments import (
 from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
 from hal.enums import (
     BufferUsage,
+    CollectiveKind,
     CommandBufferMode,
     CommandCategory,
     ExecutionStage,
@@ -60,16 +62,18 @@ from hal.errors import (
     ResourceExhaustedError,
 )
 from hal.runtime.buffer import Buffer, BufferView, as_target
+from hal.runtime.collectives import SplitPrograms, make_programs
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs
 
 if TYPE_CHECKING:
+    from hal.core.collectives import SplitPlan
     from hal.core.layout import BindingLayout, EntryPointLayout
     from hal.core.plan import Plan, PlanStats
     from hal.runtime.device import Device
 
-__all__ = ["CommandBuffer", "CommandBufferState"]
+__all__ = ["CommandBuffer", "CommandBufferState", "record_collective"]
 
 # Plain ints throughout recording: IntFlag arithmetic builds enum members and costs ~1 µs
 # per operation, on the hot path.
@@ -103,6 +107,9 @@ _BINDING_BITS = {kind: (*needs, _DEVICE_VISIBLE) for kind, needs in _BINDING_NEE
 # ``uniform``): without them wgpu rejects the binding, so they are checked even in UNVALIDATED mode.
 _WGPU_USAGE = int(BufferUsage.DISPATCH_UNIFORM_READ)
 _BINDING_NAMES = tuple(f"bindings[{i}]" for i in range(32))
+_SEND_NEEDS = (_TRANSFER_SOURCE, _READ)
+_RECV_NEEDS = (_TRANSFER_TARGET, _WRITE)
+"""What a collective needs of its send and recv ranges: they are staged by copies."""
 _FULL_BARRIER = BarrierSegment(int(ExecutionStage.ALL), int(ExecutionStage.ALL), 0, (), ())
 """The segment of ``execution_barrier()`` with its defaults (shared: segments are frozen)."""
 
@@ -203,7 +210,7 @@ class CommandBuffer:
         self._segments: list[Segment] = []
         self._validate = not bits & _UNVALIDATED_BIT
         self._slots = SlotRequirements()
-        self._programs: Programs | None = None
+        self._programs: Programs | SplitPrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
@@ -248,7 +255,7 @@ class CommandBuffer:
             )
         self.device.check_open("end")
         slots = self._slots if self._slots.count else None
-        self._programs = Programs(self.device, self._segments, tuple(self._views), slots)
+        self._programs = make_programs(self.device, self._segments, tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
 
     def _begin_command(self, what: str, category: int) -> None:
@@ -805,6 +812,39 @@ class CommandBuffer:
                     key, BindingRule, argument, ref.offset, b, segment.entry_point, caps
                 )
 
+    def collective(
+        self,
+        channel: Any,
+        kind: Any,
+        send: BufferTarget | None,
+        recv: BufferTarget | None,
+        element_count: int,
+        *,
+        element_type: Any,
+        reduction: Any = None,
+        param: int = 0,
+    ) -> None:
+        """Record a collective on ``channel`` (API.md, "Channels and collectives"): ``kind``
+        over ``element_count`` elements of ``element_type`` from ``send`` into ``recv``
+        (either None where this rank has no such side); ``param`` is the root or peer rank.
+        Raises OutOfRangeError (a range too short for the counts), InvalidArgumentError (a
+        missing or misplaced reduction, a bad dtype or rank, overlapping ranges other than an
+        in-place ALL_REDUCE), PermissionDeniedError (send without TRANSFER_SOURCE/READ, recv
+        without TRANSFER_TARGET/WRITE), FailedPreconditionError (not recording, a closed
+        channel) and UnavailableError (a channel broken by a timeout)."""
+        record_collective(
+            self,
+            "collective",
+            channel,
+            kind,
+            send,
+            recv,
+            element_count,
+            element_type,
+            reduction,
+            param,
+        )
+
     # -- inspection -----------------------------------------------------------------------
 
     @property
@@ -813,9 +853,10 @@ class CommandBuffer:
         return tuple(self._segments)
 
     @property
-    def plan(self) -> Plan | None:
+    def plan(self) -> Plan | SplitPlan | None:
         """The lowered plan: set at ``end()``; for a command buffer using binding-table slots,
-        the plan of its latest submission (None before the first)."""
+        the plan of its latest submission (None before the first). With collectives, a
+        :class:`~hal.core.collectives.SplitPlan` of GPU parts and host steps."""
         return None if self._programs is None else self._programs.plan
 
     @property
@@ -874,6 +915,11 @@ class CommandBuffer:
             if self.one_shot:
                 self.state = CommandBufferState.EXECUTABLE
 
+    @property
+    def programs(self) -> Programs | SplitPrograms | None:
+        """The programs of the ended command buffer (runtime use: submission)."""
+        return self._programs
+
     def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram:
         """The program to encode for a submission with ``binding_table`` (see
         :meth:`hal.runtime.programs.Programs.prepare` for what it raises); a command buffer
@@ -884,3 +930,60 @@ class CommandBuffer:
                 f"queue_execute: the command buffer has not been ended (state {self.state.value})"
             )
         return programs.prepare(binding_table)
+
+
+def record_collective(
+    cb: CommandBuffer,
+    what: str,
+    channel: Any,
+    kind: Any,
+    send: Any,
+    recv: Any,
+    element_count: Any,
+    element_type: Any,
+    reduction: Any,
+    param: Any,
+) -> None:
+    """Check a collective and append its segment to ``cb`` (see ``CommandBuffer.collective``
+    for what it raises); a rejected collective records nothing."""
+    from hal.runtime.channel import Channel
+
+    cb._begin_command(what, _DISPATCH)
+    if not isinstance(channel, Channel):
+        raise InvalidArgumentError(f"{what}: channel {channel!r} is not a hal.Channel")
+    channel.check_usable(what)
+    kind, reduction, dtype, count, param = check_collective(
+        what, kind, reduction, element_type, element_count, param, channel.rank, channel.count
+    )
+    send_length, recv_length = side_lengths(
+        kind, count, dtype.itemsize, channel.rank, channel.count, param
+    )
+    send_ref = _side(cb, what, "send", kind, send, send_length, _SEND_NEEDS)
+    recv_ref = _side(cb, what, "recv", kind, recv, recv_length, _RECV_NEEDS)
+    check_aliasing(what, kind, send_ref, recv_ref)
+    cb._segments.append(
+        CollectiveSegment(channel, kind, reduction, dtype, count, param, send_ref, recv_ref)
+    )
+    for ref, argument, needs in ((send_ref, "send", _SEND_NEEDS), (recv_ref, "recv", _RECV_NEEDS)):
+        if ref is not None and ref.slot is not None:
+            cb._require(ref, f"{what} {argument}", *needs)
+
+
+def _side(
+    cb: CommandBuffer,
+    what: str,
+    argument: str,
+    kind: CollectiveKind,
+    target: Any,
+    length: int | None,
+    needs: tuple[int, int],
+) -> Ref | None:
+    """The range one side of a collective uses (``length`` bytes from the start of
+    ``target``), or None where this rank has no such side (``target`` is then ignored)."""
+    if length is None:
+        return None
+    if target is None:
+        raise InvalidArgumentError(f"{what}: {kind.name} needs a {argument} buffer on this rank")
+    if isinstance(target, BufferView):
+        target = target.buffer
+    return cb._ref(what, argument, target, 0, length, *needs)

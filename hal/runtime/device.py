@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from hal.core.refs import BufferTarget
     from hal.runtime.allocator import Allocator
     from hal.runtime.buffer import Buffer, BufferView
+    from hal.runtime.channel import Channel
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.event import Event
     from hal.runtime.executable import Executable
@@ -131,9 +132,11 @@ class Device:
 
     def __init__(self, backend: Backend, info: AdapterInfo, label: str | None = None) -> None:
         from hal.runtime.allocator import Allocator
+        from hal.runtime.collectives import Collectives
         from hal.runtime.encoder import BindGroupCache, Encoding
         from hal.runtime.executable import BuiltinKernels, ExecutableCache
         from hal.runtime.execution import Executor
+        from hal.runtime.host_call import HostCalls
         from hal.runtime.profiling import ProfilerSlot
         from hal.runtime.queue import Queue
         from hal.runtime.transfers import HostTransfers
@@ -149,12 +152,14 @@ class Device:
         self._profiler = ProfilerSlot()
         clears = PendingClears(backend)
         self._queue = queue = Queue(backend, clears)
+        self._host_calls = HostCalls()
         self._executor = Executor(self, queue, backend, self._profiler)
         self._host = HostTransfers(self, queue, self._executor, backend, self._profiler)
         self._bind_groups = bind_groups = BindGroupCache(backend)
         self._executables = ExecutableCache(self, backend, self.caps.immediates)
         self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
         self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
+        self._executor.use_collectives(Collectives(queue, self._host, self._host_calls))
         self._finalizer = weakref.finalize(self, Queue.shutdown, queue)
 
     # -- lifetime -------------------------------------------------------------------------
@@ -180,6 +185,7 @@ class Device:
         if self._closed:
             return
         self._closed = True
+        self._host_calls.close()
         self._queue.close()
         self._bind_groups.clear()
 
@@ -200,7 +206,7 @@ class Device:
 
         self.check_open("wait_idle")
         timeout = timeout_seconds("wait_idle", timeout)
-        if not self._queue.wait_idle(timeout):
+        if not (self._queue.wait_idle(timeout) and self._host_calls.wait_idle(timeout)):
             raise DeadlineExceededError(f"wait_idle: work still pending after {timeout} s")
 
     async def wait_idle_async(self, timeout: float | None = None) -> None:
@@ -580,6 +586,62 @@ class Device:
             wait,
             signal,
         )
+
+    def queue_host_call(
+        self, fn: Callable[[], object], *, wait: WaitList = (), signal: WaitList = ()
+    ) -> None:
+        """Call ``fn()`` on a host thread once every wait point is reached (ordered, like every
+        queue operation, only by semaphores), then signal ``signal``. What ``fn`` raises (any
+        BaseException) fails the signal semaphores (waiters see AbortedError, the exception
+        as cause); a failed wait fails them without calling ``fn``. Never blocks other queue
+        work. Raises InvalidArgumentError when ``fn`` is not callable or for a malformed
+        wait/signal list."""
+        what = "queue_host_call"
+        self.check_open(what)
+        if not callable(fn):
+            raise InvalidArgumentError(f"{what}: fn {fn!r} is not callable")
+        waits, signals = _points(what, wait, signal)
+        self._host_calls.enqueue(fn, waits, signals)
+
+    # -- channels and collectives ------------------------------------------------------------
+
+    def create_channel(self, *, group: Any = None) -> Channel:
+        """A channel over a duplicate of ``group`` (an mpi4py communicator; default the world).
+        Raises UnavailableError without mpi4py (naming the ``mpi`` extra),
+        InvalidArgumentError when ``group`` is not an mpi4py intracommunicator."""
+        from hal.runtime.channel import create_channel
+
+        self.check_open("create_channel")
+        return create_channel(self, group)
+
+    def queue_collective(
+        self,
+        channel: Channel,
+        kind: Any,
+        send: BufferTarget | None,
+        recv: BufferTarget | None,
+        element_count: int,
+        *,
+        element_type: Any,
+        reduction: Any = None,
+        param: int = 0,
+        wait: WaitList = (),
+        signal: WaitList = (),
+    ) -> None:
+        """``cb.collective`` as a queue operation (same arguments and errors, named
+        ``queue_collective``); collectives of one channel reach MPI in submission order."""
+        from hal.runtime.command_buffer import record_collective
+
+        what = "queue_collective"
+        self.check_open(what)
+        waits, signals = _points(what, wait, signal)
+        cb = self.create_command_buffer()
+        cb.begin()
+        record_collective(
+            cb, what, channel, kind, send, recv, element_count, element_type, reduction, param
+        )
+        cb.end()
+        self._executor.execute(cb, waits, signals, None)
 
 
 def _points(what: str, wait: Any, signal: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

@@ -20,6 +20,7 @@ from hal.runtime.semaphore import normalise_points
 if TYPE_CHECKING:
     from hal.backends.protocol import Backend
     from hal.runtime.buffer import Allocation
+    from hal.runtime.collectives import Collectives
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
     from hal.runtime.profiling import ProfilerSlot
@@ -39,6 +40,12 @@ class Executor:
         self._queue = queue
         self._backend = backend
         self._profiler = profiler
+        self._collectives: Collectives | None = None
+
+    def use_collectives(self, collectives: Collectives) -> None:
+        """Run command buffers with collectives through ``collectives`` (the device wires it
+        once its host transfers exist)."""
+        self._collectives = collectives
 
     def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
         from hal.runtime.command_buffer import CommandBuffer
@@ -79,6 +86,8 @@ class Executor:
         waits = normalise_points(f"{what} wait", wait)
         signals = normalise_points(f"{what} signal", signal)
         self._check(what, cbs, bool(waits))
+        if self.execute_split(cbs, waits, signals, binding_table):
+            return
         claimed: list[CommandBuffer] = []
         allocations: list[Allocation] = []
         profile = self._profiler.active
@@ -111,6 +120,22 @@ class Executor:
             self._undo(claimed, allocations)
             raise
         self._queue.schedule(work)
+
+    def execute_split(
+        self,
+        cbs: list[CommandBuffer],
+        waits: tuple[Any, ...],
+        signals: tuple[Any, ...],
+        binding_table: Sequence[Any] | None,
+    ) -> bool:
+        """Submit ``cbs`` as a chain of GPU parts and host steps where one has collectives
+        (hal/runtime/collectives.py); False (nothing done) where none has."""
+        from hal.runtime.collectives import has_host_steps
+
+        if self._collectives is None or not has_host_steps(cbs):
+            return False
+        self._collectives.execute(cbs, waits, signals, binding_table)
+        return True
 
     @staticmethod
     def _undo(claimed: list[CommandBuffer], allocations: list[Allocation]) -> None:

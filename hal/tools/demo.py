@@ -91,7 +91,7 @@ def main(dispatches: int = 200, repeats: int = 7) -> int:
                     ops, "scale", (1, 1, 1), constants=[64, 1.0, 1.0], bindings=[src, dst]
                 )
                 chain.execution_barrier()
-        assert chain.plan is not None
+        assert isinstance(chain.plan, Plan)
         grouped = time_plan(device, chain.plan, repeats)
         naive = time_plan(device, chain.lower_naive(), repeats)
         print(f"{dispatches} chained dispatches, submit + GPU, median of {repeats}:")

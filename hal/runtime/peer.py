@@ -22,6 +22,7 @@ thread that reaches the waits — a caller, or a device's completion thread — 
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -47,6 +48,7 @@ _WORKERS = 4
 """Worker threads running peer copy jobs (a job never waits for another one)."""
 
 _WHAT = "queue_copy"
+_log = logging.getLogger("hal")
 
 
 def is_peer_source(source: Any, device: Device) -> bool:
@@ -112,9 +114,12 @@ def _checked_ref(argument: str, buffer: Any, offset: Any, length: Any, device: D
         usage, access = BufferUsage.TRANSFER_SOURCE, MemoryAccess.READ
     else:
         usage, access = BufferUsage.TRANSFER_TARGET, MemoryAccess.WRITE
+    root = ref.buffer
+    assert root is not None  # a direct reference
     view = buffer.buffer if isinstance(buffer, BufferRef) else buffer
-    for checked in {id(ref.buffer): ref.buffer, id(view): view}.values():
-        check_buffer_usage(_WHAT, argument, checked, usage, access, MemoryType.DEVICE_VISIBLE)
+    check_buffer_usage(_WHAT, argument, root, usage, access, MemoryType.DEVICE_VISIBLE)
+    if view is not root:  # a subspan carries its own permissions
+        check_buffer_usage(_WHAT, argument, view, usage, access, MemoryType.DEVICE_VISIBLE)
     return ref
 
 
@@ -173,4 +178,8 @@ def _submit_job(job: Callable[[], None]) -> None:
 
 def _work() -> None:
     while True:
-        _jobs.get()()
+        job = _jobs.get()
+        try:
+            job()
+        except BaseException:  # pragma: no cover - a job fails its gate itself; keep serving
+            _log.exception("a peer copy job raised")

@@ -308,7 +308,7 @@ class Device:
         from hal.runtime.semaphore import Semaphore
 
         self.check_open("create_semaphore")
-        return Semaphore(initial_value, device=self)
+        return Semaphore(initial_value, device=self, owner=self._queue)
 
     def wait_semaphores(
         self, points: WaitList, mode: str = "all", timeout: float | None = None

@@ -85,7 +85,7 @@ def queue_peer_copy(
         return
     gate = Semaphore(0)
     allocations = [src.buffer.allocation, dst.buffer.allocation]
-    job = _job(peer._host, src, host, dst, gate)
+    job = _job(src.buffer.allocation.host, src, host, dst, gate)
 
     def launch() -> list[Any]:
         # Held for the job itself: ``finish`` releases its own hold if the target device

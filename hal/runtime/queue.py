@@ -454,8 +454,8 @@ class Queue:
 
 def _owner(semaphore: Semaphore) -> Queue | None:
     """The queue of the device that created ``semaphore`` (None for a free semaphore)."""
-    device = semaphore.device
-    return None if device is None else device._queue
+    owner: Queue | None = semaphore.owner
+    return owner
 
 
 def _wait_state(waits: tuple[Point, ...]) -> bool | BaseException:

@@ -95,10 +95,11 @@ def queue_peer_copy(
         _submit_job(job)
         return []
 
+    # ``finish`` first: it holds both allocations from now on, whenever the job runs.
+    host.queue.operation([(gate, 1)], signal, allocations)
     # ``(gate, 0)``: completing ``launch`` changes nothing; a failed wait aborts it, which
     # fails the gate and so ``finish``, with the wait's failure as the cause.
     host.queue.operation(wait, [(gate, 0)], prepare=launch)
-    host.queue.operation([(gate, 1)], signal, allocations)
 
 
 def _checked_ref(argument: str, buffer: Any, offset: Any, length: Any, device: Device) -> Ref:

@@ -163,7 +163,8 @@ def foreign_objects(device: Any, other: Any) -> None:
         lambda: device.queue_execute(cb, binding_table=[mine, hal.BufferRef(theirs, 8)]),
     )
     expect(hal.InvalidArgumentError, lambda: other.queue_execute(cb))
-    expect(hal.InvalidArgumentError, lambda: device.queue_copy(theirs, 0, mine, 0, 8))
+    # A foreign source is a peer copy (API.md, Devices); a foreign target is still refused.
+    expect(hal.InvalidArgumentError, lambda: device.queue_copy(mine, 0, theirs, 0, 8))
     expect(hal.InvalidArgumentError, lambda: device.queue_fill(theirs, 0, 8, 0))
     expect(hal.InvalidArgumentError, lambda: device.queue_update(bytes(64), 0, theirs, 0, 64))
     expect(hal.InvalidArgumentError, lambda: device.queue_read(bytes(64), 0, theirs, 0, 64))

@@ -209,9 +209,11 @@ def buffers(
     call: Callable[[World, Any], Any],
     slot_ok: bool = True,
     buffers_only: bool = False,
+    peer: bool = False,
 ) -> None:
     """Cases for a Buffer/BufferRef(/SlotRef) argument (``buffers_only``: a Buffer of any
-    device, nothing else)."""
+    device, nothing else; ``peer``: a buffer of another device is a peer copy's source, so
+    only one of a closed device is refused, with UnavailableError)."""
     bad: list[tuple[str, Any, type[hal.HalError]]] = [
         ("None", lambda w: None, IAE),
         ("int", lambda w: 5, IAE),
@@ -232,6 +234,12 @@ def buffers(
             (label, make, IAE if label.startswith("ref") else error) for label, make, error in bad
         ]
         bad = [b for b in bad if b[0] not in ("foreign-device", "closed-device")]
+    if peer:
+        bad = [
+            (label, make, hal.UnavailableError if label == "closed-device" else error)
+            for label, make, error in bad
+            if label != "foreign-device"
+        ]
     for label, make, error in bad:
         words = (command, argument) if label != "released" else (command, argument, "released")
         case(
@@ -905,7 +913,13 @@ for _target, _command in [
     ("Device.queue_copy", "queue_copy"),
     ("CommandBuffer.copy_buffer", "copy_buffer"),
 ]:
-    buffers(_target, _command, "source", lambda w, b, c=_command: _copy(w, c, b, 0, w.small, 0, 4))
+    buffers(
+        _target,
+        _command,
+        "source",
+        lambda w, b, c=_command: _copy(w, c, b, 0, w.small, 0, 4),
+        peer=_command == "queue_copy",
+    )
     buffers(_target, _command, "target", lambda w, b, c=_command: _copy(w, c, w.big, 0, b, 0, 4))
     ints(
         _target,

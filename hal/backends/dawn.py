@@ -5,8 +5,9 @@ calls) and replaces what differs on Dawn:
 
 - **Threads.** Dawn objects are not thread-safe, and wgpudawn turns Dawn's error callback
   into an exception through one process-wide list of pending errors, so an error raised by
-  one thread's call could surface in another thread's call. Every call into Dawn therefore
-  runs under one lock per backend (``_dawn``); it is a leaf lock (nothing under it calls
+  one thread's call could surface in another thread's call — also another device's call, the
+  list being the process's. Every call into Dawn therefore runs under one lock shared by every
+  Dawn device of the process (``_dawn``); it is a leaf lock (nothing under it calls
   back into hal), so it cannot deadlock with the runtime's locks. Blocking waits
   (submissions, maps) do not hold it: the device is opened with Dawn's
   ``implicit-device-synchronization`` feature where the adapter has it, under which Dawn
@@ -61,6 +62,10 @@ _LONG_SLICE_NS = 100_000_000  # a wait outside the lock wakes up this often to c
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _modules: dict[str, Any] = {}
+
+# One lock for every Dawn device: wgpudawn's pending errors are process-wide, so with a lock
+# per device a compile error on one device surfaced in a concurrent call on another.
+_DAWN_LOCK = threading.RLock()
 
 
 def load() -> Any:
@@ -163,7 +168,8 @@ def _serialised(method: _F) -> _F:
 
 
 class DawnBackend(RawCalls, WgpuPyBackend):
-    """One Dawn device, every call serialised through one lock (module docstring)."""
+    """One Dawn device, every call serialised through the process's Dawn lock (module
+    docstring)."""
 
     implementation = "dawn"
 
@@ -174,7 +180,7 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         implicit_sync: bool,
         host_memory: bool = False,
     ) -> None:
-        self._dawn = threading.RLock()
+        self._dawn = _DAWN_LOCK
         wgpudawn = _modules["wgpudawn"]
         # RuntimeError: wgpudawn's map failures and calls on released objects.
         self._errors: tuple[type[BaseException], ...] = (wgpudawn.GPUError, RuntimeError)

@@ -338,7 +338,7 @@ class Device:
         from hal.runtime.semaphore import Semaphore
 
         self.check_open("create_semaphore")
-        return Semaphore(initial_value, device=self)
+        return Semaphore(initial_value, device=self, owner=self._queue)
 
     def wait_semaphores(
         self, points: WaitList, mode: str = "all", timeout: float | None = None
@@ -493,11 +493,20 @@ class Device:
         wait: WaitList = (),
         signal: WaitList = (),
     ) -> None:
-        """``copy_buffer`` as a queue operation (same arguments and errors)."""
+        """``copy_buffer`` as a queue operation (same arguments and errors). ``source`` may
+        be a Buffer or BufferRef of another device of the process: a peer copy staged
+        through host memory (hal/runtime/peer.py), which also raises UnavailableError when
+        that device is closed or lost."""
+        from hal.runtime.peer import is_peer_source, queue_peer_copy
         from hal.runtime.transfers import queue_transfer
 
         self.check_open("queue_copy")
         wait, signal = _points("queue_copy", wait, signal)
+        if is_peer_source(source, self):
+            queue_peer_copy(
+                self._host, source, source_offset, target, target_offset, length, wait, signal
+            )
+            return
         queue_transfer(
             self._host,
             "queue_copy",

@@ -15,6 +15,7 @@ import contextlib
 import heapq
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,8 @@ class Queue:
         self._last_ticket = 0
         self._closing = False
         self._lost: UnavailableError | None = None
+        # Queues of other devices with work parked on this device's semaphores.
+        self._foreign_waiters: weakref.WeakSet[Queue] = weakref.WeakSet()
         self.completion = Completion(backend, self.mark_lost)
 
     @property
@@ -219,6 +222,7 @@ class Queue:
             return
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("queue: submission held back on %s", ", ".join(map(repr, unreached)))
+        self._note_foreign_waits(unreached)
         for semaphore, _ in unreached:
             self._release_ready(semaphore)
 
@@ -375,6 +379,7 @@ class Queue:
             deferred = self._take_parked()
         for work in deferred:
             work.abort(UnavailableError("the device was closed before the waits"))
+        self._fail_foreign_waiters("closed")
         self.completion.close()
 
     def mark_lost(self, reason: str) -> UnavailableError:
@@ -389,13 +394,77 @@ class Queue:
         for work in stranded:
             work.abort(error)
         self.completion.fail_all(error)
+        self._fail_foreign_waiters("lost")
         return error
+
+    # -- semaphores of other devices --------------------------------------------------------------
+    # A semaphore of another device is a host object like any other: its signal wakes this
+    # queue through the watcher that parking registered, on whichever thread signals it (that
+    # device's completion thread included). What the other device adds is its end: once it is
+    # closed or lost, nothing of it will signal its semaphores, so work parked here on one of
+    # them fails with UnavailableError (as its own held-back work does) instead of waiting
+    # for a host signal that may never come.
+
+    def _note_foreign_waits(self, unreached: list[Point]) -> None:
+        """Register this queue with the owners of the other devices' semaphores in
+        ``unreached`` (work was just parked on them); fail that work if an owner is gone."""
+        for semaphore, _ in unreached:
+            owner = _owner(semaphore)
+            if owner is not None and owner is not self and not owner._add_foreign_waiter(self):
+                self._fail_waiting_on(owner, owner._gone_reason())
+
+    def _add_foreign_waiter(self, waiter: Queue) -> bool:
+        """Note that ``waiter`` parked work on a semaphore of this device; False (nothing
+        noted) when this device is already closed or lost."""
+        with self._lock:
+            if self._closing or self._lost is not None:
+                return False
+            self._foreign_waiters.add(waiter)
+            return True
+
+    def _gone_reason(self) -> str:
+        return "lost" if self._lost is not None else "closed"
+
+    def _fail_foreign_waiters(self, reason: str) -> None:
+        """This device is closed or lost: fail the other queues' work parked on its
+        semaphores. Called after ``_closing``/``_lost`` was set under the lock, so a queue
+        that registers later finds it set and fails its work itself."""
+        with self._lock:
+            waiters = list(self._foreign_waiters)
+            self._foreign_waiters.clear()
+        for waiter in waiters:
+            waiter._fail_waiting_on(self, reason)
+
+    def _fail_waiting_on(self, owner: Queue, reason: str) -> None:
+        """Fail the work parked here on a not yet reached semaphore of ``owner``'s device."""
+        taken = []
+        with self._lock:
+            for semaphore, heap in self._parked.items():
+                if _owner(semaphore) is not owner:
+                    continue
+                for value, _, token, work in heap:
+                    if work.token is token and value > semaphore.value:
+                        work.token = None  # its other heap entries are stale now
+                        taken.append(work)
+        for work in taken:
+            work.abort(
+                UnavailableError(
+                    f"queue operation wait: the device of a waited semaphore was {reason} "
+                    "before the value was reached"
+                )
+            )
 
     @staticmethod
     def shutdown(queue: Queue) -> None:
         """Finaliser: close without raising (used at interpreter exit)."""
         with contextlib.suppress(Exception):
             queue.close()
+
+
+def _owner(semaphore: Semaphore) -> Queue | None:
+    """The queue of the device that created ``semaphore`` (None for a free semaphore)."""
+    owner: Queue | None = semaphore.owner
+    return owner
 
 
 def _wait_state(waits: tuple[Point, ...]) -> bool | BaseException:

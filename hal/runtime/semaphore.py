@@ -50,9 +50,11 @@ class Semaphore:
     ``query`` and ``wait`` raise AbortedError (with the failure as ``__cause__``) once failed.
     """
 
-    __slots__ = ("__weakref__", "_expected", "_failure", "_value", "_watchers", "device")
+    __slots__ = ("__weakref__", "_expected", "_failure", "_value", "_watchers", "device", "owner")
 
-    def __init__(self, initial_value: int = 0, device: Device | None = None) -> None:
+    def __init__(
+        self, initial_value: int = 0, device: Device | None = None, owner: Any = None
+    ) -> None:
         self._value = _check_value("create_semaphore", initial_value)
         self._failure: BaseException | None = None
         self._watchers: list[Callable[[], None]] = []
@@ -60,6 +62,9 @@ class Semaphore:
         # Usually in increasing value order (a timeline): pruned from the front.
         self._expected: collections.deque[tuple[int, Any, int]] = collections.deque()
         self.device = device
+        # The queue of the device that created it (runtime use: another device's queue that
+        # waits on it learns from it when that device closes); None for a free semaphore.
+        self.owner = owner
 
     def __repr__(self) -> str:
         state = "failed" if self._failure is not None else str(self._value)

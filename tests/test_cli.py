@@ -578,3 +578,19 @@ def test_prefix_sum_rejects_integer_input() -> None:
         assert "dtype int32" in str(caught.value) and "float32" in str(caught.value)
         got = prefix_sum.prefix_sum(device, np.arange(10, dtype=np.float32))
         np.testing.assert_array_equal(got, np.cumsum(np.arange(10)).astype(np.float32))
+
+
+def test_example_all_skips_an_example_whose_package_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`example all` without mpi4py skips the data-parallel example, saying why."""
+    import importlib.util
+
+    from hal.examples import missing_package
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mpi4py" else real(name, *a)
+    )
+    assert missing_package("mlp_data_parallel") == "mpi4py"
+    assert missing_package("matmul") is None

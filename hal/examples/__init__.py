@@ -33,12 +33,14 @@ __all__ = ["EXAMPLES", "ExampleInfo", "ExampleResult", "Timing", "example_size",
 
 @dataclass(frozen=True, slots=True)
 class ExampleInfo:
-    """One example: its module, what it does, and the meaning and default of ``--size``."""
+    """One example: its module, what it does, the meaning and default of ``--size``, and
+    the optional package it needs (``example all`` skips it, saying so, when that is absent)."""
 
     module: str
     description: str
     size_help: str
     default_size: tuple[int, ...]
+    needs: str | None = None
 
 
 EXAMPLES: dict[str, ExampleInfo] = {
@@ -86,6 +88,7 @@ EXAMPLES: dict[str, ExampleInfo] = {
         "buffer (needs mpi4py; launch under mpiexec -n N)",
         "BATCHxINPUTSxHIDDENxOUTPUTS (the global batch splits over the ranks)",
         (64, 32, 64, 10),
+        needs="mpi4py",
     ),
 }
 """The examples by name, in the order ``python -m hal example all`` runs them."""
@@ -122,3 +125,11 @@ def run_example(
     module = importlib.import_module(EXAMPLES[name].module)
     result: ExampleResult = module.run(device, dims, repeats=repeats, seed=seed)
     return result
+
+
+def missing_package(name: str) -> str | None:
+    """The optional package example ``name`` needs that is not installed, or None."""
+    import importlib.util
+
+    needs = EXAMPLES[name].needs
+    return needs if needs is not None and importlib.util.find_spec(needs) is None else None

@@ -183,7 +183,7 @@ class Queue:
         with self._submit_lock:
             if self._lost is not None:
                 raise self._lost
-            command_buffer, cleared = self._clears.take()
+            command_buffer, cleared = self._take_clears()
             if command_buffer is not None:
                 self._backend_submit([command_buffer], probe=False)
         for allocation in cleared:
@@ -270,6 +270,15 @@ class Queue:
 
     # -- submission -----------------------------------------------------------------------------
 
+    def _take_clears(self) -> tuple[Any, list[Allocation]]:
+        """The pending clears' command buffer (call with the submit lock held). Encoding it
+        fails when the device was destroyed meanwhile: raises UnavailableError (and marks the
+        device lost) instead of the backend's error."""
+        try:
+            return self._clears.take()
+        except BackendError as error:
+            raise self.mark_lost(f"clearing new buffers: {error}") from None
+
     def _backend_submit(self, command_buffers: list[Any], *, probe: bool) -> None:
         """Submit to the backend (call with the submit lock held). wgpu-native aborts the
         process on a submission to a lost device: the backend's known loss is checked under
@@ -323,7 +332,11 @@ class Queue:
                 return
             # Clears of new buffers go first in the same submission, taken under the lock so
             # no other thread's work on those buffers can be submitted before them.
-            clears, cleared = self._clears.take()
+            try:
+                clears, cleared = self._take_clears()
+            except UnavailableError as error:
+                work.abort(error)
+                return
             command_buffers = work.command_buffers
             if clears is not None:
                 command_buffers = [clears, *command_buffers]

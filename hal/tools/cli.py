@@ -184,7 +184,7 @@ def _open_device(adapter: str | None) -> Iterator[Device]:
 
 def _example(args: argparse.Namespace) -> int:
     from hal.errors import InvalidArgumentError
-    from hal.examples import EXAMPLES, example_size, run_example
+    from hal.examples import EXAMPLES, example_size, missing_package, run_example
 
     if args.list or args.name is None:
         print("examples (python -m hal example NAME [--size SIZE]):")
@@ -200,6 +200,10 @@ def _example(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: must be at least 1")
     names = list(EXAMPLES) if args.name == "all" else [args.name]
+    if args.name == "all":
+        for name in [n for n in names if missing_package(n)]:
+            print(f"skipped {name}: needs {missing_package(name)} (pip install .[mpi])")
+            names.remove(name)
     try:
         sizes = {name: example_size(name, args.size) for name in names}
     except InvalidArgumentError as error:

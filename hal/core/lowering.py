@@ -827,10 +827,13 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
         # wgpu command.
     plan = builder.finish(len(segments))
     if _log.isEnabledFor(logging.DEBUG):
-        _log.debug(
-            "lowering: %d segments -> %s [costs %s]", len(segments), plan.stats, caps.costs.name
-        )
+        log_plan(len(segments), plan, caps)
     return plan
+
+
+def log_plan(segment_count: int, plan: Plan, caps: DeviceCaps) -> None:
+    """The one debug record of a lowering: its size, the plan's counts and the cost model."""
+    _log.debug("lowering: %d segments -> %s [costs %s]", segment_count, plan.stats, caps.costs.name)
 
 
 def _overlapping_writes(writable: list[tuple[int, Region]]) -> frozenset[int]:

@@ -16,6 +16,7 @@ declines by returning None, for the general path to lower.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -31,9 +32,11 @@ from hal.core.batching import (
 )
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
-from hal.core.lowering import _VECTOR_MIN, LoweringOptions, _fill_note, _PlanBuilder
+from hal.core.lowering import _VECTOR_MIN, LoweringOptions, _fill_note, _PlanBuilder, log_plan
 from hal.core.plan import ComputePass, Dispatch, Plan, PlanStats, Step
 from hal.core.segments import BarrierSegment, CopySegment, FillSegment, Segment
+
+_log = logging.getLogger("hal")
 
 __all__ = ["direct_plan"]
 
@@ -164,7 +167,10 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
         else:
             resources.add(s.source.buffer)  # type: ignore[union-attr]
             resources.add(s.target.buffer)
-    return _finish(builder, entries, native, len(segments), region + 1, resources, notes)
+    plan = _finish(builder, entries, native, len(segments), region + 1, resources, notes)
+    if _log.isEnabledFor(logging.DEBUG):
+        log_plan(len(segments), plan, caps)
+    return plan
 
 
 def _finish(

@@ -156,7 +156,9 @@ def _subprocess(code: str, **env: str) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,
-        env={**os.environ, **env},
+        # Dawn's own backend whatever HAL_BACKEND says (the GL configuration sets it; Dawn
+        # has no GL backend).
+        env={**{k: v for k, v in os.environ.items() if k != "HAL_BACKEND"}, **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -594,3 +594,12 @@ def test_example_all_skips_an_example_whose_package_is_missing(
     )
     assert missing_package("mlp_data_parallel") == "mpi4py"
     assert missing_package("matmul") is None
+
+
+def test_example_listing_names_the_program_it_was_run_as(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["example"], prog="hal") == 2
+    assert capsys.readouterr().out.startswith("examples (hal example NAME [--size SIZE]):")
+    assert main(["example", "--list"], prog="python -m hal") == 0
+    assert capsys.readouterr().out.startswith("examples (python -m hal example NAME")

@@ -187,7 +187,7 @@ def _example(args: argparse.Namespace) -> int:
     from hal.examples import EXAMPLES, example_size, missing_package, run_example
 
     if args.list or args.name is None:
-        print("examples (python -m hal example NAME [--size SIZE]):")
+        print(f"examples ({getattr(args, 'prog', PROG)} example NAME [--size SIZE]):")
         for name, info in EXAMPLES.items():
             default = "x".join(map(str, info.default_size))
             print(f"  {name:<11} {info.description}")
@@ -467,6 +467,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if extra:
         args.extra = extra
     where = f"{prog} {args.command}"
+    args.prog = prog
     try:
         return int(args.run(args))
     except BrokenPipeError:  # e.g. `python -m hal devices | head`

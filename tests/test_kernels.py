@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hal
-from hal.examples import attention, gelu, layernorm, matmul, softmax, transformer
+from hal.examples import attention, gelu, layernorm, matmul, prefix_sum, softmax, transformer
 from hal.examples.matmul_wgsl import MatmulConfig, matmul_source
 from hal.examples.rowwise import kernel_source
 
@@ -277,3 +277,75 @@ def test_transformer_small_on_cpu(device: hal.Device) -> None:
 def test_transformer_rejects_size(device: hal.Device) -> None:
     with pytest.raises(hal.InvalidArgumentError, match="divisible by heads"):
         transformer.forward(device, {}, (1, 4, 10, 3))
+
+
+# -- prefix sum: f32 / i32 / u32, vec4 and scalar loads, subgroup and workgroup scans ---------
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["default", "no-subgroups"])
+@pytest.mark.parametrize("n", [1, 3, 4, 7, 1024, 1025, 4096 + 4, 1024 * 1024 + 3])
+def test_prefix_sum_integers_exact(
+    device: hal.Device, device_no_subgroups: hal.Device, fallback: bool, n: int
+) -> None:
+    # Full-range int32 values: the partial sums wrap, exactly as numpy's in-dtype cumsum.
+    dev = device_no_subgroups if fallback else device
+    rng = np.random.default_rng(n)
+    xi = rng.integers(-(2**31), 2**31 - 1, n, dtype=np.int64).astype(np.int32)
+    with prefix_sum.PrefixSum(dev, n, "i32", items=1) as scan:
+        assert len(scan.levels) == len(prefix_sum.level_sizes(n, 1024))
+        with dev.buffer_from_numpy(xi) as data:
+            with dev.record() as cb:
+                scan.record(cb, data)
+            dev.queue_execute(cb)
+            dev.wait_idle(timeout=120)
+            got = data.to_numpy(np.int32, (n,))
+    np.testing.assert_array_equal(got, np.cumsum(xi, dtype=np.int32))
+    xu = xi.view(np.uint32)
+    got_u = prefix_sum.prefix_sum(dev, xu)
+    assert got_u.dtype == np.uint32
+    np.testing.assert_array_equal(got_u, np.cumsum(xu, dtype=np.uint32))
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["default", "no-subgroups"])
+@pytest.mark.parametrize("items", [1, 2, 4, 8])
+def test_prefix_sum_floats_every_tile_size(
+    device: hal.Device, device_no_subgroups: hal.Device, fallback: bool, items: int
+) -> None:
+    dev = device_no_subgroups if fallback else device
+    n = 3 * 1024 * items + 6  # 4 tiles, the last one partial, a length no multiple of 4
+    x = np.random.default_rng(items).integers(0, 8, n).astype(np.float32)
+    with (
+        prefix_sum.PrefixSum(dev, n, items=items) as scan,
+        dev.buffer_from_numpy(x) as data,
+    ):
+        assert scan.levels == [n, 4]
+        with dev.record() as cb:
+            scan.record(cb, data)
+        dev.queue_execute(cb)
+        dev.wait_idle(timeout=120)
+        got = data.to_numpy(np.float32, (n,))
+    np.testing.assert_array_equal(got, np.cumsum(x.astype(np.float64)).astype(np.float32))
+
+
+def test_prefix_sum_int32_keeps_its_dtype(device: hal.Device) -> None:
+    x = np.arange(10, dtype=np.int32)
+    got = prefix_sum.prefix_sum(device, x)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.cumsum(x, dtype=np.int32))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.int16, np.uint64])
+def test_prefix_sum_rejects_unsupported_dtypes(device: hal.Device, dtype: type) -> None:
+    with pytest.raises(hal.InvalidArgumentError) as caught:
+        prefix_sum.prefix_sum(device, np.ones(10, dtype=dtype))
+    message = str(caught.value)
+    assert f"dtype {np.dtype(dtype)}" in message and "float32" in message and "int32" in message
+
+
+def test_prefix_sum_rejects_bad_arguments(device: hal.Device) -> None:
+    with pytest.raises(hal.InvalidArgumentError, match=r"dtype 'f64' is not one of f32, i32"):
+        prefix_sum.PrefixSum(device, 10, "f64")
+    with pytest.raises(hal.InvalidArgumentError, match=r"items 0 must be an int in 1\.\.16"):
+        prefix_sum.PrefixSum(device, 10, items=0)
+    with pytest.raises(hal.InvalidArgumentError, match="must be a positive int"):
+        prefix_sum.PrefixSum(device, 0)

@@ -51,12 +51,13 @@ class BuiltinKernel(enum.Enum):
 
 
 def _shaders() -> Any:
-    """The shipped WGSL folder: package data ``hal.shaders`` when installed, else the
-    repository's ``shaders/`` next to the ``hal`` package (running from a checkout)."""
-    try:
-        return resources.files("hal.shaders")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "shaders"
+    """The shipped WGSL folder: the repository's ``shaders/`` next to the ``hal`` package when
+    running from a checkout (so a worktree uses its own kernels, not those an editable install
+    maps), else package data ``hal.shaders``."""
+    checkout = Path(__file__).resolve().parents[2] / "shaders"
+    if checkout.joinpath("builtin_copy.wgsl").is_file():
+        return checkout
+    return resources.files("hal.shaders")
 
 
 def shader_source(name: str) -> str:

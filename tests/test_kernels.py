@@ -349,3 +349,71 @@ def test_prefix_sum_rejects_bad_arguments(device: hal.Device) -> None:
         prefix_sum.PrefixSum(device, 10, items=0)
     with pytest.raises(hal.InvalidArgumentError, match="must be a positive int"):
         prefix_sum.PrefixSum(device, 0)
+
+
+# -- builtin transfer kernels with a one-workgroup grid: the unrolled grid-stride steps -------
+
+
+def _run_builtin(
+    device: hal.Device, name: str, entry: str, params: list[int], arrays: list[np.ndarray]
+) -> list[np.ndarray]:
+    from hal.core.builtins import shader_path
+
+    exe = device.create_executable(shader_path(name))
+    with ExitStack() as stack:
+        bufs = [stack.enter_context(device.buffer_from_numpy(a)) for a in arrays]
+        with device.record() as cb:
+            cb.dispatch(exe, entry, (1, 1, 1), constants=params, bindings=bufs)
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        return [b.to_numpy(np.uint8, a.shape) for b, a in zip(bufs, arrays, strict=True)]
+
+
+CASES = [(0, 0, 8192), (1, 3, 8190), (3, 1, 8187), (2, 0, 5001), (0, 2, 4099), (5, 9, 3), (1, 2, 2)]
+
+
+@pytest.mark.parametrize(("src", "dst", "length"), CASES)
+def test_builtin_copy_kernels_bytes_exact(
+    device: hal.Device, src: int, dst: int, length: int
+) -> None:
+    rng = np.random.default_rng(length)
+    source = rng.integers(0, 256, 8208, dtype=np.uint8)
+    target = rng.integers(0, 256, 8208, dtype=np.uint8)
+    words = (dst + length + 3) // 4 - dst // 4
+    want = target.copy()
+    want[dst : dst + length] = source[src : src + length]
+    _, got = _run_builtin(
+        device, "builtin_copy.wgsl", "copy", [src, dst, length, words], [source, target]
+    )
+    np.testing.assert_array_equal(got, want)
+    # One window: the source range sits after the target's, disjoint.
+    both = np.concatenate([target, source])
+    want_within = both.copy()
+    want_within[dst : dst + length] = both[8208 + src : 8208 + src + length]
+    (got_within,) = _run_builtin(
+        device, "builtin_copy_within.wgsl", "copy_within", [8208 + src, dst, length, words], [both]
+    )
+    np.testing.assert_array_equal(got_within, want_within)
+
+
+@pytest.mark.parametrize(("src", "dst", "count"), [(0, 0, 1024), (1, 2, 1023), (3, 0, 1029)])
+def test_builtin_block_kernels_bytes_exact(
+    device: hal.Device, src: int, dst: int, count: int
+) -> None:
+    rng = np.random.default_rng(count)
+    source = rng.integers(0, 256, 16 * 1040, dtype=np.uint8)
+    target = rng.integers(0, 256, 16 * 1040, dtype=np.uint8)
+    want = target.copy()
+    want[16 * dst : 16 * (dst + count)] = source[16 * src : 16 * (src + count)]
+    _, got = _run_builtin(
+        device, "builtin_copy4.wgsl", "copy4", [src, dst, count, 0], [source, target]
+    )
+    np.testing.assert_array_equal(got, want)
+    want_fill = target.copy()
+    want_fill[16 * dst : 16 * (dst + count)] = np.tile(
+        np.array([4, 3, 2, 1], np.uint8), 4 * count
+    )
+    (got_fill,) = _run_builtin(
+        device, "builtin_fill4.wgsl", "fill4", [dst, count, 0x01020304, 0], [target]
+    )
+    np.testing.assert_array_equal(got_fill, want_fill)

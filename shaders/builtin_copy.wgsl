@@ -6,9 +6,10 @@
 // twice (a copy between disjoint ranges of one buffer): WebGPU forbids binding a buffer
 // read-only and read-write in one dispatch.
 //
-// Grid-stride loop, four target words a step, each a whole grid apart (coalesced), all
-// their source words loaded before any store: the bindings may alias, so the compiler may
-// not hoist a load above an earlier store, and one word at a time leaves one load in flight.
+// Grid-stride loops; all source words of a step are loaded before any store (the bindings
+// may alias, so the compiler may not hoist a load above an earlier store, and one word at a
+// time would leave one load in flight): with equal offsets modulo 4, four words a step each
+// a whole grid apart (coalesced); otherwise four consecutive words from five source words.
 struct CopyParams {
   src_begin: u32,
   dst_begin: u32,
@@ -72,27 +73,24 @@ fn copy(@builtin(global_invocation_id) gid: vec3<u32>,
       target_words[lo + i] = source_words[source_word(lo + i)];
     }
   } else {
+    // Four consecutive target words per invocation from five consecutive source words: on
+    // the H200 5% faster than four words a grid apart (two loads each).
     let back = 32u - shift;
-    for (; i + 3u * stride < count; i += 4u * stride) {
-      let w = lo + i;
-      let sa = source_word(w);
-      let sb = source_word(w + stride);
-      let sc = source_word(w + 2u * stride);
-      let sd = source_word(w + 3u * stride);
-      let a0 = source_words[sa];
-      let a1 = source_words[sa + 1u];
-      let b0 = source_words[sb];
-      let b1 = source_words[sb + 1u];
-      let c0 = source_words[sc];
-      let c1 = source_words[sc + 1u];
-      let d0 = source_words[sd];
-      let d1 = source_words[sd + 1u];
-      target_words[w] = (a0 >> shift) | (a1 << back);
-      target_words[w + stride] = (b0 >> shift) | (b1 << back);
-      target_words[w + 2u * stride] = (c0 >> shift) | (c1 << back);
-      target_words[w + 3u * stride] = (d0 >> shift) | (d1 << back);
+    let quads = count / 4u;
+    for (var j = gid.x; j < quads; j += stride) {
+      let w = lo + 4u * j;
+      let s = source_word(w);
+      let a = source_words[s];
+      let b = source_words[s + 1u];
+      let c = source_words[s + 2u];
+      let d = source_words[s + 3u];
+      let e = source_words[s + 4u];
+      target_words[w] = (a >> shift) | (b << back);
+      target_words[w + 1u] = (b >> shift) | (c << back);
+      target_words[w + 2u] = (c >> shift) | (d << back);
+      target_words[w + 3u] = (d >> shift) | (e << back);
     }
-    for (; i < count; i += stride) {
+    for (i = 4u * quads + gid.x; i < count; i += stride) {
       let s = source_word(lo + i);
       target_words[lo + i] = (source_words[s] >> shift) | (source_words[s + 1u] << back);
     }

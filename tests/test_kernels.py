@@ -410,9 +410,7 @@ def test_builtin_block_kernels_bytes_exact(
     )
     np.testing.assert_array_equal(got, want)
     want_fill = target.copy()
-    want_fill[16 * dst : 16 * (dst + count)] = np.tile(
-        np.array([4, 3, 2, 1], np.uint8), 4 * count
-    )
+    want_fill[16 * dst : 16 * (dst + count)] = np.tile(np.array([4, 3, 2, 1], np.uint8), 4 * count)
     (got_fill,) = _run_builtin(
         device, "builtin_fill4.wgsl", "fill4", [dst, count, 0x01020304, 0], [target]
     )

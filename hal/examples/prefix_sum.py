@@ -79,9 +79,7 @@ def kernel_source(dtype: str, vec4: bool, subgroups: bool, items: int = ITEMS) -
     ``4 * items`` scalars) per invocation. Raises InvalidArgumentError for another dtype or
     ``items`` outside 1..16."""
     if dtype not in DTYPES:
-        raise InvalidArgumentError(
-            f"PrefixSum: dtype {dtype!r} is not one of {', '.join(DTYPES)}"
-        )
+        raise InvalidArgumentError(f"PrefixSum: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if not isinstance(items, int) or not 1 <= items <= 16:
         raise InvalidArgumentError(f"PrefixSum: items {items!r} must be an int in 1..16")
     return "\n".join(

@@ -3,7 +3,8 @@ GPU (f32 with TF32 off, and f16) or numpy on a CPU adapter, with the roofline be
 
 Rows: matmul f32 / f16 (4096^3; ``--sweep`` first times every tile shape of
 :data:`SWEEP` and uses the fastest), softmax and layer norm (8192 x 8192 f32), GELU (2^26 f32),
-prefix sum (2^28 f32), the GPT-2-small transformer block. Every hal figure is the wall time of
+prefix sum (2^28 f32 and i32), hal's builtin transfer kernels (1 GiB copy, unaligned copy,
+pattern fill), the GPT-2-small transformer block. Every hal figure is the wall time of
 ``--replays`` submissions of one reusable command buffer (one wait at the end) after a warm-up,
 divided by the replays; torch's the CUDA-event time of as many calls. Each result is checked
 against numpy (a sample of rows where the full check would be slow). JSON + Markdown (+ a PNG
@@ -42,6 +43,23 @@ SWEEP = [
     MatmulConfig(128, 256, 8, 8, 16),
     MatmulConfig(64, 64, 8, 8, 8),
 ]
+"""Tile shapes ``--sweep`` times for f32 (and f16)."""
+
+SWEEP_F16 = [
+    *SWEEP,
+    MatmulConfig(128, 256, 16, 8, 16),
+    MatmulConfig(256, 128, 8, 16, 8),
+    MatmulConfig(256, 128, 16, 16, 8),
+    MatmulConfig(256, 256, 8, 16, 16),
+    MatmulConfig(128, 128, 32, 8, 8),
+    MatmulConfig(128, 256, 16, 16, 16),
+]
+"""f16 halves the staging and accumulator footprint: larger tiles fit, so f16 sweeps more."""
+
+TRANSFER_PATTERN = 0x01020304
+TRANSFERS_PER_SUBMIT = 8
+"""Transfers one timed submission holds: a 1 GiB fill takes about 0.23 ms on the H200, the
+order of one submission's fixed cost, which one transfer per submission would measure."""
 
 Row = dict[str, Any]
 
@@ -121,7 +139,9 @@ def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bo
     rng = np.random.default_rng(0)
     a = rng.uniform(-1, 1, (n, n)).astype(np_t)
     b = rng.uniform(-1, 1, (n, n)).astype(np_t)
-    configs = SWEEP if sweep else [None]
+    configs: list[MatmulConfig | None] = [None]
+    if sweep:
+        configs = list(SWEEP_F16 if dtype == "f16" else SWEEP)
     rows = []
     best: tuple[float, Any] | None = None
     for cfg in configs:
@@ -263,28 +283,94 @@ def bench_gelu(device: hal.Device, torch: Any, n: int, replays: int) -> Row:
     return row
 
 
-def bench_prefix_sum(device: hal.Device, torch: Any, n: int, replays: int) -> Row:
-    x = np.random.default_rng(3).random(n, dtype=np.float32)
+def bench_prefix_sum(
+    device: hal.Device, torch: Any, n: int, replays: int, dtype: str = "f32"
+) -> Row:
+    """Inclusive scan of ``n`` values of ``dtype``; bandwidth counts one read and one write
+    (as for torch.cumsum), whatever the kernels move (about 3n)."""
+    rng = np.random.default_rng(3)
+    if dtype == "f32":
+        x = rng.random(n, dtype=np.float32)
+    else:
+        x = rng.integers(0, 1 << 20, n, dtype=np.int64).astype(prefix_sum.DTYPES[dtype])
     with ExitStack() as stack:
         data = stack.enter_context(device.buffer_from_numpy(x))
-        scan = stack.enter_context(prefix_sum.PrefixSum(device, n))
+        scan = stack.enter_context(prefix_sum.PrefixSum(device, n, dtype))
         with device.record(mode=CommandBufferMode.DEFAULT) as cb:
             scan.record(cb, data)  # rescans its own output: the timing needs no input copy
         secs = replay_seconds(device, cb, replays)
+        levels = scan.levels
     row: Row = {
-        "name": f"prefix sum {n} f32",
-        "kind": "prefix_sum",
+        "name": f"prefix sum {n} {dtype} (levels {levels})",
+        "kind": "prefix_sum" if dtype == "f32" else f"prefix_sum_{dtype}",
         "hal_s": secs,
         "bytes": 2 * x.nbytes,
     }
-    got = prefix_sum.prefix_sum(device, x[: 1 << 20])
-    row["max_abs_error"] = float(np.max(np.abs(got - prefix_sum.reference(x[: 1 << 20]))))
+    # the full length, once, from the pristine input (integers must match exactly)
+    got = prefix_sum.prefix_sum(device, x)
+    row["max_abs_error"] = float(
+        np.max(np.abs(got.astype(np.float64) - prefix_sum.reference(x).astype(np.float64)))
+    )
     if torch is not None:
-        tx = torch.from_numpy(x).cuda()
-        row["torch_s"] = torch_seconds(lambda: torch.cumsum(tx, 0), replays)
+        tx = torch.from_numpy(x.view(np.int32) if dtype == "u32" else x).cuda()
+        row["torch_s"] = torch_seconds(lambda: torch.cumsum(tx, 0, dtype=tx.dtype), replays)
     else:
-        row["numpy_s"] = numpy_seconds(lambda: np.cumsum(x), 1)
+        row["numpy_s"] = numpy_seconds(lambda: prefix_sum.reference(x), 1)
     return row
+
+
+def bench_transfers(device: hal.Device, torch: Any, size: int, replays: int) -> list[Row]:
+    """hal's builtin transfer kernels at ``size`` bytes through the public API: an aligned
+    copy, a copy from byte 1 to byte 3 (the funnel-shift kernel), a 4-byte pattern fill;
+    :data:`TRANSFERS_PER_SUBMIT` of them per submission with a barrier between each two (as
+    benchmarks/run_all.py's bandwidth table), seconds per transfer. GB/s = bytes copied or
+    filled per second (a copy moves twice that). Each result is checked byte for byte."""
+    rows: list[Row] = []
+    words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
+    source = words.view(np.uint8)
+    cases = [
+        ("copy aligned", lambda cb, s, d: cb.copy_buffer(s, 0, d, 0, size), 0, 0, size),
+        ("copy unaligned 1 -> 3", lambda cb, s, d: cb.copy_buffer(s, 1, d, 3, size - 4), 1, 3),
+        ("fill 0x01020304", lambda cb, s, d: cb.fill_buffer(d, 0, size, TRANSFER_PATTERN, 4)),
+    ]
+    with ExitStack() as stack:
+        src = stack.enter_context(device.buffer_from_numpy(source))
+        dst = stack.enter_context(device.allocate_buffer(source.nbytes))
+        for name, record, *where in cases:
+            with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+                for i in range(TRANSFERS_PER_SUBMIT):
+                    if i:
+                        cb.execution_barrier()
+                    record(cb, src, dst)
+            secs = replay_seconds(device, cb, replays) / TRANSFERS_PER_SUBMIT
+            got = dst.to_numpy(np.uint8, (source.nbytes,))
+            if name.startswith("copy"):
+                s0, d0 = where[0], where[1]
+                length = size if s0 == 0 else size - 4
+                ok = bool(np.array_equal(got[d0 : d0 + length], source[s0 : s0 + length]))
+            else:
+                want = np.frombuffer(TRANSFER_PATTERN.to_bytes(4, "little") * (size // 4), np.uint8)
+                ok = bool(np.array_equal(got[:size], want))
+            rows.append(
+                {
+                    "name": f"builtin {name} {size >> 20} MiB",
+                    "kind": "transfer_"
+                    + name.split()[0]
+                    + ("_unaligned" if "1 ->" in name else ""),
+                    "hal_s": secs,
+                    "bytes": size,
+                    "bytes_exact": ok,
+                }
+            )
+    if torch is not None:
+        a = torch.from_numpy(words[: size // 4].view(np.int32)).cuda()
+        b = torch.empty_like(a)
+        rows[0]["torch_s"] = torch_seconds(lambda: b.copy_(a), replays)
+        ua = torch.from_numpy(source[: size - 3]).cuda()
+        ub = torch.empty(size, dtype=torch.uint8, device="cuda")
+        rows[1]["torch_s"] = torch_seconds(lambda: ub[3 : size - 1].copy_(ua[1:]), replays)
+        rows[2]["torch_s"] = torch_seconds(lambda: b.fill_(TRANSFER_PATTERN), replays)
+    return rows
 
 
 def bench_transformer(
@@ -379,6 +465,8 @@ def markdown(rows: list[Row], device: str) -> str:
         unit = " GB/s" if "roofline_gbps" in row else " TFLOP/s"
         ratio = f"{row['hal_vs_torch']:.2f}" if "hal_vs_torch" in row else "-"
         err = f"{row['max_abs_error']:.3g}" if "max_abs_error" in row else "-"
+        if "bytes_exact" in row:
+            err = "bytes exact" if row["bytes_exact"] else "**bytes differ**"
         mark = " (best)" if row.get("best") else ""
         lines.append(
             f"| {row['name']}{mark} | {fig(row, 'hal')} | {fig(row, 'torch')} | "
@@ -417,7 +505,9 @@ def main() -> None:
     parser.add_argument("--plot")
     parser.add_argument("--quick", action="store_true", help="CPU-sized shapes")
     parser.add_argument("--sweep", action="store_true", help="time every tile shape of SWEEP")
-    parser.add_argument("--only", default="", help="comma-separated: matmul,rows,gelu,prefix,block")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: matmul,rows,gelu,prefix,transfers,block"
+    )
     parser.add_argument("--replays", type=int, default=0)
     args = parser.parse_args()
     device = hal.create_device()
@@ -426,7 +516,14 @@ def main() -> None:
     gpu = next((g for g in PEAK_TFLOPS if g in name.lower()), None)
     quick = args.quick or device.info.adapter_type == "cpu"
     replays = args.replays or (3 if quick else 20)
-    only = set(filter(None, args.only.split(","))) or {"matmul", "rows", "gelu", "prefix", "block"}
+    only = set(filter(None, args.only.split(","))) or {
+        "matmul",
+        "rows",
+        "gelu",
+        "prefix",
+        "transfers",
+        "block",
+    }
     print(
         f"device {name}; torch {'yes' if torch else 'no'}; features {sorted(device.features)}",
         flush=True,
@@ -452,6 +549,11 @@ def main() -> None:
         ),
         ("gelu", lambda: [bench_gelu(device, torch, 1 << (18 if quick else 26), replays)]),
         ("prefix", lambda: [bench_prefix_sum(device, torch, 1 << (18 if quick else 28), replays)]),
+        (
+            "prefix",
+            lambda: [bench_prefix_sum(device, torch, 1 << (18 if quick else 28), replays, "i32")],
+        ),
+        ("transfers", lambda: bench_transfers(device, torch, 1 << (24 if quick else 30), replays)),
         (
             "block",
             lambda: [

@@ -568,14 +568,17 @@ def test_devices_brief_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         assert str(device.info) in out
 
 
-def test_prefix_sum_rejects_integer_input() -> None:
+def test_prefix_sum_scans_int32_exactly_and_rejects_int64() -> None:
     import hal
     from hal.examples import prefix_sum
 
     with hal.create_device() as device:
         with pytest.raises(hal.InvalidArgumentError) as caught:
-            prefix_sum.prefix_sum(device, np.arange(10, dtype=np.int32))
-        assert "dtype int32" in str(caught.value) and "float32" in str(caught.value)
+            prefix_sum.prefix_sum(device, np.arange(10, dtype=np.int64))
+        assert "dtype int64" in str(caught.value) and "float32" in str(caught.value)
+        ints = prefix_sum.prefix_sum(device, np.arange(10, dtype=np.int32))
+        assert ints.dtype == np.int32
+        np.testing.assert_array_equal(ints, np.cumsum(np.arange(10, dtype=np.int32)))
         got = prefix_sum.prefix_sum(device, np.arange(10, dtype=np.float32))
         np.testing.assert_array_equal(got, np.cumsum(np.arange(10)).astype(np.float32))
 

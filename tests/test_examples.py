@@ -87,7 +87,7 @@ def test_matmul_without_immediates(device_no_immediates: hal.Device) -> None:
 # -- prefix sum ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 5, 1024, 1025, 4097, ps.BLOCK**2 + 3])
+@pytest.mark.parametrize("n", [1, 5, 1024, 1025, 4097, 3 * ps.BLOCK + 5])
 def test_prefix_sum_exact(device: hal.Device, n: int) -> None:
     # Small integers: every partial sum is exact in f32, so the scan must match exactly.
     x = np.random.default_rng(n).integers(0, 8, n).astype(np.float32)
@@ -96,8 +96,8 @@ def test_prefix_sum_exact(device: hal.Device, n: int) -> None:
 
 
 def test_prefix_sum_levels_and_dispatches(device: hal.Device) -> None:
-    with ps.PrefixSum(device, ps.BLOCK**2 + 3) as scan:
-        assert len(scan.levels) == 3 and scan.dispatches == 5
+    with ps.PrefixSum(device, 1024**2 + 3, items=1) as scan:  # 1024-element tiles
+        assert scan.levels == [1024**2 + 3, 1025, 2] and scan.dispatches == 5
         with device.record() as cb, device.allocate_buffer(4 * scan.n) as data:
             scan.record(cb, data)
         dispatches = [s for s in cb.segments if type(s).__name__ == "DispatchSegment"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hal
-from hal.examples import attention, gelu, layernorm, matmul, softmax, transformer
+from hal.examples import attention, gelu, layernorm, matmul, prefix_sum, softmax, transformer
 from hal.examples.matmul_wgsl import MatmulConfig, matmul_source
 from hal.examples.rowwise import kernel_source
 
@@ -277,3 +277,141 @@ def test_transformer_small_on_cpu(device: hal.Device) -> None:
 def test_transformer_rejects_size(device: hal.Device) -> None:
     with pytest.raises(hal.InvalidArgumentError, match="divisible by heads"):
         transformer.forward(device, {}, (1, 4, 10, 3))
+
+
+# -- prefix sum: f32 / i32 / u32, vec4 and scalar loads, subgroup and workgroup scans ---------
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["default", "no-subgroups"])
+@pytest.mark.parametrize("n", [1, 3, 4, 7, 1024, 1025, 4096 + 4, 1024 * 1024 + 3])
+def test_prefix_sum_integers_exact(
+    device: hal.Device, device_no_subgroups: hal.Device, fallback: bool, n: int
+) -> None:
+    # Full-range int32 values: the partial sums wrap, exactly as numpy's in-dtype cumsum.
+    dev = device_no_subgroups if fallback else device
+    rng = np.random.default_rng(n)
+    xi = rng.integers(-(2**31), 2**31 - 1, n, dtype=np.int64).astype(np.int32)
+    with prefix_sum.PrefixSum(dev, n, "i32", items=1) as scan:
+        assert len(scan.levels) == len(prefix_sum.level_sizes(n, 1024))
+        with dev.buffer_from_numpy(xi) as data:
+            with dev.record() as cb:
+                scan.record(cb, data)
+            dev.queue_execute(cb)
+            dev.wait_idle(timeout=120)
+            got = data.to_numpy(np.int32, (n,))
+    np.testing.assert_array_equal(got, np.cumsum(xi, dtype=np.int32))
+    xu = xi.view(np.uint32)
+    got_u = prefix_sum.prefix_sum(dev, xu)
+    assert got_u.dtype == np.uint32
+    np.testing.assert_array_equal(got_u, np.cumsum(xu, dtype=np.uint32))
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["default", "no-subgroups"])
+@pytest.mark.parametrize("items", [1, 2, 4, 8])
+def test_prefix_sum_floats_every_tile_size(
+    device: hal.Device, device_no_subgroups: hal.Device, fallback: bool, items: int
+) -> None:
+    dev = device_no_subgroups if fallback else device
+    n = 3 * 1024 * items + 6  # 4 tiles, the last one partial, a length no multiple of 4
+    x = np.random.default_rng(items).integers(0, 8, n).astype(np.float32)
+    with (
+        prefix_sum.PrefixSum(dev, n, items=items) as scan,
+        dev.buffer_from_numpy(x) as data,
+    ):
+        assert scan.levels == [n, 4]
+        with dev.record() as cb:
+            scan.record(cb, data)
+        dev.queue_execute(cb)
+        dev.wait_idle(timeout=120)
+        got = data.to_numpy(np.float32, (n,))
+    np.testing.assert_array_equal(got, np.cumsum(x.astype(np.float64)).astype(np.float32))
+
+
+def test_prefix_sum_int32_keeps_its_dtype(device: hal.Device) -> None:
+    x = np.arange(10, dtype=np.int32)
+    got = prefix_sum.prefix_sum(device, x)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.cumsum(x, dtype=np.int32))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.int16, np.uint64])
+def test_prefix_sum_rejects_unsupported_dtypes(device: hal.Device, dtype: type) -> None:
+    with pytest.raises(hal.InvalidArgumentError) as caught:
+        prefix_sum.prefix_sum(device, np.ones(10, dtype=dtype))
+    message = str(caught.value)
+    assert f"dtype {np.dtype(dtype)}" in message and "float32" in message and "int32" in message
+
+
+def test_prefix_sum_rejects_bad_arguments(device: hal.Device) -> None:
+    with pytest.raises(hal.InvalidArgumentError, match=r"dtype 'f64' is not one of f32, i32"):
+        prefix_sum.PrefixSum(device, 10, "f64")
+    with pytest.raises(hal.InvalidArgumentError, match=r"items 0 must be an int in 1\.\.16"):
+        prefix_sum.PrefixSum(device, 10, items=0)
+    with pytest.raises(hal.InvalidArgumentError, match="must be a positive int"):
+        prefix_sum.PrefixSum(device, 0)
+
+
+# -- builtin transfer kernels with a one-workgroup grid: the unrolled grid-stride steps -------
+
+
+def _run_builtin(
+    device: hal.Device, name: str, entry: str, params: list[int], arrays: list[np.ndarray]
+) -> list[np.ndarray]:
+    from hal.core.builtins import shader_path
+
+    exe = device.create_executable(shader_path(name))
+    with ExitStack() as stack:
+        bufs = [stack.enter_context(device.buffer_from_numpy(a)) for a in arrays]
+        with device.record() as cb:
+            cb.dispatch(exe, entry, (1, 1, 1), constants=params, bindings=bufs)
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        return [b.to_numpy(np.uint8, a.shape) for b, a in zip(bufs, arrays, strict=True)]
+
+
+CASES = [(0, 0, 8192), (1, 3, 8190), (3, 1, 8187), (2, 0, 5001), (0, 2, 4099), (5, 9, 3), (1, 2, 2)]
+
+
+@pytest.mark.parametrize(("src", "dst", "length"), CASES)
+def test_builtin_copy_kernels_bytes_exact(
+    device: hal.Device, src: int, dst: int, length: int
+) -> None:
+    rng = np.random.default_rng(length)
+    source = rng.integers(0, 256, 8208, dtype=np.uint8)
+    target = rng.integers(0, 256, 8208, dtype=np.uint8)
+    words = (dst + length + 3) // 4 - dst // 4
+    want = target.copy()
+    want[dst : dst + length] = source[src : src + length]
+    _, got = _run_builtin(
+        device, "builtin_copy.wgsl", "copy", [src, dst, length, words], [source, target]
+    )
+    np.testing.assert_array_equal(got, want)
+    # One window: the source range sits after the target's, disjoint.
+    both = np.concatenate([target, source])
+    want_within = both.copy()
+    want_within[dst : dst + length] = both[8208 + src : 8208 + src + length]
+    (got_within,) = _run_builtin(
+        device, "builtin_copy_within.wgsl", "copy_within", [8208 + src, dst, length, words], [both]
+    )
+    np.testing.assert_array_equal(got_within, want_within)
+
+
+@pytest.mark.parametrize(("src", "dst", "count"), [(0, 0, 1024), (1, 2, 1023), (3, 0, 1029)])
+def test_builtin_block_kernels_bytes_exact(
+    device: hal.Device, src: int, dst: int, count: int
+) -> None:
+    rng = np.random.default_rng(count)
+    source = rng.integers(0, 256, 16 * 1040, dtype=np.uint8)
+    target = rng.integers(0, 256, 16 * 1040, dtype=np.uint8)
+    want = target.copy()
+    want[16 * dst : 16 * (dst + count)] = source[16 * src : 16 * (src + count)]
+    _, got = _run_builtin(
+        device, "builtin_copy4.wgsl", "copy4", [src, dst, count, 0], [source, target]
+    )
+    np.testing.assert_array_equal(got, want)
+    want_fill = target.copy()
+    want_fill[16 * dst : 16 * (dst + count)] = np.tile(np.array([4, 3, 2, 1], np.uint8), 4 * count)
+    (got_fill,) = _run_builtin(
+        device, "builtin_fill4.wgsl", "fill4", [dst, count, 0x01020304, 0], [target]
+    )
+    np.testing.assert_array_equal(got_fill, want_fill)

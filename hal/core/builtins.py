@@ -29,8 +29,10 @@ __all__ = [
 WORKGROUP_SIZE = 256
 """Invocations per workgroup of every builtin kernel."""
 
-MAX_WORKGROUPS = 4096
-"""Builtins loop over their range (grid stride), so this many workgroups cover any size."""
+MAX_WORKGROUPS = 65535
+"""Builtins loop over their range (grid stride), so this many workgroups cover any size.
+65535 is every WebGPU adapter's per-dimension minimum; on the H200 a 1 GiB unaligned copy
+ran 1.7x faster on it than on 4096 workgroups (benchmarks/README.md, "Workloads")."""
 
 
 class BuiltinKernel(enum.Enum):
@@ -51,12 +53,13 @@ class BuiltinKernel(enum.Enum):
 
 
 def _shaders() -> Any:
-    """The shipped WGSL folder: package data ``hal.shaders`` when installed, else the
-    repository's ``shaders/`` next to the ``hal`` package (running from a checkout)."""
-    try:
-        return resources.files("hal.shaders")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "shaders"
+    """The shipped WGSL folder: the repository's ``shaders/`` next to the ``hal`` package when
+    running from a checkout (so a worktree uses its own kernels, not those an editable install
+    maps), else package data ``hal.shaders``."""
+    checkout = Path(__file__).resolve().parents[2] / "shaders"
+    if checkout.joinpath("builtin_copy.wgsl").is_file():
+        return checkout
+    return resources.files("hal.shaders")
 
 
 def shader_source(name: str) -> str:

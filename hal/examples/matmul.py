@@ -41,13 +41,13 @@ __all__ = [
 TILES: dict[str, MatmulConfig] = {
     "cpu": MatmulConfig(bm=64, bn=64, bk=16, tm=4, tn=4),
     "nvidia": MatmulConfig(bm=128, bn=256, bk=8, tm=8, tn=16),
-    "nvidia:f16": MatmulConfig(bm=128, bn=128, bk=8, tm=8, tn=8),
+    "nvidia:f16": MatmulConfig(bm=128, bn=256, bk=16, tm=16, tn=16),
     "default": MatmulConfig(bm=64, bn=64, bk=16, tm=4, tn=4),
 }
 """Tile shapes by adapter: ``"cpu"`` for CPU adapters (lavapipe: small tiles compile fast
 and fit its caches), a vendor name (``vendor:f16`` for f16 elements) for discrete GPUs,
 ``"default"`` for everything else. The NVIDIA entries are the fastest shapes of the sweep
-measured on an H200 at 4096^3 (benchmarks/workloads.py --sweep: 28.7 TFLOP/s f32, 35.3 f16)."""
+measured on an H200 at 4096^3 (benchmarks/workloads.py --sweep: 31.7 TFLOP/s f32, 37.2 f16)."""
 
 TILE = TILES["default"].bm
 """Edge of the square output tile of the portable (``"default"``) configuration."""

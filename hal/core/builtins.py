@@ -34,6 +34,10 @@ MAX_WORKGROUPS = 65535
 65535 is every WebGPU adapter's per-dimension minimum; on the H200 a 1 GiB unaligned copy
 ran 1.7x faster on it than on 4096 workgroups (benchmarks/README.md, "Workloads")."""
 
+CPU_WORD_WORKGROUPS = 4096
+"""The word kernels' grid on a CPU adapter, which pays per workgroup (lavapipe: a 16 MiB
+unaligned copy 39 ms on 4096 workgroups, 76 ms on 65535)."""
+
 
 class BuiltinKernel(enum.Enum):
     """A builtin kernel: its shader file and entry point."""

@@ -16,8 +16,9 @@ class DeviceCaps:
     ``storage_alignment``/``uniform_alignment`` are the adapter's minimum binding offset
     alignments; ``immediates`` says whether ``var<immediate>`` constants are native (otherwise
     the lowering stages constants into a uniform buffer); ``max_binding_size`` bounds one
-    storage binding window; ``max_workgroups`` bounds one dispatch dimension; ``costs`` is the
-    adapter's measured transfer cost model.
+    storage binding window; ``max_workgroups`` bounds one dispatch dimension;
+    ``word_workgroups`` is the grid of the builtin word (unaligned) kernels, which loop over
+    their range; ``costs`` is the adapter's measured transfer cost model.
     """
 
     storage_alignment: int = 256
@@ -27,5 +28,6 @@ class DeviceCaps:
     max_binding_size: int = 128 << 20
     max_uniform_binding_size: int = 64 << 10
     max_workgroups: int = 65535
+    word_workgroups: int = 65535
     max_buffer_size: int = (1 << 31) - 1
     costs: TransferCosts = field(default_factory=TransferCosts)

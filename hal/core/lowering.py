@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hal.core.builtins import (
-    MAX_WORKGROUPS,
     BuiltinKernel,
     copy4_params,
     copy_params,
@@ -225,7 +224,7 @@ class _PlanBuilder:
         entry_point, label, block = _KERNEL_INFO[id(kernel)]
         # Block kernels stream memory: measured on the H100, a grid as wide as the adapter
         # allows beats a 4096-workgroup grid-stride loop by 4-7%.
-        limit = self.caps.max_workgroups if block else MAX_WORKGROUPS
+        limit = self.caps.max_workgroups if block else self.caps.word_workgroups
         dispatch = Dispatch(
             kernel,
             entry_point,

@@ -108,12 +108,21 @@ def load(
     ``accumulate`` (default: the element type), with ``config``'s tile shape (default:
     :func:`tile_config`). The plain aligned variant compiles now.
 
-    Raises InvalidArgumentError for an unknown type or a shape that does not tile,
-    UnimplementedError for f16 on a device without ``shader-f16``."""
+    Raises InvalidArgumentError for an unknown type, a shape that does not tile or one that
+    needs more workgroup memory or invocations than the adapter has, UnimplementedError for
+    f16 on a device without ``shader-f16``."""
     base = config or tile_config(device, dtype)
     acc = accumulate or dtype
     cfg = MatmulConfig(base.bm, base.bn, base.bk, base.tm, base.tn, dtype, acc)
     cfg.check()
+    storage = device.limits.get("max-compute-workgroup-storage-size", 16384)
+    threads = device.limits.get("max-compute-invocations-per-workgroup", 256)
+    if cfg.workgroup_bytes > storage or cfg.threads > threads:
+        raise InvalidArgumentError(
+            f"matmul.load: config {base.bm}x{base.bn}x{base.bk} needs {cfg.workgroup_bytes} B of "
+            f"workgroup memory and {cfg.threads} invocations for {dtype}; the adapter has "
+            f"{storage} B and {threads}"
+        )
     kernel = MatmulKernel(device, cfg)
     kernel.executable(aligned=True)
     return kernel

@@ -210,10 +210,12 @@ def _example(args: argparse.Namespace) -> int:
         raise UsageError(f"--size {args.size!r}: {error}") from None
     ok = True
     with _open_device(args.adapter) as device:
-        print(f"device: {device.info}")
+        # Flushed at once: under mpiexec, output still buffered when MPI finalises at exit
+        # can be lost.
+        print(f"device: {device.info}", flush=True)
         for name in names:
             result = run_example(name, device, sizes[name], args.repeat, args.seed)
-            print(result.summary())
+            print(result.summary(), flush=True)
             ok = ok and result.ok
     return 0 if ok else 1
 

@@ -34,7 +34,13 @@ from hal.core.batching import (
 )
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
-from hal.core.lowering import _VECTOR_MIN, LoweringOptions, _fill_note, _PlanBuilder, log_plan
+from hal.core.lowering import (
+    _VECTOR_MIN,
+    DEFAULT_OPTIONS,
+    _fill_note,
+    _PlanBuilder,
+    log_plan,
+)
 from hal.core.plan import ComputePass, Dispatch, Plan, PlanStats, Step
 from hal.core.segments import (
     BarrierSegment,
@@ -163,7 +169,7 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     raises nothing of its own."""
     if not caps.immediates:
         return None
-    builder = _PlanBuilder(caps, LoweringOptions())
+    builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     entries: list[_Entry] = []
     notes: list[str] = []
     seen: dict[tuple[int, str], str] = {}
@@ -295,7 +301,7 @@ def record_plan(records: Sequence[TransferRecord], caps: DeviceCaps) -> Plan | N
     segments and takes the general path). Pure; raises nothing of its own."""
     if not caps.immediates or not records:
         return None
-    builder = _PlanBuilder(caps, LoweringOptions())
+    builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     runs = _record_runs(builder, records)
     if runs is None:
         return None

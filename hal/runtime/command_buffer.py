@@ -188,7 +188,9 @@ class CommandBuffer:
             "create_command_buffer", "categories", categories, CommandCategory
         )
         binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
-        bits = int(mode)  # plain ints: IntFlag arithmetic costs ~1 µs per operation
+        # Plain ints: IntFlag arithmetic (int() included) costs ~0.2-1 µs per operation;
+        # a member's ``_value_`` is its int.
+        bits: int = mode._value_
         if bits & _INLINE_BIT:
             if not bits & _ONE_SHOT_BIT:
                 raise InvalidArgumentError(
@@ -198,7 +200,7 @@ class CommandBuffer:
                 raise InvalidArgumentError(
                     "create_command_buffer: inline command buffers cannot have a binding_capacity"
                 )
-        self._category_bits = int(categories)
+        self._category_bits: int = categories._value_
         if not self._category_bits:
             raise InvalidArgumentError("create_command_buffer: categories must not be empty")
         self.device = device
@@ -214,6 +216,8 @@ class CommandBuffer:
         self._segments: list[Any] = []
         self._records = 0
         self._validate = not bits & _UNVALIDATED_BIT
+        # Whether transfer commands pass _begin_command's category check (their fast path).
+        self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
         self._slots = SlotRequirements()
         self._programs: Programs | SplitPrograms | None = None
         self._staged_bytes = 0
@@ -260,7 +264,7 @@ class CommandBuffer:
             )
         self.device.check_open("end")
         segments = self._segments
-        if self._records and self._records == len(segments):
+        if self._records > 1 and self._records == len(segments):
             # Only fast-path fills and copies: planned from the records themselves, their
             # segments made only if the error path asks (no slots, no collectives here).
             plan = record_plan(segments, self.device.caps)
@@ -451,7 +455,10 @@ class CommandBuffer:
         ``pattern_length``. Raises InvalidArgumentError, OutOfRangeError,
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
-        self._begin_command(what, _TRANSFER)
+        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+            self.device.check_open(what)
+        else:
+            self._begin_command(what, _TRANSFER)  # raises the right error
         buffer: Any = target
         size = None  # a view's range is its first byte_length bytes
         if type(buffer) is BufferView:
@@ -536,7 +543,10 @@ class CommandBuffer:
         Ranges in one allocation must not overlap. Raises InvalidArgumentError (overlap),
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
-        self._begin_command(what, _TRANSFER)
+        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+            self.device.check_open(what)
+        else:
+            self._begin_command(what, _TRANSFER)  # raises the right error
         src_buffer: Any = source
         dst_buffer: Any = target
         src_size = dst_size = None  # a view's range is its first byte_length bytes

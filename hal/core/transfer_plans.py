@@ -173,13 +173,18 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     entries: list[_Entry] = []
     notes: list[str] = []
     seen: dict[tuple[int, str], str] = {}
-    region = 0
+    resources: set[object] = set()
+    region = natives = clears = 0
     for segment in segments:
         kind = type(segment)
         if kind is FillSegment:
             entry = _fill(builder, segment)  # type: ignore[arg-type]
+            resources.add(segment.target.buffer)  # type: ignore[union-attr]
+            clears += 1
         elif kind is CopySegment:
             entry = _copy(builder, segment)  # type: ignore[arg-type]
+            resources.add(segment.source.buffer)  # type: ignore[union-attr]
+            resources.add(segment.target.buffer)  # type: ignore[union-attr]
         elif kind is BarrierSegment:
             region += 1
             continue
@@ -188,25 +193,17 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
         if entry is None:
             return None
         entries.append(entry)
+        natives += entry.native
         key = (region, entry.note)
         note = seen.get(key)
         if note is None:  # programs repeat their notes: each is formatted once
             note = seen[key] = f"region {region}: {entry.note}"
         notes.append(note)
-    if not entries:
+    if not entries or 0 < natives < len(entries):  # the lowering would reorder a mix
         return None
-    native = entries[0].native
-    if any(e.native is not native for e in entries):  # the lowering would reorder them
-        return None
-    resources: set[object] = set()
-    for e in entries:
-        s = e.segment
-        if type(s) is FillSegment:
-            resources.add(s.target.buffer)
-        else:
-            resources.add(s.source.buffer)  # type: ignore[union-attr]
-            resources.add(s.target.buffer)
-    plan = _finish(builder, entries, native, len(segments), region + 1, resources, notes)
+    native = natives > 0
+    clears = clears if native else 0
+    plan = _finish(builder, entries, clears, len(segments), region + 1, resources, notes)
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(len(segments), plan, caps)
     return plan
@@ -215,16 +212,17 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
 def _finish(
     builder: _PlanBuilder,
     entries: list[_Entry],
-    native: bool,
+    clears: int,
     segment_count: int,
     regions: int,
     resources: set[object],
     notes: list[str],
 ) -> Plan:
-    """The plan of classified ``entries``: lowered (all in one pass, or each native on its
-    own), then batched as :func:`hal.core.batching.batch_transfers` would."""
+    """The plan of classified ``entries`` (``clears`` of them native fills): lowered (all
+    in one pass, or each native on its own), then batched as
+    :func:`hal.core.batching.batch_transfers` would."""
     n = len(entries)
-    clears = sum(type(e.segment) is FillSegment for e in entries) if native else 0
+    native = entries[0].native
     stats = _base_stats(native, n, clears, segment_count, regions)
     frozen = frozenset(resources)
     caps = builder.caps

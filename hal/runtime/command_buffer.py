@@ -92,8 +92,6 @@ _INLINE_BIT = int(CommandBufferMode.ALLOW_INLINE_EXECUTION)
 _UNVALIDATED_BIT = int(CommandBufferMode.UNVALIDATED)
 # (usage, access, memory type) bits a transfer needs of a buffer: the inline fast paths.
 _FILL_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
-_COPY_SOURCE_NEEDS = (_TRANSFER_SOURCE, _READ, _DEVICE_VISIBLE)
-_COPY_TARGET_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
 # (usage, access) a binding of each bind-group-layout kind needs.
 _BINDING_NEEDS = {
     "storage": (
@@ -269,8 +267,10 @@ class CommandBuffer:
             # segments made only if the error path asks (no slots, no collectives here).
             plan = record_plan(segments, self.device.caps)
             if plan is not None:
+                # A closure over the list, not a bound method: no cycle through the command
+                # buffer, which must go (and drop its buffers) as soon as it is unreferenced.
                 self._programs = Programs(
-                    self.device, self._recorded, tuple(self._views), None, plan
+                    self.device, lambda: record_segments(segments), tuple(self._views), None, plan
                 )
                 self.state = CommandBufferState.EXECUTABLE
                 return
@@ -352,6 +352,49 @@ class CommandBuffer:
             and access & needs[1] == needs[1]
             and memory & needs[2] == needs[2]
             and not buffer.is_released
+        )
+
+    def _fast_copy(
+        self,
+        source: Buffer,
+        source_offset: int,
+        target: Buffer,
+        target_offset: int,
+        length: int,
+        source_size: int | None,
+        target_size: int | None,
+    ) -> bool:
+        """:meth:`_fast_transfer` of a copy's source and target in one call (the copy's
+        hot path), and that ranges in one allocation do not overlap."""
+        device = self.device
+        source_usage, source_access, source_memory = source.permission_bits
+        target_usage, target_access, target_memory = target.permission_bits
+        return (
+            self._validate
+            and source.allocated_buffer is source
+            and target.allocated_buffer is target
+            and source.device is device
+            and target.device is device
+            and source_offset >= 0
+            and target_offset >= 0
+            and length >= 0
+            and source_offset + length
+            <= (source.byte_length if source_size is None else source_size)
+            and target_offset + length
+            <= (target.byte_length if target_size is None else target_size)
+            and source_usage & _TRANSFER_SOURCE == _TRANSFER_SOURCE
+            and source_access & _READ == _READ
+            and source_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+            and target_usage & _TRANSFER_TARGET == _TRANSFER_TARGET
+            and target_access & _WRITE == _WRITE
+            and target_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+            and (
+                source is not target
+                or source_offset + length <= target_offset
+                or target_offset + length <= source_offset
+            )
+            and not source.is_released
+            and not target.is_released
         )
 
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
@@ -560,12 +603,8 @@ class CommandBuffer:
             and type(source_offset) is int
             and type(target_offset) is int
             and type(length) is int
-            and self._fast_transfer(src_buffer, source_offset, length, _COPY_SOURCE_NEEDS, src_size)
-            and self._fast_transfer(dst_buffer, target_offset, length, _COPY_TARGET_NEEDS, dst_size)
-            and (
-                src_buffer is not dst_buffer
-                or source_offset + length <= target_offset
-                or target_offset + length <= source_offset
+            and self._fast_copy(
+                src_buffer, source_offset, dst_buffer, target_offset, length, src_size, dst_size
             )
         ):
             # The common case (two whole buffers or views of them, in range, not

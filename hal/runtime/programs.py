@@ -206,7 +206,9 @@ class Programs:
         return program
 
     def _check_alive(self, plan: Plan) -> None:
-        for buffer in (*plan.resources, *self._views):
+        for buffer in plan.resources:
+            buffer.check_alive(_WHAT, "a buffer the command buffer uses")
+        for buffer in self._views:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
 
     def _compile(self, plan: Plan, segments: SegmentSource) -> CheckedProgram:

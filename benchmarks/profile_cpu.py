@@ -6,7 +6,10 @@ Rows, each in µs per command (per round trip for (d)):
 - (a) recording 1000 fills / 1000 copies / 1000 dispatch + barrier pairs into a ONE_SHOT cb;
 - (b) ``end()`` of each;
 - (c) ``queue_execute`` of each (compile + encode + submit; the wait is not counted);
-- (d) the one-fill round trip (record + end + queue_execute + wait).
+- (d) the one-fill round trip (record + end + queue_execute + wait);
+- then recording and ``end()`` alone, ``gc.collect()`` first (the phase table charges the
+  collection of the previous command buffer to whichever phase triggers it), for fills,
+  copies and fills through a BufferView.
 
     python3 benchmarks/profile_cpu.py [--reps 5] [--profile fills|copies|dispatches|trip]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import sys
 import time
@@ -41,6 +45,7 @@ class Bench:
         self.target = self.device.allocate_buffer(1 << 20)
         self.noop = self.device.create_executable(hal.shader_path("noop.wgsl"))
         self.views = [hal.BufferRef(self.buffer, 256 * i, 256) for i in range(8)]
+        self.typed = hal.BufferView(self.buffer, (1 << 18,), "uint32")
         self.semaphore = self.device.create_semaphore()
         self.value = 0
 
@@ -51,6 +56,10 @@ class Bench:
         if kind == "fills":
             for i in range(N):
                 cb.fill_buffer(buffer, 256 * i, 256, 0x12345678)
+        elif kind == "view fills":
+            typed = self.typed
+            for i in range(N):
+                cb.fill_buffer(typed, 256 * i, 256, 0x12345678)
         elif kind == "copies":
             for i in range(N):
                 cb.copy_buffer(buffer, 256 * i, target, (1 << 19) + 256 * i, 256)
@@ -73,6 +82,18 @@ class Bench:
         t3 = time.thread_time()
         self.semaphore.wait(self.value, timeout=TIMEOUT)
         return t1 - t0, t2 - t1, t3 - t2
+
+    def alone(self, kind: str) -> tuple[float, float]:
+        """CPU seconds of recording and of end() of one cb, each after a collection."""
+        gc.collect()
+        t0 = time.thread_time()
+        cb = self.record(kind)
+        t1 = time.thread_time()
+        gc.collect()
+        t2 = time.thread_time()
+        cb.end()
+        t3 = time.thread_time()
+        return t1 - t0, t3 - t2
 
     def trip(self) -> float:
         """CPU seconds of one one-fill round trip."""
@@ -116,6 +137,11 @@ def main() -> None:
     for _ in range(20):
         bench.trip()
     print(f"one-fill round trip: {best(bench.trip, args.reps, 100) * 1e6:.1f} µs CPU")
+    print("alone (gc.collect() first)   record   end")
+    for kind in ("fills", "copies", "view fills"):
+        pairs = [bench.alone(kind) for _ in range(args.reps)]
+        record, end = (min(p[i] for p in pairs) * 1e6 / N for i in (0, 1))
+        print(f"{kind:<28} {record:6.2f} {end:5.2f}")
 
 
 if __name__ == "__main__":

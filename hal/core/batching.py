@@ -261,35 +261,47 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     alignment = run.caps.storage_alignment
     first = run.transfers[0]
     target = _window(first.target, run.low, run.high, alignment)
-    offset = -(-len(table) // alignment) * alignment
-    table.extend(bytes(offset - len(table)))
     flat: list[int] = []  # packed at once: one struct call per run, not per entry
     if first.source is None:
         base = target.offset
         for t in run.transfers:
             flat += (t.start - base, t.end - base, t.pattern, 0)
+        return _table_step(target, None, flat, table, alignment)
+    source = _window(first.source, run.source_low, run.source_high, alignment)
+    base, source_base = target.offset, source.offset
+    for t in run.transfers:
+        flat += (t.source_start - source_base, t.start - base, t.end - t.start, 0)
+    return _table_step(target, source, flat, table, alignment)
+
+
+def _table_step(
+    target: Region, source: Region | None, flat: list[int], table: bytearray, alignment: int
+) -> Dispatch:
+    """The FILL_TABLE (``source`` None) or COPY_TABLE dispatch over binding windows
+    ``target`` (and ``source``) whose entries are ``flat`` (four words each, relative to the
+    windows), the entries appended to ``table`` at an aligned offset. Raises nothing."""
+    offset = -(-len(table) // alignment) * alignment
+    table.extend(bytes(offset - len(table)))
+    count = len(flat) // 4
+    if source is None:
         kernel = BuiltinKernel.FILL_TABLE
         bindings: tuple[tuple[int, str, Region], ...] = ((0, "storage", target),)
         table_binding = 1
     else:
-        source = _window(first.source, run.source_low, run.source_high, alignment)
-        base, source_base = target.offset, source.offset
-        for t in run.transfers:
-            flat += (t.source_start - source_base, t.start - base, t.end - t.start, 0)
         kernel = BuiltinKernel.COPY_TABLE
         bindings = ((0, "storage", source), (1, "storage", target))
         table_binding = 2
     table.extend(struct.pack(f"<{len(flat)}I", *flat))
-    entries = Region(AuxBuffer.CONSTANTS, offset, 16 * len(run.transfers))
+    entries = Region(AuxBuffer.CONSTANTS, offset, 16 * count)
     return Dispatch(
         kernel,
         kernel.entry_point,
         (*bindings, (table_binding, "read-only-storage", entries)),
         b"",
         None,
-        (len(run.transfers), 1, 1),
+        (count, 1, 1),
         None,
-        f"builtin.{kernel.entry_point}[{len(run.transfers)}]",
+        f"builtin.{kernel.entry_point}[{count}]",
     )
 
 

@@ -80,7 +80,7 @@ from hal.errors import InvalidArgumentError
 
 _log = logging.getLogger("hal")
 
-__all__ = ["LoweringOptions", "lower"]
+__all__ = ["DEFAULT_OPTIONS", "LoweringOptions", "lower"]
 
 _BLOCK_KERNELS = (BuiltinKernel.FILL4, BuiltinKernel.COPY4)
 
@@ -110,8 +110,15 @@ class LoweringOptions:
     transfers: str = "auto"
 
 
-_VERDICTS: dict[tuple[object, ...], tuple[bool, str]] = {}
-"""Cost-model verdicts by (costs, options, has dispatches, size, copy): pure, so shared."""
+DEFAULT_OPTIONS = LoweringOptions()
+"""The options of every submission's lowering (shared: building one costs as much as a
+small transfer's planning)."""
+
+_VERDICTS: dict[tuple[int, int, bool, int, bool], tuple[object, object, tuple[bool, str]]] = {}
+"""Cost-model verdicts by (id of the costs, id of the options, has dispatches, size, copy),
+with the costs and options themselves (a hit must be the same objects: ids are reused once
+one is gone): pure, so shared. Keyed by ids because hashing the two dataclasses costs more
+than the lookup saves."""
 _VERDICTS_MAX = 4096
 
 _FILL_NOTES: dict[int, str] = {}
@@ -143,6 +150,9 @@ class _Item:
     after: int = -1  # index in the other list of the last item that must precede this one
 
 
+_NO_SCRATCH = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
+
+
 class _PlanBuilder:
     def __init__(self, caps: DeviceCaps, options: LoweringOptions) -> None:
         self.caps = caps
@@ -152,7 +162,7 @@ class _PlanBuilder:
         self.has_dispatches = False
         self.staging = bytearray()
         self.constants_data = bytearray()
-        self.scratch_sizes = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
+        self.scratch_sizes = _NO_SCRATCH.copy()  # a copy rehashes nothing
         self.resources: set[BufferHandle] = set()
         self.builtin_dispatches = 0
         self.shadowed = 0
@@ -359,12 +369,16 @@ class _PlanBuilder:
         if verdict is None:
             # Shared by every lowering with the same costs and options: a one-command
             # program would otherwise format its verdict anew at every end().
-            shared = (self.caps.costs, self.options, self.has_dispatches, size, copy)
-            verdict = _VERDICTS.get(shared)
-            if verdict is None:
+            costs, options = self.caps.costs, self.options
+            shared = (id(costs), id(options), self.has_dispatches, size, copy)
+            entry = _VERDICTS.get(shared)
+            if entry is not None and entry[0] is costs and entry[1] is options:
+                verdict = entry[2]
+            else:
                 if len(_VERDICTS) >= _VERDICTS_MAX:
                     _VERDICTS.clear()
-                verdict = _VERDICTS[shared] = self.judge(size, copy)
+                verdict = self.judge(size, copy)
+                _VERDICTS[shared] = (costs, options, verdict)
             self.verdicts[key] = verdict
         return verdict
 
@@ -801,7 +815,7 @@ def lower(
 
 
 def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptions | None) -> Plan:
-    builder = _PlanBuilder(caps, options or LoweringOptions())
+    builder = _PlanBuilder(caps, options or DEFAULT_OPTIONS)
     builder.has_dispatches = any(type(s) is DispatchSegment for s in segments)
     handlers = {
         DispatchSegment: builder.dispatch,

@@ -32,9 +32,12 @@ __all__ = [
     "ResetEventSegment",
     "Segment",
     "SignalEventSegment",
+    "TransferRecord",
     "UpdateSegment",
     "WaitEventsSegment",
     "describe_segment",
+    "record_segment",
+    "record_segments",
 ]
 
 
@@ -140,6 +143,36 @@ Segment = (
     | DispatchSegment
     | CollectiveSegment
 )
+
+
+TransferRecord = tuple[Any, int, int, int] | tuple[Any, int, Any, int, int]
+"""A small transfer as recording's fast paths keep it until a segment is needed: a fill is
+``(buffer, offset, length, pattern_word)`` (a 4-byte pattern, offset and length multiples of
+4), a copy ``(source, source_offset, target, target_offset, length)``. Buffers are root
+allocations, ranges absolute, in range and non-empty, every check already passed. A tuple
+costs a tenth of the :class:`Ref` and segment it stands for, which most one-shot programs of
+small transfers never need (:func:`hal.core.transfer_plans.record_plan` plans from them)."""
+
+
+def record_segment(record: TransferRecord) -> FillSegment | CopySegment:
+    """The segment a :data:`TransferRecord` stands for (equal to what the general recording
+    path would have made). Pure; raises nothing."""
+    if len(record) == 4:
+        buffer, offset, length, word = record
+        return FillSegment(Ref(buffer, None, offset, length), word.to_bytes(4, "little"))
+    source, source_offset, target, target_offset, length = record
+    return CopySegment(
+        Ref(source, None, source_offset, length), Ref(target, None, target_offset, length)
+    )
+
+
+def record_segments(entries: list[Any]) -> list[Any]:
+    """``entries`` (segments and :data:`TransferRecord` tuples) with every record replaced
+    by its segment, in place; returns the same list. Pure otherwise; raises nothing."""
+    for i, entry in enumerate(entries):
+        if type(entry) is tuple:
+            entries[i] = record_segment(entry)
+    return entries
 
 
 def describe_segment(segment: Segment) -> str:

@@ -28,17 +28,31 @@ from hal.core.batching import (
     _runs,
     _stats,
     _table_dispatch,
+    _table_step,
     _Transfer,
+    _window,
 )
 from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
-from hal.core.lowering import _VECTOR_MIN, LoweringOptions, _fill_note, _PlanBuilder, log_plan
+from hal.core.lowering import (
+    _VECTOR_MIN,
+    DEFAULT_OPTIONS,
+    _fill_note,
+    _PlanBuilder,
+    log_plan,
+)
 from hal.core.plan import ComputePass, Dispatch, Plan, PlanStats, Step
-from hal.core.segments import BarrierSegment, CopySegment, FillSegment, Segment
+from hal.core.segments import (
+    BarrierSegment,
+    CopySegment,
+    FillSegment,
+    Segment,
+    TransferRecord,
+)
 
 _log = logging.getLogger("hal")
 
-__all__ = ["direct_plan"]
+__all__ = ["direct_plan", "record_plan"]
 
 
 class _Entry(NamedTuple):
@@ -65,6 +79,38 @@ def _note(what: str, size: int, why: str) -> str:
     return note
 
 
+def _fill_verdict(builder: _PlanBuilder, size: int, zero: bool) -> tuple[bool, str] | None:
+    """(native, decision note) of a fill of ``size`` bytes (``zero``: a zero pattern on a
+    4-aligned range), as :meth:`_PlanBuilder.fill` decides it; None outside the covered
+    cases (block kernels or several pieces)."""
+    if zero:
+        native, why = builder.prefer_native(size, copy=False)
+        note = _note("fill", size, why)
+        if native:
+            return True, note
+    else:
+        note = _fill_note(size)
+    if size >= _VECTOR_MIN or size > builder.chunk:
+        return None
+    return False, note
+
+
+def _copy_verdict(builder: _PlanBuilder, size: int, aligned: bool) -> tuple[bool, str] | None:
+    """(native, decision note) of a copy of ``size`` bytes between distinct allocations
+    (``aligned``: both offsets and the size multiples of 4), as
+    :meth:`_PlanBuilder.copy_segment` decides it; None outside the covered cases."""
+    if aligned:
+        native, why = builder.prefer_native(size, copy=True)
+        note = _note("copy", size, why)
+        if native:
+            return True, note
+    else:
+        note = f"copy {size} B: kernel (unaligned)"
+    if size >= _VECTOR_MIN or size > builder.chunk:
+        return None
+    return False, note
+
+
 def _fill(builder: _PlanBuilder, segment: FillSegment) -> _Entry | None:
     """What :meth:`_PlanBuilder.fill` makes of ``segment``; None outside the covered cases."""
     ref = segment.target
@@ -73,16 +119,13 @@ def _fill(builder: _PlanBuilder, segment: FillSegment) -> _Entry | None:
         return None
     pattern = segment.pattern
     end = offset + size
-    if not any(pattern) and offset % 4 == 0 and size % 4 == 0:
-        native, why = builder.prefer_native(size, copy=False)
-        note = _note("fill", size, why)
-        if native:
-            small = size <= BATCH_MAX_BYTES
-            return _Entry(True, _Transfer(buffer, offset, end, 0) if small else None, note, segment)
-    else:
-        note = _fill_note(size)
-    if size >= _VECTOR_MIN or size > builder.chunk:  # block kernels or several pieces
+    verdict = _fill_verdict(builder, size, not any(pattern) and offset % 4 == 0 and size % 4 == 0)
+    if verdict is None:
         return None
+    native, note = verdict
+    if native:
+        small = size <= BATCH_MAX_BYTES
+        return _Entry(True, _Transfer(buffer, offset, end, 0) if small else None, note, segment)
     shift = -offset % len(pattern)
     word = int.from_bytes((pattern * 4)[shift : shift + 4], "little")
     return _Entry(False, _Transfer(buffer, offset, end, word), note, segment)
@@ -100,16 +143,12 @@ def _copy(builder: _PlanBuilder, segment: CopySegment) -> _Entry | None:
     transfer = _Transfer(
         target.buffer, target.offset, target.offset + size, 0, source.buffer, source.offset
     )
-    if source.offset % 4 == 0 and target.offset % 4 == 0 and size % 4 == 0:
-        native, why = builder.prefer_native(size, copy=True)
-        note = _note("copy", size, why)
-        if native:
-            return _Entry(True, transfer if size <= BATCH_MAX_BYTES else None, note, segment)
-    else:
-        note = f"copy {size} B: kernel (unaligned)"
-    if size >= _VECTOR_MIN or size > builder.chunk:
+    aligned = source.offset % 4 == 0 and target.offset % 4 == 0 and size % 4 == 0
+    verdict = _copy_verdict(builder, size, aligned)
+    if verdict is None:
         return None
-    return _Entry(False, transfer, note, segment)
+    native, note = verdict
+    return _Entry(native, None if native and size > BATCH_MAX_BYTES else transfer, note, segment)
 
 
 def _step(builder: _PlanBuilder, entry: _Entry) -> Dispatch | Step:
@@ -130,17 +169,22 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     raises nothing of its own."""
     if not caps.immediates:
         return None
-    builder = _PlanBuilder(caps, LoweringOptions())
+    builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     entries: list[_Entry] = []
     notes: list[str] = []
     seen: dict[tuple[int, str], str] = {}
-    region = 0
+    resources: set[object] = set()
+    region = natives = clears = 0
     for segment in segments:
         kind = type(segment)
         if kind is FillSegment:
             entry = _fill(builder, segment)  # type: ignore[arg-type]
+            resources.add(segment.target.buffer)  # type: ignore[union-attr]
+            clears += 1
         elif kind is CopySegment:
             entry = _copy(builder, segment)  # type: ignore[arg-type]
+            resources.add(segment.source.buffer)  # type: ignore[union-attr]
+            resources.add(segment.target.buffer)  # type: ignore[union-attr]
         elif kind is BarrierSegment:
             region += 1
             continue
@@ -149,25 +193,17 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
         if entry is None:
             return None
         entries.append(entry)
+        natives += entry.native
         key = (region, entry.note)
         note = seen.get(key)
         if note is None:  # programs repeat their notes: each is formatted once
             note = seen[key] = f"region {region}: {entry.note}"
         notes.append(note)
-    if not entries:
+    if not entries or 0 < natives < len(entries):  # the lowering would reorder a mix
         return None
-    native = entries[0].native
-    if any(e.native is not native for e in entries):  # the lowering would reorder them
-        return None
-    resources: set[object] = set()
-    for e in entries:
-        s = e.segment
-        if type(s) is FillSegment:
-            resources.add(s.target.buffer)
-        else:
-            resources.add(s.source.buffer)  # type: ignore[union-attr]
-            resources.add(s.target.buffer)
-    plan = _finish(builder, entries, native, len(segments), region + 1, resources, notes)
+    native = natives > 0
+    clears = clears if native else 0
+    plan = _finish(builder, entries, clears, len(segments), region + 1, resources, notes)
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(len(segments), plan, caps)
     return plan
@@ -176,29 +212,18 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
 def _finish(
     builder: _PlanBuilder,
     entries: list[_Entry],
-    native: bool,
+    clears: int,
     segment_count: int,
     regions: int,
     resources: set[object],
     notes: list[str],
 ) -> Plan:
-    """The plan of classified ``entries``: lowered (all in one pass, or each native on its
-    own), then batched as :func:`hal.core.batching.batch_transfers` would."""
+    """The plan of classified ``entries`` (``clears`` of them native fills): lowered (all
+    in one pass, or each native on its own), then batched as
+    :func:`hal.core.batching.batch_transfers` would."""
     n = len(entries)
-    clears = sum(type(e.segment) is FillSegment for e in entries) if native else 0
-    stats = PlanStats(
-        segments=segment_count,
-        compute_passes=0 if native else 1,
-        dispatches=0 if native else n,
-        builtin_dispatches=0 if native else n,
-        native_copies=n - clears if native else 0,
-        native_clears=clears,
-        staged_bytes=0,
-        shadowed_bindings=0,
-        scratch_bytes=0,
-        pass_switches=0,
-        regions=regions,
-    )
+    native = entries[0].native
+    stats = _base_stats(native, n, clears, segment_count, regions)
     frozen = frozenset(resources)
     caps = builder.caps
     table = bytearray()
@@ -233,3 +258,157 @@ def _finish(
     count = sum(d.bindings[-1][2].size // 16 for d in tables)
     notes.append(f"batched: {count} small transfers into {len(tables)} table dispatch(es)")
     return Plan(tuple(steps), b"", bytes(table), 0, 0, frozen, _stats(stats, steps), tuple(notes))
+
+
+def _base_stats(native: bool, n: int, clears: int, segment_count: int, regions: int) -> PlanStats:
+    """The lowering's statistics of ``n`` transfers (``clears`` of them native fills), all
+    native or all builtin, before batching."""
+    return PlanStats(
+        segments=segment_count,
+        compute_passes=0 if native else 1,
+        dispatches=0 if native else n,
+        builtin_dispatches=0 if native else n,
+        native_copies=n - clears if native else 0,
+        native_clears=clears,
+        staged_bytes=0,
+        shadowed_bindings=0,
+        scratch_bytes=0,
+        pass_switches=0,
+        regions=regions,
+    )
+
+
+def _record_verdict(builder: _PlanBuilder, key: tuple[int, int, bool]) -> tuple[bool, str] | None:
+    """(native, the plan's note) of a record kind (0 fill, 1 copy), size and flag (a zero
+    fill pattern; an aligned copy); None where :func:`direct_plan` would decline it."""
+    kind, size, flag = key
+    verdict = (
+        _fill_verdict(builder, size, flag) if kind == 0 else _copy_verdict(builder, size, flag)
+    )
+    if verdict is None or (verdict[0] and size > BATCH_MAX_BYTES):
+        return None
+    return verdict[0], f"region 0: {verdict[1]}"
+
+
+def record_plan(records: Sequence[TransferRecord], caps: DeviceCaps) -> Plan | None:
+    """The plan :func:`direct_plan` makes of the segments ``records`` stand for (see
+    :data:`hal.core.segments.TransferRecord`), made from the records: no Ref, segment or
+    transfer object per record. Covers the one-shot program of issue 10 — every transfer
+    small, all builtin or all native, in runs that each become one table dispatch, each run's
+    targets in ascending order; returns None for anything else (the caller makes the
+    segments and takes the general path). Pure; raises nothing of its own."""
+    if not caps.immediates or not records:
+        return None
+    builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
+    runs = _record_runs(builder, records)
+    if runs is None:
+        return None
+    native, notes, bounds = runs
+    shortest = BATCH_MIN_NATIVE if native else BATCH_MIN_RUN
+    if any(stop - start < shortest for start, stop, *_ in bounds):
+        return None  # a short run stays lowered transfer by transfer: the general path
+    alignment = caps.storage_alignment
+    table = bytearray()
+    dispatches = []
+    resources: set[object] = set()
+    for start, stop, target, source, low, high, source_low, source_high in bounds:
+        window = _window(target, low, high, alignment)
+        base = window.offset
+        flat: list[int] = []
+        resources.add(target)
+        if source is None:
+            for _, offset, size, word in records[start:stop]:  # type: ignore[misc]
+                flat += (offset - base, offset + size - base, word, 0)
+            dispatches.append(_table_step(window, None, flat, table, alignment))
+            continue
+        resources.add(source)
+        source_window = _window(source, source_low, source_high, alignment)
+        source_base = source_window.offset
+        for _, source_offset, _, offset, size in records[start:stop]:  # type: ignore[misc]
+            flat += (source_offset - source_base, offset - base, size, 0)
+        dispatches.append(_table_step(window, source_window, flat, table, alignment))
+    n = len(records)
+    clears = sum(len(r) == 4 for r in records) if native else 0
+    steps: list[Step] = [ComputePass(tuple(dispatches))]
+    stats = _stats(_base_stats(native, n, clears, n, 1), steps)
+    notes.append(f"batched: {n} small transfers into {len(dispatches)} table dispatch(es)")
+    plan = Plan(tuple(steps), b"", bytes(table), 0, 0, frozenset(resources), stats, tuple(notes))
+    if _log.isEnabledFor(logging.DEBUG):
+        log_plan(n, plan, caps)
+    return plan
+
+
+_Bounds = tuple[int, int, object, object, int, int, int, int]
+"""A run of records: [start, stop) indices, target, source (None: fills), the target's
+[low, high) bytes and the source's."""
+
+
+def _record_runs(
+    builder: _PlanBuilder, records: Sequence[TransferRecord]
+) -> tuple[bool, list[str], list[_Bounds]] | None:
+    """Whether the records are native, their notes and their runs, grouped as
+    :class:`hal.core.batching._Run` would group their transfers; None where that needs more
+    than this covers (a record direct planning declines, a mix of native and builtin, a
+    target range below a word its run already writes: batching would search)."""
+    caps = builder.caps
+    span = caps.max_binding_size - caps.storage_alignment - 4
+    limit = caps.max_workgroups
+    verdicts: dict[tuple[int, int, bool], tuple[bool, str]] = {}
+    notes: list[str] = []
+    bounds: list[_Bounds] = []
+    native: bool | None = None
+    first = 0
+    target: object = None
+    source: object = None
+    low = high = top = source_low = source_high = 0
+    for i, record in enumerate(records):
+        if len(record) == 4:
+            t, start, size, word = record
+            s, source_start = None, 0
+            key = (0, size, word == 0)
+        else:
+            s, source_start, t, start, size = record
+            if s is t:
+                return None
+            key = (1, size, not (source_start | start | size) & 3)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = _record_verdict(builder, key)
+            if verdict is None:
+                return None
+            verdicts[key] = verdict
+        if native is None:
+            native = verdict[0]
+        elif verdict[0] is not native:
+            return None
+        notes.append(verdict[1])
+        end = start + size
+        source_end = source_start + size
+        # _Run.accepts, in its order: a mismatch or a span too wide starts a new run.
+        joins = (
+            t is target
+            and s is source
+            and i - first < limit
+            and (end if end > high else high) - (start if start < low else low) <= span
+        )
+        if joins and start // 4 < top:
+            return None
+        if joins and s is not None:
+            joins = (source_end if source_end > source_high else source_high) - (
+                source_start if source_start < source_low else source_low
+            ) <= span
+        if joins:
+            high = end if end > high else high
+            low = start if start < low else low
+            top = (end + 3) // 4 if (end + 3) // 4 > top else top
+            source_low = source_start if source_start < source_low else source_low
+            source_high = source_end if source_end > source_high else source_high
+            continue
+        if i:
+            bounds.append((first, i, target, source, low, high, source_low, source_high))
+        first, target, source = i, t, s
+        low, high, top = start, end, (end + 3) // 4
+        source_low, source_high = source_start, source_end
+    bounds.append((first, len(records), target, source, low, high, source_low, source_high))
+    assert native is not None
+    return native, notes, bounds

@@ -44,8 +44,10 @@ from hal.core.segments import (
     UpdateSegment,
     WaitEventsSegment,
     describe_segment,
+    record_segments,
 )
 from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
+from hal.core.transfer_plans import record_plan
 from hal.enums import (
     BufferUsage,
     CollectiveKind,
@@ -90,8 +92,6 @@ _INLINE_BIT = int(CommandBufferMode.ALLOW_INLINE_EXECUTION)
 _UNVALIDATED_BIT = int(CommandBufferMode.UNVALIDATED)
 # (usage, access, memory type) bits a transfer needs of a buffer: the inline fast paths.
 _FILL_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
-_COPY_SOURCE_NEEDS = (_TRANSFER_SOURCE, _READ, _DEVICE_VISIBLE)
-_COPY_TARGET_NEEDS = (_TRANSFER_TARGET, _WRITE, _DEVICE_VISIBLE)
 # (usage, access) a binding of each bind-group-layout kind needs.
 _BINDING_NEEDS = {
     "storage": (
@@ -186,7 +186,9 @@ class CommandBuffer:
             "create_command_buffer", "categories", categories, CommandCategory
         )
         binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
-        bits = int(mode)  # plain ints: IntFlag arithmetic costs ~1 µs per operation
+        # Plain ints: IntFlag arithmetic (int() included) costs ~0.2-1 µs per operation;
+        # a member's ``_value_`` is its int.
+        bits: int = mode._value_
         if bits & _INLINE_BIT:
             if not bits & _ONE_SHOT_BIT:
                 raise InvalidArgumentError(
@@ -196,7 +198,7 @@ class CommandBuffer:
                 raise InvalidArgumentError(
                     "create_command_buffer: inline command buffers cannot have a binding_capacity"
                 )
-        self._category_bits = int(categories)
+        self._category_bits: int = categories._value_
         if not self._category_bits:
             raise InvalidArgumentError("create_command_buffer: categories must not be empty")
         self.device = device
@@ -207,8 +209,13 @@ class CommandBuffer:
         self.categories = categories
         self.binding_capacity = binding_capacity
         self.state = CommandBufferState.INITIAL
-        self._segments: list[Segment] = []
+        # Segments, and TransferRecord tuples for the fast paths' fills and copies (made
+        # into segments only where needed: :meth:`_recorded`); ``_records`` counts those.
+        self._segments: list[Any] = []
+        self._records = 0
         self._validate = not bits & _UNVALIDATED_BIT
+        # Whether transfer commands pass _begin_command's category check (their fast path).
+        self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
         self._slots = SlotRequirements()
         self._programs: Programs | SplitPrograms | None = None
         self._staged_bytes = 0
@@ -254,9 +261,29 @@ class CommandBuffer:
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
         self.device.check_open("end")
+        segments = self._segments
+        if self._records > 1 and self._records == len(segments):
+            # Only fast-path fills and copies: planned from the records themselves, their
+            # segments made only if the error path asks (no slots, no collectives here).
+            plan = record_plan(segments, self.device.caps)
+            if plan is not None:
+                # A closure over the list, not a bound method: no cycle through the command
+                # buffer, which must go (and drop its buffers) as soon as it is unreferenced.
+                self._programs = Programs(
+                    self.device, lambda: record_segments(segments), tuple(self._views), None, plan
+                )
+                self.state = CommandBufferState.EXECUTABLE
+                return
         slots = self._slots if self._slots.count else None
-        self._programs = make_programs(self.device, self._segments, tuple(self._views), slots)
+        self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
+
+    def _recorded(self) -> list[Segment]:
+        """The recorded segments, the fast paths' records made into segments (once)."""
+        if self._records:
+            record_segments(self._segments)
+            self._records = 0
+        return self._segments
 
     def _begin_command(self, what: str, category: int) -> None:
         self.device.check_open(what)
@@ -302,11 +329,17 @@ class CommandBuffer:
         return ref
 
     def _fast_transfer(
-        self, buffer: Buffer, offset: int, length: int, needs: tuple[int, int, int]
+        self,
+        buffer: Buffer,
+        offset: int,
+        length: int,
+        needs: tuple[int, int, int],
+        size: int | None = None,
     ) -> bool:
         """Whether a whole (root) buffer of this device passes every check of a validated
-        transfer range, without building any message; False sends the command down the
-        general path, which raises the right error."""
+        transfer range (within its first ``size`` bytes: a BufferView's), without building
+        any message; False sends the command down the general path, which raises the right
+        error."""
         usage, access, memory = buffer.permission_bits
         return (
             self._validate
@@ -314,11 +347,54 @@ class CommandBuffer:
             and buffer.device is self.device
             and offset >= 0
             and length >= 0
-            and offset + length <= buffer.byte_length
+            and offset + length <= (buffer.byte_length if size is None else size)
             and usage & needs[0] == needs[0]
             and access & needs[1] == needs[1]
             and memory & needs[2] == needs[2]
             and not buffer.is_released
+        )
+
+    def _fast_copy(
+        self,
+        source: Buffer,
+        source_offset: int,
+        target: Buffer,
+        target_offset: int,
+        length: int,
+        source_size: int | None,
+        target_size: int | None,
+    ) -> bool:
+        """:meth:`_fast_transfer` of a copy's source and target in one call (the copy's
+        hot path), and that ranges in one allocation do not overlap."""
+        device = self.device
+        source_usage, source_access, source_memory = source.permission_bits
+        target_usage, target_access, target_memory = target.permission_bits
+        return (
+            self._validate
+            and source.allocated_buffer is source
+            and target.allocated_buffer is target
+            and source.device is device
+            and target.device is device
+            and source_offset >= 0
+            and target_offset >= 0
+            and length >= 0
+            and source_offset + length
+            <= (source.byte_length if source_size is None else source_size)
+            and target_offset + length
+            <= (target.byte_length if target_size is None else target_size)
+            and source_usage & _TRANSFER_SOURCE == _TRANSFER_SOURCE
+            and source_access & _READ == _READ
+            and source_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+            and target_usage & _TRANSFER_TARGET == _TRANSFER_TARGET
+            and target_access & _WRITE == _WRITE
+            and target_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+            and (
+                source is not target
+                or source_offset + length <= target_offset
+                or target_offset + length <= source_offset
+            )
+            and not source.is_released
+            and not target.is_released
         )
 
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
@@ -422,23 +498,29 @@ class CommandBuffer:
         ``pattern_length``. Raises InvalidArgumentError, OutOfRangeError,
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
-        self._begin_command(what, _TRANSFER)
+        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+            self.device.check_open(what)
+        else:
+            self._begin_command(what, _TRANSFER)  # raises the right error
+        buffer: Any = target
+        size = None  # a view's range is its first byte_length bytes
+        if type(buffer) is BufferView:
+            buffer, size = buffer.buffer, buffer.byte_length
         if (
-            type(target) is Buffer
+            type(buffer) is Buffer
             and type(offset) is int
             and type(length) is int
             and type(pattern) is int
             and pattern_length is None
-            and self._fast_transfer(target, offset, length, _FILL_NEEDS)
             and not (offset | length) & 3
             and -0x80000000 <= pattern <= 0xFFFFFFFF
+            and self._fast_transfer(buffer, offset, length, _FILL_NEEDS, size)
         ):
-            # The common case (a 4-byte int pattern on a whole buffer), checked inline.
+            # The common case (a 4-byte int pattern on a whole buffer or a view of one),
+            # checked inline and kept as a record (hal.core.segments.TransferRecord).
             if length:
-                ref = Ref(target, None, offset, length)
-                self._segments.append(
-                    FillSegment(ref, (pattern & 0xFFFFFFFF).to_bytes(4, "little"))
-                )
+                self._segments.append((buffer, offset, length, pattern & 0xFFFFFFFF))
+                self._records += 1
             return
         data = normalise_pattern(what, pattern, pattern_length)
         ref = self._ref(what, "target", target, offset, length, _TRANSFER_TARGET, _WRITE)
@@ -504,29 +586,34 @@ class CommandBuffer:
         Ranges in one allocation must not overlap. Raises InvalidArgumentError (overlap),
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
-        self._begin_command(what, _TRANSFER)
+        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+            self.device.check_open(what)
+        else:
+            self._begin_command(what, _TRANSFER)  # raises the right error
+        src_buffer: Any = source
+        dst_buffer: Any = target
+        src_size = dst_size = None  # a view's range is its first byte_length bytes
+        if type(src_buffer) is BufferView:
+            src_buffer, src_size = src_buffer.buffer, src_buffer.byte_length
+        if type(dst_buffer) is BufferView:
+            dst_buffer, dst_size = dst_buffer.buffer, dst_buffer.byte_length
         if (
-            type(source) is Buffer
-            and type(target) is Buffer
+            type(src_buffer) is Buffer
+            and type(dst_buffer) is Buffer
             and type(source_offset) is int
             and type(target_offset) is int
             and type(length) is int
-            and self._fast_transfer(source, source_offset, length, _COPY_SOURCE_NEEDS)
-            and self._fast_transfer(target, target_offset, length, _COPY_TARGET_NEEDS)
-            and (
-                source is not target
-                or source_offset + length <= target_offset
-                or target_offset + length <= source_offset
+            and self._fast_copy(
+                src_buffer, source_offset, dst_buffer, target_offset, length, src_size, dst_size
             )
         ):
-            # The common case (two whole buffers, in range, not overlapping), checked inline.
+            # The common case (two whole buffers or views of them, in range, not
+            # overlapping), checked inline and kept as a record (TransferRecord).
             if length:
                 self._segments.append(
-                    CopySegment(
-                        Ref(source, None, source_offset, length),
-                        Ref(target, None, target_offset, length),
-                    )
+                    (src_buffer, source_offset, dst_buffer, target_offset, length)
                 )
+                self._records += 1
             return
         src = self._ref(what, "source", source, source_offset, length, _TRANSFER_SOURCE, _READ)
         dst = self._ref(what, "target", target, target_offset, src.length, _TRANSFER_TARGET, _WRITE)
@@ -850,7 +937,7 @@ class CommandBuffer:
     @property
     def segments(self) -> tuple[Segment, ...]:
         """The recorded segments (read-only)."""
-        return tuple(self._segments)
+        return tuple(self._recorded())
 
     @property
     def plan(self) -> Plan | SplitPlan | None:
@@ -869,7 +956,7 @@ class CommandBuffer:
     def dump(self) -> str:
         """Human-readable segments and plan."""
         lines = [f"command buffer: {len(self._segments)} segments, state {self.state.value}"]
-        for i, segment in enumerate(self._segments):
+        for i, segment in enumerate(self._recorded()):
             lines.append(f"  ({i}) {describe_segment(segment)}")
         plan = self.plan
         if plan is None:
@@ -886,7 +973,7 @@ class CommandBuffer:
             raise FailedPreconditionError("lower_naive: the command buffer is not ended")
         if self._slots.count:
             raise FailedPreconditionError("lower_naive: the command buffer uses binding slots")
-        return lower(self._segments, self.device.caps, LoweringOptions(naive=True))
+        return lower(self._recorded(), self.device.caps, LoweringOptions(naive=True))
 
     # -- submission (called by the queue) ---------------------------------------------------
 

@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor"]
 
+_CommandBufferType: list[type] = []
+"""hal.runtime.command_buffer.CommandBuffer, once imported (it imports this module's
+neighbours, so not at import time)."""
+
+
+def _command_buffer_type() -> type:
+    if not _CommandBufferType:
+        from hal.runtime.command_buffer import CommandBuffer
+
+        _CommandBufferType.append(CommandBuffer)
+    return _CommandBufferType[0]
+
 
 class Executor:
     """Submits command buffers of one device through its queue."""
@@ -48,10 +60,9 @@ class Executor:
         self._collectives = collectives
 
     def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
-        from hal.runtime.command_buffer import CommandBuffer
-
+        kind = _command_buffer_type()
         for i, cb in enumerate(cbs):
-            if not isinstance(cb, CommandBuffer) or cb.device is not self._device:
+            if not isinstance(cb, kind) or cb.device is not self._device:
                 raise InvalidArgumentError(
                     f"{what}: command_buffers[{i}] is not a command buffer of this device"
                 )
@@ -74,19 +85,19 @@ class Executor:
         """Validate, encode and submit (or hold back until ``wait`` is reached). Raises
         what claiming and preparing raise (FailedPreconditionError, OutOfRangeError, …);
         a rejected call queues nothing and leaves every command buffer as it was."""
-        from hal.runtime.command_buffer import CommandBuffer
-
         what = "queue_execute"
         if command_buffers is None:
             cbs: list[CommandBuffer] = []
-        elif isinstance(command_buffers, CommandBuffer):
-            cbs = [command_buffers]
+        elif isinstance(command_buffers, _command_buffer_type()):
+            cbs = [command_buffers]  # type: ignore[list-item]
         else:
-            cbs = list(command_buffers)
-        waits = normalise_points(f"{what} wait", wait)
-        signals = normalise_points(f"{what} signal", signal)
+            cbs = list(command_buffers)  # type: ignore[arg-type]
+        # The device's operations pass the tuples they normalised (a rejected call must
+        # change nothing, so they check first): not normalised again.
+        waits = wait if type(wait) is tuple else normalise_points(f"{what} wait", wait)
+        signals = signal if type(signal) is tuple else normalise_points(f"{what} signal", signal)
         self._check(what, cbs, bool(waits))
-        if self.execute_split(cbs, waits, signals, binding_table):
+        if self._collectives is not None and self.execute_split(cbs, waits, signals, binding_table):
             return
         claimed: list[CommandBuffer] = []
         allocations: list[Allocation] = []

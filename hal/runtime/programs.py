@@ -88,7 +88,8 @@ class Programs:
     ``segments`` are the recorded segments, ``views`` the subspans they name (releasing one
     must fail later submissions; plans only know allocations), ``slots`` the slot
     requirements (None: no slots, lowered now). ``plan`` is the plan of the latest
-    :meth:`prepare` (for a command buffer without slots, the one lowered now). Raises
+    :meth:`prepare` (for a command buffer without slots, the one lowered now, or ``plan``
+    when the caller made it; ``segments`` may then be a callable making them). Raises
     ResourceExhaustedError (from ``end()``) when the plan's own buffers exceed the device's
     limits.
     """
@@ -108,12 +109,17 @@ class Programs:
     def __init__(
         self,
         device: Device,
-        segments: Sequence[Segment],
+        segments: SegmentSource,
         views: Sequence[BufferLike],
         slots: SlotRequirements | None,
+        plan: Plan | None = None,
     ) -> None:
         self._device = device
-        self._segments = tuple(segments)
+        # How to make the segments, where the plan was made without them (only the error
+        # path reads them then); slots need them at once.
+        self._segments: SegmentSource = (
+            segments if callable(segments) and slots is None else tuple(_segments_of(segments))
+        )
         self._views = tuple(views)
         self._slots = slots
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
@@ -121,11 +127,14 @@ class Programs:
         self._templates: dict[
             tuple[tuple[int, int], ...], tuple[Plan, list[Any], CheckedProgram]
         ] = {}
-        self._direct = frozenset() if slots is None else direct_allocations(self._segments)
+        self._direct = (
+            frozenset() if slots is None else direct_allocations(_segments_of(self._segments))
+        )
         self._plan: Plan | None = None
         self._latest: CheckedProgram | None = None
         if slots is None:
-            plan = _plan(self._segments, device.caps)
+            if plan is None:
+                plan = _plan(_segments_of(self._segments), device.caps)
             check_plan_limits("end", plan, device.caps)
             self._plan = plan
 
@@ -172,7 +181,7 @@ class Programs:
         template = None if shape is None else self._templates.get(shape)
 
         def segments() -> list[Segment]:
-            return slots.resolve(_WHAT, self._segments, entries)
+            return slots.resolve(_WHAT, _segments_of(self._segments), entries)
 
         if template is not None:
             old_plan, old_entries, old_program = template
@@ -197,7 +206,9 @@ class Programs:
         return program
 
     def _check_alive(self, plan: Plan) -> None:
-        for buffer in (*plan.resources, *self._views):
+        for buffer in plan.resources:
+            buffer.check_alive(_WHAT, "a buffer the command buffer uses")
+        for buffer in self._views:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
 
     def _compile(self, plan: Plan, segments: SegmentSource) -> CheckedProgram:

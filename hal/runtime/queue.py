@@ -318,7 +318,7 @@ class Queue:
         if self._lost is not None:
             work.abort(self._lost)
             return
-        if not self._prepare(work):
+        if (work.prepare is not None or work.on_submit is not None) and not self._prepare(work):
             return
         completion = self.completion
         with self._submit_lock:

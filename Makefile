@@ -13,8 +13,8 @@ demo: adapter
 	$(PY) -m hal demo
 
 # Every configuration present on this machine (tests/configurations.py: wgpu-native on the
-# default adapter and on GL with the whole suite; the Metal and D3D12 adapter profiles and Dawn
-# with a subset), then the style gates. `make test CONFIGS="gl metal"` runs only those; `make
+# default adapter with the whole suite; GL, the Metal and D3D12 adapter profiles and Dawn with
+# a subset; the collectives under mpiexec), then the style gates. `make test CONFIGS="gl metal"` runs only those; `make
 # test-default` only the whole suite on the default adapter.
 CONFIGS ?=
 test: adapter

@@ -14,8 +14,8 @@ demo: adapter
 
 # Every configuration present on this machine (tests/configurations.py: wgpu-native on the
 # default adapter with the whole suite; GL, the Metal and D3D12 adapter profiles and Dawn with
-# a subset; the collectives under mpiexec), then the style gates. `make test CONFIGS="gl metal"` runs only those; `make
-# test-default` only the whole suite on the default adapter.
+# a subset; the collectives under mpiexec), then the style gates. `make test CONFIGS="gl metal"`
+# runs only those; `make test-default` only the whole suite on the default adapter.
 CONFIGS ?=
 test: adapter
 	$(PY) tests/configurations.py $(CONFIGS)

@@ -712,7 +712,11 @@ class StagingPool:
         """Positions ``[lo, hi)`` of memory at ``address`` whose addresses are aligned
         for wrapping (``lo == hi`` when there are none)."""
         if not self._alignment:
-            self._alignment = self.backend.host_memory_alignment()
+            try:
+                self._alignment = self.backend.host_memory_alignment()
+            except BackendError:  # host-memory buffers but no wrapping: the pool alone
+                self.wrap = False
+                return 0, 0
         alignment = self._alignment
         lo = -address % alignment
         hi = (address + length) // alignment * alignment - address
@@ -877,8 +881,8 @@ class StagingPool:
             if region is not None:
                 self._regions.remove(region)
         if region is None:
-            if not self._alignment:
-                self._alignment = self.backend.host_memory_alignment()
+            if self._middle(0, size) == (0, 0):
+                return None  # no wrapping after all (the backend cannot)
             region = _Region(size, self._alignment, self._piece())
         view = region.view[:size]
         array = np.frombuffer(view, np.uint8)

@@ -21,6 +21,17 @@ with ``queue.on_submitted_work_done_sync()``), and where Dawn has host-memory bu
 rows give the ceiling hal's host-memory path aims at: ``dawn host-memory copy h2d`` / ``d2h``,
 one ``copy_buffer_to_buffer`` between the device buffer and a host-memory buffer + wait.
 
+Where hal wraps memory (Dawn with host-memory buffers, from ``wrap_min``: the caller's
+array and the readback result are host-memory buffers the GPU copies from and into), more
+rows at those sizes: ``hal transfer_h2d, pool copy`` / ``hal transfer_d2h, pool copy`` /
+``hal to_numpy, pool copy`` (the same calls with wrapping off, as ``HAL_HOST_WRAP=0``),
+``hal to_numpy, fresh pages`` (the pool's reusable result regions dropped before each call,
+untimed: new pages faulted in and wrapped every time, as a first call pays), and two
+diagnostics: ``diag: wrap (pin) a host array's pages`` (wrapping the array's pages and
+destroying the buffers, no copy) and ``diag: fault in fresh pages`` (what a new result's
+pages cost before the GPU can write them). ``hal transfer_d2h`` returns new ``bytes``, whose
+pages are fresh every call.
+
 Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
 adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
 ``HAL_COPY_THREADS``) and the ratios against wgpu and torch.
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import platform
 import statistics
@@ -71,17 +83,40 @@ def human(size: int) -> str:
     return f"{size} B"
 
 
-def measure(run: Callable[[], Any], reps: int, budget: float) -> list[float]:
+Mode = tuple[str, Callable[[], Any]] | tuple[str, Callable[[], Any], Callable[[], Any]]
+"""(direction, one timed call[, an untimed setup run before each call])."""
+
+
+def measure(
+    run: Callable[[], Any], reps: int, budget: float, setup: Callable[[], Any] | None = None
+) -> list[float]:
     """Seconds per call: one warm-up, then ``reps`` calls or as many as ``budget`` s allow
-    (at least 3)."""
+    (at least 3); ``setup`` runs untimed before each."""
+    if setup is not None:
+        setup()
     run()
     samples: list[float] = []
     deadline = time.perf_counter() + budget
     while len(samples) < reps and (len(samples) < 3 or time.perf_counter() < deadline):
+        if setup is not None:
+            setup()
         start = time.perf_counter()
         run()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def without_wrapping(pool: Any, run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` with the pool's wrapping of caller memory and results turned off."""
+
+    def call() -> Any:
+        pool.wrap = False
+        try:
+            return run()
+        finally:
+            pool.wrap = True
+
+    return call
 
 
 def raw_wait(wgpu_device: Any) -> None:
@@ -95,7 +130,7 @@ def raw_wait(wgpu_device: Any) -> None:
 
 def host_memory_modes(
     device: hal.Device, raw: Any, raw_buf: Any, host: np.ndarray
-) -> dict[str, tuple[str, Callable[[], Any]]]:
+) -> dict[str, Mode]:
     """The raw Dawn host-memory rows (empty where the backend has no host-memory buffers):
     one ``copy_buffer_to_buffer`` each way between ``raw_buf`` and a host-memory buffer,
     checked for exact bytes here."""
@@ -118,10 +153,41 @@ def host_memory_modes(
     copy(raw_buf, pinned)
     if not np.array_equal(pages, host):
         raise AssertionError(f"dawn host-memory copy: wrong bytes at {size}")
-    return {
+    result: dict[str, Mode] = {
         "dawn host-memory copy h2d": ("upload", lambda: copy(pinned, raw_buf)),
         "dawn host-memory copy d2h": ("download", lambda: copy(raw_buf, pinned)),
     }
+    pool = device._host.staging
+    if size >= pool.wrap_min and pool.wrap:
+        address = host.ctypes.data
+        lo, hi = pool._middle(address, size)
+        piece = pool._piece()
+
+        def wrap_only() -> None:
+            # What wrapping costs alone (the driver pins the pages): every piece of the
+            # array's aligned middle wrapped, then destroyed.
+            handles = [
+                backend.wrap_host_memory(address + p, min(piece, hi - p), host)
+                for p in range(lo, hi, piece)
+            ]
+            for handle in handles:
+                backend.destroy_buffer(handle)
+
+        fresh: list[Any] = []
+
+        def new_pages() -> None:
+            fresh.clear()
+            fresh.append(mmap.mmap(-1, size))
+
+        def fault_in() -> None:
+            # Fresh pages faulted in writable over the copy threads (what a readback into
+            # a new bytes object costs before the GPU can write it).
+            pages = np.frombuffer(fresh[0], np.uint8)
+            staging._populate(pages.ctypes.data, size)
+
+        result["diag: wrap (pin) a host array's pages"] = ("diagnostic", wrap_only)
+        result["diag: fault in fresh pages"] = ("diagnostic", fault_in, new_pages)
+    return result
 
 
 def torch_cuda() -> Any:
@@ -133,7 +199,7 @@ def torch_cuda() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
-def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Callable[[], Any]]]:
+def modes(device: hal.Device, size: int, torch: Any) -> dict[str, Mode]:
     """Mode name -> (direction, one timed call) for ``size`` bytes; every hal/wgpu mode is
     checked for exact bytes here, once."""
     rng = np.random.default_rng(size)
@@ -164,7 +230,8 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
         raw.queue.submit([])
         raw_wait(raw)
 
-    result: dict[str, tuple[str, Callable[[], Any]]] = {
+    pool = device._host.staging
+    result: dict[str, Mode] = {
         "hal transfer_h2d": ("upload", hal_h2d),
         "hal queue_update": ("upload", hal_update),
         "hal buffer_from_numpy": ("upload", hal_from_numpy),
@@ -173,6 +240,23 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
         "hal to_numpy": ("download", lambda: buf.to_numpy()),
         "wgpu read_buffer": ("download", lambda: raw.queue.read_buffer(raw_buf)),
     }
+    if pool.wrap and size >= pool.wrap_min:
+        # The same calls copying through the pool instead (HAL_HOST_WRAP=0), and to_numpy
+        # into fresh pages each time (no collected result's region to reuse).
+        result["hal transfer_h2d, pool copy"] = ("upload", without_wrapping(pool, hal_h2d))
+        result["hal transfer_d2h, pool copy"] = (
+            "download",
+            without_wrapping(pool, lambda: device.transfer_d2h(buf)),
+        )
+        result["hal to_numpy, pool copy"] = (
+            "download",
+            without_wrapping(pool, lambda: buf.to_numpy()),
+        )
+        result["hal to_numpy, fresh pages"] = (
+            "download",
+            lambda: buf.to_numpy(),
+            pool.release_results,
+        )
     # Exactness, once: every upload path lands the bytes, every download path returns them.
     for name in ("hal transfer_h2d", "hal queue_update"):
         device.transfer_h2d(np.zeros(size, np.uint8), buf)
@@ -244,17 +328,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adapter: {device.info} on {implementation}; torch: {'yes' if torch else 'no'}")
         print(
             f"staging: {'host-memory buffers' if pool.host_memory else 'mapped buffers'}, "
+            f"wrapping {'from ' + human(pool.wrap_min) if pool.wrap else 'off'}"
+            f"{f' (alignment {device.backend.host_memory_alignment()})' if pool.wrap else ''}, "
             f"chunk {human(pool.chunk_size)}, depth {pool.depth}, "
             f"copy threads {staging.COPY_THREADS}",
             flush=True,
         )
         for size in sizes:
-            for name, (direction, run) in modes(device, size, torch).items():
+            for name, (direction, run, *setup) in modes(device, size, torch).items():
                 directions[name] = direction
-                samples.setdefault(name, {})[str(size)] = measure(run, args.reps, args.budget)
+                samples.setdefault(name, {})[str(size)] = measure(
+                    run, args.reps, args.budget, *setup
+                )
             print(f"  {human(size)} done", flush=True)
         info = str(device.info)
-        host_memory, chunk = pool.host_memory, pool.chunk_size
+        host_memory, chunk, wrap, wrap_min = (
+            pool.host_memory,
+            pool.chunk_size,
+            pool.wrap,
+            pool.wrap_min,
+        )
 
     def gbps(name: str, size: int) -> float | None:
         cell = samples.get(name, {}).get(str(size))
@@ -263,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(samples)
     header = "| mode | " + " | ".join(human(s) for s in sizes) + " |"
     lines = [header, "|" + " --- |" * (len(sizes) + 1)]
-    for direction in ("upload", "download"):
+    for direction in ("upload", "download", "diagnostic"):
         for name in names:
             if directions[name] != direction:
                 continue
@@ -289,6 +382,14 @@ def main(argv: list[str] | None = None) -> int:
             "dawn host-memory copy h2d",
         ),
         ("hal to_numpy / dawn host-memory copy", "hal to_numpy", "dawn host-memory copy d2h"),
+        (
+            "hal transfer_d2h / dawn host-memory copy",
+            "hal transfer_d2h",
+            "dawn host-memory copy d2h",
+        ),
+        ("hal transfer_h2d / pool copy", "hal transfer_h2d", "hal transfer_h2d, pool copy"),
+        ("hal transfer_d2h / pool copy", "hal transfer_d2h", "hal transfer_d2h, pool copy"),
+        ("hal to_numpy / pool copy", "hal to_numpy", "hal to_numpy, pool copy"),
     ]
     for label, a, b in pairs:
         row = {}
@@ -309,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "staging": {
             "host_memory": host_memory,
+            "wrap": wrap,
+            "wrap_min": wrap_min,
             "chunk": chunk,
             "depth": staging.DEPTH,
             "copy_threads": staging.COPY_THREADS,

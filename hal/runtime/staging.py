@@ -509,6 +509,11 @@ class StagingPool:
             if isinstance(item, _HostStaging):
                 with contextlib.suppress(BackendError):
                     item.destroy()
+        self.release_results()
+
+    def release_results(self) -> None:
+        """Destroy the idle readback regions (results whose arrays were collected): the
+        next large ``to_numpy`` takes fresh pages. Never raises."""
         self._reap()
         with self._lock:
             regions, self._regions = self._regions, []

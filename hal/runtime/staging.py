@@ -824,6 +824,8 @@ class StagingPool:
         length = len(target)
         if length == 0:
             return
+        if self._returned:
+            self._reap()  # collected results beyond what is kept are unwrapped now
         profiler = self._profiler.active
         began = time.perf_counter_ns()
         if not (

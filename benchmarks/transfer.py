@@ -21,16 +21,17 @@ with ``queue.on_submitted_work_done_sync()``), and where Dawn has host-memory bu
 rows give the ceiling hal's host-memory path aims at: ``dawn host-memory copy h2d`` / ``d2h``,
 one ``copy_buffer_to_buffer`` between the device buffer and a host-memory buffer + wait.
 
-Where hal wraps memory (Dawn with host-memory buffers, from ``wrap_min``: the caller's
-array and the readback result are host-memory buffers the GPU copies from and into), more
-rows at those sizes: ``hal transfer_h2d, pool copy`` / ``hal transfer_d2h, pool copy`` /
-``hal to_numpy, pool copy`` (the same calls with wrapping off, as ``HAL_HOST_WRAP=0``),
-``hal to_numpy, fresh pages`` (the pool's reusable result regions dropped before each call,
-untimed: new pages faulted in and wrapped every time, as a first call pays), and two
-diagnostics: ``diag: wrap (pin) a host array's pages`` (wrapping the array's pages and
-destroying the buffers, no copy) and ``diag: fault in fresh pages`` (what a new result's
-pages cost before the GPU can write them). ``hal transfer_d2h`` returns new ``bytes``, whose
-pages are fresh every call.
+Where the pool is host memory (Dawn with host-memory buffers), from ``wrap_min``, more rows:
+``hal transfer_h2d, wrapped caller memory`` / ``hal transfer_d2h, wrapped caller memory``
+(the caller's array / the new bytes wrapped, ``HAL_HOST_WRAP=1``; where that is the default,
+``..., pool copy`` rows with it off instead), ``hal to_numpy, pool copy`` (result regions
+off too), ``hal to_numpy, first call of a size`` (the pool's reusable result regions
+dropped before each call, untimed: new pages every time), ``hal transfer_h2d from a to_numpy
+result`` (an upload from a live result's pages, already wrapped), and two diagnostics:
+``diag: wrap (pin) a host array's pages`` (wrapping the array's pages and destroying the
+buffers, no copy) and ``diag: fault in fresh pages`` (MADV_POPULATE_WRITE over the copy
+threads on new huge-page-advised memory). ``hal transfer_d2h`` returns new ``bytes``, whose
+pages are fresh every call; ``hal to_numpy`` after the warm-up call reuses its region.
 
 Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
 adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
@@ -106,15 +107,16 @@ def measure(
     return samples
 
 
-def without_wrapping(pool: Any, run: Callable[[], Any]) -> Callable[[], Any]:
-    """``run`` with the pool's wrapping of caller memory and results turned off."""
+def with_wrapping(pool: Any, on: bool, run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` with the pool's wrapping of caller memory and of results on or off."""
 
     def call() -> Any:
-        pool.wrap = False
+        saved = pool.wrap, pool.wrap_results
+        pool.wrap = pool.wrap_results = on
         try:
             return run()
         finally:
-            pool.wrap = True
+            pool.wrap, pool.wrap_results = saved
 
     return call
 
@@ -158,7 +160,7 @@ def host_memory_modes(
         "dawn host-memory copy d2h": ("download", lambda: copy(raw_buf, pinned)),
     }
     pool = device._host.staging
-    if size >= pool.wrap_min and pool.wrap:
+    if size >= pool.wrap_min:
         address = host.ctypes.data
         lo, hi = pool._middle(address, size)
         piece = pool._piece()
@@ -178,6 +180,8 @@ def host_memory_modes(
         def new_pages() -> None:
             fresh.clear()
             fresh.append(mmap.mmap(-1, size))
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                fresh[0].madvise(mmap.MADV_HUGEPAGE)  # as new bytes and result regions
 
         def fault_in() -> None:
             # Fresh pages faulted in writable over the copy threads (what a readback into
@@ -240,23 +244,38 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, Mode]:
         "hal to_numpy": ("download", lambda: buf.to_numpy()),
         "wgpu read_buffer": ("download", lambda: raw.queue.read_buffer(raw_buf)),
     }
-    if pool.wrap and size >= pool.wrap_min:
-        # The same calls copying through the pool instead (HAL_HOST_WRAP=0), and to_numpy
-        # into fresh pages each time (no collected result's region to reuse).
-        result["hal transfer_h2d, pool copy"] = ("upload", without_wrapping(pool, hal_h2d))
-        result["hal transfer_d2h, pool copy"] = (
+    if pool.host_memory and size >= pool.wrap_min:
+        # The same calls with the caller's memory wrapped (HAL_HOST_WRAP=1) or everything
+        # through the pool (HAL_HOST_WRAP=0 HAL_HOST_RESULTS=0), whichever is not the
+        # default; to_numpy's first call of a size (no collected result's region to reuse:
+        # new pages, filled through the pool); and an upload from a to_numpy result (its
+        # pages are already wrapped: no copy, no pinning).
+        other = "pool copy" if pool.wrap else "wrapped caller memory"
+        result[f"hal transfer_h2d, {other}"] = (
+            "upload",
+            with_wrapping(pool, not pool.wrap, hal_h2d),
+        )
+        result[f"hal transfer_d2h, {other}"] = (
             "download",
-            without_wrapping(pool, lambda: device.transfer_d2h(buf)),
+            with_wrapping(pool, not pool.wrap, lambda: device.transfer_d2h(buf)),
         )
         result["hal to_numpy, pool copy"] = (
             "download",
-            without_wrapping(pool, lambda: buf.to_numpy()),
+            with_wrapping(pool, False, lambda: buf.to_numpy()),
         )
-        result["hal to_numpy, fresh pages"] = (
+        result["hal to_numpy, first call of a size"] = (
             "download",
             lambda: buf.to_numpy(),
             pool.release_results,
         )
+        result_array = buf.to_numpy()
+        result_array = buf.to_numpy()  # the second use wraps the region's pages
+
+        def h2d_from_result() -> None:
+            device.transfer_h2d(result_array, buf)
+            device.wait_idle(TIMEOUT)
+
+        result["hal transfer_h2d from a to_numpy result"] = ("upload", h2d_from_result)
     # Exactness, once: every upload path lands the bytes, every download path returns them.
     for name in ("hal transfer_h2d", "hal queue_update"):
         device.transfer_h2d(np.zeros(size, np.uint8), buf)
@@ -326,10 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         pool = device._host.staging
         implementation = device.info.implementation
         print(f"adapter: {device.info} on {implementation}; torch: {'yes' if torch else 'no'}")
+        alignment = device.backend.host_memory_alignment() if pool.host_memory else 0
         print(
             f"staging: {'host-memory buffers' if pool.host_memory else 'mapped buffers'}, "
-            f"wrapping {'from ' + human(pool.wrap_min) if pool.wrap else 'off'}"
-            f"{f' (alignment {device.backend.host_memory_alignment()})' if pool.wrap else ''}, "
+            f"from {human(pool.wrap_min)} wrapping caller memory {'on' if pool.wrap else 'off'}"
+            f", result regions {'on' if pool.wrap_results else 'off'}"
+            f"{f' (alignment {alignment})' if alignment else ''}, "
             f"chunk {human(pool.chunk_size)}, depth {pool.depth}, "
             f"copy threads {staging.COPY_THREADS}",
             flush=True,
@@ -342,11 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"  {human(size)} done", flush=True)
         info = str(device.info)
-        host_memory, chunk, wrap, wrap_min = (
+        host_memory, chunk, wrap, wrap_min, wrap_results = (
             pool.host_memory,
             pool.chunk_size,
             pool.wrap,
             pool.wrap_min,
+            pool.wrap_results,
         )
 
     def gbps(name: str, size: int) -> float | None:
@@ -389,7 +411,22 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("hal transfer_h2d / pool copy", "hal transfer_h2d", "hal transfer_h2d, pool copy"),
         ("hal transfer_d2h / pool copy", "hal transfer_d2h", "hal transfer_d2h, pool copy"),
+        (
+            "hal transfer_h2d / wrapped caller memory",
+            "hal transfer_h2d",
+            "hal transfer_h2d, wrapped caller memory",
+        ),
+        (
+            "hal transfer_d2h / wrapped caller memory",
+            "hal transfer_d2h",
+            "hal transfer_d2h, wrapped caller memory",
+        ),
         ("hal to_numpy / pool copy", "hal to_numpy", "hal to_numpy, pool copy"),
+        (
+            "hal h2d from a to_numpy result / dawn host-memory copy",
+            "hal transfer_h2d from a to_numpy result",
+            "dawn host-memory copy h2d",
+        ),
     ]
     for label, a, b in pairs:
         row = {}
@@ -411,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         "staging": {
             "host_memory": host_memory,
             "wrap": wrap,
+            "wrap_results": wrap_results,
             "wrap_min": wrap_min,
             "chunk": chunk,
             "depth": staging.DEPTH,

@@ -267,8 +267,8 @@ def test_wrapped_d2h_and_to_numpy_are_exact(
     assert type(out) is bytes and out == data[offset : offset + size].tobytes()
     array = buffer.to_numpy(offset=offset, shape=(size,))
     assert np.array_equal(array, data[offset : offset + size])
-    if offset % 4 == 0:  # to_numpy's result is wrapped host pages, page-aligned
-        assert array.ctypes.data % 4096 == 0 and wraps
+    if offset % 4 == 0:  # to_numpy's result is a region of host pages, page-aligned
+        assert array.ctypes.data % 4096 == 0
     assert array.flags.writeable and array.flags.c_contiguous
     # The results are copies: later device writes do not show in them.
     device.transfer_h2d(np.zeros(size + 16, np.uint8), buffer)
@@ -292,9 +292,12 @@ def test_to_numpy_regions_are_reused_only_after_the_array_died(
 ) -> None:
     device, wraps = wrapping
     pool = device._host.staging
+    pieces = -(-MIB // (256 * 1024))
     data = random_bytes(MIB, seed=21)
     buffer = device.buffer_from_numpy(data)
-    first = buffer.to_numpy()
+    wraps.clear()
+    first = buffer.to_numpy()  # a new region, filled through the pool: nothing wrapped yet
+    assert wraps == [] and np.array_equal(first, data)
     address = first.ctypes.data
     view = first[100:]  # a view keeps the region leased after the array itself is gone
     del first
@@ -305,20 +308,29 @@ def test_to_numpy_regions_are_reused_only_after_the_array_died(
     assert np.array_equal(view, data[100:]) and np.array_equal(second, data)
     del view, second
     gc.collect()
+    # A collected result's region is reused: its second use wraps its pages, later ones
+    # copy into the same buffers (no new wraps).
+    wraps.clear()
+    third = buffer.to_numpy()
+    assert third.ctypes.data in (address, second_address)
+    assert np.array_equal(third, data) and len(wraps) == pieces
+    third_address = third.ctypes.data
+    del third
+    gc.collect()
     wraps.clear()
     device.transfer_h2d(data[::-1].copy(), buffer)
-    third = buffer.to_numpy()  # a collected result's region, already wrapped: no new wraps
-    assert third.ctypes.data in (address, second_address)
-    assert np.array_equal(third, data[::-1])
-    assert len(wraps) == -(-MIB // (256 * 1024))  # only the upload's pieces
+    assert len(wraps) == pieces  # the upload wraps the caller's array (lavapipe's default)
+    wraps.clear()
+    fourth = buffer.to_numpy()
+    assert fourth.ctypes.data == third_address
+    assert np.array_equal(fourth, data[::-1]) and wraps == []
     assert len(pool._leased) == 1
     # An upload from a result's memory copies from the region's own buffers (no second wrap).
-    wraps.clear()
     other = device.allocate_buffer(MIB)
-    device.transfer_h2d(third, other)
+    device.transfer_h2d(fourth, other)
     assert wraps == [] and np.array_equal(other.to_numpy(), data[::-1])
     # release() destroys the idle regions; a live result keeps its memory and bytes.
-    del third
+    del fourth
     gc.collect()
     pool.release()
     assert pool._regions == [] and pool._leased == {}
@@ -558,6 +570,42 @@ def test_deferred_wrapped_transfers_wait_before_returning(
     count = len(backend.wrapped)
     out = buffer.to_numpy(offset=0, shape=(size,))
     assert np.array_equal(out, data)
-    assert len(backend.wrapped) > count  # the result's pages
+    assert len(backend.wrapped) == count  # a new region: filled through the pool
+    del out
+    gc.collect()
+    out = buffer.to_numpy(offset=0, shape=(size,))
+    assert np.array_equal(out, data)
+    assert len(backend.wrapped) > count  # the region's second use: its pages wrapped
     device.transfer_h2d(np.zeros(size, np.uint8), buffer)
     assert np.array_equal(out, data)  # a copy, finished before to_numpy returned
+
+
+def test_discrete_defaults_copy_caller_memory_but_reuse_result_regions() -> None:
+    # Measured on the H200: pinning caller memory per call costs more than the pool's copy,
+    # so on a discrete adapter only the result regions are host pages the GPU writes.
+    backend = _DeferredHostBackend()
+    info = AdapterInfo("null", "null", "discrete", "hal", "null")
+    with Device(backend, info, "discrete") as device:
+        pool = device._host.staging
+        assert (pool.wrap, pool.wrap_results) == (False, True)
+        assert pool.chunk_size == 32 * MIB
+        pool.chunk_size, pool.wrap_min = 64 * 1024, 64 * 1024
+        size = MIB
+        data = random_bytes(size, seed=17)
+        buffer = device.allocate_buffer(size)
+        device.transfer_h2d(data, buffer)
+        assert backend.wrapped == []  # copied through the pool
+        assert device.transfer_d2h(buffer) == data.tobytes()
+        assert backend.wrapped == []  # bytes: through the pool too
+        result = buffer.to_numpy()  # a new region: filled through the pool
+        assert np.array_equal(result, data) and backend.wrapped == []
+        del result
+        gc.collect()
+        again = buffer.to_numpy()  # its second use wraps the region's pages
+        assert np.array_equal(again, data) and len(backend.wrapped) == size // (64 * 1024)
+        wrapped = len(backend.wrapped)
+        again[:] = 3
+        other = device.allocate_buffer(size)
+        device.transfer_h2d(again, other)  # from the region's buffers: no copy, no new wrap
+        assert len(backend.wrapped) == wrapped
+        assert device.transfer_d2h(other) == bytes([3]) * size

@@ -105,10 +105,19 @@ and 10.7 down through the pool against 15.3 and 8.8 with 16 MiB (one run)."""
 HOST_MEMORY = os.environ.get("HAL_HOST_MEMORY", "1").strip() != "0"
 """Use host-memory buffers where the backend has them (``HAL_HOST_MEMORY=0``: never)."""
 
-HOST_WRAP = os.environ.get("HAL_HOST_WRAP", "1").strip() != "0"
-"""Where the pool is host memory, wrap the caller's memory (and readback results) as
-host-memory buffers so the GPU copies straight from and into it (``HAL_HOST_WRAP=0``:
-always copy through the pool)."""
+_wrap_env = os.environ.get("HAL_HOST_WRAP", "").strip()
+HOST_WRAP: bool | None = None if _wrap_env not in ("0", "1") else _wrap_env == "1"
+"""Where the pool is host memory, wrap the caller's memory (the source of an upload, the
+new ``bytes`` of a readback) as host-memory buffers so the GPU copies straight from and into
+it: ``HAL_HOST_WRAP=1`` always, ``0`` never; by default on CPU and integrated adapters only.
+On the H200 (discrete) the driver pinned a host array's pages at 20-25 GB/s and fresh pages
+faulted in at about 4.5 GB/s, so wrapping moved 256 MiB at 11.7-12.9 GB/s up and 5.8-7.3
+down, against 13.4-21.2 and 7.8-12.2 through the pool; lavapipe pins at over 100 GB/s."""
+
+HOST_RESULTS = os.environ.get("HAL_HOST_RESULTS", "1").strip() != "0"
+"""Where the pool is host memory, large ``to_numpy`` results are host pages the GPU writes
+directly, reused once the array was collected (``HAL_HOST_RESULTS=0``: never). The first
+result of a size is filled through the pool; its pages are wrapped on their next use."""
 
 WRAP_MIN = _env_int("HAL_HOST_WRAP_MIN", 4 * _MIB)
 """Transfers from this size wrap memory (``HAL_HOST_WRAP_MIN`` overrides); smaller ones
@@ -250,7 +259,7 @@ class _Region:
     array's memory and reused once that array was collected. Leased to one transfer (or
     one live array) at a time; no GPU work uses it while leased out."""
 
-    __slots__ = ("address", "handles", "piece", "size", "view")
+    __slots__ = ("address", "filled", "handles", "piece", "size", "view")
 
     def __init__(self, size: int, alignment: int, piece: int) -> None:
         step = max(alignment, _HUGE)
@@ -266,6 +275,7 @@ class _Region:
         self.size = length
         self.piece = piece
         self.handles: list[Any] = [None] * -(-length // piece)
+        self.filled = False  # filled once (through the pool): its pages are faulted in
 
     def spans(
         self, backend: Backend, begin: int, position: int, size: int
@@ -453,8 +463,10 @@ class StagingPool:
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         #: True when the pool's buffers are host memory (:class:`_HostStaging`).
         self.host_memory = HOST_MEMORY and bool(getattr(backend, "host_memory_buffers", False))
-        #: True when large transfers wrap the caller's memory and readback results instead.
-        self.wrap = self.host_memory and HOST_WRAP
+        #: True when large transfers wrap the caller's memory (see ``HOST_WRAP``).
+        self.wrap = self.host_memory and (not discrete if HOST_WRAP is None else HOST_WRAP)
+        #: True when large ``to_numpy`` results are reused wrapped host pages.
+        self.wrap_results = self.host_memory and HOST_RESULTS
         #: Transfers of at least this many bytes wrap memory (where :attr:`wrap`).
         self.wrap_min = WRAP_MIN
         if self.host_memory:
@@ -565,9 +577,7 @@ class StagingPool:
     def _write_body(self, buffer: Buffer, start: int, body: memoryview) -> None:
         """Copy the word-aligned ``body`` to ``start``: straight from the caller's memory
         where it can be wrapped, else through the pool."""
-        if not (
-            self.wrap and len(body) >= self.wrap_min and self._write_wrapped(buffer, start, body)
-        ):
+        if not (len(body) >= self.wrap_min and self._write_wrapped(buffer, start, body)):
             self._write_pooled(buffer, start, body)
 
     def _write_pooled(self, buffer: Buffer, start: int, body: memoryview) -> None:
@@ -706,12 +716,14 @@ class StagingPool:
                 self.give(item)
 
     # -- wrapped memory -------------------------------------------------------------------
-    # Where the pool is host memory, a large transfer wraps the page-aligned middle of the
-    # caller's memory (or of the result it returns) as host-memory buffers, so the GPU
-    # copies straight from or into it; the unaligned head and tail (under a page each) go
-    # through the pool. Wrapping (the driver pins the pages) goes piece by piece, so
-    # pinning one piece overlaps the GPU's copy of the previous. Each call waits for its
-    # copies before it returns: the caller's memory is never used by the GPU afterwards.
+    # Where the pool is host memory, a large transfer whose host memory is a leased result
+    # region (a live ``to_numpy`` array) copies straight from or into the region's own
+    # buffers; where ``wrap`` is on, other memory (the caller's, a new ``bytes``) has its
+    # page-aligned middle wrapped as host-memory buffers for the call. The unaligned head
+    # and tail (under a page each) go through the pool. Wrapping (the driver pins the
+    # pages) goes piece by piece, so pinning one piece overlaps the GPU's copy of the
+    # previous. Each call waits for its copies before it returns: the caller's memory is
+    # never used by the GPU afterwards.
 
     def _middle(self, address: int, length: int) -> tuple[int, int]:
         """Positions ``[lo, hi)`` of memory at ``address`` whose addresses are aligned
@@ -720,7 +732,7 @@ class StagingPool:
             try:
                 self._alignment = self.backend.host_memory_alignment()
             except BackendError:  # host-memory buffers but no wrapping: the pool alone
-                self.wrap = False
+                self.wrap = self.wrap_results = False
                 return 0, 0
         alignment = self._alignment
         lo = -address % alignment
@@ -730,21 +742,48 @@ class StagingPool:
     def _piece(self) -> int:
         return max(self._alignment, self.chunk_size // self._alignment * self._alignment)
 
-    def _spans(
-        self, address: int, lo: int, hi: int, keep: Any, wrapped: list[Any], fresh: bool
-    ) -> Iterator[tuple[Any, int, int, int]]:
-        """``(buffer, buffer offset, position, size)`` covering positions ``[lo, hi)`` of
-        the memory at ``address``: a leased region's own buffers when the memory is one
-        (wrapping pages twice is not portable), else new wraps of it, piece by piece
-        (appended to ``wrapped``, faulted in first when ``fresh``). BackendError when the
-        backend refuses the memory."""
-        start = address + lo
+    def _region_of(self, address: int, size: int) -> _Region | None:
+        """The leased region holding ``[address, address+size)``, or None."""
         with self._lock:
             leased = list(self._leased.values())
         for region in leased:
-            if region.address <= start and start + hi - lo <= region.address + region.size:
-                yield from region.spans(self.backend, start - region.address, lo, hi - lo)
-                return
+            if region.address <= address and address + size <= region.address + region.size:
+                return region
+        return None
+
+    def _plan(self, view: memoryview, offset: int) -> tuple[int, int, int, _Region | None] | None:
+        """``(address, lo, hi, region)`` for a wrapped transfer of ``view`` (whose first
+        byte goes to or from absolute ``offset``): its aligned middle ``[lo, hi)`` and the
+        leased region holding it, if any; None where it goes through the pool alone."""
+        address = _host_address(view)
+        if address is None or (address - offset) % 4:  # the GPU copies words
+            return None
+        if not (self.wrap or (self.wrap_results and bool(self._leased))):
+            return None
+        lo, hi = self._middle(address, len(view))
+        if hi - lo < self.wrap_min:
+            return None
+        region = self._region_of(address + lo, hi - lo)
+        if region is None and not self.wrap:
+            return None
+        return address, lo, hi, region
+
+    def _spans(
+        self,
+        plan: tuple[int, int, int, _Region | None],
+        keep: Any,
+        wrapped: list[Any],
+        fresh: bool,
+    ) -> Iterator[tuple[Any, int, int, int]]:
+        """``(buffer, buffer offset, position, size)`` covering positions ``[lo, hi)`` of
+        ``plan``: the region's own buffers (wrapping pages twice is not portable), else
+        new wraps of the memory, piece by piece (appended to ``wrapped``, faulted in first
+        when ``fresh``). BackendError when the backend refuses the memory."""
+        address, lo, hi, region = plan
+        if region is not None:
+            begin = address + lo - region.address
+            yield from region.spans(self.backend, begin, lo, hi - lo)
+            return
         piece = self._piece()
         for position in range(lo, hi, piece):
             size = min(piece, hi - position)
@@ -756,8 +795,8 @@ class StagingPool:
 
     def _finish_wrapped(self, wrapped: list[Any], last: int) -> None:
         """Wait for ``last`` (the copies' submission), then destroy the new wraps and let
-        the backend process events, so the implementation releases the caller's memory
-        now. Raises BackendError (device lost)."""
+        the backend process events (Dawn releases the memory once later submissions
+        completed). Raises BackendError (device lost)."""
         try:
             if last:
                 self.backend.wait(last)
@@ -771,15 +810,13 @@ class StagingPool:
                     self.backend.poll()
 
     def _write_wrapped(self, buffer: Buffer, start: int, body: memoryview) -> bool:
-        """Copy ``body`` to ``start`` straight from its memory (the aligned middle wrapped,
-        head and tail through the pool) and wait for it; False (nothing done) where the
-        memory cannot be wrapped or its middle is under ``wrap_min``."""
-        address = _host_address(body)
-        if address is None or address % 4:  # the GPU copies words: offsets must agree
+        """Copy ``body`` to ``start`` straight from its memory (the aligned middle through
+        host-memory buffers, head and tail through the pool) and wait for it; False
+        (nothing done) where it goes through the pool alone."""
+        plan = self._plan(body, start)
+        if plan is None:
             return False
-        lo, hi = self._middle(address, len(body))
-        if hi - lo < self.wrap_min:
-            return False
+        _, lo, _, _ = plan
         allocation = buffer.allocation
         target = allocation.handle
         wrapped: list[Any] = []
@@ -787,7 +824,7 @@ class StagingPool:
         try:
             with contextlib.suppress(_Refused):
                 for handle, inner, position, size in self._wrapping(
-                    self._spans(address, lo, hi, body, wrapped, fresh=False)
+                    self._spans(plan, body, wrapped, fresh=False)
                 ):
                     command = self._copy_command(handle, inner, target, start + position, size)
                     last = self._submit(command, allocation)
@@ -819,8 +856,9 @@ class StagingPool:
     def read_into(self, buffer: Buffer, offset: int, target: memoryview, keep: Any = None) -> None:
         """Read ``len(target)`` bytes at absolute ``offset`` of ``buffer``'s allocation into
         the writable ``target`` after all submitted work: large reads straight into its
-        memory where it can be wrapped (``keep``, default ``target``, owns that memory),
-        else through the pool. Raises UnavailableError when the device is lost or closed."""
+        memory where it is a result region or can be wrapped (``keep``, default
+        ``target``, owns that memory), else through the pool. Raises UnavailableError when
+        the device is lost or closed."""
         length = len(target)
         if length == 0:
             return
@@ -829,26 +867,31 @@ class StagingPool:
         profiler = self._profiler.active
         began = time.perf_counter_ns()
         if not (
-            self.wrap
-            and length >= self.wrap_min
+            length >= self.wrap_min
+            and not target.readonly
             and self._read_wrapped(buffer, offset, target, target if keep is None else keep)
         ):
-
-            def sink(chunk: memoryview, position: int) -> None:
-                copy_bytes(target[position : position + len(chunk)], chunk)
-
-            self._read(buffer, offset, length, sink)
+            self._read_pooled(buffer, offset, target)
         if profiler is not None:
             profiler.host_event("host_read", began, time.perf_counter_ns(), {"bytes": length})
 
+    def _read_pooled(self, buffer: Buffer, offset: int, target: memoryview) -> None:
+        def sink(chunk: memoryview, position: int) -> None:
+            copy_bytes(target[position : position + len(chunk)], chunk)
+
+        self._read(buffer, offset, len(target), sink)
+
     def _read_wrapped(self, buffer: Buffer, offset: int, target: memoryview, keep: Any) -> bool:
-        """Read into ``target``'s memory (aligned middle wrapped, head and tail through the
-        pool) and wait for it; False (nothing done) where it cannot be wrapped."""
-        address = _host_address(target)
-        if address is None or target.readonly or (address - offset) % 4:
+        """Read into ``target``'s memory (aligned middle through host-memory buffers, head
+        and tail through the pool) and wait for it; False (nothing done) where it goes
+        through the pool alone. A region's first fill goes through the pool too (copying
+        faults its new pages in faster than the driver does), and marks it for wrapping."""
+        plan = self._plan(target, offset)
+        if plan is None:
             return False
-        lo, hi = self._middle(address, len(target))
-        if hi - lo < self.wrap_min:
+        _, lo, _, region = plan
+        if region is not None and not region.filled:
+            region.filled = True
             return False
         allocation = buffer.allocation
         source = allocation.handle
@@ -857,19 +900,14 @@ class StagingPool:
         try:
             with contextlib.suppress(_Refused):
                 for handle, inner, position, size in self._wrapping(
-                    self._spans(address, lo, hi, keep, wrapped, fresh=True)
+                    self._spans(plan, keep, wrapped, fresh=True)
                 ):
                     command = self._copy_command(source, offset + position, handle, inner, size)
                     last = self._submit(command, allocation)
                     done = position + size
             for a, b in ((0, lo), (done, len(target))):  # after the copies above, in order
                 if b > a:
-                    part = target[a:b]
-
-                    def sink(chunk: memoryview, position: int, part: memoryview = part) -> None:
-                        copy_bytes(part[position : position + len(chunk)], chunk)
-
-                    self._read(buffer, offset + a, b - a, sink)
+                    self._read_pooled(buffer, offset + a, target[a:b])
         finally:
             self._finish_wrapped(wrapped, last)
         return True
@@ -879,12 +917,13 @@ class StagingPool:
         result's region reused where one fits), and a writable view of them to read into;
         None below ``wrap_min`` or without wrapping. The region returns to the pool once
         the array (and every view of it) was collected."""
-        if not (self.wrap and size >= self.wrap_min):
+        if not (self.wrap_results and size >= self.wrap_min):
             return None
         self._reap()
         with self._lock:
             fitting = [r for r in self._regions if size <= r.size <= 2 * size + _HUGE]
-            region = min(fitting, key=lambda r: r.size) if fitting else None
+            # The smallest that fits, the most recently used of those (its pages are warm).
+            region = min(reversed(fitting), key=lambda r: r.size) if fitting else None
             if region is not None:
                 self._regions.remove(region)
         if region is None:

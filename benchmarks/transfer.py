@@ -179,7 +179,7 @@ def host_memory_modes(
 
         def new_pages() -> None:
             fresh.clear()
-            fresh.append(mmap.mmap(-1, size))
+            fresh.append(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
             if hasattr(mmap, "MADV_HUGEPAGE"):
                 fresh[0].madvise(mmap.MADV_HUGEPAGE)  # as new bytes and result regions
 

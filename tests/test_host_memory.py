@@ -176,7 +176,8 @@ b = d.buffer_from_numpy(data)
 ok = np.array_equal(b.to_numpy(), data) and d.transfer_d2h(b, 5) == data[5:].tobytes()
 print(json.dumps({{"backend": d.backend.host_memory_buffers,
                   "pool": d._host.staging.host_memory, "exact": bool(ok),
-                  "wrap": d._host.staging.wrap, "costs": d.caps.costs.name}}))
+                  "wrap": d._host.staging.wrap, "results": d._host.staging.wrap_results,
+                  "discrete": d.info.adapter_type == "discrete", "costs": d.caps.costs.name}}))
 d.close()
 """
 
@@ -188,12 +189,13 @@ d.close()
 def wrapping(
     dawn: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[hal.Device, list]]:
-    """The Dawn device wrapping from 64 KiB in 256 KiB pieces, and the sizes it wraps."""
+    """The Dawn device wrapping caller memory (on by default on lavapipe, off on discrete
+    adapters) from 64 KiB in 256 KiB pieces, and the sizes it wraps."""
     pool = dawn._host.staging
-    assert pool.wrap is True
+    assert pool.wrap is (dawn.info.adapter_type != "discrete") and pool.wrap_results
     pool.release()
-    saved = pool.chunk_size, pool.wrap_min
-    pool.chunk_size, pool.wrap_min = 256 * 1024, 64 * 1024
+    saved = pool.chunk_size, pool.wrap_min, pool.wrap
+    pool.chunk_size, pool.wrap_min, pool.wrap = 256 * 1024, 64 * 1024, True
     wraps: list[int] = []
     original = dawn.backend.wrap_host_memory
 
@@ -206,7 +208,7 @@ def wrapping(
         yield dawn, wraps
     finally:
         pool.release()
-        pool.chunk_size, pool.wrap_min = saved
+        pool.chunk_size, pool.wrap_min, pool.wrap = saved
 
 
 def _sources(data: np.ndarray) -> dict[str, Any]:
@@ -389,6 +391,8 @@ def test_staged_path_where_the_feature_is_disabled() -> None:
         "pool": False,
         "exact": True,
         "wrap": False,
+        "results": False,
+        "discrete": report["discrete"],
         "costs": report["costs"],
     }
     forced = _subprocess(_REPORT.format(implementation="dawn"), HAL_HOST_MEMORY="0")
@@ -397,12 +401,18 @@ def test_staged_path_where_the_feature_is_disabled() -> None:
 
 def test_wrapping_can_be_turned_off() -> None:
     _dawn_or_skip().close()
-    on = _subprocess(_REPORT.format(implementation="dawn"))
-    off = _subprocess(_REPORT.format(implementation="dawn"), HAL_HOST_WRAP="0")
-    if not on["backend"]:
+    default = _subprocess(_REPORT.format(implementation="dawn"))
+    if not default["backend"]:
         pytest.skip("this Dawn adapter has no host-mapped-pointer")
-    assert (on["pool"], on["wrap"], on["exact"]) == (True, True, True)
-    assert (off["pool"], off["wrap"], off["exact"]) == (True, False, True)
+    on = _subprocess(_REPORT.format(implementation="dawn"), HAL_HOST_WRAP="1")
+    off = _subprocess(
+        _REPORT.format(implementation="dawn"), HAL_HOST_WRAP="0", HAL_HOST_RESULTS="0"
+    )
+    # Caller memory is wrapped by default only off discrete adapters; results always.
+    wrap = not default["discrete"]
+    assert (default["pool"], default["wrap"], default["results"]) == (True, wrap, True)
+    assert (on["wrap"], on["results"], off["wrap"], off["results"]) == (True, True, False, False)
+    assert default["exact"] and on["exact"] and off["exact"] and off["pool"]
 
 
 def test_wgpu_native_keeps_the_staged_path() -> None:

@@ -277,7 +277,8 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         extras = _modules["extras"]
         step = max(self.host_memory_alignment(), _HUGE_PAGE)
         length = -(-size // step) * step
-        pages = mmap.mmap(-1, length + step)
+        # Private anonymous pages (mmap's default is MAP_SHARED: shmem, no huge pages).
+        pages = mmap.mmap(-1, length + step, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         address = int(self._ffi.cast("uintptr_t", self._ffi.from_buffer(pages)))
         start = -address % step
         if hasattr(mmap, "MADV_HUGEPAGE"):

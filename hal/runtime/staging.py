@@ -218,6 +218,7 @@ def _release(view: memoryview) -> None:
 
 
 _POPULATE_WRITE = 23  # Linux 5.14+: fault pages in writable, contents kept
+_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 
 
 def _populate(address: int, size: int) -> None:
@@ -264,7 +265,10 @@ class _Region:
     def __init__(self, size: int, alignment: int, piece: int) -> None:
         step = max(alignment, _HUGE)
         length = -(-size // step) * step
-        pages = mmap.mmap(-1, length + step)
+        # Private: mmap's default for anonymous memory is MAP_SHARED, whose pages are shmem
+        # (no transparent huge pages); filling them ran at 1.1 GB/s on lavapipe's host
+        # against 5-6 GB/s for private ones.
+        pages = mmap.mmap(-1, length + step, flags=_PRIVATE)
         base = memoryview(pages)
         address = int(np.frombuffer(base, np.uint8).ctypes.data)
         start = -address % step

@@ -20,6 +20,15 @@ host-mapped-pointer), the pool's buffers are host pages wrapped as buffers inste
 pages live as long as the buffer's last GPU use (the backend keeps them until the
 implementation released the buffer); :meth:`StagingPool.release` destroys the idle ones.
 
+Zero-copy (host-memory buffers only, from ``WRAP_MIN``): a large ``to_numpy`` result is an
+array over a region of the pool's own host pages (:class:`_Region`), which the GPU writes in
+place and which returns to the pool once the array and its views were collected; an upload
+from such an array copies straight from the region's buffers. On CPU and integrated adapters
+(``HOST_WRAP``) the caller's own memory is wrapped for the call too: an upload's source, a
+readback's new ``bytes``. The unaligned head and tail go through the pool; every such call
+waits for its copies before it returns, and the backend holds the memory's owner until the
+implementation released the wrap.
+
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
 buffer is unmapped before the command buffer that uses it is even encoded, is mapped again
 only after that submission was made, and user buffers are never mapped at all: hal does not

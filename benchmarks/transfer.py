@@ -21,6 +21,18 @@ with ``queue.on_submitted_work_done_sync()``), and where Dawn has host-memory bu
 rows give the ceiling hal's host-memory path aims at: ``dawn host-memory copy h2d`` / ``d2h``,
 one ``copy_buffer_to_buffer`` between the device buffer and a host-memory buffer + wait.
 
+Where the pool is host memory (Dawn with host-memory buffers), from ``wrap_min``, more rows:
+``hal transfer_h2d, wrapped caller memory`` / ``hal transfer_d2h, wrapped caller memory``
+(the caller's array / the new bytes wrapped, ``HAL_HOST_WRAP=1``; where that is the default,
+``..., pool copy`` rows with it off instead), ``hal to_numpy, pool copy`` (result regions
+off too), ``hal to_numpy, first call of a size`` (the pool's reusable result regions
+dropped before each call, untimed: new pages every time), ``hal transfer_h2d from a to_numpy
+result`` (an upload from a live result's pages, already wrapped), and two diagnostics:
+``diag: wrap (pin) a host array's pages`` (wrapping the array's pages and destroying the
+buffers, no copy) and ``diag: fault in fresh pages`` (MADV_POPULATE_WRITE over the copy
+threads on new huge-page-advised memory). ``hal transfer_d2h`` returns new ``bytes``, whose
+pages are fresh every call; ``hal to_numpy`` after the warm-up call reuses its region.
+
 Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
 adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
 ``HAL_COPY_THREADS``) and the ratios against wgpu and torch.
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import platform
 import statistics
@@ -71,17 +84,41 @@ def human(size: int) -> str:
     return f"{size} B"
 
 
-def measure(run: Callable[[], Any], reps: int, budget: float) -> list[float]:
+Mode = tuple[str, Callable[[], Any]] | tuple[str, Callable[[], Any], Callable[[], Any]]
+"""(direction, one timed call[, an untimed setup run before each call])."""
+
+
+def measure(
+    run: Callable[[], Any], reps: int, budget: float, setup: Callable[[], Any] | None = None
+) -> list[float]:
     """Seconds per call: one warm-up, then ``reps`` calls or as many as ``budget`` s allow
-    (at least 3)."""
+    (at least 3); ``setup`` runs untimed before each."""
+    if setup is not None:
+        setup()
     run()
     samples: list[float] = []
     deadline = time.perf_counter() + budget
     while len(samples) < reps and (len(samples) < 3 or time.perf_counter() < deadline):
+        if setup is not None:
+            setup()
         start = time.perf_counter()
         run()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def with_wrapping(pool: Any, on: bool, run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` with the pool's wrapping of caller memory and of results on or off."""
+
+    def call() -> Any:
+        saved = pool.wrap, pool.wrap_results
+        pool.wrap = pool.wrap_results = on
+        try:
+            return run()
+        finally:
+            pool.wrap, pool.wrap_results = saved
+
+    return call
 
 
 def raw_wait(wgpu_device: Any) -> None:
@@ -95,7 +132,7 @@ def raw_wait(wgpu_device: Any) -> None:
 
 def host_memory_modes(
     device: hal.Device, raw: Any, raw_buf: Any, host: np.ndarray
-) -> dict[str, tuple[str, Callable[[], Any]]]:
+) -> dict[str, Mode]:
     """The raw Dawn host-memory rows (empty where the backend has no host-memory buffers):
     one ``copy_buffer_to_buffer`` each way between ``raw_buf`` and a host-memory buffer,
     checked for exact bytes here."""
@@ -118,10 +155,43 @@ def host_memory_modes(
     copy(raw_buf, pinned)
     if not np.array_equal(pages, host):
         raise AssertionError(f"dawn host-memory copy: wrong bytes at {size}")
-    return {
+    result: dict[str, Mode] = {
         "dawn host-memory copy h2d": ("upload", lambda: copy(pinned, raw_buf)),
         "dawn host-memory copy d2h": ("download", lambda: copy(raw_buf, pinned)),
     }
+    pool = device._host.staging
+    if size >= pool.wrap_min:
+        address = host.ctypes.data
+        lo, hi = pool._middle(address, size)
+        piece = pool._piece()
+
+        def wrap_only() -> None:
+            # What wrapping costs alone (the driver pins the pages): every piece of the
+            # array's aligned middle wrapped, then destroyed.
+            handles = [
+                backend.wrap_host_memory(address + p, min(piece, hi - p), host)
+                for p in range(lo, hi, piece)
+            ]
+            for handle in handles:
+                backend.destroy_buffer(handle)
+
+        fresh: list[Any] = []
+
+        def new_pages() -> None:
+            fresh.clear()
+            fresh.append(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                fresh[0].madvise(mmap.MADV_HUGEPAGE)  # as new bytes and result regions
+
+        def fault_in() -> None:
+            # Fresh pages faulted in writable over the copy threads (what a readback into
+            # a new bytes object costs before the GPU can write it).
+            pages = np.frombuffer(fresh[0], np.uint8)
+            staging._populate(pages.ctypes.data, size)
+
+        result["diag: wrap (pin) a host array's pages"] = ("diagnostic", wrap_only)
+        result["diag: fault in fresh pages"] = ("diagnostic", fault_in, new_pages)
+    return result
 
 
 def torch_cuda() -> Any:
@@ -133,7 +203,7 @@ def torch_cuda() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
-def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Callable[[], Any]]]:
+def modes(device: hal.Device, size: int, torch: Any) -> dict[str, Mode]:
     """Mode name -> (direction, one timed call) for ``size`` bytes; every hal/wgpu mode is
     checked for exact bytes here, once."""
     rng = np.random.default_rng(size)
@@ -164,7 +234,8 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
         raw.queue.submit([])
         raw_wait(raw)
 
-    result: dict[str, tuple[str, Callable[[], Any]]] = {
+    pool = device._host.staging
+    result: dict[str, Mode] = {
         "hal transfer_h2d": ("upload", hal_h2d),
         "hal queue_update": ("upload", hal_update),
         "hal buffer_from_numpy": ("upload", hal_from_numpy),
@@ -173,6 +244,38 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, tuple[str, Cal
         "hal to_numpy": ("download", lambda: buf.to_numpy()),
         "wgpu read_buffer": ("download", lambda: raw.queue.read_buffer(raw_buf)),
     }
+    if pool.host_memory and size >= pool.wrap_min:
+        # The same calls with the caller's memory wrapped (HAL_HOST_WRAP=1) or everything
+        # through the pool (HAL_HOST_WRAP=0 HAL_HOST_RESULTS=0), whichever is not the
+        # default; to_numpy's first call of a size (no collected result's region to reuse:
+        # new pages, filled through the pool); and an upload from a to_numpy result (its
+        # pages are already wrapped: no copy, no pinning).
+        other = "pool copy" if pool.wrap else "wrapped caller memory"
+        result[f"hal transfer_h2d, {other}"] = (
+            "upload",
+            with_wrapping(pool, not pool.wrap, hal_h2d),
+        )
+        result[f"hal transfer_d2h, {other}"] = (
+            "download",
+            with_wrapping(pool, not pool.wrap, lambda: device.transfer_d2h(buf)),
+        )
+        result["hal to_numpy, pool copy"] = (
+            "download",
+            with_wrapping(pool, False, lambda: buf.to_numpy()),
+        )
+        result["hal to_numpy, first call of a size"] = (
+            "download",
+            lambda: buf.to_numpy(),
+            pool.release_results,
+        )
+        result_array = buf.to_numpy()
+        result_array = buf.to_numpy()  # the second use wraps the region's pages
+
+        def h2d_from_result() -> None:
+            device.transfer_h2d(result_array, buf)
+            device.wait_idle(TIMEOUT)
+
+        result["hal transfer_h2d from a to_numpy result"] = ("upload", h2d_from_result)
     # Exactness, once: every upload path lands the bytes, every download path returns them.
     for name in ("hal transfer_h2d", "hal queue_update"):
         device.transfer_h2d(np.zeros(size, np.uint8), buf)
@@ -242,19 +345,31 @@ def main(argv: list[str] | None = None) -> int:
         pool = device._host.staging
         implementation = device.info.implementation
         print(f"adapter: {device.info} on {implementation}; torch: {'yes' if torch else 'no'}")
+        alignment = device.backend.host_memory_alignment() if pool.host_memory else 0
         print(
             f"staging: {'host-memory buffers' if pool.host_memory else 'mapped buffers'}, "
+            f"from {human(pool.wrap_min)} wrapping caller memory {'on' if pool.wrap else 'off'}"
+            f", result regions {'on' if pool.wrap_results else 'off'}"
+            f"{f' (alignment {alignment})' if alignment else ''}, "
             f"chunk {human(pool.chunk_size)}, depth {pool.depth}, "
             f"copy threads {staging.COPY_THREADS}",
             flush=True,
         )
         for size in sizes:
-            for name, (direction, run) in modes(device, size, torch).items():
+            for name, (direction, run, *setup) in modes(device, size, torch).items():
                 directions[name] = direction
-                samples.setdefault(name, {})[str(size)] = measure(run, args.reps, args.budget)
+                samples.setdefault(name, {})[str(size)] = measure(
+                    run, args.reps, args.budget, *setup
+                )
             print(f"  {human(size)} done", flush=True)
         info = str(device.info)
-        host_memory, chunk = pool.host_memory, pool.chunk_size
+        host_memory, chunk, wrap, wrap_min, wrap_results = (
+            pool.host_memory,
+            pool.chunk_size,
+            pool.wrap,
+            pool.wrap_min,
+            pool.wrap_results,
+        )
 
     def gbps(name: str, size: int) -> float | None:
         cell = samples.get(name, {}).get(str(size))
@@ -263,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(samples)
     header = "| mode | " + " | ".join(human(s) for s in sizes) + " |"
     lines = [header, "|" + " --- |" * (len(sizes) + 1)]
-    for direction in ("upload", "download"):
+    for direction in ("upload", "download", "diagnostic"):
         for name in names:
             if directions[name] != direction:
                 continue
@@ -289,6 +404,29 @@ def main(argv: list[str] | None = None) -> int:
             "dawn host-memory copy h2d",
         ),
         ("hal to_numpy / dawn host-memory copy", "hal to_numpy", "dawn host-memory copy d2h"),
+        (
+            "hal transfer_d2h / dawn host-memory copy",
+            "hal transfer_d2h",
+            "dawn host-memory copy d2h",
+        ),
+        ("hal transfer_h2d / pool copy", "hal transfer_h2d", "hal transfer_h2d, pool copy"),
+        ("hal transfer_d2h / pool copy", "hal transfer_d2h", "hal transfer_d2h, pool copy"),
+        (
+            "hal transfer_h2d / wrapped caller memory",
+            "hal transfer_h2d",
+            "hal transfer_h2d, wrapped caller memory",
+        ),
+        (
+            "hal transfer_d2h / wrapped caller memory",
+            "hal transfer_d2h",
+            "hal transfer_d2h, wrapped caller memory",
+        ),
+        ("hal to_numpy / pool copy", "hal to_numpy", "hal to_numpy, pool copy"),
+        (
+            "hal h2d from a to_numpy result / dawn host-memory copy",
+            "hal transfer_h2d from a to_numpy result",
+            "dawn host-memory copy h2d",
+        ),
     ]
     for label, a, b in pairs:
         row = {}
@@ -309,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "staging": {
             "host_memory": host_memory,
+            "wrap": wrap,
+            "wrap_results": wrap_results,
+            "wrap_min": wrap_min,
             "chunk": chunk,
             "depth": staging.DEPTH,
             "copy_threads": staging.COPY_THREADS,

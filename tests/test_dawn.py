@@ -100,7 +100,9 @@ def test_dawn_absent_is_unavailable_with_install_hint() -> None:
         "from hal.tools.cli import main\n"
         "main(['devices'])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Keep the caller's path (the H200 runs the wheels from PYTHONPATH), this tree first.
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
     )

@@ -85,7 +85,7 @@ def load() -> Any:
             # allow_unsafe_apis (which unlocks experimental features, not weaker validation).
             extras.set_instance_extras(enable_toggles=["allow_unsafe_apis"])
         _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, libf=_api.libf)
-        _modules.update(extras=extras)
+        _modules.update(extras=extras, api=_api)
         _modules.update(callbacks=_ffi.callbacks, c_callback=_ffi.c_callback)
         _modules["instance"] = _helpers.get_wgpu_instance()
     return _modules["wgpudawn"]
@@ -281,11 +281,10 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         if not self.host_memory_buffers:
             raise BackendError("this Dawn device has no host-mapped-pointer feature")
         extras = _modules["extras"]
-        if not self._host_alignment:
-            self._host_alignment = int(extras.get_host_memory_alignment(self.device))
-        step = max(self._host_alignment, _HUGE_PAGE)
+        step = max(self.host_memory_alignment(), _HUGE_PAGE)
         length = -(-size // step) * step
-        pages = mmap.mmap(-1, length + step)
+        # Private anonymous pages (mmap's default is MAP_SHARED: shmem, no huge pages).
+        pages = mmap.mmap(-1, length + step, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         address = int(self._ffi.cast("uintptr_t", self._ffi.from_buffer(pages)))
         start = -address % step
         if hasattr(mmap, "MADV_HUGEPAGE"):
@@ -295,6 +294,54 @@ class DawnBackend(RawCalls, WgpuPyBackend):
             self.device, memory, usage=self._host_usage, label="hal.host"
         )
         return buffer, memory[:size]
+
+    def host_memory_alignment(self) -> int:
+        """The alignment of the address and size of host memory a host-memory buffer may
+        wrap (Dawn's ``hostMappedPointerAlignment``, e.g. a 4 KiB page). BackendError when
+        the device lacks host-mapped-pointer."""
+        if not self.host_memory_buffers:
+            raise BackendError("this Dawn device has no host-mapped-pointer feature")
+        if not self._host_alignment:
+            with self._dawn:
+                extras = _modules["extras"]
+                self._host_alignment = int(extras.get_host_memory_alignment(self.device))
+        return self._host_alignment
+
+    @_serialised
+    def wrap_host_memory(self, address: int, size: int, keep: Any) -> Any:
+        """A COPY_SRC|COPY_DST buffer over ``size`` bytes of existing host memory at
+        ``address`` (both multiples of :meth:`host_memory_alignment`), which ``keep`` (the
+        object owning the memory) keeps valid: the buffer's dispose callback holds ``keep``
+        until Dawn released the buffer, so the memory outlives every GPU use. Unlike
+        wgpudawn's ``create_buffer_from_host_memory`` it takes memory Python calls
+        read-only (a ``bytes`` object's heap pages): hal only copies from such buffers.
+        BackendError when Dawn refuses the memory."""
+        alignment = self.host_memory_alignment()
+        if address % alignment or size % alignment or size <= 0:
+            raise BackendError(f"host memory at {address:#x}+{size} is not {alignment}-aligned")
+        ffi, lib, api = self._ffi, self._lib, _modules["api"]
+        # The callback's closure holds ``keep`` until Dawn calls it (once, at disposal).
+        userdata = _modules["callbacks"].register(lambda _keep=keep: None)
+        chained = api.new_struct_p(
+            "WGPUBufferHostMappedPointer *",
+            pointer=ffi.cast("void *", address),
+            disposeCallback=lib._wgpu_dawn_native_WGPUCallback,
+            userdata=userdata,
+        )
+        chained.chain.sType = lib.WGPUSType_BufferHostMappedPointer
+        descriptor = api.new_struct_p(
+            "WGPUBufferDescriptor *",
+            nextInChain=ffi.cast("WGPUChainedStruct *", chained),
+            label=api.to_c_string_view("hal.wrapped"),
+            usage=self._host_usage,
+            size=size,
+            mappedAtCreation=False,
+        )
+        # webgpu.h: wgpuDeviceCreateBuffer(device, descriptor), error-checked
+        handle = self._libf.wgpuDeviceCreateBuffer(self.device._internal, descriptor)
+        return api.GPUBuffer(
+            "hal.wrapped", handle, self.device, size, self._host_usage, self._unmapped
+        )
 
     # -- recorded encoder calls: raw webgpu.h functions ---------------------------------------
     # wgpudawn's encoder objects cost a Python wrapper (argument conversion, struct building)

@@ -143,6 +143,20 @@ class Backend:
         :meth:`destroy_buffer` and the work submitted before it). BackendError on failure."""
         raise BackendError(f"{self.implementation} has no host-memory buffers")
 
+    def host_memory_alignment(self) -> int:
+        """Only where :attr:`host_memory_buffers`: the alignment of the address and size of
+        host memory :meth:`wrap_host_memory` takes. BackendError elsewhere."""
+        raise BackendError(f"{self.implementation} has no host-memory buffers")
+
+    def wrap_host_memory(self, address: int, size: int, keep: Any) -> Any:
+        """Only where :attr:`host_memory_buffers`: a COPY_SRC|COPY_DST buffer over ``size``
+        bytes of existing host memory at ``address`` (both multiples of
+        :meth:`host_memory_alignment`). The backend holds ``keep`` (the memory's owner)
+        until the implementation released the buffer, so the memory outlives every GPU use;
+        the caller reads or writes the memory only while no submitted work uses the buffer.
+        BackendError when the implementation refuses the memory."""
+        raise BackendError(f"{self.implementation} has no host-memory buffers")
+
     def destroy_buffer(self, buffer: Any) -> None:
         """Free ``buffer`` now (the caller knows no submitted work uses it)."""
         raise NotImplementedError

@@ -332,9 +332,8 @@ class Buffer(BufferLike):
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         # Validated before allocating; read straight into the array (one copy, not two).
         root, absolute, _ = self._allocation.host.d2h_range("to_numpy", self, offset, nbytes)
-        out = np.empty(shape, dtype)
-        self._allocation.host.read_into(root, absolute, out.reshape(-1).view(np.uint8))
-        return out
+        flat = self._allocation.host.read_array(root, absolute, nbytes)
+        return flat.view(dtype).reshape(shape)
 
 
 class BufferView:

@@ -20,6 +20,15 @@ host-mapped-pointer), the pool's buffers are host pages wrapped as buffers inste
 pages live as long as the buffer's last GPU use (the backend keeps them until the
 implementation released the buffer); :meth:`StagingPool.release` destroys the idle ones.
 
+Zero-copy (host-memory buffers only, from ``WRAP_MIN``): a large ``to_numpy`` result is an
+array over a region of the pool's own host pages (:class:`_Region`), which the GPU writes in
+place and which returns to the pool once the array and its views were collected; an upload
+from such an array copies straight from the region's buffers. On CPU and integrated adapters
+(``HOST_WRAP``) the caller's own memory is wrapped for the call too: an upload's source, a
+readback's new ``bytes``. The unaligned head and tail go through the pool; every such call
+waits for its copies before it returns, and the backend holds the memory's owner until the
+implementation released the wrap.
+
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
 buffer is unmapped before the command buffer that uses it is even encoded, is mapped again
 only after that submission was made, and user buffers are never mapped at all: hal does not
@@ -32,12 +41,15 @@ only those bytes; no other byte of the target changes, even under concurrent GPU
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import mmap
 import os
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -95,10 +107,36 @@ cost more than they overlap); on lavapipe (1 thread) 2-4 MiB did best.
 
 HOST_CHUNK_SIZE = _env_int("HAL_HOST_CHUNK", max(8 * _MIB, CHUNK_SIZE))
 """Bytes per host-memory buffer and per pipelined chunk where the backend has host-memory
-buffers (``HAL_HOST_CHUNK`` overrides)."""
+buffers, on integrated and CPU adapters (``HAL_HOST_CHUNK`` overrides)."""
+
+DISCRETE_HOST_CHUNK_SIZE = _env_int("HAL_HOST_CHUNK", 32 * _MIB)
+"""The same on discrete adapters: on the H200, 32 MiB chunks moved 256 MiB at 18.8 GB/s up
+and 10.7 down through the pool against 15.3 and 8.8 with 16 MiB (one run)."""
 
 HOST_MEMORY = os.environ.get("HAL_HOST_MEMORY", "1").strip() != "0"
 """Use host-memory buffers where the backend has them (``HAL_HOST_MEMORY=0``: never)."""
+
+_wrap_env = os.environ.get("HAL_HOST_WRAP", "").strip()
+HOST_WRAP: bool | None = None if _wrap_env not in ("0", "1") else _wrap_env == "1"
+"""Where the pool is host memory, wrap the caller's memory (the source of an upload, the
+new ``bytes`` of a readback) as host-memory buffers so the GPU copies straight from and into
+it: ``HAL_HOST_WRAP=1`` always, ``0`` never; by default on CPU and integrated adapters only.
+On the H200 (discrete) the driver pinned a host array's pages at 20-25 GB/s and fresh pages
+faulted in at about 4.5 GB/s, so wrapping moved 256 MiB at 11.7-12.9 GB/s up and 5.8-7.3
+down, against 13.4-21.2 and 7.8-12.2 through the pool; lavapipe pins at over 100 GB/s."""
+
+HOST_RESULTS = os.environ.get("HAL_HOST_RESULTS", "1").strip() != "0"
+"""Where the pool is host memory, large ``to_numpy`` results are host pages the GPU writes
+directly, reused once the array was collected (``HAL_HOST_RESULTS=0``: never). The first
+result of a size is filled through the pool; its pages are wrapped on their next use."""
+
+WRAP_MIN = _env_int("HAL_HOST_WRAP_MIN", 4 * _MIB)
+"""Transfers from this size wrap memory (``HAL_HOST_WRAP_MIN`` overrides); smaller ones
+copy through the pool, whose buffers are already wrapped."""
+
+RESULT_KEEP = _env_int("HAL_HOST_RESULT_KEEP", 1 << 30)
+"""Bytes of idle readback regions (``to_numpy`` results whose arrays were collected) kept
+wrapped for reuse, at most two regions (``HAL_HOST_RESULT_KEEP`` overrides)."""
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -188,6 +226,105 @@ def _release(view: memoryview) -> None:
     # still holds an export, which our own copies never do once they return.
     with contextlib.suppress(BufferError):
         view.release()
+
+
+_POPULATE_WRITE = 23  # Linux 5.14+: fault pages in writable, contents kept
+_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+
+
+def _populate(address: int, size: int) -> None:
+    """Fault ``[address, address+size)`` (page-aligned) in writable, over ``COPY_THREADS``
+    threads. Fresh pages cost a page fault and a zeroing each on first touch; wrapping them
+    would take those faults one by one inside the driver, so they are taken in parallel
+    first. Contents are kept; a kernel without MADV_POPULATE_WRITE only costs speed."""
+    if _madvise is None:
+        return
+    step = -(-size // max(1, COPY_THREADS))
+    step = max(_HUGE, (step + _HUGE - 1) & ~(_HUGE - 1))
+    if step >= size:
+        _madvise(address, size, _POPULATE_WRITE)
+        return
+    pool = _copy_executor()
+    futures = [
+        pool.submit(_madvise, address + i, min(step, size - i), _POPULATE_WRITE)
+        for i in range(step, size, step)
+    ]
+    _madvise(address, step, _POPULATE_WRITE)  # ctypes releases the GIL meanwhile
+    for future in futures:
+        future.result()
+
+
+def _host_address(view: memoryview) -> int | None:
+    """The address of ``view``'s bytes where the backend may wrap them: contiguous memory
+    that is writable, or a ``bytes`` object's (heap pages, only ever copied from); else
+    None (read-only views may be read-only mappings the driver cannot pin)."""
+    if not view.c_contiguous or view.nbytes == 0:
+        return None
+    if view.readonly and type(view.obj) is not bytes:
+        return None
+    return int(np.frombuffer(view, np.uint8).ctypes.data)
+
+
+class _Region:
+    """Host pages of the pool's own, wrapped as host-memory buffers piece by piece (pieces
+    are wrapped on first use): the memory of large ``to_numpy`` results, handed out as the
+    array's memory and reused once that array was collected. Leased to one transfer (or
+    one live array) at a time; no GPU work uses it while leased out."""
+
+    __slots__ = ("address", "filled", "handles", "piece", "size", "view")
+
+    def __init__(self, size: int, alignment: int, piece: int) -> None:
+        step = max(alignment, _HUGE)
+        length = -(-size // step) * step
+        # Private: mmap's default for anonymous memory is MAP_SHARED, whose pages are shmem
+        # (no transparent huge pages); filling them ran at 1.1 GB/s on lavapipe's host
+        # against 5-6 GB/s for private ones.
+        pages = mmap.mmap(-1, length + step, flags=_PRIVATE)
+        base = memoryview(pages)
+        address = int(np.frombuffer(base, np.uint8).ctypes.data)
+        start = -address % step
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            pages.madvise(mmap.MADV_HUGEPAGE, start, length)  # before the first touch
+        self.view = base[start : start + length]
+        self.address = address + start
+        self.size = length
+        self.piece = piece
+        self.handles: list[Any] = [None] * -(-length // piece)
+        self.filled = False  # filled once (through the pool): its pages are faulted in
+
+    def spans(
+        self, backend: Backend, begin: int, position: int, size: int
+    ) -> Iterator[tuple[Any, int, int, int]]:
+        """``(buffer, buffer offset, position, size)`` covering region bytes ``[begin,
+        begin+size)``, which are range positions ``[position, position+size)``; pieces not
+        yet wrapped are faulted in and wrapped as they come (BackendError if refused)."""
+        end = begin + size
+        for k in range(begin // self.piece, -(-end // self.piece)):
+            lo, hi = max(begin, k * self.piece), min(end, (k + 1) * self.piece)
+            if self.handles[k] is None:
+                length = min(self.piece, self.size - k * self.piece)
+                _populate(self.address + k * self.piece, length)
+                piece_view = self.view[k * self.piece : k * self.piece + length]
+                self.handles[k] = backend.wrap_host_memory(
+                    self.address + k * self.piece, length, piece_view
+                )
+            yield self.handles[k], lo - k * self.piece, position + lo - begin, hi - lo
+
+    def destroy(self, backend: Backend) -> None:
+        """Destroy the wrapped pieces (no GPU work uses them); the pages are freed once
+        the implementation released them and no array uses them. Never raises."""
+        handles, self.handles = self.handles, [None] * len(self.handles)
+        for handle in handles:
+            if handle is not None:
+                with contextlib.suppress(BackendError):
+                    backend.destroy_buffer(handle)
+
+
+def _returned(pool: weakref.ref[StagingPool], region: _Region) -> None:
+    # A finalizer (any thread, inside any allocation): no locks, only an atomic append.
+    owner = pool()
+    if owner is not None:
+        owner._returned.append(region)
 
 
 class _Staging:
@@ -326,7 +463,12 @@ class StagingPool:
     """
 
     def __init__(
-        self, backend: Backend, queue: Queue, profiler: ProfilerSlot, write_edges: EdgeWriter
+        self,
+        backend: Backend,
+        queue: Queue,
+        profiler: ProfilerSlot,
+        write_edges: EdgeWriter,
+        discrete: bool = False,
     ) -> None:
         self.backend = backend
         self._queue = queue
@@ -336,10 +478,23 @@ class StagingPool:
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         #: True when the pool's buffers are host memory (:class:`_HostStaging`).
         self.host_memory = HOST_MEMORY and bool(getattr(backend, "host_memory_buffers", False))
-        chunk = HOST_CHUNK_SIZE if self.host_memory else CHUNK_SIZE
+        #: True when large transfers wrap the caller's memory (see ``HOST_WRAP``).
+        self.wrap = self.host_memory and (not discrete if HOST_WRAP is None else HOST_WRAP)
+        #: True when large ``to_numpy`` results are reused wrapped host pages.
+        self.wrap_results = self.host_memory and HOST_RESULTS
+        #: Transfers of at least this many bytes wrap memory (where :attr:`wrap`).
+        self.wrap_min = WRAP_MIN
+        if self.host_memory:
+            chunk = DISCRETE_HOST_CHUNK_SIZE if discrete else HOST_CHUNK_SIZE
+        else:
+            chunk = CHUNK_SIZE
         self.chunk_size = max(_MIN_BUFFER, chunk & ~7)
         self.depth = max(1, DEPTH)
         self._keep = 2 * self.depth  # idle buffers kept per direction
+        self._alignment = 0
+        self._regions: list[_Region] = []  # idle readback regions, newest last
+        self._leased: dict[int, _Region] = {}
+        self._returned: collections.deque[_Region] = collections.deque()
 
     # -- the pool -------------------------------------------------------------------------
 
@@ -381,6 +536,16 @@ class StagingPool:
             if isinstance(item, _HostStaging):
                 with contextlib.suppress(BackendError):
                     item.destroy()
+        self.release_results()
+
+    def release_results(self) -> None:
+        """Destroy the idle readback regions (results whose arrays were collected): the
+        next large ``to_numpy`` takes fresh pages. Never raises."""
+        self._reap()
+        with self._lock:
+            regions, self._regions = self._regions, []
+        for region in regions:
+            region.destroy(self.backend)
 
     def _submit(self, command_buffer: Any, allocation: Any) -> int:
         return self._queue.submit_now([command_buffer], [allocation])
@@ -425,6 +590,12 @@ class StagingPool:
         self._write_edge_bytes(root, offset - base, bytes(head), tail_offset - base, bytes(tail))
 
     def _write_body(self, buffer: Buffer, start: int, body: memoryview) -> None:
+        """Copy the word-aligned ``body`` to ``start``: straight from the caller's memory
+        where it can be wrapped, else through the pool."""
+        if not (len(body) >= self.wrap_min and self._write_wrapped(buffer, start, body)):
+            self._write_pooled(buffer, start, body)
+
+    def _write_pooled(self, buffer: Buffer, start: int, body: memoryview) -> None:
         """Stream the word-aligned ``body`` to ``start`` in chunks over rotating buffers."""
         allocation = buffer.allocation
         target = allocation.handle
@@ -564,3 +735,248 @@ class StagingPool:
             for item in staging:
                 item.settle()
                 self.give(item)
+
+    # -- wrapped memory -------------------------------------------------------------------
+    # Where the pool is host memory, a large transfer whose host memory is a leased result
+    # region (a live ``to_numpy`` array) copies straight from or into the region's own
+    # buffers; where ``wrap`` is on, other memory (the caller's, a new ``bytes``) has its
+    # page-aligned middle wrapped as host-memory buffers for the call. The unaligned head
+    # and tail (under a page each) go through the pool. Wrapping (the driver pins the
+    # pages) goes piece by piece, so pinning one piece overlaps the GPU's copy of the
+    # previous. Each call waits for its copies before it returns: the caller's memory is
+    # never used by the GPU afterwards.
+
+    def _middle(self, address: int, length: int) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of memory at ``address`` whose addresses are aligned
+        for wrapping (``lo == hi`` when there are none)."""
+        if not self._alignment:
+            try:
+                self._alignment = self.backend.host_memory_alignment()
+            except BackendError:  # host-memory buffers but no wrapping: the pool alone
+                self.wrap = self.wrap_results = False
+                return 0, 0
+        alignment = self._alignment
+        lo = -address % alignment
+        hi = (address + length) // alignment * alignment - address
+        return (lo, hi) if hi > lo else (0, 0)
+
+    def _piece(self) -> int:
+        return max(self._alignment, self.chunk_size // self._alignment * self._alignment)
+
+    def _region_of(self, address: int, size: int) -> _Region | None:
+        """The leased region holding ``[address, address+size)``, or None."""
+        with self._lock:
+            leased = list(self._leased.values())
+        for region in leased:
+            if region.address <= address and address + size <= region.address + region.size:
+                return region
+        return None
+
+    def _plan(self, view: memoryview, offset: int) -> tuple[int, int, int, _Region | None] | None:
+        """``(address, lo, hi, region)`` for a wrapped transfer of ``view`` (whose first
+        byte goes to or from absolute ``offset``): its aligned middle ``[lo, hi)`` and the
+        leased region holding it, if any; None where it goes through the pool alone."""
+        address = _host_address(view)
+        if address is None or (address - offset) % 4:  # the GPU copies words
+            return None
+        if not (self.wrap or (self.wrap_results and bool(self._leased))):
+            return None
+        lo, hi = self._middle(address, len(view))
+        if hi - lo < self.wrap_min:
+            return None
+        region = self._region_of(address + lo, hi - lo)
+        if region is None and not self.wrap:
+            return None
+        return address, lo, hi, region
+
+    def _spans(
+        self,
+        plan: tuple[int, int, int, _Region | None],
+        keep: Any,
+        wrapped: list[Any],
+        fresh: bool,
+    ) -> Iterator[tuple[Any, int, int, int]]:
+        """``(buffer, buffer offset, position, size)`` covering positions ``[lo, hi)`` of
+        ``plan``: the region's own buffers (wrapping pages twice is not portable), else
+        new wraps of the memory, piece by piece (appended to ``wrapped``, faulted in first
+        when ``fresh``). BackendError when the backend refuses the memory."""
+        address, lo, hi, region = plan
+        if region is not None:
+            begin = address + lo - region.address
+            yield from region.spans(self.backend, begin, lo, hi - lo)
+            return
+        piece = self._piece()
+        for position in range(lo, hi, piece):
+            size = min(piece, hi - position)
+            if fresh:
+                _populate(address + position, size)
+            handle = self.backend.wrap_host_memory(address + position, size, keep)
+            wrapped.append(handle)
+            yield handle, 0, position, size
+
+    def _finish_wrapped(self, wrapped: list[Any], last: int) -> None:
+        """Wait for ``last`` (the copies' submission), then destroy the new wraps and let
+        the backend process events (Dawn releases the memory once later submissions
+        completed). Raises BackendError (device lost)."""
+        try:
+            if last:
+                self.backend.wait(last)
+                self._queue.completion.complete_through(last)
+        finally:
+            for handle in wrapped:
+                with contextlib.suppress(BackendError):
+                    self.backend.destroy_buffer(handle)
+            if wrapped:
+                with contextlib.suppress(BackendError):
+                    self.backend.poll()
+
+    def _write_wrapped(self, buffer: Buffer, start: int, body: memoryview) -> bool:
+        """Copy ``body`` to ``start`` straight from its memory (the aligned middle through
+        host-memory buffers, head and tail through the pool) and wait for it; False
+        (nothing done) where it goes through the pool alone."""
+        plan = self._plan(body, start)
+        if plan is None:
+            return False
+        _, lo, _, _ = plan
+        allocation = buffer.allocation
+        target = allocation.handle
+        wrapped: list[Any] = []
+        last, done = 0, lo
+        try:
+            with contextlib.suppress(_Refused):
+                for handle, inner, position, size in self._wrapping(
+                    self._spans(plan, body, wrapped, fresh=False)
+                ):
+                    command = self._copy_command(handle, inner, target, start + position, size)
+                    last = self._submit(command, allocation)
+                    done = position + size
+            for a, b in ((0, lo), (done, len(body))):  # what is not wrapped: through the pool
+                if b > a:
+                    self._write_pooled(buffer, start + a, body[a:b])
+        finally:
+            self._finish_wrapped(wrapped, last)
+        return True
+
+    @staticmethod
+    def _wrapping(
+        spans: Iterator[tuple[Any, int, int, int]],
+    ) -> Iterator[tuple[Any, int, int, int]]:
+        """``spans``, a refused wrap (BackendError, device not lost) ending it with
+        :class:`_Refused`: the caller moves the rest through the pool."""
+        while True:
+            try:
+                span = next(spans)
+            except StopIteration:
+                return
+            except BackendError as error:
+                if error.lost:
+                    raise
+                raise _Refused(str(error)) from None
+            yield span
+
+    def read_into(self, buffer: Buffer, offset: int, target: memoryview, keep: Any = None) -> None:
+        """Read ``len(target)`` bytes at absolute ``offset`` of ``buffer``'s allocation into
+        the writable ``target`` after all submitted work: large reads straight into its
+        memory where it is a result region or can be wrapped (``keep``, default
+        ``target``, owns that memory), else through the pool. Raises UnavailableError when
+        the device is lost or closed."""
+        length = len(target)
+        if length == 0:
+            return
+        if self._returned:
+            self._reap()  # collected results beyond what is kept are unwrapped now
+        profiler = self._profiler.active
+        began = time.perf_counter_ns()
+        if not (
+            length >= self.wrap_min
+            and not target.readonly
+            and self._read_wrapped(buffer, offset, target, target if keep is None else keep)
+        ):
+            self._read_pooled(buffer, offset, target)
+        if profiler is not None:
+            profiler.host_event("host_read", began, time.perf_counter_ns(), {"bytes": length})
+
+    def _read_pooled(self, buffer: Buffer, offset: int, target: memoryview) -> None:
+        def sink(chunk: memoryview, position: int) -> None:
+            copy_bytes(target[position : position + len(chunk)], chunk)
+
+        self._read(buffer, offset, len(target), sink)
+
+    def _read_wrapped(self, buffer: Buffer, offset: int, target: memoryview, keep: Any) -> bool:
+        """Read into ``target``'s memory (aligned middle through host-memory buffers, head
+        and tail through the pool) and wait for it; False (nothing done) where it goes
+        through the pool alone. A region's first fill goes through the pool too (copying
+        faults its new pages in faster than the driver does), and marks it for wrapping."""
+        plan = self._plan(target, offset)
+        if plan is None:
+            return False
+        _, lo, _, region = plan
+        if region is not None and not region.filled:
+            region.filled = True
+            return False
+        allocation = buffer.allocation
+        source = allocation.handle
+        wrapped: list[Any] = []
+        last, done = 0, lo
+        try:
+            with contextlib.suppress(_Refused):
+                for handle, inner, position, size in self._wrapping(
+                    self._spans(plan, keep, wrapped, fresh=True)
+                ):
+                    command = self._copy_command(source, offset + position, handle, inner, size)
+                    last = self._submit(command, allocation)
+                    done = position + size
+            for a, b in ((0, lo), (done, len(target))):  # after the copies above, in order
+                if b > a:
+                    self._read_pooled(buffer, offset + a, target[a:b])
+        finally:
+            self._finish_wrapped(wrapped, last)
+        return True
+
+    def lease_result(self, size: int) -> tuple[np.ndarray, memoryview] | None:
+        """A new uint8 array of ``size`` bytes over host pages the pool wraps (a collected
+        result's region reused where one fits), and a writable view of them to read into;
+        None below ``wrap_min`` or without wrapping. The region returns to the pool once
+        the array (and every view of it) was collected."""
+        if not (self.wrap_results and size >= self.wrap_min):
+            return None
+        self._reap()
+        with self._lock:
+            fitting = [r for r in self._regions if size <= r.size <= 2 * size + _HUGE]
+            # The smallest that fits, the most recently used of those (its pages are warm).
+            region = min(reversed(fitting), key=lambda r: r.size) if fitting else None
+            if region is not None:
+                self._regions.remove(region)
+        if region is None:
+            if self._middle(0, size) == (0, 0):
+                return None  # no wrapping after all (the backend cannot)
+            region = _Region(size, self._alignment, self._piece())
+        view = region.view[:size]
+        array = np.frombuffer(view, np.uint8)
+        root: Any = array
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base  # what every array derived from this one keeps alive
+        with self._lock:
+            self._leased[id(region)] = region
+        weakref.finalize(root, _returned, weakref.ref(self), region)
+        return array, view
+
+    def _reap(self) -> None:
+        """Take back the regions whose arrays were collected; keep at most two (and
+        ``RESULT_KEEP`` bytes) wrapped for reuse, destroy the rest."""
+        doomed: list[_Region] = []
+        with self._lock:
+            while self._returned:
+                region = self._returned.popleft()
+                self._leased.pop(id(region), None)
+                self._regions.append(region)
+            while self._regions and (
+                len(self._regions) > 2 or sum(r.size for r in self._regions) > RESULT_KEEP
+            ):
+                doomed.append(self._regions.pop(0))
+        for region in doomed:
+            region.destroy(self.backend)
+
+
+class _Refused(Exception):
+    """The backend refused to wrap some memory (internal: the rest goes through the pool)."""

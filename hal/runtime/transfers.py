@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hal.backends.protocol import BackendError
 from hal.core.checks import check_buffer_usage, check_int, host_bytes, make_ref
 from hal.core.refs import BufferRef, BufferTarget, SlotRef
@@ -478,7 +480,8 @@ class HostTransfers:
         self.device = device
         self.queue = queue
         self.executor = executor
-        self.staging = StagingPool(backend, queue, profiler, self._write_edges)
+        discrete = getattr(getattr(device, "info", None), "adapter_type", "") == "discrete"
+        self.staging = StagingPool(backend, queue, profiler, self._write_edges, discrete)
 
     def _write_edges(
         self, root: Buffer, head_offset: int, head: bytes, tail_offset: int, tail: bytes
@@ -513,13 +516,31 @@ class HostTransfers:
         if length == 0:
             return b""
         result, view = new_bytes(length)
-        self.read_into(buffer, offset, view)
+        # Large reads land straight in the new object's pages (wrapped as a host-memory
+        # buffer where the backend has them); the object owns that memory.
+        self.read_into(buffer, offset, view, keep=result)
         view.release()
         return bytes(result) if not isinstance(result, bytes) else result
 
-    def read_into(self, buffer: Buffer, offset: int, out: Any) -> None:
+    def read_array(self, buffer: Buffer, offset: int, length: int) -> np.ndarray:
+        """A new flat uint8 array of the ``length`` bytes at absolute ``offset`` after all
+        submitted work. Large ones are host pages the GPU copies into directly where the
+        backend has host-memory buffers (reused once the array was collected); page
+        aligned, so any dtype may view them. Raises as :meth:`read_into`."""
+        leased = self.staging.lease_result(length) if offset % 4 == 0 else None
+        if leased is None:
+            out = np.empty(length, np.uint8)
+            self.read_into(buffer, offset, out)
+            return out
+        array, view = leased
+        self.read_into(buffer, offset, view)
+        return array
+
+    def read_into(self, buffer: Buffer, offset: int, out: Any, keep: Any = None) -> None:
         """Read ``len(out)`` bytes at absolute ``offset`` into the writable buffer ``out``
-        after all submitted work."""
+        after all submitted work (``keep``, default ``out``: the object owning its memory,
+        held while the GPU may write it). Raises FailedPreconditionError (released),
+        UnavailableError."""
         target = memoryview(out).cast("B")
         if len(target) == 0:
             return
@@ -527,11 +548,7 @@ class HostTransfers:
         allocation.acquire()  # as in write: a concurrent release() is deferred
         try:
             _check_usable(allocation, "host read")
-
-            def sink(chunk: memoryview, position: int) -> None:
-                copy_bytes(target[position : position + len(chunk)], chunk)
-
-            self.staging.read(buffer, offset, len(target), sink)
+            self.staging.read_into(buffer, offset, target, out if keep is None else keep)
         except BackendError as error:
             raise backend_failure(self.queue, "host read", error) from None
         finally:

@@ -461,7 +461,7 @@ def test_collective_abort_calls_mpi_abort() -> None:
         **os.environ,
         "HAL_COLLECTIVE_TIMEOUT": "0.3",
         "HAL_COLLECTIVE_ABORT": "1",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=WAIT

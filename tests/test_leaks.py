@@ -26,7 +26,10 @@ def rss() -> int:
 
 
 def native_counts() -> dict[str, int]:
-    """Live wgpu-native objects per type."""
+    """Live wgpu-native objects per type (none to count on another implementation: Dawn has
+    no such diagnostics, and the RSS bound still applies there)."""
+    if not hasattr(wgpu.diagnostics, "wgpu_native_counts"):
+        return {}
     counts = wgpu.diagnostics.wgpu_native_counts.get_dict()
     return {name: int(v["count"]) for name, v in counts.items() if name != "total"}
 

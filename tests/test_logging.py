@@ -135,7 +135,11 @@ def test_hal_log_env_attaches_a_stderr_handler(tmp_path: Path) -> None:
         "import hal.log; hal.log.configure_from_env(); hal.log.configure_from_env()\n"
         "print(len(logging.getLogger('hal').handlers))\n"
     )
-    env = {**os.environ, "HAL_LOG": "debug", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "HAL_LOG": "debug",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )

@@ -291,4 +291,6 @@ def test_identical_dispatches_share_one_segment(device: Any) -> None:
     device.queue_execute(cb)
     device.wait_idle(30)
     got = counters.to_numpy().view(np.uint32)
-    assert got[0] == 4 and got[64] == 1  # (2, 1, 1) runs touch twice
+    # (2, 1, 1) runs touch twice; its two workgroups may race on a real GPU (a plain
+    # read-modify-write), so they add one or two.
+    assert got[0] in (3, 4) and got[64] == 1, got[[0, 64]]

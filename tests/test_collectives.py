@@ -579,7 +579,9 @@ def test_data_parallel_example_mpiexec() -> None:
         "3",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    # Found anywhere, not per line: mpiexec forwards each rank's output in chunks, and the
-    # ranks' lines can interleave mid-line.
-    found = re.findall(r"mlp_data_parallel: (rank \d of 2), [^\n]*?vs numpy: (\w+)", done.stdout)
+    # Found anywhere, not per line: mpiexec forwards each rank's output in chunks, and one
+    # rank's line can run into the other's (its newline forwarded later).
+    found = re.findall(
+        r"mlp_data_parallel: (rank \d of 2), .*?vs numpy: ([A-Z]+)", done.stdout, re.S
+    )
     assert sorted(found) == [("rank 0 of 2", "OK"), ("rank 1 of 2", "OK")], done.stdout

@@ -30,10 +30,13 @@ test-default: adapter
 # bounded, seeded share of both).
 FUZZ_EXAMPLES ?= 5000
 SOAK_SECONDS ?= 90
+# The collectives under mpiexec with more ranks than make test's 2 and 3.
+MPI_RANKS ?= 2,3,4,5
 fuzz: adapter
 	HAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HAL_FUZZ_RANDOM=1 HAL_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(PY) -m pytest -s -o timeout=0 \
 		tests/test_fuzz.py tests/test_lowering_property.py tests/test_soak.py
+	HAL_MPI_RANKS=$(MPI_RANKS) $(PY) -m pytest -o timeout=0 tests/test_collectives.py -k mpiexec
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hal tests benchmarks

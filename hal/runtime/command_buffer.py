@@ -889,7 +889,7 @@ class CommandBuffer:
             ref = self._fast_binding(target, b, caps)
             if ref is not None:
                 if len(cache) < 256:
-                    root = ref.buffer
+                    root: Any = ref.buffer  # a fast-path ref's root is always a Buffer
                     cache[(id(target), id(b))] = (target, b, ref, root, root.permission_bits)
                 refs[b.binding] = ref
                 continue

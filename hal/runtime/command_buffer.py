@@ -157,6 +157,37 @@ def _barriers(
     )
 
 
+def _fast_entry(segment: DispatchSegment, executable: Any, bindings: Any) -> tuple[Any, ...]:
+    """The dispatch fast path's cache entry for a recorded ``segment`` without slots:
+    (segment, the buffers whose release or permission change must send the next repeat down
+    the general path, each with its ``permission_bits`` now, and the key's objects, kept
+    alive so that their ids stay theirs)."""
+    buffers: dict[int, Any] = {}
+    for target in bindings:
+        target = as_target(target)
+        buffer = target.buffer if isinstance(target, BufferRef) else target
+        if isinstance(buffer, Buffer):  # a subspan's is_released covers its allocation's
+            buffers[id(buffer)] = buffer
+    for ref in segment.bindings:
+        if ref is not None and ref.buffer is not None:
+            buffers[id(ref.buffer)] = ref.buffer
+    checks = tuple((buffer, buffer.permission_bits) for buffer in buffers.values())
+    return (segment, checks, executable, tuple(bindings))
+
+
+def _still_valid(entry: tuple[Any, ...], grid: tuple[Any, ...]) -> bool:
+    """Whether a fast-path repeat with ``grid`` (equal to the cached one) records the
+    cached segment: the grid is of ints (``1.0 == 1``), no buffer was released and no
+    buffer's permissions changed."""
+    x, y, z = grid
+    if type(x) is not int or type(y) is not int or type(z) is not int:
+        return False
+    for buffer, bits in entry[1]:
+        if buffer.permission_bits is not bits or buffer.is_released:
+            return False
+    return True
+
+
 class CommandBufferState(enum.Enum):
     """Where a command buffer is in its life."""
 
@@ -229,7 +260,11 @@ class CommandBuffer:
         # an object is gone): a dispatch repeats both far more often than it varies them.
         self._entries: dict[tuple[int, str], tuple[Any, EntryPointLayout]] = {}
         self._dispatch_cache: dict[tuple[Any, ...], DispatchSegment] = {}
-        self._binding_cache: dict[tuple[int, int], tuple[Any, BindingLayout, Ref, Any]] = {}
+        self._binding_cache: dict[tuple[int, int], tuple[Any, BindingLayout, Ref, Any, Any]] = {}
+        # Whether dispatches pass _begin_command's category check (their fast path), and
+        # the fast path's repeats: see :meth:`dispatch` and :func:`_fast_entry`.
+        self._dispatches_ok = not self._validate or bool(self._category_bits & _DISPATCH)
+        self._fast_dispatches: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -417,7 +452,10 @@ class CommandBuffer:
         InvalidArgumentError for stages that are not ExecutionStage bits, a negative or
         non-int ``flags`` and barrier lists that are not sequences."""
         what = "execution_barrier"
-        self._begin_command(what, 0)
+        if self.state is CommandBufferState.RECORDING:
+            self.device.check_open(what)  # a barrier needs no category
+        else:
+            self._begin_command(what, 0)  # raises the right error
         if (
             source_stage is ExecutionStage.ALL
             and target_stage is ExecutionStage.ALL
@@ -653,7 +691,27 @@ class CommandBuffer:
         A count with a zero dimension records nothing. Raises InvalidArgumentError,
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "dispatch"
-        self._begin_command(what, _DISPATCH)
+        key = None
+        if (
+            self.state is CommandBufferState.RECORDING
+            and self._dispatches_ok
+            and type(workgroup_count) is tuple
+            and type(entry_point) is str
+            and type(constants) is tuple
+            and not constants
+            and (type(bindings) is tuple or type(bindings) is list)
+        ):
+            self.device.check_open(what)
+            # A repeat of a dispatch recorded before: the cached entry holds every object of
+            # its key alive, so equal ids are the same objects; what can change since is
+            # checked (the grid's types, a release, a permission change).
+            key = (id(executable), entry_point, workgroup_count, *map(id, bindings))
+            hit = self._fast_dispatches.get(key)
+            if hit is not None and _still_valid(hit, workgroup_count):
+                self._segments.append(hit[0])
+                return
+        else:
+            self._begin_command(what, _DISPATCH)
         grid = self._grid(what, workgroup_count)
         if grid == (0, 0, 0):
             return
@@ -665,6 +723,8 @@ class CommandBuffer:
         self._segments.append(segment)
         if any_slot:
             self._require_bindings(what, segment)
+        elif key is not None and len(self._fast_dispatches) < 256:
+            self._fast_dispatches[key] = _fast_entry(segment, executable, bindings)
 
     def _grid(self, what: str, workgroup_count: Any) -> tuple[int, int, int]:
         """``workgroup_count`` as a checked (x, y, z). Raises InvalidArgumentError."""
@@ -814,15 +874,23 @@ class CommandBuffer:
         cache = self._binding_cache
         for b in layout.bindings:
             target = bindings[b.binding]
-            # A target already checked for this binding: only its release can have changed.
+            # A target already checked for this binding: only its release or its
+            # permissions (a new permission_bits tuple) can have changed.
             hit = cache.get((id(target), id(b)))
-            if hit is not None and hit[0] is target and hit[1] is b and not hit[3].is_released:
+            if (
+                hit is not None
+                and hit[0] is target
+                and hit[1] is b
+                and hit[3].permission_bits is hit[4]
+                and not hit[3].is_released
+            ):
                 refs[b.binding] = hit[2]
                 continue
             ref = self._fast_binding(target, b, caps)
             if ref is not None:
                 if len(cache) < 256:
-                    cache[(id(target), id(b))] = (target, b, ref, ref.buffer)
+                    root: Any = ref.buffer  # a fast-path ref's root is always a Buffer
+                    cache[(id(target), id(b))] = (target, b, ref, root, root.permission_bits)
                 refs[b.binding] = ref
                 continue
             argument = _binding_name(b.binding)

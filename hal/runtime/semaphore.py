@@ -333,18 +333,6 @@ def wait_points(
         return
     deadline = None if timeout is None else time.monotonic() + timeout
 
-    def check() -> bool:
-        reached = 0
-        for semaphore, value in pairs:
-            failure = semaphore._failure
-            if failure is not None:
-                raise AbortedError(f"wait: semaphore failed: {failure}", failure)
-            if semaphore._value >= value:
-                reached += 1
-                if mode == "any":
-                    return True
-        return reached == len(pairs)
-
     # A wait without a timeout on a value that submitted GPU work will signal blocks in the
     # device poll itself where the backend's blocking wait is the fastest (CPU adapters): the
     # tracker thread's wake-up and hand-off are skipped. A bounded wait can't do this (the
@@ -352,7 +340,7 @@ def wait_points(
     # polling to it, so bounded and unbounded waits cost the same.
     if timeout is None and len(pairs) == 1:
         semaphore, value = pairs[0]
-        while not check():
+        while not _reached(pairs, mode):
             pending = semaphore._signalling_submission(value)
             if (
                 pending is None
@@ -365,7 +353,7 @@ def wait_points(
                 break
             pending[0].wait_for(pending[1])
     with _changed:
-        while not check():
+        while not _reached(pairs, mode):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(

@@ -39,26 +39,11 @@ import mpi4py
 
 mpi4py.rc.thread_level = "multiple"
 from mpi4py import MPI  # noqa: E402 - after the thread level
+from sizes import human, parse_size  # noqa: E402
 
 import hal  # noqa: E402
 
-KIB, MIB = 1 << 10, 1 << 20
 TIMEOUT = 600.0
-
-
-def parse_size(text: str) -> int:
-    """``"4K"``, ``"16M"``, ``"1G"`` or plain bytes."""
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = {"K": KIB, "M": MIB, "G": 1 << 30}.get(text[-1:], 1)
-    return int(text[:-1] if scale > 1 else text) * scale
-
-
-def human(size: int) -> str:
-    """``4 KiB``, ``16 MiB`` ..."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", KIB)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale} {unit}"
-    return f"{size} B"
 
 
 def timed(comm: Any, run: Callable[[], Any], reps: int) -> list[float]:

@@ -39,25 +39,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sizes import KIB, MIB, human, parse_size
+
 import hal
 
 TIMEOUT = 120.0
-KIB, MIB = 1 << 10, 1 << 20
-
-
-def parse_size(text: str) -> int:
-    """``"4K"``, ``"16M"``, ``"1G"`` or plain bytes."""
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = {"K": KIB, "M": MIB, "G": 1 << 30}.get(text[-1:], 1)
-    return int(text[:-1] if scale > 1 else text) * scale
-
-
-def human(size: int) -> str:
-    """``4096`` -> ``"4 KiB"``."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", KIB)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale} {unit}"
-    return f"{size} B"
 
 
 def sizes(max_size: int) -> list[int]:

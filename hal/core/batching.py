@@ -406,15 +406,7 @@ def batch_transfers(plan: Plan, caps: DeviceCaps) -> Plan:
     steps = _batch_natives(steps, caps, table)
     if len(table) == len(plan.constants):  # every table dispatch appends its entries
         return plan
-    tables = [
-        d
-        for s in steps
-        if isinstance(s, ComputePass)
-        for d in s.dispatches
-        if d.kernel is BuiltinKernel.FILL_TABLE or d.kernel is BuiltinKernel.COPY_TABLE
-    ]
-    entries = sum(d.bindings[-1][2].size // 16 for d in tables)
-    note = f"batched: {entries} small transfers into {len(tables)} table dispatch(es)"
+    note = batched_note(steps)
     return dataclasses.replace(
         plan,
         steps=tuple(steps),
@@ -474,3 +466,17 @@ def builtin_transfers(plan: Plan) -> int:
                 elif d.is_builtin:
                     total += 1
     return total
+
+
+def batched_note(steps: Sequence[Step]) -> str:
+    """The plan note that counts the table dispatches of ``steps`` and their entries (one
+    16-byte entry per small transfer)."""
+    tables = [
+        d
+        for s in steps
+        if isinstance(s, ComputePass)
+        for d in s.dispatches
+        if d.kernel is BuiltinKernel.FILL_TABLE or d.kernel is BuiltinKernel.COPY_TABLE
+    ]
+    entries = sum(d.bindings[-1][2].size // 16 for d in tables)
+    return f"batched: {entries} small transfers into {len(tables)} table dispatch(es)"

@@ -31,8 +31,8 @@ from hal.core.batching import (
     _table_step,
     _Transfer,
     _window,
+    batched_note,
 )
-from hal.core.builtins import BuiltinKernel
 from hal.core.caps import DeviceCaps
 from hal.core.lowering import (
     _VECTOR_MIN,
@@ -248,15 +248,7 @@ def _finish(
         ops = [_step(builder, e) for e in entries]
         lowered = tuple(ops) if native else (ComputePass(tuple(ops)),)  # type: ignore[arg-type]
         return Plan(lowered, b"", b"", 0, 0, frozen, stats, tuple(notes))  # type: ignore[arg-type]
-    tables = [
-        d
-        for s in steps
-        if isinstance(s, ComputePass)
-        for d in s.dispatches
-        if d.kernel is BuiltinKernel.FILL_TABLE or d.kernel is BuiltinKernel.COPY_TABLE
-    ]
-    count = sum(d.bindings[-1][2].size // 16 for d in tables)
-    notes.append(f"batched: {count} small transfers into {len(tables)} table dispatch(es)")
+    notes.append(batched_note(steps))
     return Plan(tuple(steps), b"", bytes(table), 0, 0, frozen, _stats(stats, steps), tuple(notes))
 
 

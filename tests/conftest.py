@@ -21,19 +21,38 @@ def device() -> Iterator[hal.Device]:
         yield dev
 
 
-@pytest.fixture(scope="session")
-def device_no_immediates() -> Iterator[hal.Device]:
-    """A device that pretends the adapter lacks immediates: constants go through the
-    staged-uniform fallback and kernels are rewritten."""
-    old = os.environ.get("HAL_DISABLE_FEATURES")
-    os.environ["HAL_DISABLE_FEATURES"] = "immediates"
+def dawn_backend_or_skip() -> str:
+    """The backend of Dawn's first adapter (Dawn's own, whatever HAL_BACKEND says: the GL
+    configuration sets it and Dawn has no GL backend); skips without wgpudawn or an adapter."""
     try:
-        dev = hal.create_device()
+        import wgpudawn  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"wgpudawn is not installed ({error}): pip install '.[dawn]'")
+    adapters = hal.available_adapters(implementation="dawn")
+    if not adapters:
+        pytest.skip("Dawn finds no adapter on this machine (it needs Vulkan with Mesa >= 24)")
+    return adapters[0].backend
+
+
+def device_without(features: str) -> hal.Device:
+    """A new default device that pretends the adapter lacks ``features`` (comma-separated,
+    as ``HAL_DISABLE_FEATURES`` takes them); the environment is restored afterwards."""
+    old = os.environ.get("HAL_DISABLE_FEATURES")
+    os.environ["HAL_DISABLE_FEATURES"] = features
+    try:
+        return hal.create_device()
     finally:
         if old is None:
             del os.environ["HAL_DISABLE_FEATURES"]
         else:
             os.environ["HAL_DISABLE_FEATURES"] = old
+
+
+@pytest.fixture(scope="session")
+def device_no_immediates() -> Iterator[hal.Device]:
+    """A device that pretends the adapter lacks immediates: constants go through the
+    staged-uniform fallback and kernels are rewritten."""
+    dev = device_without("immediates")
     assert not dev.caps.immediates
     with dev:
         yield dev

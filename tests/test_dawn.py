@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WAIT, random_bytes, submit_and_wait
+from conftest import WAIT, dawn_backend_or_skip, random_bytes, submit_and_wait
 
 import hal
 
@@ -28,16 +28,9 @@ KEY = 0xC3A55A3C
 
 
 def _dawn_or_skip() -> hal.Device:
-    try:
-        import wgpudawn  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"wgpudawn is not installed ({error}): pip install '.[dawn]'")
-    adapters = hal.available_adapters(implementation="dawn")
-    if not adapters:
-        pytest.skip("Dawn finds no adapter on this machine (it needs Vulkan with Mesa >= 24)")
-    # Dawn's own backend, whatever HAL_BACKEND says (the GL configuration sets it: Dawn has
-    # no GL backend).
-    return hal.create_device(implementation="dawn", backend=adapters[0].backend, label="dawn-test")
+    return hal.create_device(
+        implementation="dawn", backend=dawn_backend_or_skip(), label="dawn-test"
+    )
 
 
 @pytest.fixture(scope="module")

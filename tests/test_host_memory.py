@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import WAIT, random_bytes
+from conftest import WAIT, dawn_backend_or_skip, random_bytes
 
 import hal
 from hal.backends.null import NullBackend, NullBuffer
@@ -39,14 +39,7 @@ MIB = 1 << 20
 
 
 def _dawn_or_skip() -> hal.Device:
-    try:
-        import wgpudawn  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"wgpudawn is not installed ({error}): pip install '.[dawn]'")
-    adapters = hal.available_adapters(implementation="dawn")
-    if not adapters:
-        pytest.skip("Dawn finds no adapter on this machine (it needs Vulkan with Mesa >= 24)")
-    return hal.create_device(implementation="dawn", backend=adapters[0].backend, label="hm")
+    return hal.create_device(implementation="dawn", backend=dawn_backend_or_skip(), label="hm")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ subgroup and workgroup reductions; causal attention; the device feature check.""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 
 import numpy as np
 import pytest
+from conftest import device_without
 
 import hal
 from hal.examples import attention, gelu, layernorm, matmul, prefix_sum, softmax, transformer
@@ -23,15 +23,7 @@ EDGE_SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 1), (33, 17, 70), (64, 64, 64), (1
 @pytest.fixture(scope="module")
 def device_no_subgroups() -> Iterator[hal.Device]:
     """A device without ``subgroup`` (and ``shader-f16``): the portable fallbacks."""
-    old = os.environ.get("HAL_DISABLE_FEATURES")
-    os.environ["HAL_DISABLE_FEATURES"] = "subgroup,shader-f16"
-    try:
-        dev = hal.create_device()
-    finally:
-        if old is None:
-            del os.environ["HAL_DISABLE_FEATURES"]
-        else:
-            os.environ["HAL_DISABLE_FEATURES"] = old
+    dev = device_without("subgroup,shader-f16")
     with dev:
         yield dev
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import WAIT, random_bytes
+from conftest import WAIT, dawn_backend_or_skip, random_bytes
 
 import hal
 
@@ -428,22 +428,11 @@ def test_threads_submit_on_both_devices(pair: tuple[hal.Device, hal.Device]) -> 
 # -- Dawn --------------------------------------------------------------------------------------
 
 
-def _dawn_backend_or_skip() -> str:
-    try:
-        import wgpudawn  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"wgpudawn is not installed ({error}): pip install '.[dawn]'")
-    adapters = hal.available_adapters(implementation="dawn")
-    if not adapters:
-        pytest.skip("Dawn finds no adapter on this machine (it needs Vulkan with Mesa >= 24)")
-    return adapters[0].backend
-
-
 def test_two_dawn_devices_and_a_native_one() -> None:
     """Two Dawn devices of one adapter beside a wgpu-native one: cross-device waits and peer
     copies between all three; a compile error on one Dawn device never surfaces in a
     concurrent call on the other (wgpudawn's pending errors are process-wide)."""
-    backend = _dawn_backend_or_skip()
+    backend = dawn_backend_or_skip()
     first = hal.create_device(implementation="dawn", backend=backend, label="dawn1")
     second = hal.create_device(implementation="dawn", backend=backend, label="dawn2")
     native = hal.create_device(implementation="wgpu-native")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import WAIT
+from conftest import WAIT, device_without
 
 import hal
 from hal.core.builtins import shader_path
@@ -62,15 +61,7 @@ def _run(device: hal.Device, cb: hal.CommandBuffer, value: int = 1) -> None:
 @pytest.fixture(scope="module")
 def device_no_timestamps() -> Iterator[hal.Device]:
     """A device that pretends the adapter lacks timestamp queries."""
-    old = os.environ.get("HAL_DISABLE_FEATURES")
-    os.environ["HAL_DISABLE_FEATURES"] = "timestamp-query"
-    try:
-        dev = hal.create_device()
-    finally:
-        if old is None:
-            del os.environ["HAL_DISABLE_FEATURES"]
-        else:
-            os.environ["HAL_DISABLE_FEATURES"] = old
+    dev = device_without("timestamp-query")
     assert "timestamp-query" not in dev.features
     with dev:
         yield dev

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import WAIT, submit_and_wait
+from mpi_launch import find_launcher
 
 import hal
 from hal import CollectiveKind as K
@@ -37,11 +37,6 @@ except ImportError:  # pragma: no cover - the `mpi` extra is missing
     MPI = None
 
 needs_mpi = pytest.mark.skipif(MPI is None, reason="mpi4py is not installed (the `mpi` extra)")
-
-
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 @pytest.fixture(scope="module")
@@ -504,19 +499,23 @@ def test_channel_basics(device: hal.Device) -> None:
 
 
 def run_mpi(ranks: int, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``mpiexec -n ranks python argv...`` bounded by hydra's MPIEXEC_TIMEOUT and our own
-    timeout; skips when MPI is missing."""
-    mpiexec = _mpiexec()
-    if MPI is None or mpiexec is None:
-        pytest.skip("mpi4py / mpiexec not installed (the `mpi` extra)")
+    """``mpiexec -n ranks python argv...`` with the launcher of mpi4py's own MPI family
+    (tests/mpi_launch.py), bounded by the launcher's timeout (hydra's MPIEXEC_TIMEOUT, Open
+    MPI's ``--timeout``) and our own; skips, saying why, when MPI or its launcher is missing."""
+    if MPI is None:
+        pytest.skip("mpi4py is not installed (the `mpi` extra)")
+    launcher = find_launcher(MPI.Get_library_version())
+    if isinstance(launcher, str):
+        pytest.skip(launcher)
     env = {
         **os.environ,
+        **dict(launcher.env),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "MPIEXEC_TIMEOUT": str(int(timeout)),
     }
     env.pop("HAL_COLLECTIVE_TIMEOUT", None)
     return subprocess.run(
-        [mpiexec, "-n", str(ranks), sys.executable, *argv],
+        [*launcher.argv(ranks, timeout), sys.executable, *argv],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -80,7 +80,8 @@ def parallel_copy(pool: ThreadPoolExecutor, threads: int, dst: np.ndarray, src: 
         return
     step = ((-(-size // threads)) + 4095) & ~4095
     futures = [
-        pool.submit(np.copyto, dst[i : i + step], src[i : i + step]) for i in range(step, size, step)
+        pool.submit(np.copyto, dst[i : i + step], src[i : i + step])
+        for i in range(step, size, step)
     ]
     np.copyto(dst[:step], src[:step])
     for f in futures:
@@ -122,8 +123,12 @@ def memcpy_section(size: int, reps: int, pinned: np.ndarray) -> None:
             for f in futures:
                 f.result()
 
-        record("memcpy", f"memmove into host-memory buffer, {threads} threads", size,
-               timed(run_memmove, reps))
+        record(
+            "memcpy",
+            f"memmove into host-memory buffer, {threads} threads",
+            size,
+            timed(run_memmove, reps),
+        )
     pool.shutdown()
 
 
@@ -160,8 +165,14 @@ def fault_section(size: int, reps: int) -> None:
                 start = -addr % (2 * _MIB)
                 populate(addr + start, size, threads)
 
-            record("fault", f"populate, huge={huge}, {threads} threads", size,
-                   timed(run, reps, setup), threads=threads, huge=huge)
+            record(
+                "fault",
+                f"populate, huge={huge}, {threads} threads",
+                size,
+                timed(run, reps, setup),
+                threads=threads,
+                huge=huge,
+            )
         # How much became huge pages, for the last mapping.
         with open("/proc/self/smaps_rollup") as f:
             anon = [line.strip() for line in f if "AnonHuge" in line]
@@ -180,16 +191,20 @@ def fault_section(size: int, reps: int) -> None:
         def run2(threads: int = threads) -> None:
             parallel_copy(pool, threads, np.frombuffer(fresh[0], np.uint8), src)
 
-        record("fault", f"copy into fresh huge pages, {threads} threads", size,
-               timed(run2, reps, setup2))
+        record(
+            "fault",
+            f"copy into fresh huge pages, {threads} threads",
+            size,
+            timed(run2, reps, setup2),
+        )
     # A new bytes object: huge advice (new_bytes) + populate, then copy.
     for threads in (8, 16):
         objs: list[Any] = []
 
-        def setup3() -> None:
+        def setup3(objs: list[Any] = objs) -> None:
             objs.clear()
 
-        def run3(threads: int = threads) -> None:
+        def run3(threads: int = threads, objs: list[Any] = objs) -> None:
             obj, view = staging.new_bytes(size)
             objs.append(obj)
             addr = np.frombuffer(view, np.uint8).ctypes.data
@@ -199,7 +214,7 @@ def fault_section(size: int, reps: int) -> None:
 
         record("fault", f"new bytes, populate, {threads} threads", size, timed(run3, reps, setup3))
 
-        def run4(threads: int = threads) -> None:
+        def run4(threads: int = threads, objs: list[Any] = objs) -> None:
             obj, view = staging.new_bytes(size)
             objs.append(obj)
             parallel_copy(pool, threads, np.frombuffer(view, np.uint8), src)
@@ -226,8 +241,12 @@ def gpu_section(device: hal.Device, size: int, reps: int) -> None:
                     last = backend.submit([cb])
                 backend.wait(last)
 
-            record("gpu", f"{direction}, {chunk // _MIB} MiB host buffers, one wait", size,
-                   timed(run, reps))
+            record(
+                "gpu",
+                f"{direction}, {chunk // _MIB} MiB host buffers, one wait",
+                size,
+                timed(run, reps),
+            )
         for hb, _ in hosts:
             backend.destroy_buffer(hb)
     buf.release()
@@ -240,6 +259,11 @@ def set_threads(n: int) -> None:
     staging._executor = None
 
 
+CONFIGS = ((8, 32, 3), (12, 32, 3), (16, 32, 3), (12, 16, 4), (12, 64, 3), (12, 32, 6))
+"""(threads, chunk MiB, depth) of the pipeline rows: the chunk-by-chunk upload timed per
+stage, then hal's calls (streamed over ``threads`` where the pool is host memory)."""
+
+
 def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
     pool = device._host.staging
     rng = np.random.default_rng(2)
@@ -248,17 +272,15 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
     target = buf.allocation.handle
     allocation = buf.allocation
     body = memoryview(host).cast("B")
-    saved = pool.chunk_size, pool.depth, staging.COPY_THREADS
-    for threads, chunk, depth in (
-        (8, 32, 3), (8, 16, 3), (8, 64, 3), (12, 32, 3), (16, 32, 3), (16, 64, 3),
-        (16, 16, 4), (8, 32, 6), (16, 8, 8),
-    ):
+    saved = pool.chunk_size, pool.depth, staging.COPY_THREADS, pool.stream_threads
+    for threads, chunk, depth in CONFIGS:
         set_threads(threads)
+        pool.stream_threads = threads
         pool.release()
         pool.chunk_size, pool.depth = chunk * _MIB, depth
         stages = {"wait": 0.0, "copy": 0.0, "submit": 0.0}
 
-        def run(c: int = chunk * _MIB, d: int = depth) -> None:
+        def run(c: int = chunk * _MIB, d: int = depth, stages: dict[str, float] = stages) -> None:
             chunks = -(-size // c)
             items = [pool._take(True, c) for _ in range(min(d, chunks))]
             try:
@@ -285,20 +307,29 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
 
         samples = timed(run, reps)
         n = reps + 1
-        record("pipeline", f"upload, {threads} threads, {chunk} MiB, depth {depth}", size,
-               samples, stages_ms={k: v / n * 1e3 for k, v in stages.items()})
+        record(
+            "pipeline",
+            f"upload, {threads} threads, {chunk} MiB, depth {depth}",
+            size,
+            samples,
+            stages_ms={k: v / n * 1e3 for k, v in stages.items()},
+        )
         print("   stages ms/call", {k: round(v / n * 1e3, 2) for k, v in stages.items()})
         for name, call in (
             ("transfer_h2d", lambda: (device.transfer_h2d(host, buf), device.wait_idle(60))),
             ("transfer_d2h", lambda: device.transfer_d2h(buf)),
             ("to_numpy", lambda: buf.to_numpy()),
         ):
-            record("hal", f"{name}, {threads} threads, {chunk} MiB, depth {depth}", size,
-                   timed(call, reps))
+            record(
+                "hal",
+                f"{name}, {threads} threads, {chunk} MiB, depth {depth}",
+                size,
+                timed(call, reps),
+            )
         if device.transfer_d2h(buf) != host.tobytes():
             raise AssertionError("pipeline: wrong bytes")
     pool.release()
-    pool.chunk_size, pool.depth = saved[0], saved[1]
+    pool.chunk_size, pool.depth, pool.stream_threads = saved[0], saved[1], saved[3]
     set_threads(saved[2])
     # Readback into a new bytes object whose pages are faulted in first (populate over the
     # copy threads), then through the pool.
@@ -313,8 +344,12 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
             pool._read_pooled(buf, 0, view)
             return obj
 
-        record("hal", f"transfer_d2h, prefaulted new bytes, {threads} threads", size,
-               timed(prefault, reps))
+        record(
+            "hal",
+            f"transfer_d2h, prefaulted new bytes, {threads} threads",
+            size,
+            timed(prefault, reps),
+        )
         if prefault() != host.tobytes():
             raise AssertionError("prefault: wrong bytes")
     set_threads(saved[2])

@@ -30,9 +30,9 @@ import hal
 from hal.backends.null import NullBackend, NullBuffer
 from hal.backends.protocol import BackendError
 from hal.core.cost import TransferCosts, load_costs
+from hal.runtime import staging
 from hal.runtime.adapters import AdapterInfo
 from hal.runtime.device import Device
-from hal.runtime import staging
 from hal.runtime.staging import WRITE_BUFFER_MAX
 
 REPO = Path(__file__).resolve().parent.parent
@@ -723,18 +723,19 @@ def test_deferred_streamed_pool_waits_for_each_chunk_on_the_calling_thread(
     device.transfer_h2d(data, buffer)
     assert len(backend.host_buffers) == pool.depth
     me = threading.current_thread().name
-    # Every wait (the GPU's use of a buffer before it is refilled) is on this thread.
-    assert backend.waits and all(name == me for name, _ in backend.waits)
-    assert len(backend.waits) >= -(-size // pool.chunk_size) - pool.depth
+    # The waits for a buffer's GPU use before it is refilled are on this thread (hal's
+    # completion thread waits too), never on a copy thread.
+    mine = [ticket for name, ticket in backend.waits if name == me]
+    assert len(mine) >= -(-size // pool.chunk_size) - pool.depth
+    assert not any(name.startswith("hal-stream") for name, _ in backend.waits)
     assert device.transfer_d2h(buffer) == data.tobytes()
     assert np.array_equal(buffer.to_numpy(), data)
-    assert all(name == me for name, _ in backend.waits)
+    assert not any(name.startswith("hal-stream") for name, _ in backend.waits)
     assert len(backend.host_buffers) == 2 * pool.depth
 
 
 def test_stream_threads_default_to_one_without_host_memory() -> None:
+    # wgpu-native maps its staging buffers: chunk by chunk with copy_bytes, never streamed.
     with hal.create_device(implementation="wgpu-native", label="nostream") as device:
+        assert device._host.staging.host_memory is False
         assert device._host.staging.stream_threads == 1
-    assert staging.STREAM_THREADS == (
-        1 if (os.cpu_count() or 1) < 8 else min(12, (os.cpu_count() or 1) * 3 // 4)
-    ) or "HAL_STREAM_THREADS" in os.environ

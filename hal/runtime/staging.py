@@ -18,7 +18,8 @@ host-mapped-pointer), the pool's buffers are host pages wrapped as buffers inste
 "waiting for the map" is waiting for the submission that last used the buffer
 (``backend.wait``). Same pool, chunks and pipelining; chunks are ``HOST_CHUNK_SIZE``. The
 pages live as long as the buffer's last GPU use (the backend keeps them until the
-implementation released the buffer); :meth:`StagingPool.release` destroys the idle ones.
+implementation released the buffer); :meth:`StagingPool.release` destroys the idle ones. On
+many-core hosts their host copies stream over ``STREAM_THREADS`` (no join per chunk).
 
 Zero-copy (host-memory buffers only, from ``WRAP_MIN``): a large ``to_numpy`` result is an
 array over a region of the pool's own host pages (:class:`_Region`), which the GPU writes in

@@ -271,7 +271,7 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
     buf = device.allocate_buffer(size)
     target = buf.allocation.handle
     allocation = buf.allocation
-    body = memoryview(host).cast("B")
+    body = memoryview(host.data).cast("B")
     saved = pool.chunk_size, pool.depth, staging.COPY_THREADS, pool.stream_threads
     for threads, chunk, depth in CONFIGS:
         set_threads(threads)

@@ -30,6 +30,7 @@ import hal
 from hal.backends.null import NullBackend, NullBuffer
 from hal.backends.protocol import BackendError
 from hal.core.cost import TransferCosts, load_costs
+from hal.runtime import staging
 from hal.runtime.adapters import AdapterInfo
 from hal.runtime.device import Device
 from hal.runtime.staging import WRITE_BUFFER_MAX
@@ -614,3 +615,127 @@ def test_discrete_defaults_copy_caller_memory_but_reuse_result_regions() -> None
         device.transfer_h2d(again, other)  # from the region's buffers: no copy, no new wrap
         assert len(backend.wrapped) == wrapped
         assert device.transfer_d2h(other) == bytes([3]) * size
+
+
+# -- streamed host copies (session 20) ---------------------------------------------------------
+
+
+@pytest.fixture
+def streaming(small_chunks: hal.Device, monkeypatch: pytest.MonkeyPatch) -> hal.Device:
+    """The Dawn device with 256 KiB chunks copied by 3 streaming threads in 64 KiB pieces,
+    caller memory and results copied through the pool (as on a discrete adapter)."""
+    pool = small_chunks._host.staging
+    monkeypatch.setattr(staging, "STREAM_PIECE", 64 * 1024)
+    for name, value in (("stream_threads", 3), ("wrap", False), ("wrap_results", False)):
+        monkeypatch.setattr(pool, name, value)
+    return small_chunks
+
+
+@pytest.mark.parametrize(
+    ("size", "offset"), [(WRITE_BUFFER_MAX + 3, 2), (5 * MIB + 7, 5), (3 * MIB, 0), (3 * MIB, 4)]
+)
+def test_streamed_transfers_are_exact(streaming: hal.Device, size: int, offset: int) -> None:
+    device = streaming
+    data = random_bytes(size, seed=size + offset)
+    canary = np.full(size + 16, 0x5A, np.uint8)
+    buffer = device.buffer_from_numpy(canary)
+    device.transfer_h2d(data, buffer, offset)
+    expected = canary.copy()
+    expected[offset : offset + size] = data
+    assert device.transfer_d2h(buffer) == expected.tobytes()
+    assert device.transfer_d2h(buffer, offset, size) == data.tobytes()
+    assert np.array_equal(buffer.to_numpy(offset=offset)[:size], data)
+    assert np.array_equal(device.buffer_from_numpy(data).to_numpy(), data)
+
+
+def test_streamed_copies_run_on_the_stream_threads(
+    streaming: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names: list[str] = []
+    real = np.copyto
+
+    def spy(dst: Any, src: Any) -> None:
+        names.append(threading.current_thread().name)
+        real(dst, src)
+
+    monkeypatch.setattr(staging.np, "copyto", spy)
+    data = random_bytes(2 * MIB, seed=21)
+    buffer = streaming.allocate_buffer(2 * MIB)
+    streaming.transfer_h2d(data, buffer)
+    assert len(names) == 2 * MIB // (64 * 1024)
+    assert all(name.startswith("hal-stream") for name in names)
+    names.clear()
+    assert streaming.transfer_d2h(buffer) == data.tobytes()
+    assert len(names) == 2 * MIB // (64 * 1024) and all(n.startswith("hal-stream") for n in names)
+
+
+def test_a_failing_streamed_copy_raises_after_every_piece_stopped(
+    streaming: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = np.copyto
+
+    def fail_once(dst: Any, src: Any) -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            raise MemoryError("piece 5")
+        real(dst, src)
+
+    buffer = streaming.allocate_buffer(2 * MIB)
+    monkeypatch.setattr(staging.np, "copyto", fail_once)
+    with pytest.raises(MemoryError, match="piece 5"):
+        streaming.transfer_h2d(random_bytes(2 * MIB, seed=22), buffer)
+    monkeypatch.setattr(staging.np, "copyto", real)
+    data = random_bytes(2 * MIB, seed=23)  # the pool is usable afterwards
+    streaming.transfer_h2d(data, buffer)
+    assert streaming.transfer_d2h(buffer) == data.tobytes()
+
+
+def test_join_waits_for_all_then_raises_the_first_error() -> None:
+    pool = staging._stream_executor(2)
+    gate = threading.Event()
+    done: list[int] = []
+
+    def slow() -> None:
+        gate.wait(WAIT)
+        done.append(1)
+
+    def boom() -> None:
+        raise ValueError("first")
+
+    futures = [pool.submit(boom), pool.submit(slow)]
+    threading.Timer(0.05, gate.set).start()
+    with pytest.raises(ValueError, match="first"):
+        staging._join(futures)
+    assert done == [1]  # the slow piece had finished before the error was raised
+
+
+def test_deferred_streamed_pool_waits_for_each_chunk_on_the_calling_thread(
+    deferred: tuple[Device, _DeferredHostBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device, backend = deferred
+    pool = device._host.staging
+    monkeypatch.setattr(staging, "STREAM_PIECE", 16 * 1024)
+    pool.stream_threads, pool.wrap, pool.wrap_results = 3, False, False
+    size = WRITE_BUFFER_MAX + 10 * 64 * 1024 + 4
+    data = random_bytes(size, seed=24)
+    buffer = device.allocate_buffer(size)
+    device.transfer_h2d(data, buffer)
+    assert len(backend.host_buffers) == pool.depth
+    me = threading.current_thread().name
+    # The waits for a buffer's GPU use before it is refilled are on this thread (hal's
+    # completion thread waits too), never on a copy thread.
+    mine = [ticket for name, ticket in backend.waits if name == me]
+    assert len(mine) >= -(-size // pool.chunk_size) - pool.depth
+    assert not any(name.startswith("hal-stream") for name, _ in backend.waits)
+    assert device.transfer_d2h(buffer) == data.tobytes()
+    assert np.array_equal(buffer.to_numpy(), data)
+    assert not any(name.startswith("hal-stream") for name, _ in backend.waits)
+    assert len(backend.host_buffers) == 2 * pool.depth
+
+
+def test_stream_threads_default_to_one_without_host_memory() -> None:
+    # wgpu-native maps its staging buffers: chunk by chunk with copy_bytes, never streamed.
+    with hal.create_device(implementation="wgpu-native", label="nostream") as device:
+        assert device._host.staging.host_memory is False
+        assert device._host.staging.stream_threads == 1

@@ -7,7 +7,7 @@ adapter (:data:`TILES`, keyed by adapter type and vendor)."""
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,7 +113,7 @@ def load(
     f16 on a device without ``shader-f16``."""
     base = config or tile_config(device, dtype)
     acc = accumulate or dtype
-    cfg = MatmulConfig(base.bm, base.bn, base.bk, base.tm, base.tn, dtype, acc)
+    cfg = replace(base, dtype=dtype, accumulate=acc)
     cfg.check()
     storage = device.limits.get("max-compute-workgroup-storage-size", 16384)
     threads = device.limits.get("max-compute-invocations-per-workgroup", 256)

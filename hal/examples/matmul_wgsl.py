@@ -38,8 +38,9 @@ _GELU_C = "0.7978845608028654"  # sqrt(2 / pi)
 class MatmulConfig:
     """One variant of the kernel: the tile shape ``bm x bn`` per workgroup, the k-step
     ``bk``, the register block ``tm x tn`` per invocation, the element and accumulator types,
-    whether N is a multiple of 4 (``aligned``) and the epilogue (``bias``, ``gelu``,
-    ``residual``)."""
+    whether N is a multiple of 4 (``aligned``), the epilogue (``bias``, ``gelu``,
+    ``residual``) and whether the multiply-adds are written as ``fma`` (``fused``) or as a
+    product and a sum that the driver may contract."""
 
     bm: int = 128
     bn: int = 128
@@ -52,6 +53,7 @@ class MatmulConfig:
     bias: bool = False
     gelu: bool = False
     residual: bool = False
+    fused: bool = True
 
     @property
     def threads(self) -> int:
@@ -245,7 +247,10 @@ def _entry(cfg: MatmulConfig) -> list[str]:
     for r in range(cfg.tm):
         a = f"a{r // 4}[{r % 4}]"
         for g in range(gb):
-            lines.append(f"      acc{r}_{g} = fma(vec4<{acc}>({a}), b{g}, acc{r}_{g});")
+            if cfg.fused:
+                lines.append(f"      acc{r}_{g} = fma(vec4<{acc}>({a}), b{g}, acc{r}_{g});")
+            else:
+                lines.append(f"      acc{r}_{g} = acc{r}_{g} + {a} * b{g};")
     lines += [
         "    }",
         "    if (more) {",

@@ -67,13 +67,6 @@ fn copy4(@builtin(global_invocation_id) gid: vec3<u32>,
 """
 
 
-def staged_variant(per: int) -> str:
-    """The shipped word copy with ``per`` words per invocation per staged tile."""
-    text = shader_source("builtin_copy.wgsl")
-    text = text.replace("const PER: u32 = 4u;", f"const PER: u32 = {per}u;")
-    return text.replace("array<u32, 1025>", f"array<u32, {256 * per + 1}>")
-
-
 def time_transfer(
     device: hal.Device, exe: Any, entry: str, groups: int, params: bytes, bufs: Any, reps: int
 ) -> float:
@@ -86,33 +79,35 @@ def time_transfer(
     return workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
 
 
-def bench_copies(device: hal.Device, size: int, reps: int, old: str | None) -> list[Row]:
-    """Every copy variant at ``size`` bytes, two passes; bytes checked in the first."""
+def bench_copies(device: hal.Device, size: int, reps: int, old: str | None, only: str) -> list[Row]:
+    """The shipped copy kernels (and, with ``copy4`` in ``only``, every block variant; with
+    ``old``, the previous word kernel) at ``size`` bytes, two passes; bytes checked in the
+    first."""
     words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
     source = words.view(np.uint8)
     blocks = size // 16
     nwords = source.nbytes // 4
     cases: list[tuple[str, str, str, int, bytes, int, int, int]] = []
-    for wg in (256, 512, 1024):
-        for per in (1, 2, 4, 8):
-            groups = min(65535, -(-blocks // 256))
-            cases.append(
-                (f"copy4 wg {wg} x {per}", copy4_variant(wg, per), "copy4", groups,
-                 copy4_params(0, 0, blocks), 0, 0, size)
-            )  # fmt: skip
+    groups = min(65535, -(-blocks // 256))
+    whole = copy4_params(0, 0, blocks)
+    if "copy4" in only:
+        for wg in (256, 512, 1024):
+            for per in (1, 2, 4, 8):
+                name = f"copy4 wg {wg} x {per}"
+                cases.append((name, copy4_variant(wg, per), "copy4", groups, whole, 0, 0, size))
+    shipped = shader_source("builtin_copy4.wgsl")
+    cases.append(("copy4 shipped", shipped, "copy4", groups, whole, 0, 0, size))
     word_groups = min(65535, -(-nwords // 256))
     unaligned = copy_params(1, 3, size - 4)
+    word = shader_source("builtin_copy.wgsl")
     if old:
         cases.append(
             ("word copy 1->3 previous", old, "copy", word_groups, unaligned, 1, 3, size - 4)
         )
-    for per in (2, 4, 8):
-        text = staged_variant(per)
-        cases.append(
-            (f"word copy 1->3 staged x {per}", text, "copy", word_groups, unaligned, 1, 3, size - 4)
-        )
-    cases.append(("word copy 0->0 staged x 4", staged_variant(4), "copy", word_groups,
-                  copy_params(0, 0, size), 0, 0, size))  # fmt: skip
+    cases.append(("word copy 1->3 shipped", word, "copy", word_groups, unaligned, 1, 3, size - 4))
+    cases.append(
+        ("word copy 0->0 shipped", word, "copy", word_groups, copy_params(0, 0, size), 0, 0, size)
+    )
     rows: list[Row] = []
     with ExitStack() as stack:
         src = stack.enter_context(device.buffer_from_numpy(source))
@@ -156,7 +151,7 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--old-copy", help="WGSL file of the previous builtin_copy kernel")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="copy,matmul")
+    parser.add_argument("--only", default="copy,copy4,matmul", help="copy,copy4,matmul")
     args = parser.parse_args()
     device = hal.create_device()
     quick = args.quick or device.info.adapter_type == "cpu"
@@ -164,7 +159,7 @@ def main() -> None:
     old = Path(args.old_copy).read_text() if args.old_copy else None
     rows: list[Row] = []
     if "copy" in args.only:
-        rows += bench_copies(device, 1 << (22 if quick else 30), reps, old)
+        rows += bench_copies(device, 1 << (22 if quick else 30), reps, old, args.only)
     if "matmul" in args.only and "shader-f16" in device.features:
         rows += bench_f16(device, 256 if quick else 4096, reps)
     if args.json:

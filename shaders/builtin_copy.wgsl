@@ -45,31 +45,42 @@ fn source_word(w: u32) -> u32 {
 
 // Offsets that differ modulo 4: tiles of TILE target words, one tile per workgroup per step
 // (grid stride). The tile's TILE + 1 source words are loaded once each, coalesced, into
-// workgroup memory (PER loads in flight per invocation), then every target word is
-// assembled from two neighbouring staged words: global traffic is the aligned copy's (one
-// load per word), where loading both source words of each target word from memory ran at
-// 76-83% of it on the H200.
-const PER: u32 = 4u;
-const TILE: u32 = 256u * PER;
+// workgroup memory, then every target word is assembled from two neighbouring staged words:
+// global traffic is the aligned copy's (one load per word). The four loads of a step are
+// written out and all issued before any is stored: in a loop the driver kept one in flight
+// (the looped version ran at 1165 GB/s on the H200 against 1581 for two loads per word).
+const TILE: u32 = 1024u;  // 256 invocations x 4 words
 var<workgroup> staged: array<u32, 1025>;  // TILE + 1
+
+fn source_or_zero(s0: u32, i: u32, count: u32) -> u32 {
+  // Source word s0 + count is the second half of the last whole target word: in range.
+  var v = 0u;
+  if (i <= count) { v = source_words[s0 + i]; }
+  return v;
+}
 
 fn copy_shifted(lo: u32, count: u32, shift: u32, group: u32, groups: u32, lane: u32) {
   let back = 32u - shift;
   let s0 = source_word(lo);
   let tiles = (count + TILE - 1u) / TILE;
   for (var t = group; t < tiles; t += groups) {
-    let base = t * TILE;
-    // Source word s0 + count is the second half of the last whole target word: in range.
-    for (var j = 0u; j < PER; j++) {
-      let i = base + j * 256u + lane;
-      if (i <= count) { staged[j * 256u + lane] = source_words[s0 + i]; }
-    }
-    if (lane == 0u && base + TILE <= count) { staged[TILE] = source_words[s0 + base + TILE]; }
+    let base = t * TILE + lane;
+    let a = source_or_zero(s0, base, count);
+    let b = source_or_zero(s0, base + 256u, count);
+    let c = source_or_zero(s0, base + 512u, count);
+    let d = source_or_zero(s0, base + 768u, count);
+    var e = 0u;
+    if (lane == 0u) { e = source_or_zero(s0, base + TILE, count); }
+    staged[lane] = a;
+    staged[lane + 256u] = b;
+    staged[lane + 512u] = c;
+    staged[lane + 768u] = d;
+    if (lane == 0u) { staged[TILE] = e; }
     workgroupBarrier();
-    for (var j = 0u; j < PER; j++) {
+    for (var j = 0u; j < 4u; j++) {
       let k = j * 256u + lane;
-      if (base + k < count) {
-        target_words[lo + base + k] = (staged[k] >> shift) | (staged[k + 1u] << back);
+      if (base + j * 256u < count) {
+        target_words[lo + base + j * 256u] = (staged[k] >> shift) | (staged[k + 1u] << back);
       }
     }
     workgroupBarrier();

@@ -79,9 +79,12 @@ def time_transfer(
     return workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
 
 
-def bench_copies(device: hal.Device, size: int, reps: int, old: str | None, only: str) -> list[Row]:
+def bench_copies(
+    device: hal.Device, size: int, reps: int, old: str | None, only: str, variants: str | None
+) -> list[Row]:
     """The shipped copy kernels (and, with ``copy4`` in ``only``, every block variant; with
-    ``old``, the previous word kernel) at ``size`` bytes, two passes; bytes checked in the
+    ``old``, the previous word kernel; every ``*.wgsl`` of the folder ``variants`` as a word
+    kernel) at ``size`` bytes, two passes; bytes checked in the
     first."""
     words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
     source = words.view(np.uint8)
@@ -105,6 +108,11 @@ def bench_copies(device: hal.Device, size: int, reps: int, old: str | None, only
             ("word copy 1->3 previous", old, "copy", word_groups, unaligned, 1, 3, size - 4)
         )
     cases.append(("word copy 1->3 shipped", word, "copy", word_groups, unaligned, 1, 3, size - 4))
+    for path in sorted(Path(variants).glob("*.wgsl")) if variants else []:
+        text = path.read_text()
+        cases.append(
+            (f"word copy 1->3 {path.stem}", text, "copy", word_groups, unaligned, 1, 3, size - 4)
+        )
     cases.append(
         ("word copy 0->0 shipped", word, "copy", word_groups, copy_params(0, 0, size), 0, 0, size)
     )
@@ -150,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json")
     parser.add_argument("--old-copy", help="WGSL file of the previous builtin_copy kernel")
+    parser.add_argument("--variants", help="folder of candidate builtin_copy kernels (*.wgsl)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="copy,copy4,matmul", help="copy,copy4,matmul")
     args = parser.parse_args()
@@ -159,7 +168,8 @@ def main() -> None:
     old = Path(args.old_copy).read_text() if args.old_copy else None
     rows: list[Row] = []
     if "copy" in args.only:
-        rows += bench_copies(device, 1 << (22 if quick else 30), reps, old, args.only)
+        size = 1 << (22 if quick else 30)
+        rows += bench_copies(device, size, reps, old, args.only, args.variants)
     if "matmul" in args.only and "shader-f16" in device.features:
         rows += bench_f16(device, 256 if quick else 4096, reps)
     if args.json:

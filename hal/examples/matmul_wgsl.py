@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hal.errors import InvalidArgumentError
+from hal.examples.matmul_pairs_wgsl import pairs_entry, pairs_problems, pairs_source_parts
 
 __all__ = ["MatmulConfig", "matmul_source"]
 
@@ -40,7 +41,8 @@ class MatmulConfig:
     ``bk``, the register block ``tm x tn`` per invocation, the element and accumulator types,
     whether N is a multiple of 4 (``aligned``), the epilogue (``bias``, ``gelu``,
     ``residual``) and whether the multiply-adds are written as ``fma`` (``fused``) or as a
-    product and a sum that the driver may contract."""
+    product and a sum that the driver may contract; ``pairs`` selects the packed k-pair f16
+    kernel (:mod:`hal.examples.matmul_pairs_wgsl`)."""
 
     bm: int = 128
     bn: int = 128
@@ -54,6 +56,7 @@ class MatmulConfig:
     gelu: bool = False
     residual: bool = False
     fused: bool = True
+    pairs: bool = False
 
     @property
     def threads(self) -> int:
@@ -86,6 +89,8 @@ class MatmulConfig:
             problems.append("dtype and accumulate are 'f32' or 'f16'")
         elif self.dtype == "f32" and self.accumulate == "f16":
             problems.append("f32 elements accumulate in f32")
+        if self.pairs:
+            problems += pairs_problems(self)
         if problems:
             raise InvalidArgumentError(f"MatmulConfig {self}: {'; '.join(problems)}")
 
@@ -95,6 +100,9 @@ def matmul_source(config: MatmulConfig) -> str:
 
     Raises InvalidArgumentError for a configuration that does not tile (MatmulConfig.check)."""
     config.check()
+    if config.pairs:
+        parts = [*pairs_source_parts(config), *_finish(config), *pairs_entry(config), "}", ""]
+        return "\n".join(parts)
     return "\n".join(
         [
             *_header(config),

@@ -53,8 +53,16 @@ SWEEP_F16 = [
     MatmulConfig(256, 256, 8, 16, 16),
     MatmulConfig(128, 128, 32, 8, 8),
     MatmulConfig(128, 256, 16, 16, 16),
+    MatmulConfig(128, 256, 16, 8, 16, pairs=True),
+    MatmulConfig(128, 128, 16, 8, 8, pairs=True),
+    MatmulConfig(256, 128, 16, 16, 8, pairs=True),
+    MatmulConfig(128, 128, 32, 8, 8, pairs=True),
+    MatmulConfig(64, 256, 16, 8, 16, pairs=True),
+    MatmulConfig(64, 128, 32, 4, 8, pairs=True),
+    MatmulConfig(128, 256, 32, 8, 16, pairs=True),
 ]
-"""f16 halves the staging and accumulator footprint: larger tiles fit, so f16 sweeps more."""
+"""f16 halves the staging and accumulator footprint: larger tiles fit, so f16 sweeps more;
+``pairs`` shapes use the packed k-pair kernel (f16 accumulation)."""
 
 TRANSFER_PATTERN = 0x01020304
 TRANSFERS_PER_SUBMIT = 8
@@ -166,7 +174,8 @@ def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bo
         c = kernel.config
         rows.append(
             {
-                "name": f"matmul {dtype} {n}^3 tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}",
+                "name": f"matmul {dtype} {n}^3 tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}"
+                + (" pairs" if c.pairs else ""),
                 "kind": f"matmul_{dtype}",
                 "hal_s": secs,
                 "hal_tflops": tflops,

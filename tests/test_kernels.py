@@ -89,6 +89,66 @@ def test_matmul_f16(device: hal.Device, accumulate: str, shape: tuple[int, int, 
     np.testing.assert_allclose(got.astype(np.float64), matmul.reference(a, b), rtol=1e-2, atol=tol)
 
 
+PAIR_CONFIGS = [
+    MatmulConfig(64, 64, 32, 4, 4, pairs=True),
+    MatmulConfig(64, 64, 16, 8, 8, pairs=True),
+    MatmulConfig(128, 256, 16, 8, 16, pairs=True),
+]
+
+
+@pytest.mark.parametrize("cfg", PAIR_CONFIGS, ids=lambda c: f"{c.bm}x{c.bn}x{c.bk}")
+@pytest.mark.parametrize("shape", [*EDGE_SHAPES, (70, 131, 64), (3, 2, 130)])
+def test_matmul_f16_pairs(
+    device: hal.Device, cfg: MatmulConfig, shape: tuple[int, int, int]
+) -> None:
+    """The packed k-pair kernel at odd K (a pair half outside a), unaligned N, one row."""
+    if "shader-f16" not in device.features:
+        pytest.skip("adapter without shader-f16")
+    m, k, n = shape
+    rng = np.random.default_rng(m * 131 + k)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float16)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float16)
+    kernel = matmul.load(device, "f16", config=cfg)
+    assert kernel.config.pairs
+    got = _gpu_matmul(device, kernel, a, b)
+    tol = matmul.F16_ATOL_PER_K * k
+    np.testing.assert_allclose(
+        got.astype(np.float64), matmul.reference(a, b), rtol=matmul.F16_RTOL, atol=tol
+    )
+
+
+def test_matmul_pairs_rules(device: hal.Device) -> None:
+    """pairs needs f16 accumulation and whole pair chunks; f32 accumulation drops it."""
+    with pytest.raises(hal.InvalidArgumentError, match="pairs needs f16 elements"):
+        MatmulConfig(dtype="f32", pairs=True).check()
+    with pytest.raises(hal.InvalidArgumentError, match="multiples of 8"):
+        MatmulConfig(64, 64, 16, 4, 4, "f16", "f16", pairs=True).check()
+    source = matmul_source(
+        MatmulConfig(64, 64, 32, 4, 4, "f16", "f16", False, True, True, True, pairs=True)
+    )
+    assert "mat4x2<f16>" in source and "fn finish" in source and "tanh" in source
+    if "shader-f16" in device.features:
+        kernel = matmul.load(device, "f16", "f32", config=PAIR_CONFIGS[0])
+        assert not kernel.config.pairs
+
+
+def test_matmul_f16_pairs_epilogue(device: hal.Device) -> None:
+    """bias + GELU + residual fused after the pair sums, N not a multiple of 4."""
+    if "shader-f16" not in device.features:
+        pytest.skip("adapter without shader-f16")
+    m, k, n = 33, 17, 70
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float16)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float16)
+    bias = rng.uniform(-1, 1, n).astype(np.float16)
+    res = rng.uniform(-1, 1, (m, n)).astype(np.float16)
+    kernel = matmul.load(device, "f16", config=PAIR_CONFIGS[0])
+    got = _gpu_matmul(device, kernel, a, b, bias=bias, residual=res, gelu_on=True)
+    want = gelu.reference(matmul.reference(a, b) + bias) + res
+    atol = matmul.F16_ATOL_PER_K * k + 1e-2
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=matmul.F16_RTOL, atol=atol)
+
+
 def test_matmul_numpy_f16_entry(device: hal.Device) -> None:
     if "shader-f16" not in device.features:
         pytest.skip("the adapter has no shader-f16")

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hal.errors import InvalidArgumentError
+from hal.examples.matmul_pairs_wgsl import pairs_entry, pairs_problems, pairs_source_parts
 
 __all__ = ["MatmulConfig", "matmul_source"]
 
@@ -38,8 +39,10 @@ _GELU_C = "0.7978845608028654"  # sqrt(2 / pi)
 class MatmulConfig:
     """One variant of the kernel: the tile shape ``bm x bn`` per workgroup, the k-step
     ``bk``, the register block ``tm x tn`` per invocation, the element and accumulator types,
-    whether N is a multiple of 4 (``aligned``) and the epilogue (``bias``, ``gelu``,
-    ``residual``)."""
+    whether N is a multiple of 4 (``aligned``), the epilogue (``bias``, ``gelu``,
+    ``residual``) and whether the multiply-adds are written as ``fma`` (``fused``) or as a
+    product and a sum that the driver may contract; ``pairs`` selects the packed k-pair f16
+    kernel (:mod:`hal.examples.matmul_pairs_wgsl`)."""
 
     bm: int = 128
     bn: int = 128
@@ -52,6 +55,8 @@ class MatmulConfig:
     bias: bool = False
     gelu: bool = False
     residual: bool = False
+    fused: bool = True
+    pairs: bool = False
 
     @property
     def threads(self) -> int:
@@ -84,6 +89,8 @@ class MatmulConfig:
             problems.append("dtype and accumulate are 'f32' or 'f16'")
         elif self.dtype == "f32" and self.accumulate == "f16":
             problems.append("f32 elements accumulate in f32")
+        if self.pairs:
+            problems += pairs_problems(self)
         if problems:
             raise InvalidArgumentError(f"MatmulConfig {self}: {'; '.join(problems)}")
 
@@ -93,6 +100,9 @@ def matmul_source(config: MatmulConfig) -> str:
 
     Raises InvalidArgumentError for a configuration that does not tile (MatmulConfig.check)."""
     config.check()
+    if config.pairs:
+        parts = [*pairs_source_parts(config), *_finish(config), *pairs_entry(config), "}", ""]
+        return "\n".join(parts)
     return "\n".join(
         [
             *_header(config),
@@ -245,7 +255,10 @@ def _entry(cfg: MatmulConfig) -> list[str]:
     for r in range(cfg.tm):
         a = f"a{r // 4}[{r % 4}]"
         for g in range(gb):
-            lines.append(f"      acc{r}_{g} = fma(vec4<{acc}>({a}), b{g}, acc{r}_{g});")
+            if cfg.fused:
+                lines.append(f"      acc{r}_{g} = fma(vec4<{acc}>({a}), b{g}, acc{r}_{g});")
+            else:
+                lines.append(f"      acc{r}_{g} = acc{r}_{g} + {a} * b{g};")
     lines += [
         "    }",
         "    if (more) {",

@@ -1,0 +1,180 @@
+"""Variants of hal's builtin copy kernels and of the f16 matmul, timed side by side in one run
+(issue 16, session 20): which block copy shape (invocations per workgroup x blocks per step),
+which unaligned copy (staged through workgroup memory, PER words per invocation, against the
+previous kernel given by ``--old-copy``) and which f16 tile shape (``fma`` or a contractible
+product and sum) is fastest. Every transfer variant is checked byte for byte, every matmul
+against numpy on sampled rows.
+
+    python3 benchmarks/kernel_sweep.py --json out.json [--old-copy old_builtin_copy.wgsl]
+    python3 benchmarks/kernel_sweep.py --quick       # small sizes (lavapipe smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import workloads
+
+import hal
+from hal.core.builtins import copy4_params, copy_params, shader_source
+from hal.enums import CommandBufferMode
+from hal.examples.matmul_wgsl import MatmulConfig
+
+Row = dict[str, Any]
+
+MATMUL_F16 = [
+    MatmulConfig(128, 256, 16, 16, 16),
+    MatmulConfig(256, 128, 8, 16, 8),
+    MatmulConfig(128, 256, 8, 8, 16),
+    MatmulConfig(128, 128, 8, 8, 8),
+    MatmulConfig(128, 256, 32, 16, 16),
+    MatmulConfig(256, 256, 16, 16, 16),
+    MatmulConfig(128, 512, 8, 8, 32),
+    MatmulConfig(256, 128, 16, 16, 8),
+    MatmulConfig(64, 256, 16, 8, 16),
+]
+"""f16 tile shapes, each timed with ``fused`` on and off."""
+
+
+def copy4_variant(wg: int, per: int) -> str:
+    """A 16-byte block copy with ``wg`` invocations per workgroup and ``per`` blocks a step,
+    each a grid apart, all loaded before any store."""
+    loads = "\n".join(f"    let v{j} = src[s + i + {j}u * stride];" for j in range(per))
+    stores = "\n".join(f"    dst[d + i + {j}u * stride] = v{j};" for j in range(per))
+    return f"""struct P {{ s: u32, d: u32, count: u32, _pad: u32 }}
+var<immediate> params: P;
+@group(0) @binding(0) var<storage, read_write> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
+@compute @workgroup_size({wg})
+fn copy4(@builtin(global_invocation_id) gid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {{
+  let stride = groups.x * {wg}u;
+  let count = params.count;
+  let s = params.s;
+  let d = params.d;
+  var i = gid.x;
+  for (; i + {per - 1}u * stride < count; i += {per}u * stride) {{
+{loads}
+{stores}
+  }}
+  for (; i < count; i += stride) {{ dst[d + i] = src[s + i]; }}
+}}
+"""
+
+
+def time_transfer(
+    device: hal.Device, exe: Any, entry: str, groups: int, params: bytes, bufs: Any, reps: int
+) -> float:
+    """Seconds per dispatch: 8 per submission with a barrier between each two."""
+    with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+        for i in range(workloads.TRANSFERS_PER_SUBMIT):
+            if i:
+                cb.execution_barrier()
+            cb.dispatch(exe, entry, (groups, 1, 1), constants=params, bindings=list(bufs))
+    return workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
+
+
+def bench_copies(
+    device: hal.Device, size: int, reps: int, old: str | None, only: str, variants: str | None
+) -> list[Row]:
+    """The shipped copy kernels (and, with ``copy4`` in ``only``, every block variant; with
+    ``old``, the previous word kernel; every ``*.wgsl`` of the folder ``variants`` as a word
+    kernel) at ``size`` bytes, two passes; bytes checked in the
+    first."""
+    words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
+    source = words.view(np.uint8)
+    blocks = size // 16
+    nwords = source.nbytes // 4
+    cases: list[tuple[str, str, str, int, bytes, int, int, int]] = []
+    groups = min(65535, -(-blocks // 256))
+    whole = copy4_params(0, 0, blocks)
+    if "copy4" in only:
+        for wg in (256, 512, 1024):
+            for per in (1, 2, 4, 8):
+                name = f"copy4 wg {wg} x {per}"
+                cases.append((name, copy4_variant(wg, per), "copy4", groups, whole, 0, 0, size))
+    shipped = shader_source("builtin_copy4.wgsl")
+    cases.append(("copy4 shipped", shipped, "copy4", groups, whole, 0, 0, size))
+    word_groups = min(65535, -(-nwords // 256))
+    unaligned = copy_params(1, 3, size - 4)
+    word = shader_source("builtin_copy.wgsl")
+    if old:
+        cases.append(
+            ("word copy 1->3 previous", old, "copy", word_groups, unaligned, 1, 3, size - 4)
+        )
+    cases.append(("word copy 1->3 shipped", word, "copy", word_groups, unaligned, 1, 3, size - 4))
+    for path in sorted(Path(variants).glob("*.wgsl")) if variants else []:
+        text = path.read_text()
+        cases.append(
+            (f"word copy 1->3 {path.stem}", text, "copy", word_groups, unaligned, 1, 3, size - 4)
+        )
+    cases.append(
+        ("word copy 0->0 shipped", word, "copy", word_groups, copy_params(0, 0, size), 0, 0, size)
+    )
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        src = stack.enter_context(device.buffer_from_numpy(source))
+        dst = stack.enter_context(device.allocate_buffer(source.nbytes))
+        exes = {name: device.create_executable(text, label=name) for name, text, *_ in cases}
+        for rep in (1, 2):
+            for name, _text, entry, groups, params, s0, d0, length in cases:
+                secs = time_transfer(device, exes[name], entry, groups, params, (src, dst), reps)
+                row: Row = {"name": name, "pass": rep, "groups": groups, "ms": secs * 1e3,
+                            "gbps": length / secs / 1e9}  # fmt: skip
+                if rep == 1:
+                    got = dst.to_numpy(np.uint8, (source.nbytes,))
+                    row["bytes_exact"] = bool(
+                        np.array_equal(got[d0 : d0 + length], source[s0 : s0 + length])
+                    )
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def bench_f16(device: hal.Device, n: int, reps: int) -> list[Row]:
+    """The f32 kernel of TILES (the ratio's base) and every f16 shape, fused and not."""
+    rows = workloads.bench_matmul(device, n, "f32", reps, False)
+    configs = [MatmulConfig(128, 256, 8, 8, 16, fused=False)]
+    workloads.SWEEP[:] = configs
+    rows += workloads.bench_matmul(device, n, "f32", reps, True)
+    workloads.SWEEP_F16[:] = [
+        MatmulConfig(c.bm, c.bn, c.bk, c.tm, c.tn, fused=f)
+        for c in MATMUL_F16
+        for f in (True, False)
+    ]
+    rows += workloads.bench_matmul(device, n, "f16", reps, True)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    """Run the sweep and write ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json")
+    parser.add_argument("--old-copy", help="WGSL file of the previous builtin_copy kernel")
+    parser.add_argument("--variants", help="folder of candidate builtin_copy kernels (*.wgsl)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="copy,copy4,matmul", help="copy,copy4,matmul")
+    args = parser.parse_args()
+    device = hal.create_device()
+    quick = args.quick or device.info.adapter_type == "cpu"
+    reps = 3 if quick else 20
+    old = Path(args.old_copy).read_text() if args.old_copy else None
+    rows: list[Row] = []
+    if "copy" in args.only:
+        size = 1 << (22 if quick else 30)
+        rows += bench_copies(device, size, reps, old, args.only, args.variants)
+    if "matmul" in args.only and "shader-f16" in device.features:
+        rows += bench_f16(device, 256 if quick else 4096, reps)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": str(device.info), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -90,6 +90,7 @@ class NullBackend(Backend):
     """The null device. ``dispatches`` counts the dispatches that ran."""
 
     implementation = "null"
+    bounded_waits = True
 
     def __init__(self, features: frozenset[str] = frozenset({"immediates"})) -> None:
         super().__init__()
@@ -229,6 +230,10 @@ class NullBackend(Backend):
 
     def wait(self, ticket: int) -> None:
         self._check()
+
+    def wait_bounded(self, ticket: int, timeout: float) -> bool:
+        self._check()
+        return True  # submissions run at once on the host
 
     def poll(self) -> None:
         return

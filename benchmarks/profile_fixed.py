@@ -141,8 +141,7 @@ class RawCases:
         lib.wgpuDevicePoll(self.device._internal, True, ffi.NULL)
 
     def _submit_wait(self, p: Phases, encoder: Any) -> None:
-        if self.dawn or True:
-            self.device.queue.submit([encoder.finish()])
+        self.device.queue.submit([encoder.finish()])
         p.mark()
         self._wait()
         p.mark()

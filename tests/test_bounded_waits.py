@@ -85,7 +85,7 @@ def test_bounded_wait_in_the_backend_keeps_its_deadline(
     semaphore = null_device.create_semaphore()
     null_device.queue_fill(buffer, 0, 4, 0, signal=[(semaphore, 1)])
     start = time.monotonic()
-    with pytest.raises(hal.DeadlineExceededError, match="not reached within 0.05 s"):
+    with pytest.raises(hal.DeadlineExceededError, match=r"not reached within 0\.05 s"):
         semaphore.wait(1, timeout=0.05)
     assert time.monotonic() - start < 2.0
     assert timeouts and all(t <= 0.05 for t in timeouts)
@@ -125,7 +125,7 @@ def test_a_bounded_wait_on_a_failed_semaphore_raises_aborted(null_device: hal.De
     is still rejected when the value is reached."""
     semaphore = null_device.create_semaphore(3)
     semaphore.wait(2, timeout=0)
-    with pytest.raises(hal.InvalidArgumentError, match="Semaphore.wait"):
+    with pytest.raises(hal.InvalidArgumentError, match=r"Semaphore\.wait"):
         semaphore.wait(2, timeout=-1)
     semaphore.fail("broken")
     with pytest.raises(hal.AbortedError, match="broken"):

@@ -102,8 +102,10 @@ class Executor:
         waits = wait if type(wait) is tuple else normalise_points(f"{what} wait", wait)
         signals = signal if type(signal) is tuple else normalise_points(f"{what} signal", signal)
         self._check(what, cbs, bool(waits))
-        if cbs and self._collectives is not None and self.execute_split(
-            cbs, waits, signals, binding_table
+        if (
+            cbs
+            and self._collectives is not None
+            and self.execute_split(cbs, waits, signals, binding_table)
         ):
             return
         claimed: list[CommandBuffer] = []

@@ -103,9 +103,13 @@ class Completion:
         ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
         contain what user code raises."""
         with self.cond:
-            done = [w for w in self._in_flight if w.ticket <= ticket]
-            if done:
-                self._in_flight = [w for w in self._in_flight if w.ticket > ticket]
+            in_flight = self._in_flight
+            if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
+                done, self._in_flight = in_flight, []
+            else:
+                done = [w for w in in_flight if w.ticket <= ticket]
+                if done:
+                    self._in_flight = [w for w in in_flight if w.ticket > ticket]
             if ticket > self._completed:
                 self._completed = ticket
         for work in done:

@@ -110,7 +110,10 @@ class Semaphore:
                 return
             self._value = value
             _changed.notify_all()
-        self._notify_watchers()
+        # Read without the lock: a watcher registered after the value changed re-checks
+        # the value itself (every registrant checks again once its watcher is in place).
+        if self._watchers:
+            self._notify_watchers()
 
     def fail(self, error: BaseException | str) -> None:
         """Fail the semaphore with an exception or a message (wrapped in RuntimeError); the

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import WAIT
+from conftest import WAIT, dawn_backend_or_skip
 
 import hal
 
@@ -130,3 +130,43 @@ def test_a_bounded_wait_on_a_failed_semaphore_raises_aborted(null_device: hal.De
     semaphore.fail("broken")
     with pytest.raises(hal.AbortedError, match="broken"):
         semaphore.wait(2, timeout=0)
+
+
+def test_dawn_bounded_wait_blocks_in_timed_wait_any_on_this_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Dawn the waiting thread itself waits (with a finite timeout) for a real GPU copy;
+    the bytes are there; a ticket already finished answers a zero timeout with True."""
+    device = hal.create_device(implementation="dawn", backend=dawn_backend_or_skip())
+    try:
+        backend: Any = device.backend
+        assert backend.bounded_waits
+        calls: list[tuple[str, float | None]] = []
+        original = backend.wait_bounded
+        tracker_released = threading.Event()
+
+        def recording(ticket: int, timeout: float | None) -> bool:
+            calls.append((threading.current_thread().name, timeout))
+            return bool(original(ticket, timeout))
+
+        data = np.arange(256, dtype=np.uint8)
+        source = device.buffer_from_numpy(data)
+        target = device.allocate_buffer(256)
+        semaphore = device.create_semaphore()
+        original_wait = backend.wait
+        monkeypatch.setattr(backend, "wait_bounded", recording)
+        # The tracker's own wait is held off (and given back before it is released: a
+        # released stand-in would complete later work without waiting for it).
+        monkeypatch.setattr(backend, "wait", lambda ticket: tracker_released.wait(WAIT))
+        try:
+            device.queue_copy(source, 0, target, 0, 256, signal=[(semaphore, 1)])
+            semaphore.wait(1, timeout=WAIT)
+        finally:
+            monkeypatch.setattr(backend, "wait", original_wait)
+            tracker_released.set()
+        assert np.array_equal(target.to_numpy(np.uint8), data)
+        me = threading.current_thread().name
+        assert any(name == me and t is not None and 0 < t <= WAIT for name, t in calls), calls
+        assert original(backend._completed, 0.0) is True
+    finally:
+        device.close()

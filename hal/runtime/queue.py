@@ -356,13 +356,17 @@ class Queue:
                         allocation.retire()
                     return
             work.command_buffers = []
+            # An operation without command buffers completes with the work before it.
+            ticket = work.ticket = self._last_ticket
+            if ticket:
+                # Noted before the tracker is woken (add), so that this thread does not
+                # contend with it for the semaphores' lock right after waking it. A waiter
+                # that finds the ticket before the work is tracked completes nothing of it
+                # and falls back to waiting for the tracker's signal.
+                for semaphore, value in work.signals:
+                    semaphore.expect(value, completion, ticket)
             with completion.cond:
-                # An operation without command buffers completes with the work before it.
-                work.ticket = self._last_ticket
                 tracked = completion.add(work)
-        if work.ticket:
-            for semaphore, value in work.signals:
-                semaphore.expect(value, completion, work.ticket)
         for allocation in cleared:
             allocation.retire()
         if not tracked:

@@ -108,6 +108,27 @@ class Executor:
             and self.execute_split(cbs, waits, signals, binding_table)
         ):
             return
+        self._submit(what, cbs, waits, signals, binding_table)
+
+    def execute_one(
+        self, cb: CommandBuffer, waits: tuple[Any, ...], signals: tuple[Any, ...]
+    ) -> None:
+        """Submit ``cb``, a ONE_SHOT transfer command buffer hal itself has just recorded and
+        ended (a single queue operation: hal/runtime/queue_ops.py), with normalised
+        ``waits`` and ``signals``: none of :meth:`execute`'s checks can fail for it and it
+        has no collectives. Raises what preparing raises; a rejected call queues nothing."""
+        self._submit("queue_execute", [cb], waits, signals, None)
+
+    def _submit(
+        self,
+        what: str,
+        cbs: list[CommandBuffer],
+        waits: tuple[Any, ...],
+        signals: tuple[Any, ...],
+        binding_table: Sequence[Any] | None,
+    ) -> None:
+        """Claim, prepare and encode ``cbs`` into one Work item and schedule it; a rejected
+        call gives back everything it took."""
         claimed: list[CommandBuffer] = []
         allocations: list[Allocation] = []
         profile = self._profiler.active

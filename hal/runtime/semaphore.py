@@ -159,13 +159,14 @@ class Semaphore:
             expected.append((value, completion, ticket))
 
     def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
-        """The earliest submitted work that brings the value to ``value``, if any."""
+        """The earliest submitted work that brings the value to ``value``, if any. The
+        queue notes its expectations in ticket order (under its submission lock), so the
+        first match is the earliest."""
         with _changed:
-            found = [(index, queue) for v, queue, index in self._expected if v >= value]
-        if not found:
-            return None
-        index, queue = min(found, key=lambda f: f[0])
-        return queue, index
+            for v, completion, ticket in self._expected:
+                if v >= value:
+                    return completion, ticket
+        return None
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once at the next change (signal or failure)."""

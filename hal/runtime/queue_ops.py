@@ -13,7 +13,7 @@ anything is queued.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.core.checks import check_sequence
@@ -92,10 +92,16 @@ class QueueOps:
         """``queue_fill``: one ``fill_buffer`` in a one-shot command buffer."""
         waits, signals = points("queue_fill", wait, signal)
         cb = self._begin()
-        try:
-            cb.fill_buffer(target, offset, length, pattern, pattern_length)
-        except HalError as error:
-            raise _renamed(error, "fill_buffer", "queue_fill") from error.__cause__
+        _record(
+            "queue_fill",
+            "fill_buffer",
+            cb.fill_buffer,
+            target,
+            offset,
+            length,
+            pattern,
+            pattern_length,
+        )
         self._submit(cb, waits, signals)
 
     def update(
@@ -117,10 +123,16 @@ class QueueOps:
         ):
             return
         cb = self._begin()
-        try:
-            cb.update_buffer(source, source_offset, target, target_offset, length)
-        except HalError as error:
-            raise _renamed(error, "update_buffer", what) from error.__cause__
+        _record(
+            what,
+            "update_buffer",
+            cb.update_buffer,
+            source,
+            source_offset,
+            target,
+            target_offset,
+            length,
+        )
         self._submit(cb, waits, signals)
 
     def copy(
@@ -143,10 +155,16 @@ class QueueOps:
             )
             return
         cb = self._begin()
-        try:
-            cb.copy_buffer(source, source_offset, target, target_offset, length)
-        except HalError as error:
-            raise _renamed(error, "copy_buffer", what) from error.__cause__
+        _record(
+            what,
+            "copy_buffer",
+            cb.copy_buffer,
+            source,
+            source_offset,
+            target,
+            target_offset,
+            length,
+        )
         self._submit(cb, waits, signals)
 
     def _begin(self) -> CommandBuffer:
@@ -163,11 +181,15 @@ class QueueOps:
         self._executor.execute_one(cb, waits, signals)
 
 
-def _renamed(error: HalError, command: str, what: str) -> HalError:
-    """``error`` of the recorded ``command`` as the queue operation ``what`` reports it: the
-    same type, its message naming ``what`` (unchanged when it names something else)."""
-    prefix = f"{command}: "
-    message = str(error)
-    if not message.startswith(prefix):
-        return error
-    return type(error)(f"{what}: {message[len(prefix) :]}")
+def _record(what: str, command: str, record: Callable[..., None], *args: Any) -> None:
+    """Record one ``command`` (``record(*args)``) for the queue operation ``what``: its
+    HalError, of the same type, names ``what`` instead (``fill_buffer: …`` reads
+    ``queue_fill: …``); one naming something else propagates as it is."""
+    try:
+        record(*args)
+    except HalError as error:
+        prefix = f"{command}: "
+        message = str(error)
+        if not message.startswith(prefix):
+            raise
+        raise type(error)(f"{what}: {message[len(prefix) :]}") from error.__cause__

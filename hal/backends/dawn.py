@@ -45,6 +45,7 @@ import functools
 import mmap
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -172,6 +173,7 @@ class DawnBackend(RawCalls, WgpuPyBackend):
     docstring)."""
 
     implementation = "dawn"
+    bounded_waits = True  # TimedWaitAny
 
     def __init__(
         self,
@@ -440,15 +442,24 @@ class DawnBackend(RawCalls, WgpuPyBackend):
 
     def wait(self, ticket: int) -> None:
         """Block until ``ticket`` finished; BackendError(lost=True) on a lost device."""
+        self.wait_bounded(ticket, None)
+
+    def wait_bounded(self, ticket: int, timeout: float | None) -> bool:
+        """Block until ``ticket`` finished (True) or ``timeout`` seconds passed (False; None:
+        no limit) through TimedWaitAny; BackendError(lost=True) on a lost device."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._dawn:
                 self._settle()
                 if self._completed >= ticket:
-                    return
+                    return True
                 if self.lost_reason is not None:
                     raise BackendError(self.lost_reason, lost=True)
                 target = next(p for t, p in self._pending if t >= ticket)
-            self._block(target, None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._block(target, remaining)
 
     def _block(self, promise: Any, timeout: float | None) -> bool:
         """Wait for ``promise``'s future: True once it completed, False after ``timeout``

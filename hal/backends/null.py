@@ -93,6 +93,9 @@ class NullBackend(Backend):
 
     def __init__(self, features: frozenset[str] = frozenset({"immediates"})) -> None:
         super().__init__()
+        # Unless a subclass overrides wait(): a test double whose work may never finish
+        # keeps bounded host waits on the completion thread.
+        self.bounded_waits = type(self).wait is NullBackend.wait
         self.features = features
         self.limits = dict(_LIMITS)
         self.dispatches = 0
@@ -229,6 +232,10 @@ class NullBackend(Backend):
 
     def wait(self, ticket: int) -> None:
         self._check()
+
+    def wait_bounded(self, ticket: int, timeout: float) -> bool:
+        self._check()
+        return True  # submissions run at once on the host
 
     def poll(self) -> None:
         return

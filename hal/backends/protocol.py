@@ -106,6 +106,11 @@ class Backend:
     #: the GPU copies straight from and into (Dawn's host-mapped-pointer). Host transfers then
     #: go through them instead of mapping staging buffers (hal/runtime/staging.py).
     host_memory_buffers: bool = False
+    #: True where :meth:`wait_bounded` works: a wait on a ticket that returns by a deadline
+    #: (Dawn's TimedWaitAny; the null backend). wgpu-native 29's only blocking wait,
+    #: ``wgpuDevicePoll``, has no timeout, so a bounded host wait there is left to the
+    #: completion tracker.
+    bounded_waits: bool = False
 
     def __init__(self) -> None:
         #: Held around every submission and around the destruction of the device: wgpu-native
@@ -281,6 +286,11 @@ class Backend:
     def wait(self, ticket: int) -> None:
         """Block until the submission with ``ticket`` (and everything before it) finished.
         BackendError(lost=True) if the device is lost."""
+        raise NotImplementedError
+
+    def wait_bounded(self, ticket: int, timeout: float) -> bool:
+        """Block until ``ticket`` finished (True) or ``timeout`` seconds passed (False),
+        where :attr:`bounded_waits`. BackendError(lost=True) if the device is lost."""
         raise NotImplementedError
 
     def poll(self) -> None:

@@ -4,7 +4,8 @@ Submitted :class:`~hal.runtime.queue.Work` carries the backend's ticket. A track
 blocks in ``backend.wait(oldest ticket)`` whenever work is in flight and sleeps on a condition
 variable otherwise, so an idle device costs no CPU. An unbounded host wait on one ticket
 blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the work on its
-own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host).
+own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so does a
+bounded one where the backend's wait has a real timeout (Dawn, null).
 """
 
 from __future__ import annotations
@@ -62,29 +63,36 @@ class Completion:
             self.cond.notify_all()
         return not self._stopped
 
-    def wait_for(self, ticket: int) -> None:
-        """Block in the backend until ``ticket`` finished, then complete it on this thread.
-        Raises nothing: a lost device fails the work instead, and a backend failure that
-        is not a loss fails the work up to ``ticket`` (its completion cannot be known)."""
+    def wait_for(self, ticket: int, timeout: float | None = None) -> bool:
+        """Block in the backend until ``ticket`` finished, then complete it on this thread;
+        with ``timeout`` (where :attr:`bounded_waits`) give up after that many seconds:
+        False, the work still in flight for the tracker. Raises nothing: a lost device fails
+        the work instead, and a backend failure that is not a loss fails the work up to
+        ``ticket`` (its completion cannot be known)."""
         if ticket and ticket <= self._completed:
             # Finished already; work submitted without command buffers may still carry it.
             self.complete_through(ticket)
-            return
+            return True
+        backend = self._backend
         try:
-            self._backend.wait(ticket)
+            if timeout is None:
+                backend.wait(ticket)
+            elif not backend.wait_bounded(ticket, timeout):
+                return False
         except BackendError as error:
-            reason = None if error.lost else self._backend.probe_lost()
+            reason = None if error.lost else backend.probe_lost()
             if error.lost or reason is not None:
                 self._on_lost(f"waiting for submitted work: {reason or error}")
             else:
                 self._finish_through(ticket, error)
-            return
+            return True
         except Exception as error:  # a backend bug: never let it stop the tracker
             self._finish_through(ticket, error)
-            return
+            return True
         # A KeyboardInterrupt or SystemExit (a host wait's own thread) propagates and touches
         # nothing: the work is still in flight, and the tracker completes it.
         self.complete_through(ticket)
+        return True
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
@@ -95,9 +103,13 @@ class Completion:
         ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
         contain what user code raises."""
         with self.cond:
-            done = [w for w in self._in_flight if w.ticket <= ticket]
-            if done:
-                self._in_flight = [w for w in self._in_flight if w.ticket > ticket]
+            in_flight = self._in_flight
+            if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
+                done, self._in_flight = in_flight, []
+            else:
+                done = [w for w in in_flight if w.ticket <= ticket]
+                if done:
+                    self._in_flight = [w for w in in_flight if w.ticket > ticket]
             if ticket > self._completed:
                 self._completed = ticket
         for work in done:
@@ -124,6 +136,12 @@ class Completion:
         tracker's hand-off) rather than wait for the tracker: not while the tracker spins,
         where a second thread's blocking wait would slow the spinning one down."""
         return self._backend.spin_s <= 0
+
+    @property
+    def bounded_waits(self) -> bool:
+        """Whether a bounded host wait may block in the backend itself too
+        (:meth:`wait_for` with a timeout): where the backend's wait has a real timeout."""
+        return self._backend.bounded_waits and self._backend.spin_s <= 0
 
     def _track(self) -> None:
         while True:

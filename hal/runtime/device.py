@@ -140,6 +140,7 @@ class Device:
         from hal.runtime.host_call import HostCalls
         from hal.runtime.profiling import ProfilerSlot
         from hal.runtime.queue import Queue
+        from hal.runtime.queue_ops import QueueOps
         from hal.runtime.transfers import HostTransfers
         from hal.runtime.zeroing import PendingClears
 
@@ -156,6 +157,7 @@ class Device:
         self._host_calls = HostCalls()
         self._executor = Executor(self, queue, backend, self._profiler)
         self._host = HostTransfers(self, queue, self._executor, backend, self._profiler)
+        self._ops = QueueOps(self, self._host, self._executor)
         self._bind_groups = bind_groups = BindGroupCache(backend)
         self._executables = ExecutableCache(self, backend, self.caps.immediates)
         self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
@@ -404,28 +406,14 @@ class Device:
         Raises FailedPreconditionError (un-ended or resubmitted ONE_SHOT buffer, released
         buffer), OutOfRangeError (binding table too small or a slot range past its entry),
         InvalidArgumentError (not command buffers, a malformed wait/signal list or table)."""
-        from hal.core.checks import check_sequence
-        from hal.runtime.command_buffer import CommandBuffer
-
-        what = "queue_execute"
-        self.check_open(what)
-        waits, signals = _points(what, wait, signal)
-        if command_buffers is None or isinstance(command_buffers, CommandBuffer):
-            cbs: CommandBuffer | Sequence[CommandBuffer] | None = command_buffers
-        else:
-            cbs = check_sequence(what, "command_buffers", command_buffers, "CommandBuffers")
-        if binding_table is not None:
-            binding_table = check_sequence(
-                what, "binding_table", binding_table, "Buffers or BufferRefs"
-            )
-        self._executor.execute(cbs, waits, signals, binding_table)
+        self.check_open("queue_execute")
+        self._ops.execute(command_buffers, wait, signal, binding_table)
 
     def queue_barrier(self, *, wait: WaitList = (), signal: WaitList = ()) -> None:
         """Signal ``signal`` once ``wait`` is reached and the work submitted before is done.
         Raises InvalidArgumentError for a malformed wait/signal list."""
         self.check_open("queue_barrier")
-        waits, signals = _points("queue_barrier", wait, signal)
-        self._executor.execute(None, waits, signals, None)
+        self._ops.barrier(wait, signal)
 
     def queue_fill(
         self,
@@ -439,18 +427,8 @@ class Device:
         signal: WaitList = (),
     ) -> None:
         """``fill_buffer`` as a queue operation (same arguments and errors)."""
-        from hal.runtime.transfers import queue_transfer
-
         self.check_open("queue_fill")
-        wait, signal = _points("queue_fill", wait, signal)
-        queue_transfer(
-            self._host,
-            "queue_fill",
-            "fill_buffer",
-            lambda cb: cb.fill_buffer(target, offset, length, pattern, pattern_length),
-            wait,
-            signal,
-        )
+        self._ops.fill(target, offset, length, pattern, pattern_length, wait, signal)
 
     def queue_update(
         self,
@@ -465,23 +443,8 @@ class Device:
     ) -> None:
         """``update_buffer`` as a queue operation; ``source`` is captured now (any size and
         alignment)."""
-        from hal.runtime.transfers import queue_transfer, queue_update_staged
-
         self.check_open("queue_update")
-        wait, signal = _points("queue_update", wait, signal)
-        # Large updates are staged through hal's staging buffers (one copy, no lowering).
-        if queue_update_staged(
-            self._host, source, source_offset, target, target_offset, length, wait, signal
-        ):
-            return
-        queue_transfer(
-            self._host,
-            "queue_update",
-            "update_buffer",
-            lambda cb: cb.update_buffer(source, source_offset, target, target_offset, length),
-            wait,
-            signal,
-        )
+        self._ops.update(source, source_offset, target, target_offset, length, wait, signal)
 
     def queue_copy(
         self,
@@ -498,24 +461,8 @@ class Device:
         be a Buffer or BufferRef of another device of the process: a peer copy staged
         through host memory (hal/runtime/peer.py), which also raises UnavailableError when
         that device is closed or lost."""
-        from hal.runtime.peer import is_peer_source, queue_peer_copy
-        from hal.runtime.transfers import queue_transfer
-
         self.check_open("queue_copy")
-        wait, signal = _points("queue_copy", wait, signal)
-        if is_peer_source(source, self):
-            queue_peer_copy(
-                self._host, source, source_offset, target, target_offset, length, wait, signal
-            )
-            return
-        queue_transfer(
-            self._host,
-            "queue_copy",
-            "copy_buffer",
-            lambda cb: cb.copy_buffer(source, source_offset, target, target_offset, length),
-            wait,
-            signal,
-        )
+        self._ops.copy(source, source_offset, target, target_offset, length, wait, signal)
 
     def queue_alloca(
         self,

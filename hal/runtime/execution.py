@@ -8,7 +8,7 @@ allocations held alive, and encoded — with GPU timestamps while a profile is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
@@ -53,11 +53,16 @@ class Executor:
         self._backend = backend
         self._profiler = profiler
         self._collectives: Collectives | None = None
+        self._has_host_steps: Callable[[Sequence[CommandBuffer]], bool] | None = None
 
     def use_collectives(self, collectives: Collectives) -> None:
         """Run command buffers with collectives through ``collectives`` (the device wires it
         once its host transfers exist)."""
+        from hal.runtime.collectives import has_host_steps
+
         self._collectives = collectives
+        # Looked up once, not imported on every submission.
+        self._has_host_steps = has_host_steps
 
     def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
         kind = _command_buffer_type()
@@ -97,8 +102,33 @@ class Executor:
         waits = wait if type(wait) is tuple else normalise_points(f"{what} wait", wait)
         signals = signal if type(signal) is tuple else normalise_points(f"{what} signal", signal)
         self._check(what, cbs, bool(waits))
-        if self._collectives is not None and self.execute_split(cbs, waits, signals, binding_table):
+        if (
+            cbs
+            and self._collectives is not None
+            and self.execute_split(cbs, waits, signals, binding_table)
+        ):
             return
+        self._submit(what, cbs, waits, signals, binding_table)
+
+    def execute_one(
+        self, cb: CommandBuffer, waits: tuple[Any, ...], signals: tuple[Any, ...]
+    ) -> None:
+        """Submit ``cb``, a ONE_SHOT transfer command buffer hal itself has just recorded and
+        ended (a single queue operation: hal/runtime/queue_ops.py), with normalised
+        ``waits`` and ``signals``: none of :meth:`execute`'s checks can fail for it and it
+        has no collectives. Raises what preparing raises; a rejected call queues nothing."""
+        self._submit("queue_execute", [cb], waits, signals, None)
+
+    def _submit(
+        self,
+        what: str,
+        cbs: list[CommandBuffer],
+        waits: tuple[Any, ...],
+        signals: tuple[Any, ...],
+        binding_table: Sequence[Any] | None,
+    ) -> None:
+        """Claim, prepare and encode ``cbs`` into one Work item and schedule it; a rejected
+        call gives back everything it took."""
         claimed: list[CommandBuffer] = []
         allocations: list[Allocation] = []
         profile = self._profiler.active
@@ -141,9 +171,8 @@ class Executor:
     ) -> bool:
         """Submit ``cbs`` as a chain of GPU parts and host steps where one has collectives
         (hal/runtime/collectives.py); False (nothing done) where none has."""
-        from hal.runtime.collectives import has_host_steps
-
-        if self._collectives is None or not has_host_steps(cbs):
+        has_host_steps = self._has_host_steps
+        if self._collectives is None or has_host_steps is None or not has_host_steps(cbs):
             return False
         self._collectives.execute(cbs, waits, signals, binding_table)
         return True

@@ -231,12 +231,14 @@ class Queue:
             self._watched.discard(semaphore)
         self._release_ready(semaphore)
 
-    def _take_ready(self, semaphore: Semaphore) -> tuple[list[Work], bool]:
-        """Pop the work parked on ``semaphore`` that is ready; whether a watcher is needed."""
+    def _take_ready(self, semaphore: Semaphore) -> tuple[list[Work], bool, int]:
+        """Pop the work parked on ``semaphore`` that is ready; whether a watcher is needed,
+        and the value the check saw."""
         with self._lock:
             heap = self._parked.get(semaphore)
             ready = []
-            while heap and (semaphore.failure is not None or heap[0][0] <= semaphore.value):
+            seen = semaphore.value
+            while heap and (semaphore.failure is not None or heap[0][0] <= seen):
                 _, _, token, work = heapq.heappop(heap)
                 if work.token is token:  # else released through another semaphore
                     work.token = None
@@ -246,7 +248,7 @@ class Queue:
             watch = bool(heap) and semaphore not in self._watched
             if watch:
                 self._watched.add(semaphore)
-        return ready, watch
+        return ready, watch, seen
 
     def _release_ready(self, semaphore: Semaphore) -> None:
         """Reschedule the work parked on ``semaphore`` whose value is reached (all of it if
@@ -254,16 +256,21 @@ class Queue:
         semaphore, so a chain of n dependent submissions costs O(n log n). Each released
         operation succeeds or fails on its own (``schedule`` never raises)."""
         while True:
-            ready, watch = self._take_ready(semaphore)
+            ready, watch, seen = self._take_ready(semaphore)
             if watch:
                 semaphore.watch(lambda: self._semaphore_changed(semaphore))
+                # The watcher catches every change from its registration on (watch and a
+                # signal take the same lock); one before it shows as a different value.
+                unchanged = semaphore.value == seen and semaphore.failure is None
+            else:
+                unchanged = True
             if ready and _log.isEnabledFor(logging.DEBUG):
                 _log.debug(
                     "queue: %d held-back submission(s) released by %r", len(ready), semaphore
                 )
             for work in ready:
                 self.schedule(work)
-            if not watch:
+            if not watch or unchanged:
                 return
             # A change that landed before the watcher was registered is caught by one more
             # pass now that it is in place.
@@ -349,13 +356,17 @@ class Queue:
                         allocation.retire()
                     return
             work.command_buffers = []
+            # An operation without command buffers completes with the work before it.
+            ticket = work.ticket = self._last_ticket
+            if ticket:
+                # Noted before the tracker is woken (add), so that this thread does not
+                # contend with it for the semaphores' lock right after waking it. A waiter
+                # that finds the ticket before the work is tracked completes nothing of it
+                # and falls back to waiting for the tracker's signal.
+                for semaphore, value in work.signals:
+                    semaphore.expect(value, completion, ticket)
             with completion.cond:
-                # An operation without command buffers completes with the work before it.
-                work.ticket = self._last_ticket
                 tracked = completion.add(work)
-        if work.ticket:
-            for semaphore, value in work.signals:
-                semaphore.expect(value, completion, work.ticket)
         for allocation in cleared:
             allocation.retire()
         if not tracked:

@@ -110,7 +110,10 @@ class Semaphore:
                 return
             self._value = value
             _changed.notify_all()
-        self._notify_watchers()
+        # Read without the lock: a watcher registered after the value changed re-checks
+        # the value itself (every registrant checks again once its watcher is in place).
+        if self._watchers:
+            self._notify_watchers()
 
     def fail(self, error: BaseException | str) -> None:
         """Fail the semaphore with an exception or a message (wrapped in RuntimeError); the
@@ -132,6 +135,9 @@ class Semaphore:
         AbortedError if the semaphore fails and InvalidArgumentError for a bad value or
         timeout."""
         value = _check_value("Semaphore.wait", value)
+        if self._failure is None and self._value >= value:
+            timeout_seconds("Semaphore.wait", timeout)  # a bad timeout still raises
+            return
         wait_points([(self, value)], "all", timeout, "Semaphore.wait")
 
     async def wait_async(self, value: int, timeout: float | None = None) -> None:
@@ -153,13 +159,14 @@ class Semaphore:
             expected.append((value, completion, ticket))
 
     def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
-        """The earliest submitted work that brings the value to ``value``, if any."""
+        """The earliest submitted work that brings the value to ``value``, if any. The
+        queue notes its expectations in ticket order (under its submission lock), so the
+        first match is the earliest."""
         with _changed:
-            found = [(index, queue) for v, queue, index in self._expected if v >= value]
-        if not found:
-            return None
-        index, queue = min(found, key=lambda f: f[0])
-        return queue, index
+            for v, completion, ticket in self._expected:
+                if v >= value:
+                    return completion, ticket
+        return None
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once at the next change (signal or failure)."""
@@ -333,25 +340,8 @@ def wait_points(
         return
     deadline = None if timeout is None else time.monotonic() + timeout
 
-    # A wait without a timeout on a value that submitted GPU work will signal blocks in the
-    # device poll itself where the backend's blocking wait is the fastest (CPU adapters): the
-    # tracker thread's wake-up and hand-off are skipped. A bounded wait can't do this (the
-    # poll cannot be interrupted), and where the tracker spins (GPUs) every wait leaves the
-    # polling to it, so bounded and unbounded waits cost the same.
-    if timeout is None and len(pairs) == 1:
-        semaphore, value = pairs[0]
-        while not _reached(pairs, mode):
-            pending = semaphore._signalling_submission(value)
-            if (
-                pending is None
-                or pending[0].closing
-                or not pending[0].direct_waits
-                or pending[1] <= pending[0].completed
-            ):
-                # Nothing left to block on in the backend (or another thread is completing
-                # that work right now): wait for the signal itself.
-                break
-            pending[0].wait_for(pending[1])
+    if len(pairs) == 1:
+        _wait_in_backend(pairs, mode, deadline)
     with _changed:
         while not _reached(pairs, mode):
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -360,6 +350,32 @@ def wait_points(
                     f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
                 )
             _changed.wait(remaining)
+
+
+def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None) -> None:
+    """Block in the device's own wait for the submitted work that signals the one point of
+    ``pairs``, completing it on this thread: the tracker thread's wake-up and hand-off are
+    skipped. Unbounded waits do it wherever the tracker does not spin; bounded ones where
+    the backend's wait returns by a deadline (Dawn's TimedWaitAny, the null backend) —
+    wgpu-native's poll cannot be interrupted, so there a bounded wait leaves it to the
+    tracker. Returns when the point is reached, when there is nothing to block on, or at
+    the deadline (the caller then raises)."""
+    semaphore, value = pairs[0]
+    while not _reached(pairs, mode):
+        pending = semaphore._signalling_submission(value)
+        if pending is None:
+            return  # a host signal, or work not yet submitted: wait for the signal itself
+        completion, ticket = pending
+        if completion.closing or not completion.direct_waits or ticket <= completion.completed:
+            return  # the tracker (or another thread) is completing that work right now
+        if deadline is None:
+            completion.wait_for(ticket)
+            continue
+        if not completion.bounded_waits:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not completion.wait_for(ticket, remaining):
+            return
 
 
 def _reached(pairs: tuple[Point, ...], mode: str) -> bool:

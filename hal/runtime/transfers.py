@@ -26,7 +26,7 @@ from hal.enums import (
     MemoryAccess,
     MemoryType,
 )
-from hal.errors import FailedPreconditionError, HalError, InvalidArgumentError, OutOfRangeError
+from hal.errors import FailedPreconditionError, InvalidArgumentError, OutOfRangeError
 from hal.runtime.buffer import Buffer, as_target
 from hal.runtime.loss import backend_failure
 from hal.runtime.semaphore import normalise_points
@@ -46,7 +46,6 @@ __all__ = [
     "queue_alloca",
     "queue_dealloca",
     "queue_read",
-    "queue_transfer",
     "queue_update_staged",
     "queue_write",
 ]
@@ -54,31 +53,6 @@ __all__ = [
 STAGED_MIN = 64 * 1024
 """From this size, ``queue_update``/``queue_read`` stage their bytes in hal's staging buffers
 (hal/staging.py) instead of a plan's STAGING bytes (which costs three more copies)."""
-
-
-def queue_transfer(
-    host: HostTransfers,
-    what: str,
-    command: str,
-    record: Callable[[CommandBuffer], None],
-    wait: WaitList,
-    signal: WaitList,
-) -> None:
-    """Record one transfer command (``command``, e.g. "fill_buffer") with ``record`` into a
-    one-shot command buffer and queue it as ``what`` (e.g. "queue_fill"). Recording errors
-    propagate before anything is queued, their messages naming ``what``."""
-    cb = host.device.create_command_buffer(CommandBufferMode.ONE_SHOT, CommandCategory.TRANSFER)
-    cb.begin()
-    try:
-        record(cb)
-    except HalError as error:
-        prefix = f"{command}: "
-        message = str(error)
-        if not message.startswith(prefix):
-            raise
-        raise type(error)(f"{what}: {message[len(prefix) :]}") from error.__cause__
-    cb.end()
-    host.executor.execute(cb, wait, signal, None)
 
 
 def queue_update_staged(

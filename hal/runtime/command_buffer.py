@@ -46,6 +46,7 @@ from hal.core.segments import (
     describe_segment,
     record_segments,
 )
+from hal.core.single_plans import single_plan
 from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
 from hal.core.transfer_plans import record_plan
 from hal.enums import (
@@ -297,10 +298,12 @@ class CommandBuffer:
             )
         self.device.check_open("end")
         segments = self._segments
-        if self._records > 1 and self._records == len(segments):
+        records = self._records
+        if records and records == len(segments):
             # Only fast-path fills and copies: planned from the records themselves, their
             # segments made only if the error path asks (no slots, no collectives here).
-            plan = record_plan(segments, self.device.caps)
+            caps = self.device.caps
+            plan = record_plan(segments, caps) if records > 1 else single_plan(segments[0], caps)
             if plan is not None:
                 # A closure over the list, not a bound method: no cycle through the command
                 # buffer, which must go (and drop its buffers) as soon as it is unreferenced.

@@ -60,6 +60,7 @@ its own, unless it joins a neighbouring one)."""
 
 _FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
 _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
+_TABLES = (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
 _ENTRY = struct.Struct("<4I")
 
 
@@ -407,13 +408,45 @@ def batch_transfers(plan: Plan, caps: DeviceCaps) -> Plan:
     if len(table) == len(plan.constants):  # every table dispatch appends its entries
         return plan
     note = batched_note(steps)
+    stats = _stats(plan.stats, steps)
+    if plan.constants and not _stages_constants(steps):
+        # Without immediates every builtin's parameters were staged in CONSTANTS; where all
+        # of those dispatches went into tables, those bytes are dead: the tables alone.
+        dead = -(-len(plan.constants) // caps.storage_alignment) * caps.storage_alignment
+        steps = [_shift_tables(s, dead) for s in steps]
+        del table[:dead]
+        stats = dataclasses.replace(stats, staged_bytes=stats.staged_bytes - len(plan.constants))
     return dataclasses.replace(
         plan,
         steps=tuple(steps),
         constants=bytes(table),
-        stats=_stats(plan.stats, steps),
+        stats=stats,
         notes=(*plan.notes, note),
     )
+
+
+def _stages_constants(steps: Sequence[Step]) -> bool:
+    """Whether a dispatch of ``steps`` reads parameters staged in CONSTANTS."""
+    return any(
+        d.constants_offset is not None
+        for s in steps
+        if isinstance(s, ComputePass)
+        for d in s.dispatches
+    )
+
+
+def _shift_tables(step: Step, dead: int) -> Step:
+    """``step`` with its table dispatches' CONSTANTS ranges ``dead`` bytes lower."""
+    if not isinstance(step, ComputePass):
+        return step
+    dispatches = []
+    for d in step.dispatches:
+        if d.kernel in _TABLES:  # the table is the last binding
+            binding, kind, region = d.bindings[-1]
+            moved = Region(AuxBuffer.CONSTANTS, region.offset - dead, region.size)
+            d = dataclasses.replace(d, bindings=(*d.bindings[:-1], (binding, kind, moved)))
+        dispatches.append(d)
+    return ComputePass(tuple(dispatches))
 
 
 def _count(steps: Sequence[Step]) -> tuple[int, int, int, int, int]:

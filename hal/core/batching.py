@@ -331,7 +331,16 @@ def _runs(
 
 def _batch_pass(plan: Plan, step: ComputePass, caps: DeviceCaps, table: bytearray) -> ComputePass:
     out: list[Dispatch] = []
-    pairs = ((_transfer(plan, d) if d.is_builtin else None, d) for d in step.dispatches)
+    # A plan repeats one dispatch object for an identical transfer: each is read once.
+    seen: dict[int, _Transfer | None] = {}
+
+    def transfer(d: Dispatch) -> _Transfer | None:
+        key = id(d)
+        if key not in seen:
+            seen[key] = _transfer(plan, d) if type(d.kernel) is BuiltinKernel else None
+        return seen[key]
+
+    pairs = ((transfer(d), d) for d in step.dispatches)
     for run, dispatches in _runs(pairs, caps):
         if run is not None and len(dispatches) >= BATCH_MIN_RUN:
             out.append(_table_dispatch(run, table))

@@ -171,6 +171,9 @@ class _PlanBuilder:
         self.labels: dict[tuple[int, str], str] = {}  # dispatch labels per entry point
         # Dispatches by id(segment) (the segments outlive the lowering, so ids stay unique).
         self.known: dict[int, tuple[Dispatch, tuple[Region, ...], tuple[Region, ...]]] = {}
+        # Fills and copies by their ranges (ids of allocations the segments hold): what each
+        # emitted and how many builtin dispatches that was.
+        self.transfers: dict[tuple[object, ...], tuple[list[_Item], int]] = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -422,7 +425,36 @@ class _PlanBuilder:
         self.resources.add(ref.buffer)
         return Region(ref.buffer, ref.offset, ref.length)
 
+    def repeat(self, key: tuple[object, ...]) -> bool:
+        """Emit again what the transfer memoised under ``key`` made (True), if any: a
+        program repeats identical fills and copies, and their lowering depends only on the
+        ranges and this lowering's caps and options (unless parameters were staged)."""
+        memo = self.transfers.get(key)
+        if memo is None:
+            return False
+        items, builtins = memo
+        region = self.region_index
+        self.items.extend([_Item(i.op, region, i.reads, i.writes, i.note) for i in items])
+        self.builtin_dispatches += builtins
+        return True
+
+    def memoise(self, key: tuple[object, ...], count: int, builtins: int, staged: int) -> None:
+        """Remember the items emitted since ``count`` for :meth:`repeat` (not where they
+        staged constants: those are placed anew each time)."""
+        if len(self.constants_data) == staged:
+            self.transfers[key] = (self.items[count:], self.builtin_dispatches - builtins)
+
     def fill(self, segment: FillSegment) -> None:
+        ref = segment.target
+        key = (id(ref.buffer), ref.offset, ref.length, segment.pattern)
+        if self.repeat(key):
+            return
+        count, builtins, staged = len(self.items), self.builtin_dispatches, len(self.constants_data)
+        self.fill_once(segment)
+        self.memoise(key, count, builtins, staged)
+
+    def fill_once(self, segment: FillSegment) -> None:
+        """:meth:`fill` without the memo."""
         target = self.region(segment.target)
         if target.size == 0:
             return
@@ -453,9 +485,15 @@ class _PlanBuilder:
         self.copy(Region(AuxBuffer.STAGING, offset, target.size), target, "update")
 
     def copy_segment(self, segment: CopySegment) -> None:
-        source, target = self.region(segment.source), self.region(segment.target)
+        s, t = segment.source, segment.target
+        key = (id(s.buffer), s.offset, s.length, id(t.buffer), t.offset, t.length)
+        if self.repeat(key):
+            return
+        count, builtins, staged = len(self.items), self.builtin_dispatches, len(self.constants_data)
+        source, target = self.region(s), self.region(t)
         if target.size:
             self.copy(source, target, "copy")
+        self.memoise(key, count, builtins, staged)
 
     def dispatch(self, segment: DispatchSegment) -> None:
         # A segment recorded again (recording shares identical dispatch segments) lowers to

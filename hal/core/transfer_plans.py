@@ -55,6 +55,8 @@ from hal.core.segments import (
 
 _log = logging.getLogger("hal")
 
+_TRANSFER_KINDS = (FillSegment, CopySegment, BarrierSegment)
+
 __all__ = ["direct_plan", "record_plan"]
 
 
@@ -170,6 +172,9 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     """The plan ``batch_transfers(lower(segments, caps), caps)`` returns, made directly for
     a transfer-only program (see the module docstring); None for any other program. Pure;
     raises nothing of its own."""
+    for segment in segments:  # a plan builder costs more than this scan of a dispatch program
+        if type(segment) not in _TRANSFER_KINDS:
+            return None
     builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     entries: list[_Entry] = []
     notes: list[str] = []

@@ -310,21 +310,35 @@ def _runs(
     pairs: Iterable[tuple[_Transfer | None, Any]], caps: DeviceCaps
 ) -> Iterator[tuple[_Run | None, list[Any]]]:
     """Consecutive (transfer, item) pairs grouped into maximal runs that :class:`_Run`
-    accepts, as (run, its items); an item without a transfer comes alone, as (None, [item])."""
+    accepts, as (run, its items); an item without a transfer, or a transfer no other
+    joined, comes alone, as (None, [item])."""
     run: _Run | None = None
     items: list[Any] = []
+    # A transfer that starts a group stays ``lone`` (no _Run) until a second one could join
+    # it: most transfers of a program of mixed commands never get company. A lone
+    # transfer's group comes as (None, [item]), which no caller batches either way.
+    lone: _Transfer | None = None
     for t, item in pairs:
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t)
-            items.append(item)
-            continue
+        if t is not None:
+            if run is not None and run.accepts(t):
+                run.add(t)
+                items.append(item)
+                continue
+            if lone is not None and t.target is lone.target and t.source is lone.source:
+                candidate = _Run(lone, caps)
+                if candidate.accepts(t):
+                    candidate.add(t)
+                    run, lone = candidate, None
+                    items.append(item)
+                    continue
         if items:
             yield run, items
+        run = None
         if t is None:
-            run, items = None, []
+            items, lone = [], None
             yield None, [item]
         else:
-            run, items = _Run(t, caps), [item]
+            items, lone = [item], t
     if items:
         yield run, items
 

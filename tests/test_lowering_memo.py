@@ -10,10 +10,18 @@ import pytest
 
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
+from hal.core.layout import BindingLayout, EntryPointLayout
 from hal.core.lowering import _PlanBuilder, lower
 from hal.core.plan import Plan
 from hal.core.refs import Ref
-from hal.core.segments import BarrierSegment, CopySegment, FillSegment, Segment, UpdateSegment
+from hal.core.segments import (
+    BarrierSegment,
+    CopySegment,
+    DispatchSegment,
+    FillSegment,
+    Segment,
+    UpdateSegment,
+)
 
 
 class Alloc:
@@ -73,3 +81,47 @@ def test_repeated_transfers_lower_as_without_the_memo(
     # Most transfers were repeats; without immediates the builtins' staged parameters
     # keep them out of the memo (native transfers still hit).
     assert sum(hits) > (len(hits) // 2 if immediates else 40), (sum(hits), len(hits))
+
+
+def test_dispatches_sharing_binding_refs_lower_as_without_the_memo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Recording shares one Ref per (buffer, binding): dispatches that differ in constants
+    # or grid share their binding Refs, and their bindings are lowered once. Some share a
+    # buffer read-only and read-write, or bind it misaligned: shadowed, never memoised.
+    a, b = Alloc("a"), Alloc("b")
+    refs = [ref(a, 0, 256), ref(b, 512, 256), ref(a, 4, 60), ref(b, 0, 4096)]
+    rw = layout(["read-only-storage", "storage"], constants_size=16)
+    one = layout(["storage"])
+    for immediates in (True, False):
+        caps = DeviceCaps(immediates=immediates, storage_alignment=256)
+        rng = random.Random(immediates)
+        segments: list[Segment] = []
+        for i in range(80):
+            if rng.random() < 0.5:
+                pair = (rng.choice(refs), rng.choice(refs))
+                segments.append(dispatch(rw, pair, i.to_bytes(4, "little"), (1 + i % 3, 1, 1)))
+            else:
+                segments.append(dispatch(one, (rng.choice(refs),), b"", (2, 1, 1)))
+            if rng.random() < 0.3:
+                segments.append(BarrierSegment(63, 63, 0))
+        plan = lower(segments, caps)
+        with monkeypatch.context() as patch:
+            patch.setattr(_PlanBuilder, "lower_dispatch", _PlanBuilder.lower_bindings)
+            expected = lower(segments, caps)
+        assert plan == expected, f"immediates={immediates}"
+        assert plan.stats.shadowed_bindings > 0
+
+
+EXECUTABLE = type("Executable", (), {"label": "fake"})()
+
+
+def layout(kinds: list[str], constants_size: int = 0) -> EntryPointLayout:
+    bindings = tuple(BindingLayout(i, kind, f"b{i}") for i, kind in enumerate(kinds))
+    return EntryPointLayout("main", bindings, len(kinds), constants_size)
+
+
+def dispatch(
+    entry: EntryPointLayout, refs: tuple[Ref, ...], constants: bytes, grid: tuple[int, int, int]
+) -> DispatchSegment:
+    return DispatchSegment(EXECUTABLE, "main", entry, grid, None, constants, refs)

@@ -150,6 +150,8 @@ class _Item:
     after: int = -1  # index in the other list of the last item that must precede this one
 
 
+_Bindings = tuple[tuple[int, str, Region], ...]
+
 _NO_SCRATCH = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
 
 
@@ -174,6 +176,10 @@ class _PlanBuilder:
         # Fills and copies by their ranges (ids of allocations the segments hold): what each
         # emitted and how many builtin dispatches that was.
         self.transfers: dict[tuple[object, ...], tuple[list[_Item], int]] = {}
+        # Unshadowed dispatch bindings by (id(layout), ids of the binding Refs): the bindings,
+        # reads and writes they lower to.
+        self.bound: dict[tuple[int, ...], tuple[_Bindings, tuple[Region, ...], tuple[Region, ...]]]
+        self.bound = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -513,6 +519,51 @@ class _PlanBuilder:
     def lower_dispatch(self, segment: DispatchSegment) -> None:
         """:meth:`dispatch` without the memo: bindings shadowed where wgpu cannot take them,
         constants placed, the dispatch emitted."""
+        if segment.indirect is not None:
+            self.lower_bindings(segment)
+            return
+        # Recording shares one Ref per (buffer, binding), so dispatches that differ only in
+        # constants or grid name the same Refs: their bindings lower alike (unless shadowed).
+        key = (id(segment.layout), *[id(r) for r in segment.bindings])
+        bound = self.bound.get(key)
+        if bound is not None:
+            self.emit_dispatch(segment, bound[0], None, bound[1], bound[2])
+            return
+        shadowed, count = self.shadowed, len(self.items)
+        self.lower_bindings(segment)
+        if self.shadowed == shadowed and len(self.items) == count + 1:
+            item = self.items[-1]
+            self.bound[key] = (item.op.bindings, item.reads, item.writes)  # type: ignore[union-attr]
+
+    def emit_dispatch(
+        self,
+        segment: DispatchSegment,
+        bindings: _Bindings,
+        indirect: Region | None,
+        reads: tuple[Region, ...],
+        writes: tuple[Region, ...],
+    ) -> None:
+        """Emit the dispatch of ``segment`` with its final bindings, its constants placed."""
+        padded = segment.constants.ljust(segment.layout.constants_size, b"\0")
+        constants, constants_offset = self.constants(padded)
+        key = (id(segment.executable), segment.entry_point)
+        label = self.labels.get(key)
+        if label is None:
+            label = self.labels[key] = f"{segment.executable.label}:{segment.entry_point}"
+        dispatch = Dispatch(
+            segment.executable,
+            segment.entry_point,
+            bindings,
+            constants,
+            constants_offset,
+            segment.workgroups,
+            indirect,
+            label,
+        )
+        self.items.append(_Item(dispatch, self.region_index, reads, writes))
+
+    def lower_bindings(self, segment: DispatchSegment) -> None:
+        """:meth:`lower_dispatch` without the binding memo."""
         layout = segment.layout
         caps = self.caps
         refs = segment.bindings
@@ -555,26 +606,7 @@ class _PlanBuilder:
                 shadow = self.scratch(12, 4, writable=False)
                 self.builtin_copy(indirect, shadow, "shadow indirect parameters")
                 indirect = shadow
-        padded = segment.constants.ljust(layout.constants_size, b"\0")
-        constants, constants_offset = self.constants(padded)
-        key = (id(segment.executable), segment.entry_point)
-        label = self.labels.get(key)
-        if label is None:
-            label = self.labels[key] = f"{segment.executable.label}:{segment.entry_point}"
-        self.emit(
-            Dispatch(
-                segment.executable,
-                segment.entry_point,
-                tuple(bindings),
-                constants,
-                constants_offset,
-                segment.workgroups,
-                indirect,
-                label,
-            ),
-            tuple(reads),
-            tuple(writes),
-        )
+        self.emit_dispatch(segment, tuple(bindings), indirect, tuple(reads), tuple(writes))
         for shadow, region in copy_back:
             self.builtin_copy(shadow, region, f"shadow binding out to {region.describe()}")
 

@@ -51,7 +51,7 @@ def _key(caps: DeviceCaps, record: TransferRecord) -> tuple[Any, ...]:
     if len(record) == 4:
         _, offset, length, word = record
         return (id(caps), offset, length, word)
-    source, source_offset, target, target_offset, length = record  # type: ignore[misc]
+    source, source_offset, target, target_offset, length = record
     return (id(caps), source_offset, target_offset, length, source is target)
 
 

@@ -324,6 +324,7 @@ def _pass_calls(
     group_calls: dict[int, Call] = {}
     groups: dict[int, tuple[Any, tuple[tuple[int, Region], ...]]] = {}
     dispatch_calls: dict[tuple[int, int, int], Call] = {}
+    immediate_calls: dict[bytes, Call] = {}
     for d in step.dispatches:
         kernel = d.kernel
         key = (id(kernel), d.entry_point)
@@ -361,7 +362,10 @@ def _pass_calls(
             calls.append(backend.set_bind_group(1, group, (d.constants_offset,)))
             keepalive.append(group)
         elif d.constants:
-            calls.append(backend.set_immediates(d.constants))
+            call = immediate_calls.get(d.constants)
+            if call is None:
+                call = immediate_calls[d.constants] = backend.set_immediates(d.constants)
+            calls.append(call)
         if d.indirect is not None:
             buffer = handle(d.indirect)
             keepalive.append(buffer)

@@ -5,9 +5,12 @@ decision note, region and count in place."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
+import numpy as np
 import pytest
 
+import hal
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
 from hal.core.layout import BindingLayout, EntryPointLayout
@@ -125,3 +128,33 @@ def dispatch(
     entry: EntryPointLayout, refs: tuple[Ref, ...], constants: bytes, grid: tuple[int, int, int]
 ) -> DispatchSegment:
     return DispatchSegment(EXECUTABLE, "main", entry, grid, None, constants, refs)
+
+
+def test_records_beside_dispatches_plan_and_run_as_their_segments(device: Any) -> None:
+    # Fast-path fills and copies beside dispatches are lowered from the records themselves
+    # (their segments made only where the memo misses): the plan is the one their segments
+    # give, and the bytes are right.
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 256, 4096, dtype=np.uint8)
+    source = device.buffer_from_numpy(data)
+    target = device.buffer_from_numpy(np.zeros(4096, np.uint8))
+    counter = device.buffer_from_numpy(np.zeros(4, np.uint32))
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+    cb = device.create_command_buffer(hal.CommandBufferMode.ONE_SHOT)
+    cb.begin()
+    for i in range(30):
+        cb.dispatch(noop, "touch", (1, 1, 1), bindings=[counter])
+        cb.fill_buffer(target, 0, 256, 0x01010101)
+        cb.copy_buffer(source, 256 * (i % 3), target, 1024 + 256 * (i % 3), 256)
+        cb.fill_buffer(target, 2048 + 4 * i, 4, i)
+        cb.execution_barrier()
+    cb.end()
+    assert cb.plan == batch_transfers(lower(cb.segments, device.caps), device.caps)
+    device.queue_execute(cb)
+    device.wait_idle(30)
+    expected = np.zeros(4096, np.uint8)
+    expected[:256] = 1
+    expected[1024:1792] = data[:768]
+    expected[2048:2168] = np.arange(30, dtype=np.uint32).view(np.uint8)
+    np.testing.assert_array_equal(target.to_numpy(), expected)
+    assert counter.to_numpy()[0] == 30

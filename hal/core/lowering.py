@@ -73,8 +73,10 @@ from hal.core.segments import (
     ResetEventSegment,
     Segment,
     SignalEventSegment,
+    TransferRecord,
     UpdateSegment,
     WaitEventsSegment,
+    record_segment,
 )
 from hal.errors import InvalidArgumentError
 
@@ -449,6 +451,18 @@ class _PlanBuilder:
         staged constants: those are placed anew each time)."""
         if len(self.constants_data) == staged:
             self.transfers[key] = (self.items[count:], self.builtin_dispatches - builtins)
+
+    def record(self, record: TransferRecord) -> None:
+        """A fill or copy in its recording form (:data:`hal.core.segments.TransferRecord`):
+        its segment is made only if the memo does not already hold its lowering."""
+        if len(record) == 4:
+            buffer, offset, length, word = record
+            if not self.repeat((id(buffer), offset, length, word.to_bytes(4, "little"))):
+                self.fill(record_segment(record))  # type: ignore[arg-type]
+            return
+        source, source_offset, target, target_offset, length = record
+        if not self.repeat((id(source), source_offset, length, id(target), target_offset, length)):
+            self.copy_segment(record_segment(record))  # type: ignore[arg-type]
 
     def fill(self, segment: FillSegment) -> None:
         ref = segment.target
@@ -892,6 +906,7 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
         FillSegment: builder.fill,
         CopySegment: builder.copy_segment,
         UpdateSegment: builder.update,
+        tuple: builder.record,  # a fill or copy not yet made a segment (TransferRecord)
     }
     for segment in segments:
         handler = handlers.get(type(segment))

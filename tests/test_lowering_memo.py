@@ -14,7 +14,7 @@ import hal
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
 from hal.core.layout import BindingLayout, EntryPointLayout
-from hal.core.lowering import _PlanBuilder, lower
+from hal.core.lowering import _MEMO_TRIAL, DEFAULT_OPTIONS, _PlanBuilder, lower
 from hal.core.plan import Plan
 from hal.core.refs import Ref
 from hal.core.segments import (
@@ -66,24 +66,40 @@ def test_repeated_transfers_lower_as_without_the_memo(
 ) -> None:
     caps = DeviceCaps(immediates=immediates, storage_alignment=32)
     programs = [program(random.Random(seed)) for seed in range(40)]
-    hits = []
-    repeat = _PlanBuilder.repeat
+    hits: list[int] = []
+    replay = _PlanBuilder.replay
 
-    def counted(self: _PlanBuilder, key: tuple[object, ...]) -> bool:
-        hits.append(repeat(self, key))
-        return hits[-1]
+    def counted(self: _PlanBuilder, memo: tuple[list[Any], int]) -> None:
+        hits.append(len(memo[0]))
+        replay(self, memo)
 
-    monkeypatch.setattr(_PlanBuilder, "repeat", counted)
+    monkeypatch.setattr(_PlanBuilder, "replay", counted)
     with_memo = [lower(p, caps) for p in programs]
     batched = [batch_transfers(plan, caps) for plan in with_memo]
-    monkeypatch.setattr(_PlanBuilder, "repeat", lambda self, key: False)
+    monkeypatch.setattr(_PlanBuilder, "fill", _PlanBuilder.fill_once)
+    monkeypatch.setattr(_PlanBuilder, "copy_segment", _PlanBuilder.copy_once)
     for i, p in enumerate(programs):
         expected: Plan = lower(p, caps)
         assert with_memo[i] == expected, f"program {i}"
         assert batched[i] == batch_transfers(expected, caps), f"program {i}"
     # Most transfers were repeats; without immediates the builtins' staged parameters
     # keep them out of the memo (native transfers still hit).
-    assert sum(hits) > (len(hits) // 2 if immediates else 40), (sum(hits), len(hits))
+    transfers = sum(type(s) in (FillSegment, CopySegment) for p in programs for s in p)
+    assert len(hits) > (transfers // 2 if immediates else 40), (len(hits), transfers)
+
+
+def test_a_program_without_repeats_stops_memoising() -> None:
+    # After _MEMO_TRIAL distinct transfers without a hit the memo is off; the plan is the
+    # same either way.
+    a = Alloc("a")
+    segments: list[Segment] = [FillSegment(ref(a, 4 * i, 4), b"\x01") for i in range(600)]
+    segments += segments[:10]  # repeats after the trial: lowered again, same result
+    builder = _PlanBuilder(DeviceCaps(), DEFAULT_OPTIONS)
+    for segment in segments:
+        builder.fill(segment)  # type: ignore[arg-type]
+    assert not builder.memo and builder.memo_hits == 0
+    assert len(builder.transfers) == _MEMO_TRIAL
+    assert [i.op for i in builder.items[600:]] == [i.op for i in builder.items[:10]]
 
 
 def test_dispatches_sharing_binding_refs_lower_as_without_the_memo(

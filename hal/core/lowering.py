@@ -38,6 +38,7 @@ import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hal.core.builtins import (
     BuiltinKernel,
@@ -154,6 +155,9 @@ class _Item:
 
 _Bindings = tuple[tuple[int, str, Region], ...]
 
+_MEMO_TRIAL = 256
+"""Distinct transfers a lowering memoises before giving up on a program without repeats."""
+
 _NO_SCRATCH = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
 
 
@@ -178,6 +182,8 @@ class _PlanBuilder:
         # Fills and copies by their ranges (ids of allocations the segments hold): what each
         # emitted and how many builtin dispatches that was.
         self.transfers: dict[tuple[object, ...], tuple[list[_Item], int]] = {}
+        self.memo = True  # off once a program's first transfers never repeated
+        self.memo_hits = 0
         # Unshadowed dispatch bindings by (id(layout), ids of the binding Refs): the bindings,
         # reads and writes they lower to.
         self.bound: dict[tuple[int, ...], tuple[_Bindings, tuple[Region, ...], tuple[Region, ...]]]
@@ -433,45 +439,60 @@ class _PlanBuilder:
         self.resources.add(ref.buffer)
         return Region(ref.buffer, ref.offset, ref.length)
 
-    def repeat(self, key: tuple[object, ...]) -> bool:
-        """Emit again what the transfer memoised under ``key`` made (True), if any: a
-        program repeats identical fills and copies, and their lowering depends only on the
-        ranges and this lowering's caps and options (unless parameters were staged)."""
-        memo = self.transfers.get(key)
-        if memo is None:
-            return False
+    def replay(self, memo: tuple[list[_Item], int]) -> None:
+        """Emit again what a memoised transfer made (see :meth:`lower_transfer`)."""
         items, builtins = memo
         region = self.region_index
         self.items.extend([_Item(i.op, region, i.reads, i.writes, i.note) for i in items])
         self.builtin_dispatches += builtins
-        return True
 
-    def memoise(self, key: tuple[object, ...], count: int, builtins: int, staged: int) -> None:
-        """Remember the items emitted since ``count`` for :meth:`repeat` (not where they
-        staged constants: those are placed anew each time)."""
+    def lower_transfer(self, key: tuple[object, ...], segment: Any, lower: Any) -> None:
+        """``lower(segment)``, remembered under ``key`` for :meth:`replay`: a program repeats
+        identical fills and copies, and their lowering depends only on the ranges and this
+        lowering's caps and options (not where parameters were staged: those are placed
+        anew each time). A program whose transfers never repeat stops paying for the memo
+        after :data:`_MEMO_TRIAL` of them."""
+        items = self.items
+        count, builtins, staged = len(items), self.builtin_dispatches, len(self.constants_data)
+        lower(segment)
         if len(self.constants_data) == staged:
-            self.transfers[key] = (self.items[count:], self.builtin_dispatches - builtins)
+            transfers = self.transfers
+            transfers[key] = (items[count:], self.builtin_dispatches - builtins)
+            if len(transfers) >= _MEMO_TRIAL and not self.memo_hits:
+                self.memo = False
 
     def record(self, record: TransferRecord) -> None:
         """A fill or copy in its recording form (:data:`hal.core.segments.TransferRecord`):
         its segment is made only if the memo does not already hold its lowering."""
         if len(record) == 4:
             buffer, offset, length, word = record
-            if not self.repeat((id(buffer), offset, length, word.to_bytes(4, "little"))):
-                self.fill(record_segment(record))  # type: ignore[arg-type]
+            key: tuple[object, ...] = (id(buffer), offset, length, word.to_bytes(4, "little"))
+        else:
+            source, source_offset, target, target_offset, length = record
+            key = (id(source), source_offset, length, id(target), target_offset, length)
+        memo = self.transfers.get(key) if self.memo else None
+        if memo is not None:
+            self.memo_hits += 1
+            self.replay(memo)
             return
-        source, source_offset, target, target_offset, length = record
-        if not self.repeat((id(source), source_offset, length, id(target), target_offset, length)):
-            self.copy_segment(record_segment(record))  # type: ignore[arg-type]
+        segment = record_segment(record)
+        if type(segment) is FillSegment:
+            self.fill(segment)
+        else:
+            self.copy_segment(segment)
 
     def fill(self, segment: FillSegment) -> None:
+        if not self.memo:
+            self.fill_once(segment)
+            return
         ref = segment.target
         key = (id(ref.buffer), ref.offset, ref.length, segment.pattern)
-        if self.repeat(key):
-            return
-        count, builtins, staged = len(self.items), self.builtin_dispatches, len(self.constants_data)
-        self.fill_once(segment)
-        self.memoise(key, count, builtins, staged)
+        memo = self.transfers.get(key)
+        if memo is None:
+            self.lower_transfer(key, segment, self.fill_once)
+        else:
+            self.memo_hits += 1
+            self.replay(memo)
 
     def fill_once(self, segment: FillSegment) -> None:
         """:meth:`fill` without the memo."""
@@ -505,15 +526,23 @@ class _PlanBuilder:
         self.copy(Region(AuxBuffer.STAGING, offset, target.size), target, "update")
 
     def copy_segment(self, segment: CopySegment) -> None:
+        if not self.memo:
+            self.copy_once(segment)
+            return
         s, t = segment.source, segment.target
         key = (id(s.buffer), s.offset, s.length, id(t.buffer), t.offset, t.length)
-        if self.repeat(key):
-            return
-        count, builtins, staged = len(self.items), self.builtin_dispatches, len(self.constants_data)
-        source, target = self.region(s), self.region(t)
+        memo = self.transfers.get(key)
+        if memo is None:
+            self.lower_transfer(key, segment, self.copy_once)
+        else:
+            self.memo_hits += 1
+            self.replay(memo)
+
+    def copy_once(self, segment: CopySegment) -> None:
+        """:meth:`copy_segment` without the memo."""
+        source, target = self.region(segment.source), self.region(segment.target)
         if target.size:
             self.copy(source, target, "copy")
-        self.memoise(key, count, builtins, staged)
 
     def dispatch(self, segment: DispatchSegment) -> None:
         # A segment recorded again (recording shares identical dispatch segments) lowers to

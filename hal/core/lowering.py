@@ -476,7 +476,7 @@ class _PlanBuilder:
             self.replay(memo)
             return
         segment = record_segment(record)
-        if type(segment) is FillSegment:
+        if isinstance(segment, FillSegment):
             self.fill(segment)
         else:
             self.copy_segment(segment)

@@ -55,6 +55,8 @@ def random_records(rng: random.Random) -> tuple[list[TransferRecord], DeviceCaps
     large, same-allocation, unaligned, or split by tight limits."""
     buffers = [Alloc(name) for name in "abc"]
     values: dict[str, Any] = {"storage_alignment": rng.choice([4, 32, 256])}
+    if rng.random() < 0.3:
+        values["immediates"] = False
     costs = rng.choice([None, NATIVE_FIRST, KERNEL_FIRST])
     if costs is not None:
         values["costs"] = costs
@@ -156,10 +158,20 @@ def test_record_plan_declines_what_it_does_not_cover(make: Any) -> None:
     assert record_plan(make(a, b), DeviceCaps(storage_alignment=32, costs=NATIVE_FIRST)) is None
 
 
-def test_record_plan_declines_without_immediates() -> None:
+def test_record_plans_without_immediates_hold_only_the_table() -> None:
+    # The general path stages every builtin's parameters in CONSTANTS and batching drops
+    # them once all went into the table: both paths make the same plan.
     a = Alloc("a")
     records: list[TransferRecord] = [(a, 4 * i, 4, 1) for i in range(4)]
-    assert record_plan(records, DeviceCaps(immediates=False)) is None
+    c = DeviceCaps(immediates=False)
+    plan = record_plan(records, c)
+    assert plan is not None and plan == general(records, c)
+    (step,) = plan.steps
+    (table,) = step.dispatches  # type: ignore[union-attr]
+    assert table.kernel is BuiltinKernel.FILL_TABLE and table.constants_offset is None
+    assert table.bindings[-1][2].offset == 0 and len(plan.constants) == 4 * 16
+    assert plan.stats.staged_bytes == 0
+    assert plan == record_plan(records, DeviceCaps())  # the same plan as with immediates
 
 
 def test_records_make_the_segments_the_general_path_makes() -> None:

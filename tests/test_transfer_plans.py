@@ -73,6 +73,7 @@ def random_program(rng: random.Random) -> tuple[list[Segment], DeviceCaps]:
     c = caps(
         rng.choice([None, NATIVE_FIRST, KERNEL_FIRST]),
         storage_alignment=rng.choice([4, 32, 256]),
+        immediates=rng.random() < 0.85,  # without: declined where a builtin stays alone
     )
     fills = rng.random() < 0.5
     zero = rng.random() < 0.4
@@ -156,10 +157,18 @@ def test_direct_plan_declines_what_it_does_not_cover(make: Any) -> None:
     assert direct_plan(make(a, b), caps(NATIVE_FIRST)) is None
 
 
-def test_direct_plan_declines_without_immediates() -> None:
+def test_direct_plan_without_immediates() -> None:
+    # Every builtin in a table: the plan holds only the table in CONSTANTS, as the general
+    # path's does; a builtin left alone would stage its parameters there: declined.
     a = Alloc(1 << 16, "a")
+    c = caps(immediates=False)
     segments: list[Segment] = [FillSegment(ref(a, 4 * i, 3), b"\x01") for i in range(4)]
-    assert direct_plan(segments, caps(immediates=False)) is None
+    plan = direct_plan(segments, c)
+    assert plan is not None and plan == batch_transfers(lower(segments, c), c)
+    assert len(plan.constants) == 4 * 16 and plan.stats.staged_bytes == 0
+    assert direct_plan(segments[:1], c) is None
+    alone = [*segments, FillSegment(ref(a, 0, 4), b"\x02")]  # rewrites a word: alone
+    assert direct_plan(alone, c) is None
 
 
 # -- on the device: the eager path's caches ---------------------------------------------------

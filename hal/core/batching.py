@@ -60,6 +60,7 @@ its own, unless it joins a neighbouring one)."""
 
 _FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
 _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
+_TABLES = (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
 _ENTRY = struct.Struct("<4I")
 
 
@@ -309,28 +310,51 @@ def _runs(
     pairs: Iterable[tuple[_Transfer | None, Any]], caps: DeviceCaps
 ) -> Iterator[tuple[_Run | None, list[Any]]]:
     """Consecutive (transfer, item) pairs grouped into maximal runs that :class:`_Run`
-    accepts, as (run, its items); an item without a transfer comes alone, as (None, [item])."""
+    accepts, as (run, its items); an item without a transfer, or a transfer no other
+    joined, comes alone, as (None, [item])."""
     run: _Run | None = None
     items: list[Any] = []
+    # A transfer that starts a group stays ``lone`` (no _Run) until a second one could join
+    # it: most transfers of a program of mixed commands never get company. A lone
+    # transfer's group comes as (None, [item]), which no caller batches either way.
+    lone: _Transfer | None = None
     for t, item in pairs:
-        if t is not None and run is not None and run.accepts(t):
-            run.add(t)
-            items.append(item)
-            continue
+        if t is not None:
+            if run is not None and run.accepts(t):
+                run.add(t)
+                items.append(item)
+                continue
+            if lone is not None and t.target is lone.target and t.source is lone.source:
+                candidate = _Run(lone, caps)
+                if candidate.accepts(t):
+                    candidate.add(t)
+                    run, lone = candidate, None
+                    items.append(item)
+                    continue
         if items:
             yield run, items
+        run = None
         if t is None:
-            run, items = None, []
+            items, lone = [], None
             yield None, [item]
         else:
-            run, items = _Run(t, caps), [item]
+            items, lone = [item], t
     if items:
         yield run, items
 
 
 def _batch_pass(plan: Plan, step: ComputePass, caps: DeviceCaps, table: bytearray) -> ComputePass:
     out: list[Dispatch] = []
-    pairs = ((_transfer(plan, d) if d.is_builtin else None, d) for d in step.dispatches)
+    # A plan repeats one dispatch object for an identical transfer: each is read once.
+    seen: dict[int, _Transfer | None] = {}
+
+    def transfer(d: Dispatch) -> _Transfer | None:
+        key = id(d)
+        if key not in seen:
+            seen[key] = _transfer(plan, d) if type(d.kernel) is BuiltinKernel else None
+        return seen[key]
+
+    pairs = ((transfer(d), d) for d in step.dispatches)
     for run, dispatches in _runs(pairs, caps):
         if run is not None and len(dispatches) >= BATCH_MIN_RUN:
             out.append(_table_dispatch(run, table))
@@ -407,13 +431,45 @@ def batch_transfers(plan: Plan, caps: DeviceCaps) -> Plan:
     if len(table) == len(plan.constants):  # every table dispatch appends its entries
         return plan
     note = batched_note(steps)
+    stats = _stats(plan.stats, steps)
+    if plan.constants and not _stages_constants(steps):
+        # Without immediates every builtin's parameters were staged in CONSTANTS; where all
+        # of those dispatches went into tables, those bytes are dead: the tables alone.
+        dead = -(-len(plan.constants) // caps.storage_alignment) * caps.storage_alignment
+        steps = [_shift_tables(s, dead) for s in steps]
+        del table[:dead]
+        stats = dataclasses.replace(stats, staged_bytes=stats.staged_bytes - len(plan.constants))
     return dataclasses.replace(
         plan,
         steps=tuple(steps),
         constants=bytes(table),
-        stats=_stats(plan.stats, steps),
+        stats=stats,
         notes=(*plan.notes, note),
     )
+
+
+def _stages_constants(steps: Sequence[Step]) -> bool:
+    """Whether a dispatch of ``steps`` reads parameters staged in CONSTANTS."""
+    return any(
+        d.constants_offset is not None
+        for s in steps
+        if isinstance(s, ComputePass)
+        for d in s.dispatches
+    )
+
+
+def _shift_tables(step: Step, dead: int) -> Step:
+    """``step`` with its table dispatches' CONSTANTS ranges ``dead`` bytes lower."""
+    if not isinstance(step, ComputePass):
+        return step
+    dispatches = []
+    for d in step.dispatches:
+        if d.kernel in _TABLES:  # the table is the last binding
+            binding, kind, region = d.bindings[-1]
+            moved = Region(AuxBuffer.CONSTANTS, region.offset - dead, region.size)
+            d = dataclasses.replace(d, bindings=(*d.bindings[:-1], (binding, kind, moved)))
+        dispatches.append(d)
+    return ComputePass(tuple(dispatches))
 
 
 def _count(steps: Sequence[Step]) -> tuple[int, int, int, int, int]:

@@ -38,6 +38,7 @@ import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hal.core.builtins import (
     BuiltinKernel,
@@ -73,8 +74,10 @@ from hal.core.segments import (
     ResetEventSegment,
     Segment,
     SignalEventSegment,
+    TransferRecord,
     UpdateSegment,
     WaitEventsSegment,
+    record_segment,
 )
 from hal.errors import InvalidArgumentError
 
@@ -150,6 +153,11 @@ class _Item:
     after: int = -1  # index in the other list of the last item that must precede this one
 
 
+_Bindings = tuple[tuple[int, str, Region], ...]
+
+_MEMO_TRIAL = 256
+"""Distinct transfers a lowering memoises before giving up on a program without repeats."""
+
 _NO_SCRATCH = {AuxBuffer.SCRATCH: 0, AuxBuffer.READ_SCRATCH: 0}
 
 
@@ -171,6 +179,15 @@ class _PlanBuilder:
         self.labels: dict[tuple[int, str], str] = {}  # dispatch labels per entry point
         # Dispatches by id(segment) (the segments outlive the lowering, so ids stay unique).
         self.known: dict[int, tuple[Dispatch, tuple[Region, ...], tuple[Region, ...]]] = {}
+        # Fills and copies by their ranges (ids of allocations the segments hold): what each
+        # emitted and how many builtin dispatches that was.
+        self.transfers: dict[tuple[object, ...], tuple[list[_Item], int]] = {}
+        self.memo = True  # off once a program's first transfers never repeated
+        self.memo_hits = 0
+        # Unshadowed dispatch bindings by (id(layout), ids of the binding Refs): the bindings,
+        # reads and writes they lower to.
+        self.bound: dict[tuple[int, ...], tuple[_Bindings, tuple[Region, ...], tuple[Region, ...]]]
+        self.bound = {}
         # Largest byte range one builtin dispatch handles: its window (range plus alignment
         # slack) must fit one storage binding, and its offsets must fit u32 parameters.
         self.chunk = max(256, (min(caps.max_binding_size, 1 << 30) - caps.storage_alignment) & ~255)
@@ -422,7 +439,63 @@ class _PlanBuilder:
         self.resources.add(ref.buffer)
         return Region(ref.buffer, ref.offset, ref.length)
 
+    def replay(self, memo: tuple[list[_Item], int]) -> None:
+        """Emit again what a memoised transfer made (see :meth:`lower_transfer`)."""
+        items, builtins = memo
+        region = self.region_index
+        self.items.extend([_Item(i.op, region, i.reads, i.writes, i.note) for i in items])
+        self.builtin_dispatches += builtins
+
+    def lower_transfer(self, key: tuple[object, ...], segment: Any, lower: Any) -> None:
+        """``lower(segment)``, remembered under ``key`` for :meth:`replay`: a program repeats
+        identical fills and copies, and their lowering depends only on the ranges and this
+        lowering's caps and options (not where parameters were staged: those are placed
+        anew each time). A program whose transfers never repeat stops paying for the memo
+        after :data:`_MEMO_TRIAL` of them."""
+        items = self.items
+        count, builtins, staged = len(items), self.builtin_dispatches, len(self.constants_data)
+        lower(segment)
+        if len(self.constants_data) == staged:
+            transfers = self.transfers
+            transfers[key] = (items[count:], self.builtin_dispatches - builtins)
+            if len(transfers) >= _MEMO_TRIAL and not self.memo_hits:
+                self.memo = False
+
+    def record(self, record: TransferRecord) -> None:
+        """A fill or copy in its recording form (:data:`hal.core.segments.TransferRecord`):
+        its segment is made only if the memo does not already hold its lowering."""
+        if len(record) == 4:
+            buffer, offset, length, word = record
+            key: tuple[object, ...] = (id(buffer), offset, length, word.to_bytes(4, "little"))
+        else:
+            source, source_offset, target, target_offset, length = record
+            key = (id(source), source_offset, length, id(target), target_offset, length)
+        memo = self.transfers.get(key) if self.memo else None
+        if memo is not None:
+            self.memo_hits += 1
+            self.replay(memo)
+            return
+        segment = record_segment(record)
+        if isinstance(segment, FillSegment):
+            self.fill(segment)
+        else:
+            self.copy_segment(segment)
+
     def fill(self, segment: FillSegment) -> None:
+        if not self.memo:
+            self.fill_once(segment)
+            return
+        ref = segment.target
+        key = (id(ref.buffer), ref.offset, ref.length, segment.pattern)
+        memo = self.transfers.get(key)
+        if memo is None:
+            self.lower_transfer(key, segment, self.fill_once)
+        else:
+            self.memo_hits += 1
+            self.replay(memo)
+
+    def fill_once(self, segment: FillSegment) -> None:
+        """:meth:`fill` without the memo."""
         target = self.region(segment.target)
         if target.size == 0:
             return
@@ -453,6 +526,20 @@ class _PlanBuilder:
         self.copy(Region(AuxBuffer.STAGING, offset, target.size), target, "update")
 
     def copy_segment(self, segment: CopySegment) -> None:
+        if not self.memo:
+            self.copy_once(segment)
+            return
+        s, t = segment.source, segment.target
+        key = (id(s.buffer), s.offset, s.length, id(t.buffer), t.offset, t.length)
+        memo = self.transfers.get(key)
+        if memo is None:
+            self.lower_transfer(key, segment, self.copy_once)
+        else:
+            self.memo_hits += 1
+            self.replay(memo)
+
+    def copy_once(self, segment: CopySegment) -> None:
+        """:meth:`copy_segment` without the memo."""
         source, target = self.region(segment.source), self.region(segment.target)
         if target.size:
             self.copy(source, target, "copy")
@@ -475,6 +562,51 @@ class _PlanBuilder:
     def lower_dispatch(self, segment: DispatchSegment) -> None:
         """:meth:`dispatch` without the memo: bindings shadowed where wgpu cannot take them,
         constants placed, the dispatch emitted."""
+        if segment.indirect is not None:
+            self.lower_bindings(segment)
+            return
+        # Recording shares one Ref per (buffer, binding), so dispatches that differ only in
+        # constants or grid name the same Refs: their bindings lower alike (unless shadowed).
+        key = (id(segment.layout), *[id(r) for r in segment.bindings])
+        bound = self.bound.get(key)
+        if bound is not None:
+            self.emit_dispatch(segment, bound[0], None, bound[1], bound[2])
+            return
+        shadowed, count = self.shadowed, len(self.items)
+        self.lower_bindings(segment)
+        if self.shadowed == shadowed and len(self.items) == count + 1:
+            item = self.items[-1]
+            self.bound[key] = (item.op.bindings, item.reads, item.writes)  # type: ignore[union-attr]
+
+    def emit_dispatch(
+        self,
+        segment: DispatchSegment,
+        bindings: _Bindings,
+        indirect: Region | None,
+        reads: tuple[Region, ...],
+        writes: tuple[Region, ...],
+    ) -> None:
+        """Emit the dispatch of ``segment`` with its final bindings, its constants placed."""
+        padded = segment.constants.ljust(segment.layout.constants_size, b"\0")
+        constants, constants_offset = self.constants(padded)
+        key = (id(segment.executable), segment.entry_point)
+        label = self.labels.get(key)
+        if label is None:
+            label = self.labels[key] = f"{segment.executable.label}:{segment.entry_point}"
+        dispatch = Dispatch(
+            segment.executable,
+            segment.entry_point,
+            bindings,
+            constants,
+            constants_offset,
+            segment.workgroups,
+            indirect,
+            label,
+        )
+        self.items.append(_Item(dispatch, self.region_index, reads, writes))
+
+    def lower_bindings(self, segment: DispatchSegment) -> None:
+        """:meth:`lower_dispatch` without the binding memo."""
         layout = segment.layout
         caps = self.caps
         refs = segment.bindings
@@ -517,26 +649,7 @@ class _PlanBuilder:
                 shadow = self.scratch(12, 4, writable=False)
                 self.builtin_copy(indirect, shadow, "shadow indirect parameters")
                 indirect = shadow
-        padded = segment.constants.ljust(layout.constants_size, b"\0")
-        constants, constants_offset = self.constants(padded)
-        key = (id(segment.executable), segment.entry_point)
-        label = self.labels.get(key)
-        if label is None:
-            label = self.labels[key] = f"{segment.executable.label}:{segment.entry_point}"
-        self.emit(
-            Dispatch(
-                segment.executable,
-                segment.entry_point,
-                tuple(bindings),
-                constants,
-                constants_offset,
-                segment.workgroups,
-                indirect,
-                label,
-            ),
-            tuple(reads),
-            tuple(writes),
-        )
+        self.emit_dispatch(segment, tuple(bindings), indirect, tuple(reads), tuple(writes))
         for shadow, region in copy_back:
             self.builtin_copy(shadow, region, f"shadow binding out to {region.describe()}")
 
@@ -822,6 +935,7 @@ def _lower(segments: Sequence[Segment], caps: DeviceCaps, options: LoweringOptio
         FillSegment: builder.fill,
         CopySegment: builder.copy_segment,
         UpdateSegment: builder.update,
+        tuple: builder.record,  # a fill or copy not yet made a segment (TransferRecord)
     }
     for segment in segments:
         handler = handlers.get(type(segment))

@@ -8,10 +8,13 @@ to ``batch_transfers(lower(segments, caps), caps)`` — straight from the segmen
 step objects only for the transfers that stay on their own.
 
 It covers programs of fills, copies and execution barriers whose transfers are all builtin
-(small, single-piece) or all native, on caps with immediates; anything else (dispatches,
-updates, events, large or same-allocation transfers, builtin parameters staged in CONSTANTS,
-a mix of builtin and native transfers, a reference not resolved to an allocation) it
-declines by returning None, for the general path to lower.
+(small, single-piece) or all native; anything else (dispatches, updates, events, large or
+same-allocation transfers, a builtin left out of every table on caps without immediates,
+whose parameters the general path stages in CONSTANTS, a mix of builtin and native
+transfers, a reference not resolved to an allocation) it declines by returning None, for the
+general path to lower. Without immediates, a program whose builtins all went into tables
+has only the tables in CONSTANTS, on both paths (:func:`hal.core.batching.batch_transfers`
+drops the parameters the batched dispatches no longer read).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from hal.core.segments import (
 )
 
 _log = logging.getLogger("hal")
+
+_TRANSFER_KINDS = (FillSegment, CopySegment, BarrierSegment)
 
 __all__ = ["direct_plan", "record_plan"]
 
@@ -167,8 +172,9 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     """The plan ``batch_transfers(lower(segments, caps), caps)`` returns, made directly for
     a transfer-only program (see the module docstring); None for any other program. Pure;
     raises nothing of its own."""
-    if not caps.immediates:
-        return None
+    for segment in segments:  # a plan builder costs more than this scan of a dispatch program
+        if type(segment) not in _TRANSFER_KINDS:
+            return None
     builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     entries: list[_Entry] = []
     notes: list[str] = []
@@ -204,6 +210,10 @@ def direct_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan | None:
     native = natives > 0
     clears = clears if native else 0
     plan = _finish(builder, entries, clears, len(segments), region + 1, resources, notes)
+    if builder.constants_data:
+        # Without immediates, a builtin left out of every table stages its parameters in
+        # CONSTANTS (before the tables): the general path places those.
+        return None
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(len(segments), plan, caps)
     return plan
@@ -289,7 +299,7 @@ def record_plan(records: Sequence[TransferRecord], caps: DeviceCaps) -> Plan | N
     small, all builtin or all native, in runs that each become one table dispatch, each run's
     targets in ascending order; returns None for anything else (the caller makes the
     segments and takes the general path). Pure; raises nothing of its own."""
-    if not caps.immediates or not records:
+    if not records:
         return None
     builder = _PlanBuilder(caps, DEFAULT_OPTIONS)
     runs = _record_runs(builder, records)

@@ -29,7 +29,13 @@ from hal.core.checks import (
     normalise_pattern,
     pack_constants,
 )
-from hal.core.collectives import CollectiveSegment, check_aliasing, check_collective, side_lengths
+from hal.core.collectives import (
+    CollectiveSegment,
+    check_aliasing,
+    check_collective,
+    has_collectives,
+    side_lengths,
+)
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -46,6 +52,7 @@ from hal.core.segments import (
     describe_segment,
     record_segments,
 )
+from hal.core.single_plans import single_plan
 from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
 from hal.core.transfer_plans import record_plan
 from hal.enums import (
@@ -67,7 +74,7 @@ from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.collectives import SplitPrograms, make_programs
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
-from hal.runtime.programs import CheckedProgram, Programs
+from hal.runtime.programs import CheckedProgram, Programs, lowered_plan
 
 if TYPE_CHECKING:
     from hal.core.collectives import SplitPlan
@@ -297,10 +304,12 @@ class CommandBuffer:
             )
         self.device.check_open("end")
         segments = self._segments
-        if self._records > 1 and self._records == len(segments):
+        records = self._records
+        if records and records == len(segments):
             # Only fast-path fills and copies: planned from the records themselves, their
             # segments made only if the error path asks (no slots, no collectives here).
-            plan = record_plan(segments, self.device.caps)
+            caps = self.device.caps
+            plan = record_plan(segments, caps) if records > 1 else single_plan(segments[0], caps)
             if plan is not None:
                 # A closure over the list, not a bound method: no cycle through the command
                 # buffer, which must go (and drop its buffers) as soon as it is unreferenced.
@@ -310,6 +319,15 @@ class CommandBuffer:
                 self.state = CommandBufferState.EXECUTABLE
                 return
         slots = self._slots if self._slots.count else None
+        if records and slots is None and not has_collectives(segments) and _beyond_direct(segments):
+            # Fast-path records beside other commands (direct planning declines those): the
+            # lowering takes the records as they are, lowering repeats without a segment.
+            plan = lowered_plan(segments, self.device.caps)
+            self._programs = Programs(
+                self.device, lambda: record_segments(segments), tuple(self._views), None, plan
+            )
+            self.state = CommandBufferState.EXECUTABLE
+            return
         self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
 
@@ -1085,6 +1103,16 @@ class CommandBuffer:
                 f"queue_execute: the command buffer has not been ended (state {self.state.value})"
             )
         return programs.prepare(binding_table)
+
+
+_DIRECT_KINDS = (tuple, FillSegment, CopySegment, BarrierSegment)
+
+
+def _beyond_direct(segments: list[Any]) -> bool:
+    """Whether ``segments`` hold a command that direct planning
+    (:func:`hal.core.transfer_plans.direct_plan`) declines, so that it would decline the
+    whole program however its records were made segments."""
+    return any(type(s) not in _DIRECT_KINDS for s in segments)
 
 
 def record_collective(

@@ -77,6 +77,10 @@ class Encoding:
     clears: PendingClears
 
 
+_GroupSites = tuple[Any, tuple[tuple[int, Region], ...], dict[int, list[int]]]
+"""A bind group's sites in a program: its layout, its regions, its call positions per step."""
+
+
 class Program:
     """A plan bound to backend objects, ready to be encoded any number of times.
 
@@ -89,6 +93,7 @@ class Program:
         "__weakref__",
         "_backend",
         "_encoding",
+        "_grouped",
         "_keepalive",
         "_sites",
         "_steps",
@@ -113,6 +118,7 @@ class Program:
         self._encoding = encoding
         # Where each call that names a buffer sits (see rebased()).
         self._sites = sites or []
+        self._grouped: tuple[list[_GroupSites], list[tuple[Any, ...]]] | None = None
         for buffer in aux.values():
             weakref.finalize(self, encoding.bind_groups.forget, buffer)
 
@@ -127,27 +133,51 @@ class Program:
             resource = region.resource
             return aux[resource] if isinstance(resource, AuxBuffer) else resource.allocation.handle
 
+        groups, transfers = self._grouped_sites()
         steps = list(self._steps)
         copied: dict[int, list[Call]] = {}
         keepalive = list(self._keepalive)
-        # Many dispatches share a bind group: each group's call is remade once.
-        remade: dict[int, Call | None] = {}
-        for kind, index, position, *rest in self._sites:
-            if kind == "group":
-                key = id(rest[1])
-                if key not in remade:
-                    remade[key] = self._rebased_group(rest[0], rest[2], rebase, handle, keepalive)
-                call = remade[key]
-            else:
-                call = self._rebased_transfer(kind, rest[-1], rebase, handle, keepalive)
-            if call is None:
-                continue
+
+        def calls_of(index: int) -> list[Call]:
             calls = copied.get(index)
             if calls is None:
                 calls = copied[index] = list(steps[index][1])
                 steps[index] = (steps[index][0], calls)
-            calls[position] = call
+            return calls
+
+        # Many dispatches share a bind group: each group's call is remade once and put at
+        # every position that sets it.
+        for layout, regions, where in groups:
+            call = self._rebased_group(layout, regions, rebase, handle, keepalive)
+            if call is not None:
+                for index, positions in where.items():
+                    calls = calls_of(index)
+                    for position in positions:
+                        calls[position] = call
+        for kind, index, position, regions in transfers:
+            call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
+            if call is not None:
+                calls_of(index)[position] = call
         return Program(plan, steps, aux, keepalive, self._encoding)
+
+    def _grouped_sites(self) -> tuple[list[_GroupSites], list[tuple[Any, ...]]]:
+        """The sites by bind group (layout, regions, {step index: call positions}), and the
+        transfer sites; made on the first rebase (a template is rebased for every new
+        table: per group, not per site)."""
+        grouped = self._grouped
+        if grouped is None:
+            by_group: dict[int, _GroupSites] = {}
+            transfers: list[tuple[Any, ...]] = []
+            for kind, index, position, *rest in self._sites:
+                if kind != "group":
+                    transfers.append((kind, index, position, rest[-1]))
+                    continue
+                entry = by_group.get(id(rest[1]))
+                if entry is None:
+                    entry = by_group[id(rest[1])] = (rest[0], rest[2], {})
+                entry[2].setdefault(index, []).append(position)
+            grouped = self._grouped = (list(by_group.values()), transfers)
+        return grouped
 
     def _rebased_group(
         self,
@@ -158,12 +188,19 @@ class Program:
         keepalive: list[Any],
     ) -> Call | None:
         """The set_bind_group call of ``regions`` moved by ``rebase``; None if none moves."""
-        if not any(id(r.resource) in rebase for _, r in regions):
+        entries = []
+        moved = False
+        for b, r in regions:
+            shift = rebase.get(id(r.resource))
+            if shift is None:
+                entries.append((b, handle(r), r.offset, r.size))
+            else:
+                # What rebase_region makes of the region, without the Region.
+                moved = True
+                entries.append((b, shift[0].allocation.handle, r.offset + shift[1], r.size))
+        if not moved:
             return None
-        moved = [(b, rebase_region(r, rebase)) for b, r in regions]
-        group = self._encoding.bind_groups.get(
-            layout, tuple((b, handle(r), r.offset, r.size) for b, r in moved)
-        )
+        group = self._encoding.bind_groups.get(layout, tuple(entries))
         keepalive.append(group)
         return self._backend.set_bind_group(0, group)
 
@@ -287,6 +324,7 @@ def _pass_calls(
     group_calls: dict[int, Call] = {}
     groups: dict[int, tuple[Any, tuple[tuple[int, Region], ...]]] = {}
     dispatch_calls: dict[tuple[int, int, int], Call] = {}
+    immediate_calls: dict[bytes, Call] = {}
     for d in step.dispatches:
         kernel = d.kernel
         key = (id(kernel), d.entry_point)
@@ -324,7 +362,10 @@ def _pass_calls(
             calls.append(backend.set_bind_group(1, group, (d.constants_offset,)))
             keepalive.append(group)
         elif d.constants:
-            calls.append(backend.set_immediates(d.constants))
+            call = immediate_calls.get(d.constants)
+            if call is None:
+                call = immediate_calls[d.constants] = backend.set_immediates(d.constants)
+            calls.append(call)
         if d.indirect is not None:
             buffer = handle(d.indirect)
             keepalive.append(buffer)

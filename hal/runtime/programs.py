@@ -24,7 +24,7 @@ from hal.core.rebase import (
     rebase_plan,
     table_shape,
 )
-from hal.core.segments import Segment, describe_segment
+from hal.core.segments import Segment, TransferRecord, describe_segment
 from hal.core.transfer_plans import direct_plan
 from hal.errors import (
     FailedPreconditionError,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from hal.runtime.device import Device
     from hal.runtime.encoder import Program
 
-__all__ = ["CheckedProgram", "Programs", "check_plan_limits", "wgpu_failure"]
+__all__ = ["CheckedProgram", "Programs", "check_plan_limits", "lowered_plan", "wgpu_failure"]
 
 _PROGRAM_CACHE_SIZE = 8
 """Binding tables whose programs a command buffer keeps compiled (oldest evicted first)."""
@@ -54,6 +54,13 @@ def _plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     step for a program of small transfers: :func:`hal.core.transfer_plans.direct_plan`)."""
     plan = direct_plan(segments, caps)
     return batch_transfers(lower(segments, caps), caps) if plan is None else plan
+
+
+def lowered_plan(segments: Sequence[Segment | TransferRecord], caps: DeviceCaps) -> Plan:
+    """The plan of ``segments`` as :class:`Programs` makes it (``segments`` may keep
+    recording's :data:`hal.core.segments.TransferRecord` tuples beside commands that direct
+    planning declines: the lowering takes them as they are). Raises what lowering raises."""
+    return _plan(segments, caps)  # type: ignore[arg-type]
 
 
 SegmentSource = Sequence[Segment] | Callable[[], Sequence[Segment]]

@@ -1,0 +1,136 @@
+"""Plans of one-command programs, made from a template (the eager round trip of issue 10).
+
+A command buffer of one small fill or copy is the most common eager program, and lowering
+it costs far more than the plan it makes (a plan builder, a segment, cost-model lookups,
+statistics and notes): 15-20 µs of the round trip. Its plan depends only on the device's caps,
+the transfer's offsets, length and pattern, and which allocations it names, never on anything
+else of them. :func:`single_plan` therefore lowers each such shape once, on the general path,
+keeps that plan with its allocations replaced by placeholders, and makes later plans of the
+same shape by putting the actual allocations back: equal, field by field, to what the general
+path returns, on every kind of caps (with or without immediates).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hal.core.batching import batch_transfers
+from hal.core.caps import DeviceCaps
+from hal.core.lowering import log_plan, lower
+from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch, Plan, Region, Step
+from hal.core.segments import TransferRecord, record_segment
+from hal.core.transfer_plans import direct_plan
+
+__all__ = ["single_plan"]
+
+_log = logging.getLogger("hal")
+
+
+class _Placeholder:
+    """Stands for an allocation in a template plan (holds none: templates outlive buffers)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_TARGET = _Placeholder("target")
+_SOURCE = _Placeholder("source")
+
+_TEMPLATES: dict[tuple[Any, ...], tuple[DeviceCaps, Plan | None]] = {}
+"""Template plans by (id(caps), record shape); the caps are kept so their id stays theirs.
+None: a shape whose plan has a step the substitution does not cover (the general path)."""
+_TEMPLATES_MAX = 4096
+
+Mapping = dict[int, Any]
+
+
+def _key(caps: DeviceCaps, record: TransferRecord) -> tuple[Any, ...]:
+    if len(record) == 4:
+        _, offset, length, word = record
+        return (id(caps), offset, length, word)
+    source, source_offset, target, target_offset, length = record
+    return (id(caps), source_offset, target_offset, length, source is target)
+
+
+def _mapping(record: TransferRecord, to_placeholders: bool) -> Mapping:
+    """Allocation ids to placeholders (making a template) or placeholder ids to allocations."""
+    if len(record) == 4:
+        target = record[0]
+        return {id(target): _TARGET} if to_placeholders else {id(_TARGET): target}
+    source, target = record[0], record[2]
+    if to_placeholders:
+        return {id(source): _SOURCE, id(target): _TARGET}
+    return {id(_SOURCE): source, id(_TARGET): target}
+
+
+def _region(region: Region, mapping: Mapping) -> Region:
+    new = mapping.get(id(region.resource))
+    return region if new is None else Region(new, region.offset, region.size)
+
+
+def _dispatch(d: Dispatch, mapping: Mapping) -> Dispatch:
+    bindings = tuple((b, kind, _region(r, mapping)) for b, kind, r in d.bindings)
+    indirect = None if d.indirect is None else _region(d.indirect, mapping)
+    return Dispatch(
+        d.kernel, d.entry_point, bindings, d.constants, d.constants_offset, d.workgroups,
+        indirect, d.label,
+    )  # fmt: skip
+
+
+def _step(step: Step, mapping: Mapping) -> Step:
+    if type(step) is ComputePass:
+        return ComputePass(tuple(_dispatch(d, mapping) for d in step.dispatches))
+    if type(step) is ClearBuffer:
+        return ClearBuffer(_region(step.target, mapping))
+    assert type(step) is CopyBuffer
+    return CopyBuffer(_region(step.source, mapping), _region(step.target, mapping))
+
+
+def _substitute(plan: Plan, mapping: Mapping) -> Plan:
+    """``plan`` with the allocations ``mapping`` names replaced (everything else shared)."""
+    steps = tuple(_step(s, mapping) for s in plan.steps)
+    resources = frozenset(mapping.get(id(r), r) for r in plan.resources)
+    return Plan(
+        steps, plan.staging, plan.constants, plan.scratch_size, plan.read_scratch_size,
+        resources, plan.stats, plan.notes,
+    )  # fmt: skip
+
+
+def _template(record: TransferRecord, caps: DeviceCaps) -> Plan | None:
+    """The plan of ``record`` on the general path, with placeholders for its allocations;
+    None where a step is of a kind the substitution does not cover, or an allocation
+    appears where the substitution would not find it (then every call lowers)."""
+    segments = [record_segment(record)]
+    plan = direct_plan(segments, caps)
+    if plan is None:
+        plan = batch_transfers(lower(segments, caps), caps)
+    if any(type(s) not in (ComputePass, ClearBuffer, CopyBuffer) for s in plan.steps):
+        return None
+    template = _substitute(plan, _mapping(record, True))
+    if any(not isinstance(r, _Placeholder) for r in template.resources):
+        return None
+    return template
+
+
+def single_plan(record: TransferRecord, caps: DeviceCaps) -> Plan:
+    """The plan ``batch_transfers(lower([record_segment(record)], caps), caps)`` returns (or
+    :func:`direct_plan`'s, which equals it), from a template per shape. Pure but for the
+    template cache; raises nothing of its own (``record`` passed recording's checks)."""
+    key = _key(caps, record)
+    entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not caps:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        entry = _TEMPLATES[key] = (caps, _template(record, caps))
+    template = entry[1]
+    if template is None:
+        segments = [record_segment(record)]
+        plan = direct_plan(segments, caps)
+        return batch_transfers(lower(segments, caps), caps) if plan is None else plan
+    plan = _substitute(template, _mapping(record, False))
+    if _log.isEnabledFor(logging.DEBUG):
+        log_plan(1, plan, caps)
+    return plan

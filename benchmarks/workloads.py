@@ -12,6 +12,8 @@ when matplotlib is importable).
 
     python3 benchmarks/workloads.py --json out.json --md out.md --plot out.png [--sweep]
     python3 benchmarks/workloads.py --quick          # CPU-sized shapes (lavapipe)
+    python3 benchmarks/workloads.py --implementation dawn --sweep --only matmul \
+        --f16-kernels subgroup-matrix                # f16 on tensor cores (Dawn)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import hal
 from hal.enums import CommandBufferMode
 from hal.examples import gelu, layernorm, matmul, prefix_sum, softmax, transformer
+from hal.examples.matmul_subgroup_matrix import SubgroupMatrixConfig
 from hal.examples.matmul_wgsl import MatmulConfig
 
 PEAK_TFLOPS = {"h200": 67.0, "h100": 67.0}
@@ -63,6 +66,24 @@ SWEEP_F16 = [
 ]
 """f16 halves the staging and accumulator footprint: larger tiles fit, so f16 sweeps more;
 ``pairs`` shapes use the packed k-pair kernel (f16 accumulation)."""
+
+SWEEP_SUBGROUP_MATRIX = [
+    SubgroupMatrixConfig(bm=bm, bn=bn, bk=bk, accumulate=acc, pad=pad)
+    for acc in ("f16", "f32")
+    for bm, bn, bk, pad in (
+        (64, 64, 32, 8),
+        (32, 32, 32, 8),
+        (64, 32, 32, 8),
+        (32, 64, 32, 8),
+        (64, 64, 16, 8),
+        (64, 64, 64, 8),
+        (128, 64, 32, 8),
+        (64, 128, 32, 8),
+        (64, 64, 32, 0),
+    )
+]
+"""Subgroup-matrix (tensor core) f16 shapes ``--sweep`` times where the device has
+``chromium-experimental-subgroup-matrix`` (Dawn), with f16 and f32 accumulation."""
 
 TRANSFER_PATTERN = 0x01020304
 TRANSFERS_PER_SUBMIT = 8
@@ -141,20 +162,36 @@ def _hal_run(
     return replay_seconds(device, cb, replays), outs, stack
 
 
-def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bool) -> list[Row]:
-    """f32 or f16 (f16 accumulation) matmul of n^3; with ``sweep`` one row per tile shape."""
+def _label(c: MatmulConfig | SubgroupMatrixConfig) -> str:
+    if isinstance(c, SubgroupMatrixConfig):
+        return (
+            f"subgroup-matrix tile {c.bm}x{c.bn}x{c.bk} matrix {c.sm}x{c.sn}x{c.sk} "
+            f"pad {c.pad} acc {c.accumulate}"
+        )
+    return f"tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}" + (" pairs" if c.pairs else "")
+
+
+def bench_matmul(
+    device: hal.Device, n: int, dtype: str, replays: int, sweep: bool, f16_kernels: str = "all"
+) -> list[Row]:
+    """f32 or f16 (f16 accumulation) matmul of n^3 with :func:`matmul.load`'s kernel; with
+    ``sweep`` one row per tile shape (for f16 on a device with subgroup matrices also every
+    :data:`SWEEP_SUBGROUP_MATRIX` shape; ``f16_kernels="subgroup-matrix"``: only those)."""
     np_t = np.float16 if dtype == "f16" else np.float32
     rng = np.random.default_rng(0)
     a = rng.uniform(-1, 1, (n, n)).astype(np_t)
     b = rng.uniform(-1, 1, (n, n)).astype(np_t)
-    configs: list[MatmulConfig | None] = [None]
+    configs: list[MatmulConfig | SubgroupMatrixConfig | None] = [None]
     if sweep:
         configs = list(SWEEP_F16 if dtype == "f16" else SWEEP)
+        if dtype == "f16" and matmul.SUBGROUP_MATRIX_FEATURE in device.features:
+            configs = [*(configs if f16_kernels == "all" else []), *SWEEP_SUBGROUP_MATRIX]
     rows = []
     best: tuple[float, Any] | None = None
     for cfg in configs:
+        acc = cfg.accumulate if isinstance(cfg, SubgroupMatrixConfig) else None
         try:
-            kernel = matmul.load(device, dtype, config=cfg)
+            kernel = matmul.load(device, dtype, acc, config=cfg)
         except hal.HalError as error:
             rows.append({"name": f"matmul {dtype} {cfg}", "error": str(error)[:200]})
             continue
@@ -171,11 +208,9 @@ def bench_matmul(device: hal.Device, n: int, dtype: str, replays: int, sweep: bo
         want = a[sample].astype(np.float64) @ b.astype(np.float64)
         err = float(np.max(np.abs(got[sample].astype(np.float64) - want)))
         tflops = 2.0 * n**3 / secs / 1e12
-        c = kernel.config
         rows.append(
             {
-                "name": f"matmul {dtype} {n}^3 tile {c.bm}x{c.bn}x{c.bk} reg {c.tm}x{c.tn}"
-                + (" pairs" if c.pairs else ""),
+                "name": f"matmul {dtype} {n}^3 {_label(kernel.config)}",
                 "kind": f"matmul_{dtype}",
                 "hal_s": secs,
                 "hal_tflops": tflops,
@@ -518,8 +553,17 @@ def main() -> None:
         "--only", default="", help="comma-separated: matmul,rows,gelu,prefix,transfers,block"
     )
     parser.add_argument("--replays", type=int, default=0)
+    parser.add_argument(
+        "--implementation", default=None, help="WebGPU implementation (wgpu-native, dawn)"
+    )
+    parser.add_argument(
+        "--f16-kernels",
+        choices=("all", "subgroup-matrix"),
+        default="all",
+        help="which f16 kernels --sweep times where the device has subgroup matrices",
+    )
     args = parser.parse_args()
-    device = hal.create_device()
+    device = hal.create_device(implementation=args.implementation)
     torch = _torch()
     name = str(device.info)
     gpu = next((g for g in PEAK_TFLOPS if g in name.lower()), None)
@@ -546,7 +590,9 @@ def main() -> None:
         (
             "matmul",
             lambda: (
-                bench_matmul(device, 256 if quick else 4096, "f16", replays, args.sweep)
+                bench_matmul(
+                    device, 256 if quick else 4096, "f16", replays, args.sweep, args.f16_kernels
+                )
                 if "shader-f16" in device.features
                 else []
             ),

@@ -56,6 +56,8 @@ from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
 __all__ = ["DawnBackend", "dawn_adapters", "load"]
 
 _IMPLICIT_SYNC = "implicit-device-synchronization"
+_SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix"
+_F16_ON_NVIDIA = "vulkan_enable_f16_on_nvidia"
 _HOST_MEMORY = "host-mapped-pointer"
 _HUGE_PAGE = 2 << 20  # host-memory buffers start on a 2 MiB boundary (transparent huge pages)
 _SLICE_NS = 1_000_000  # a wait under the lock (no implicit synchronisation) blocks this long
@@ -84,7 +86,12 @@ def load() -> Any:
         if _helpers._the_instance is None:
             # host-mapped-pointer is experimental: Dawn offers it only on an instance with
             # allow_unsafe_apis (which unlocks experimental features, not weaker validation).
-            extras.set_instance_extras(enable_toggles=["allow_unsafe_apis"])
+            toggles = ["allow_unsafe_apis"]
+            # Dawn leaves shader-f16, and with it the f16 subgroup-matrix shapes, off on
+            # NVIDIA's Vulkan driver unless this (adapter) toggle is on; other GPUs ignore it.
+            if _F16_ON_NVIDIA in extras.all_toggles():
+                toggles.append(_F16_ON_NVIDIA)
+            extras.set_instance_extras(enable_toggles=toggles)
         _modules.update(wgpudawn=wgpudawn, ffi=_ffi.ffi, lib=_ffi.lib, libf=_api.libf)
         _modules.update(extras=extras, api=_api)
         _modules.update(callbacks=_ffi.callbacks, c_callback=_ffi.c_callback)
@@ -214,6 +221,11 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         host_memory = _HOST_MEMORY in adapter.features and _HOST_MEMORY not in disabled
         if host_memory:
             wanted.append(_HOST_MEMORY)
+        # A kernel feature (f16 matmul on tensor cores): requested and shown in
+        # device.features where the adapter has it, unless HAL_DISABLE_FEATURES hides it.
+        if _SUBGROUP_MATRIX in adapter.features and _SUBGROUP_MATRIX not in disabled:
+            features = [*features, _SUBGROUP_MATRIX]
+            wanted.append(_SUBGROUP_MATRIX)
         try:
             # Request the adapter description's limits, as the wgpu-py backend does, so an
             # adapter profile (hal.core.profiles) binds Dawn too.

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hal.enums import CommandBufferMode
-from hal.errors import InvalidArgumentError
+from hal.errors import HalError, InvalidArgumentError
 from hal.examples.common import WAIT_S, ExampleResult, compare, time_execute
+from hal.examples.matmul_subgroup_matrix import (
+    FEATURE as SUBGROUP_MATRIX_FEATURE,
+)
+from hal.examples.matmul_subgroup_matrix import (
+    SubgroupMatrixConfig,
+    subgroup_matrix_source,
+)
 from hal.examples.matmul_wgsl import MatmulConfig, matmul_source
 
 if TYPE_CHECKING:
@@ -26,10 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SIZE",
+    "SUBGROUP_MATRIX_FEATURE",
+    "SUBGROUP_MATRIX_TILES",
     "TILE",
     "TILES",
     "MatmulConfig",
     "MatmulKernel",
+    "SubgroupMatrixConfig",
     "load",
     "matmul",
     "record_matmul",
@@ -48,6 +58,16 @@ TILES: dict[str, MatmulConfig] = {
 and fit its caches), a vendor name (``vendor:f16`` for f16 elements) for discrete GPUs,
 ``"default"`` for everything else. The NVIDIA entries are the fastest shapes of the sweep
 measured on an H200 at 4096^3 (benchmarks/workloads.py --sweep: 31.7 TFLOP/s f32, 37.2 f16)."""
+
+SUBGROUP_MATRIX_TILES: dict[str, SubgroupMatrixConfig] = {}
+"""Tile shapes of the subgroup-matrix (tensor core) f16 kernel by adapter vendor (a vendor
+name as in :data:`TILES`), used where the device has ``chromium-experimental-subgroup-matrix``
+(Dawn); the matrix shape and subgroup size must be one of the adapter's subgroup matrix
+configurations (else the kernel does not compile and :func:`load` falls back to the portable
+kernel). Empty until a shape has been checked against numpy and timed on a GPU with the
+feature (the H200's Dawn offers f16 16x16x16 with subgroup size 32: benchmarks/README.md,
+"session 20, subgroup matrices"); pass a :class:`SubgroupMatrixConfig` to :func:`load` to
+use the kernel meanwhile."""
 
 TILE = TILES["default"].bm
 """Edge of the square output tile of the portable (``"default"``) configuration."""
@@ -87,40 +107,81 @@ def tile_config(device: Device, dtype: str = "f32") -> MatmulConfig:
     return chosen
 
 
+def subgroup_matrix_config(device: Device) -> SubgroupMatrixConfig | None:
+    """The subgroup-matrix tile shape for ``device`` (its vendor's SUBGROUP_MATRIX_TILES
+    entry), or None where the device lacks ``chromium-experimental-subgroup-matrix``, is a
+    CPU adapter or its vendor has no entry. Raises nothing."""
+    info = device.info
+    if SUBGROUP_MATRIX_FEATURE not in device.features or info.adapter_type == "cpu":
+        return None
+    text = f"{info.vendor} {info.name}".lower()
+    return next((c for v, c in SUBGROUP_MATRIX_TILES.items() if v in text), None)
+
+
 @dataclass(frozen=True, slots=True)
 class MatmulKernel:
     """The matmul of one device for one tile shape and element type; its variants (alignment,
     epilogue) compile on first use and are cached by the device."""
 
     device: Device
-    config: MatmulConfig = field(default_factory=MatmulConfig)
+    config: MatmulConfig | SubgroupMatrixConfig = field(default_factory=MatmulConfig)
+
+    def aligned(self, k: int, n: int) -> bool:
+        """Whether the vec4 variant serves a ``k`` x ``n`` b (the subgroup-matrix kernel also
+        loads a as vec4, so it needs K a multiple of 4 too)."""
+        if isinstance(self.config, SubgroupMatrixConfig):
+            return n % 4 == 0 and k % 4 == 0
+        return n % 4 == 0
 
     def executable(
         self, *, aligned: bool, bias: bool = False, gelu: bool = False, residual: bool = False
     ) -> Executable:
-        """The compiled variant. Raises UnimplementedError when it needs ``shader-f16`` and the
+        """The compiled variant. Raises UnimplementedError when it needs ``shader-f16`` (or,
+        for the subgroup-matrix kernel, ``chromium-experimental-subgroup-matrix``) and the
         device lacks it, InvalidArgumentError when it does not compile."""
         cfg = self.config.with_epilogue(aligned=aligned, bias=bias, gelu=gelu, residual=residual)
-        return self.device.create_executable(matmul_source(cfg), label="matmul")
+        if isinstance(cfg, SubgroupMatrixConfig):
+            source = subgroup_matrix_source(cfg)
+        else:
+            source = matmul_source(cfg)
+        return self.device.create_executable(source, label="matmul")
 
 
 def load(
     device: Device,
     dtype: str = "f32",
     accumulate: str | None = None,
-    config: MatmulConfig | None = None,
+    config: MatmulConfig | SubgroupMatrixConfig | None = None,
 ) -> MatmulKernel:
     """The matmul of ``device`` for ``dtype`` ("f32" or "f16") elements, accumulating in
-    ``accumulate`` (default: the element type), with ``config``'s tile shape (default:
-    :func:`tile_config`). The plain aligned variant compiles now.
+    ``accumulate`` (default: the element type), with ``config``'s kernel and tile shape.
+    Without ``config``, f16 runs on subgroup matrices (tensor cores) where
+    :func:`subgroup_matrix_config` has a shape for the device and it compiles, else on the
+    portable kernel with :func:`tile_config`'s shape. The plain aligned variant compiles now.
 
     Raises InvalidArgumentError for an unknown type, a shape that does not tile or one that
     needs more workgroup memory or invocations than the adapter has, UnimplementedError for
-    f16 on a device without ``shader-f16``."""
+    f16 on a device without ``shader-f16`` or a SubgroupMatrixConfig on a device without
+    ``chromium-experimental-subgroup-matrix``."""
+    if config is None and dtype == "f16":
+        matrix = subgroup_matrix_config(device)
+        if matrix is not None:
+            try:
+                return load(device, dtype, accumulate, matrix)
+            except HalError:
+                pass  # not one of the adapter's matrix shapes: the portable kernel serves
     base = config or tile_config(device, dtype)
     acc = accumulate or dtype
-    # The packed-pair kernel accumulates in f16 only: f32 accumulation uses the broadcast one.
-    cfg = replace(base, dtype=dtype, accumulate=acc, pairs=base.pairs and acc == "f16")
+    cfg: MatmulConfig | SubgroupMatrixConfig
+    if isinstance(base, SubgroupMatrixConfig):
+        if dtype != "f16":
+            raise InvalidArgumentError(
+                f"matmul.load: the subgroup-matrix kernel takes f16 elements, not {dtype!r}"
+            )
+        cfg = replace(base, accumulate=acc)
+    else:
+        # The packed-pair kernel accumulates in f16 only: f32 accumulation uses the broadcast.
+        cfg = replace(base, dtype=dtype, accumulate=acc, pairs=base.pairs and acc == "f16")
     cfg.check()
     storage = device.limits.get("max-compute-workgroup-storage-size", 16384)
     threads = device.limits.get("max-compute-invocations-per-workgroup", 256)
@@ -166,7 +227,10 @@ def record_matmul(
             f"{limit} workgroups per dimension"
         )
     variant = executable.executable(
-        aligned=n % 4 == 0, bias=bias is not None, gelu=gelu, residual=residual is not None
+        aligned=executable.aligned(k, n),
+        bias=bias is not None,
+        gelu=gelu,
+        residual=residual is not None,
     )
     bindings = [a, b, c, *(x for x in (bias, residual) if x is not None)]
     cb.dispatch(variant, "matmul", groups, constants=[m, k, n], bindings=bindings)

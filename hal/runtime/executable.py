@@ -189,7 +189,11 @@ def _reflect(source: str) -> ModuleInfo:
 
 
 # WGSL ``enable`` extensions and the device feature each needs.
-_ENABLE_FEATURES = {"f16": "shader-f16", "subgroups": "subgroup"}
+_ENABLE_FEATURES = {
+    "f16": "shader-f16",
+    "subgroups": "subgroup",
+    "chromium_experimental_subgroup_matrix": "chromium-experimental-subgroup-matrix",
+}
 
 
 def _check_features(info: ModuleInfo, label: str, features: frozenset[str]) -> None:

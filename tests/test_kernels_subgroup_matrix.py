@@ -1,0 +1,238 @@
+"""The f16 matmul on subgroup matrices (hal.examples.matmul_subgroup_matrix): the generated
+WGSL and its reflection, the configuration rules, the typed error where the device lacks
+``chromium-experimental-subgroup-matrix`` (lavapipe, CI), the variant selection and its
+fallback to the portable kernel (checked against numpy), and the kernel itself against numpy
+at edge shapes where a device has the feature."""
+
+from __future__ import annotations
+
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+import hal
+from hal.core.wgsl import reflect
+from hal.examples import matmul
+from hal.examples.matmul_subgroup_matrix import (
+    ENABLE,
+    FEATURE,
+    SubgroupMatrixConfig,
+    subgroup_matrix_source,
+)
+from hal.examples.matmul_wgsl import MatmulConfig
+
+EDGE_SHAPES = [(1, 1, 1), (1, 37, 5), (37, 1, 1), (33, 17, 70), (64, 64, 64), (130, 9, 67)]
+
+
+def _run(
+    device: hal.Device, kernel: matmul.MatmulKernel, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    m, k = a.shape
+    n = b.shape[1]
+    with ExitStack() as stack:
+        bufs = [stack.enter_context(device.buffer_from_numpy(x)) for x in (a, b)]
+        c = stack.enter_context(device.allocate_buffer(max(4, -(-m * n * 2 // 4) * 4)))
+        with device.record() as cb:
+            matmul.record_matmul(cb, kernel, *bufs, c, m, k, n)
+        device.queue_execute(cb)
+        device.wait_idle(timeout=60)
+        return c.to_numpy(np.float16, (m, n))
+
+
+def _check(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    bound = matmul.F16_RTOL * np.abs(want) + matmul.F16_ATOL_PER_K * a.shape[1]
+    assert got.shape == want.shape
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+def _inputs(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    m, k, n = shape
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float16)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float16)
+    return a, b
+
+
+# -- the generated WGSL ----------------------------------------------------------------------
+
+
+def test_source_reflects_with_one_subgroup_per_workgroup() -> None:
+    cfg = SubgroupMatrixConfig(bm=32, bn=64, bk=32)
+    source = subgroup_matrix_source(cfg)
+    assert source.startswith(f"enable f16;\nenable {ENABLE};\n")
+    info = reflect(source)
+    assert info.enables == frozenset({"f16", ENABLE})
+    assert [b.name for b in info.bindings] == ["a", "b", "c"]
+    (entry,) = info.entry_points
+    assert entry.name == "matmul" and entry.workgroup_size == (32, 1, 1)
+    assert info.immediate_size == 12  # m, k, n
+    # (bm / sm) x (bn / sn) accumulators, written out, one multiply-accumulate each per k step
+    assert len(re.findall(r"subgroupMatrixMultiplyAccumulate", source)) == 2 * 4
+    assert "var<storage, read> a: array<vec4<f16>>" in source
+    # every matrix builtin's offset derives from workgroup_id and constants (uniform)
+    for call in re.findall(r"subgroupMatrix(?:Load|Store)[^;]*;", source):
+        assert "lidx" not in call and "local_invocation" not in call
+
+
+def test_direct_store_only_for_f16_results_without_epilogue() -> None:
+    direct = subgroup_matrix_source(SubgroupMatrixConfig(accumulate="f16"))
+    assert "subgroupMatrixStore(&c," in direct and "array<f16, 256>" in direct
+    for cfg in (
+        SubgroupMatrixConfig(accumulate="f32"),
+        SubgroupMatrixConfig(accumulate="f16", bias=True),
+        SubgroupMatrixConfig(accumulate="f16", gelu=True),
+    ):
+        source = subgroup_matrix_source(cfg)
+        assert "subgroupMatrixStore(&c," not in source
+        assert "subgroupMatrixStore(&scratch, 0u" in source
+    f32 = subgroup_matrix_source(SubgroupMatrixConfig(accumulate="f32"))
+    assert "var<workgroup> scratch: array<f32, 256>;" in f32
+    assert "subgroup_matrix_result<f32, 16, 16>" in f32
+
+
+def test_unaligned_variant_and_epilogue_bindings() -> None:
+    cfg = SubgroupMatrixConfig(aligned=False, bias=True, gelu=True, residual=True)
+    source = subgroup_matrix_source(cfg)
+    info = reflect(source)
+    assert [(b.name, b.binding) for b in info.bindings] == [
+        ("a", 0),
+        ("b", 1),
+        ("c", 2),
+        ("bias", 3),
+        ("residual", 4),
+    ]
+    assert "var<storage, read> a: array<f16>" in source and "tanh(" in source
+
+
+def test_non_square_matrix_shape_types() -> None:
+    # the types take (columns, rows): left M x K, right K x N, result M x N
+    source = subgroup_matrix_source(SubgroupMatrixConfig(bm=32, bn=16, sm=16, sn=8, sk=16))
+    assert "subgroup_matrix_left<f16, 16, 16>" in source
+    assert "subgroup_matrix_right<f16, 8, 16>" in source
+    assert "subgroup_matrix_result<f32, 8, 16>" in source
+    assert len(re.findall(r"= subgroup_matrix_result", source)) == 2 * 2
+
+
+def test_reflection_accepts_subgroup_matrix_types_inside_functions() -> None:
+    source = (
+        f"enable f16;\nenable {ENABLE};\n"
+        "@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n"
+        "var<workgroup> t: array<f16, 64>;\n"
+        "fn helper(x: subgroup_matrix_result<f32, 8, 8>) { subgroupMatrixStore(&o, 0u, x, "
+        "false, 8u); }\n"
+        "@compute @workgroup_size(32) fn main() {\n"
+        "  let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 8, 8>>(&t, 0u, false, 8u);\n"
+        "  var r: subgroup_matrix_right<f16, 8, 8>;\n"
+        "  var acc = subgroup_matrix_result<f32, 8, 8>();\n"
+        "  acc = subgroupMatrixMultiplyAccumulate(l, r, acc);\n"
+        "  helper(acc);\n}\n"
+    )
+    info = reflect(source)
+    assert ENABLE in info.enables
+    assert info.entry_points[0].uses >= {"o", "t"}
+
+
+def test_config_rules() -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="bm, bn must be multiples of sm, sn"):
+        SubgroupMatrixConfig(bm=40).check()
+    with pytest.raises(hal.InvalidArgumentError, match="bk must be a multiple of sk and 4"):
+        subgroup_matrix_source(SubgroupMatrixConfig(bk=24))
+    with pytest.raises(hal.InvalidArgumentError, match="pad a multiple of 4"):
+        SubgroupMatrixConfig(pad=2).check()
+    with pytest.raises(hal.InvalidArgumentError, match="multiples of 4 \\* invocations"):
+        SubgroupMatrixConfig(bm=16, bn=16, bk=16, sg=128).check()
+    with pytest.raises(hal.InvalidArgumentError, match="accumulate is 'f32' or 'f16'"):
+        SubgroupMatrixConfig(accumulate="f64").check()
+    with pytest.raises(hal.InvalidArgumentError, match="sizes must be positive"):
+        SubgroupMatrixConfig(bm=0).check()
+    cfg = SubgroupMatrixConfig(bm=64, bn=64, bk=32, pad=8, accumulate="f32")
+    assert cfg.threads == 32 and cfg.dtype == "f16"
+    assert cfg.workgroup_bytes == 2 * (64 * 40 + 32 * 72) + 16 * 16 * 4
+
+
+# -- the device feature ----------------------------------------------------------------------
+
+
+def test_missing_feature_is_unimplemented(device: hal.Device) -> None:
+    if FEATURE in device.features:
+        pytest.skip("this device has subgroup matrices")
+    with pytest.raises(hal.UnimplementedError, match=rf"enable {ENABLE};.*'{FEATURE}'"):
+        matmul.load(device, "f16", config=SubgroupMatrixConfig())
+    source = f"enable {ENABLE};\n@compute @workgroup_size(1) fn main() {{}}\n"
+    with pytest.raises(hal.UnimplementedError, match=rf"'{FEATURE}'; this device lacks it"):
+        device.create_executable(source)
+
+
+def test_subgroup_matrix_config_needs_f16_elements(device: hal.Device) -> None:
+    with pytest.raises(hal.InvalidArgumentError, match="takes f16 elements, not 'f32'"):
+        matmul.load(device, "f32", config=SubgroupMatrixConfig())
+
+
+@dataclass(frozen=True)
+class _Info:
+    vendor: str
+    name: str
+    adapter_type: str
+
+
+@dataclass(frozen=True)
+class _FakeDevice:
+    features: frozenset[str]
+    info: _Info
+
+
+def test_selection_by_feature_and_vendor(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = SubgroupMatrixConfig(bm=32, bn=32)
+    monkeypatch.setitem(matmul.SUBGROUP_MATRIX_TILES, "nvidia", entry)
+    gpu = _Info("NVIDIA", "NVIDIA H200", "discrete")
+    pick = matmul.subgroup_matrix_config
+    assert pick(_FakeDevice(frozenset({FEATURE}), gpu)) == entry  # type: ignore[arg-type]
+    assert pick(_FakeDevice(frozenset(), gpu)) is None  # type: ignore[arg-type]
+    other = _Info("AMD", "Radeon", "discrete")
+    assert pick(_FakeDevice(frozenset({FEATURE}), other)) is None  # type: ignore[arg-type]
+    cpu = _Info("NVIDIA", "llvmpipe", "cpu")
+    assert pick(_FakeDevice(frozenset({FEATURE}), cpu)) is None  # type: ignore[arg-type]
+
+
+def test_default_f16_falls_back_to_the_portable_kernel(
+    device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the subgroup-matrix kernel cannot be built (here: the feature is missing, as a
+    shape the adapter lacks would fail to compile), f16 runs on the portable kernel."""
+    if "shader-f16" not in device.features or FEATURE in device.features:
+        pytest.skip("needs shader-f16 and no subgroup matrices")
+    monkeypatch.setattr(matmul, "subgroup_matrix_config", lambda _d: SubgroupMatrixConfig())
+    for acc in ("f16", "f32"):
+        kernel = matmul.load(device, "f16", acc)
+        assert isinstance(kernel.config, MatmulConfig) and kernel.config.accumulate == acc
+        a, b = _inputs((33, 17, 70))
+        _check(_run(device, kernel, a, b), a, b)
+    a, b = _inputs((5, 9, 3))
+    _check(matmul.matmul(device, a, b), a, b)
+
+
+def test_aligned_variant_needs_k_and_n_multiples_of_4(device: hal.Device) -> None:
+    kernel = matmul.MatmulKernel(device, SubgroupMatrixConfig())
+    assert kernel.aligned(8, 4) and not kernel.aligned(6, 4) and not kernel.aligned(8, 6)
+    portable = matmul.MatmulKernel(device, MatmulConfig())
+    assert portable.aligned(6, 4) and not portable.aligned(8, 6)
+
+
+# -- the kernel, where a device has the feature ----------------------------------------------
+
+
+@pytest.mark.parametrize("accumulate", ["f16", "f32"])
+@pytest.mark.parametrize("shape", [*EDGE_SHAPES, (70, 131, 64), (3, 2, 130), (128, 64, 256)])
+def test_subgroup_matrix_kernel_against_numpy(
+    device: hal.Device, accumulate: str, shape: tuple[int, int, int]
+) -> None:
+    if FEATURE not in device.features or "shader-f16" not in device.features:
+        pytest.skip(f"the device lacks {FEATURE} (Dawn on a GPU with cooperative matrices)")
+    cfg = replace(SubgroupMatrixConfig(), accumulate=accumulate)
+    kernel = matmul.load(device, "f16", accumulate, cfg)
+    a, b = _inputs(shape)
+    _check(_run(device, kernel, a, b), a, b)

@@ -123,6 +123,11 @@ class Backend:
         #: Seconds the completion tracker polls :meth:`completed_ticket` without blocking
         #: before it blocks in :meth:`wait` (0: never; where a blocking wait is as fast).
         self.spin_s = 0.0
+        #: Seconds a host wait on one ticket may poll :meth:`completed_ticket` without
+        #: blocking, on its own thread, before it leaves the work to the tracker or to
+        #: :meth:`wait` (0: never). For backends without :attr:`bounded_waits` this is what
+        #: lets a bounded wait skip the tracker's hand-off and still return by its deadline.
+        self.waiter_poll_s = 0.0
 
     def note_lost(self, reason: str) -> None:
         """Record that the device is lost (the first reason wins)."""

@@ -156,6 +156,32 @@ class Completion:
                 continue
             self.wait_for(oldest)
 
+    @property
+    def waiter_poll_s(self) -> float:
+        """Seconds a host wait may poll without blocking on its own thread
+        (:meth:`poll_for`); 0 where the backend cannot tell finished work that way or the
+        tracker spins already."""
+        return self._backend.waiter_poll_s if self._backend.spin_s <= 0 else 0.0
+
+    def poll_for(self, ticket: int, seconds: float) -> bool:
+        """Poll the backend without blocking for up to ``seconds`` until ``ticket``
+        finished, completing it on this thread: True, or False (nothing changed) to wait
+        another way. A backend failure is left to the tracker's blocking wait to report."""
+        backend = self._backend
+        deadline = time.perf_counter() + seconds
+        while True:
+            if self._completed >= ticket:
+                return True  # the tracker (or another waiter) completed it
+            try:
+                done = backend.completed_ticket()
+            except BackendError:
+                return False
+            if done >= ticket:
+                self.complete_through(done)
+                return True
+            if time.perf_counter() >= deadline:
+                return False
+
     def _spin(self, oldest: int) -> bool:
         """Poll without blocking for up to the backend's ``spin_s`` until ``oldest`` finished
         (then complete what did): True, or False to block instead."""

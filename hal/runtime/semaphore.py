@@ -357,8 +357,9 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
     ``pairs``, completing it on this thread: the tracker thread's wake-up and hand-off are
     skipped. Unbounded waits do it wherever the tracker does not spin; bounded ones where
     the backend's wait returns by a deadline (Dawn's TimedWaitAny, the null backend) —
-    wgpu-native's poll cannot be interrupted, so there a bounded wait leaves it to the
-    tracker. Returns when the point is reached, when there is nothing to block on, or at
+    wgpu-native's blocking poll cannot be interrupted, so there a wait first polls without
+    blocking for the backend's ``waiter_poll_s`` (GPUs), then a bounded one leaves the work
+    to the tracker. Returns when the point is reached, when there is nothing to block on, or at
     the deadline (the caller then raises)."""
     semaphore, value = pairs[0]
     while not _reached(pairs, mode):
@@ -368,6 +369,14 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
         completion, ticket = pending
         if completion.closing or not completion.direct_waits or ticket <= completion.completed:
             return  # the tracker (or another thread) is completing that work right now
+        poll = completion.waiter_poll_s
+        if poll > 0:
+            # Non-blocking polls first (wgpu-native on a GPU): small work finishes within
+            # them, and they return by the deadline, which its blocking poll cannot.
+            if deadline is not None:
+                poll = min(poll, deadline - time.monotonic())
+            if poll > 0 and completion.poll_for(ticket, poll):
+                continue
         if deadline is None:
             completion.wait_for(ticket)
             continue

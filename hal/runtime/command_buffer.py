@@ -36,6 +36,7 @@ from hal.core.collectives import (
     has_collectives,
     side_lengths,
 )
+from hal.core.dispatch_plans import dispatch_plan, dispatch_program
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -326,6 +327,12 @@ class CommandBuffer:
             self._programs = Programs(
                 self.device, lambda: record_segments(segments), tuple(self._views), None, plan
             )
+            self.state = CommandBufferState.EXECUTABLE
+            return
+        if slots is None and not records and dispatch_program(segments):
+            # A few dispatches and barriers (the eager kernel call): planned from a template.
+            plan = dispatch_plan(segments, self.device.caps)
+            self._programs = Programs(self.device, segments, tuple(self._views), None, plan)
             self.state = CommandBufferState.EXECUTABLE
             return
         self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)

@@ -1,0 +1,201 @@
+"""Plans of small dispatch programs, made from a template (the eager dispatch of issue 10).
+
+A one-shot command buffer of one dispatch and a barrier (or a few such pairs) is what an
+eager framework submits for nearly every kernel call, and lowering it costs far more than the
+plan it makes: a lowering state, regions, an item per dispatch, scheduling, statistics. Its
+plan depends only on the device's caps, each dispatch's executable, entry point, grid,
+constants and binding ranges, where the barriers are, and which bindings name the same
+allocation, never on anything else of the allocations. :func:`dispatch_plan` therefore
+lowers each such shape once, on the general path, keeps that plan with its allocations
+replaced by placeholders, and makes later plans of the same shape by putting the actual
+allocations back: equal, field by field, to what the general path returns.
+
+Shapes whose plan uses the plan's own buffers (shadowed bindings, staged constants) or notes
+are not templated: those plans go down the general path every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from hal.core.batching import batch_transfers
+from hal.core.caps import DeviceCaps
+from hal.core.lowering import log_plan, lower
+from hal.core.plan import ComputePass, Dispatch, Plan, Region
+from hal.core.segments import BarrierSegment, DispatchSegment, Segment
+
+__all__ = ["dispatch_plan", "dispatch_program"]
+
+_log = logging.getLogger("hal")
+
+_MAX_SEGMENTS = 32
+"""Programs longer than this are lowered (a template per long program would rarely repeat)."""
+
+_TEMPLATES: dict[tuple[Any, ...], tuple[DeviceCaps, list[weakref.ref[Any]], Plan | None]] = {}
+"""Template plans by (id(caps), program shape); each entry keeps the caps (so their id stays
+theirs) and weak references to the executables whose ids the key names (checked on use: a
+template keeps no executable alive). None: a shape that is not templated (the general
+path)."""
+_TEMPLATES_MAX = 1024
+
+
+class _Placeholder:
+    """Stands for the i-th distinct allocation of a template plan (holds none: templates
+    outlive buffers)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+_PLACEHOLDERS = [_Placeholder(i) for i in range(_MAX_SEGMENTS * 8)]
+
+
+def dispatch_program(segments: Sequence[Segment]) -> bool:
+    """Whether ``segments`` are a short program of static dispatches and plain barriers,
+    every binding resolved: the programs :func:`dispatch_plan` takes."""
+    if not segments or len(segments) > _MAX_SEGMENTS:
+        return False
+    for s in segments:
+        kind = type(s)
+        if kind is DispatchSegment:
+            if s.indirect is not None or s.workgroups is None:  # type: ignore[union-attr]
+                return False
+        elif kind is not BarrierSegment or s.buffer_barriers:  # type: ignore[union-attr]
+            return False
+    return True
+
+
+def _shape(
+    segments: Sequence[Segment], caps: DeviceCaps
+) -> tuple[tuple[Any, ...], list[Any], list[Any]] | None:
+    """The template key of ``segments``, the distinct objects it names (executables and
+    allocations, in order of first appearance: the key names them by position) and the
+    executables among them, each once (the key holds their ids); None where
+    a binding is unresolved or the program names more objects than there are placeholders."""
+    key: list[Any] = [id(caps)]
+    objects: list[Any] = []
+    executables: list[Any] = []
+    index: dict[int, int] = {}
+
+    def position(thing: Any) -> int:
+        found = index.get(id(thing))
+        if found is None:
+            found = index[id(thing)] = len(objects)
+            objects.append(thing)
+        return found
+
+    for s in segments:
+        if type(s) is BarrierSegment:
+            key.append((s.source_stage, s.target_stage, s.flags, s.memory_barriers))
+            continue
+        assert type(s) is DispatchSegment
+        bindings: list[Any] = []
+        for ref in s.bindings:
+            if ref is None:
+                bindings.append(None)
+                continue
+            if ref.buffer is None or ref.length is None:
+                return None
+            bindings.append((position(ref.buffer), ref.offset, ref.length))
+        # The layout is the executable's own for the entry point: named by the two.
+        known = len(objects)
+        kernel = position(s.executable)
+        if kernel == known:
+            executables.append(s.executable)
+        key.append((id(s.executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
+    if len(objects) > len(_PLACEHOLDERS):
+        return None
+    return tuple(key), objects, executables
+
+
+def _same(held: list[weakref.ref[Any]], executables: list[Any]) -> bool:
+    """Whether a template's executables are still these (ids may be reused once dead)."""
+    return len(held) == len(executables) and all(
+        w() is e for w, e in zip(held, executables, strict=True)
+    )
+
+
+def _region(region: Region, mapping: dict[int, Any]) -> Region:
+    return Region(mapping[id(region.resource)], region.offset, region.size)
+
+
+def _dispatch(d: Dispatch, mapping: dict[int, Any]) -> Dispatch:
+    bindings = tuple([(b, kind, _region(r, mapping)) for b, kind, r in d.bindings])
+    kernel = mapping[id(d.kernel)]
+    return Dispatch(
+        kernel, d.entry_point, bindings, d.constants, d.constants_offset, d.workgroups, None,
+        d.label,
+    )  # fmt: skip
+
+
+def _substitute(plan: Plan, mapping: dict[int, Any]) -> Plan:
+    """``plan`` (compute passes only, every region on a mapped object) with the objects
+    ``mapping`` names replaced; everything else shared."""
+    steps = tuple(
+        [
+            ComputePass(tuple([_dispatch(d, mapping) for d in step.dispatches]))  # type: ignore[union-attr]
+            for step in plan.steps
+        ]
+    )
+    resources = frozenset([mapping[id(r)] for r in plan.resources])
+    return Plan(
+        steps, plan.staging, plan.constants, plan.scratch_size, plan.read_scratch_size,
+        resources, plan.stats, plan.notes,
+    )  # fmt: skip
+
+
+def _template(plan: Plan, objects: list[Any]) -> Plan | None:
+    """``plan`` (the general path's) with placeholders for ``objects``; None where it is
+    not only compute passes of those executables on those allocations (shadowing, notes,
+    staged constants, the plan's own buffers)."""
+    if plan.notes or plan.scratch_size or plan.read_scratch_size or plan.staging:
+        return None
+    if any(type(s) is not ComputePass for s in plan.steps):
+        return None
+    mapping = {id(a): _PLACEHOLDERS[i] for i, a in enumerate(objects)}
+    for step in plan.steps:
+        for d in step.dispatches:  # type: ignore[union-attr]
+            if d.indirect is not None or id(d.kernel) not in mapping:
+                return None
+            if any(id(r.resource) not in mapping for *_, r in d.bindings):
+                return None
+    if any(id(r) not in mapping for r in plan.resources):
+        return None
+    return _substitute(plan, mapping)
+
+
+def _general(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
+    return batch_transfers(lower(segments, caps), caps)
+
+
+def dispatch_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
+    """The plan ``batch_transfers(lower(segments, caps), caps)`` returns for a program that
+    :func:`dispatch_program` accepts, from a template per shape. Pure but for the template
+    cache (which holds no executable or allocation); raises what lowering raises (nothing,
+    for recorded segments)."""
+    shape = _shape(segments, caps)
+    if shape is None:
+        return _general(segments, caps)
+    key, objects, executables = shape
+    entry = _TEMPLATES.get(key)
+    if entry is not None and (entry[0] is not caps or not _same(entry[1], executables)):
+        entry = None
+    if entry is None:
+        plan = _general(segments, caps)
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        held = [weakref.ref(e) for e in executables]
+        _TEMPLATES[key] = (caps, held, _template(plan, objects))
+        return plan
+    template = entry[2]
+    if template is None:
+        return _general(segments, caps)
+    plan = _substitute(template, {id(_PLACEHOLDERS[i]): o for i, o in enumerate(objects)})
+    if _log.isEnabledFor(logging.DEBUG):
+        log_plan(len(segments), plan, caps)
+    return plan

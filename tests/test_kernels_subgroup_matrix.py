@@ -305,6 +305,9 @@ def test_record_matmul_stores_into_c_only_where_the_binding_is_large_enough(
             (dispatched, entry, groups, bindings) = cb.dispatches[0]
             assert dispatched == "variant1" and entry == "matmul"
             assert groups == (-(-n // 64), -(-m // 64), 1) and bindings == [a, b, target]
+        staged = matmul.MatmulKernel(device, SubgroupMatrixConfig(accumulate="f16", direct=False))
+        matmul.record_matmul(_Recorder(), staged, a, b, c, 64, 64, 64)  # type: ignore[arg-type]
+        assert asked[-1]["direct"] is False  # the config's choice stands
         portable = matmul.MatmulKernel(device, MatmulConfig())
         assert portable.direct(hal.BufferRef(c, 0, 4), 1, 1)  # one store path: no minimum
 

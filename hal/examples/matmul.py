@@ -164,15 +164,17 @@ class MatmulKernel:
 
     def direct(self, c: Buffer | BufferRef, m: int, n: int) -> bool:
         """Whether the variant storing result matrices straight into c serves an ``m x n``
-        product into ``c``: some tile lies wholly inside c (``m >= bm``, ``n >= bn``) and
-        c's bound range holds at least :attr:`SubgroupMatrixConfig.c_min_bytes` (Dawn
-        rejects smaller bindings of that variant). Always True for the portable kernel (it
-        has one store path). Raises nothing."""
+        product into ``c``: the config allows it (``direct``), some tile lies wholly inside
+        c (``m >= bm``, ``n >= bn``) and c's bound range holds at least
+        :attr:`SubgroupMatrixConfig.c_min_bytes` (Dawn rejects smaller bindings of that
+        variant). Always True for the portable kernel (it has one store path). Raises
+        nothing."""
         cfg = self.config
         if not isinstance(cfg, SubgroupMatrixConfig):
             return True
         size = _bound_bytes(c)
-        return m >= cfg.bm and n >= cfg.bn and size is not None and size >= cfg.c_min_bytes
+        fits = size is not None and size >= cfg.c_min_bytes
+        return cfg.direct and m >= cfg.bm and n >= cfg.bn and fits
 
 
 def load(

@@ -89,9 +89,26 @@ def test_direct_store_only_for_f16_results_without_epilogue() -> None:
         source = subgroup_matrix_source(cfg)
         assert "subgroupMatrixStore(&c," not in source
         assert "subgroupMatrixStore(&scratch, 0u" in source
+    staged = SubgroupMatrixConfig(accumulate="f16", direct=False)
+    source = subgroup_matrix_source(staged)
+    assert "subgroupMatrixStore(&c," not in source
+    assert "subgroupMatrixStore(&scratch, 0u" in source
     f32 = subgroup_matrix_source(SubgroupMatrixConfig(accumulate="f32"))
     assert "var<workgroup> scratch: array<f32, 256>;" in f32
     assert "subgroup_matrix_result<f32, 16, 16>" in f32
+
+
+def test_c_min_bytes_is_one_result_matrix_where_it_stores_into_c() -> None:
+    # Dawn's minimum of the direct variant's c binding, as the H200 reported: 16*16*2 bytes
+    assert SubgroupMatrixConfig(accumulate="f16").c_min_bytes == 512
+    assert SubgroupMatrixConfig(accumulate="f16", bm=32, bn=16, sn=8).c_min_bytes == 256
+    assert SubgroupMatrixConfig(accumulate="f16", direct=False).c_min_bytes == 0
+    assert SubgroupMatrixConfig(accumulate="f32").c_min_bytes == 0
+    assert SubgroupMatrixConfig(accumulate="f16", residual=True).c_min_bytes == 0
+    cfg = SubgroupMatrixConfig(accumulate="f16").with_epilogue(
+        aligned=False, bias=False, gelu=False, residual=False, direct=False
+    )
+    assert not cfg.direct and not cfg.aligned and not cfg.stores_direct
 
 
 def test_unaligned_variant_and_epilogue_bindings() -> None:
@@ -236,3 +253,76 @@ def test_subgroup_matrix_kernel_against_numpy(
     kernel = matmul.load(device, "f16", accumulate, cfg)
     a, b = _inputs(shape)
     _check(_run(device, kernel, a, b), a, b)
+
+
+class _Recorder:
+    """A command buffer stand-in: keeps what record_matmul dispatches."""
+
+    def __init__(self) -> None:
+        self.dispatches: list[tuple[object, str, tuple[int, int, int], list[object]]] = []
+
+    def dispatch(
+        self,
+        executable: object,
+        entry: str,
+        groups: tuple[int, int, int],
+        *,
+        constants: list[int],
+        bindings: list[object],
+    ) -> None:
+        self.dispatches.append((executable, entry, groups, bindings))
+
+
+def test_record_matmul_stores_into_c_only_where_the_binding_is_large_enough(
+    device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct variant (Dawn: c's binding >= one result matrix, 512 B here) only where a
+    tile lies inside c and the bound range is large enough; else the workgroup-memory one."""
+    asked: list[dict[str, bool]] = []
+
+    def variant(self: matmul.MatmulKernel, **flags: bool) -> str:
+        asked.append(flags)
+        return f"variant{len(asked)}"
+
+    monkeypatch.setattr(matmul.MatmulKernel, "executable", variant)
+    kernel = matmul.MatmulKernel(device, SubgroupMatrixConfig(accumulate="f16"))
+    with ExitStack() as stack:
+        a, b, c = (stack.enter_context(device.allocate_buffer(64 * 64 * 2)) for _ in range(3))
+        cases = [
+            (c, (64, 64, 64), True),
+            (c, (63, 64, 64), False),  # no tile inside c: the direct branch is dead
+            (c, (64, 64, 32), False),
+            (hal.BufferRef(c, 0, 256), (64, 64, 64), False),  # 256 B < 512 B
+            (hal.BufferRef(c, 64 * 64 * 2 - 256), (64, 64, 64), False),
+            (hal.BufferRef(c, 256), (64, 64, 64), True),  # 7936 B to the end
+            (hal.SlotRef(0), (64, 64, 64), False),  # size unknown here: staged
+        ]
+        for target, (m, k, n), want in cases:
+            asked.clear()
+            cb = _Recorder()
+            matmul.record_matmul(cb, kernel, a, b, target, m, k, n)  # type: ignore[arg-type]
+            assert asked[-1]["direct"] is want, (target, m, n)
+            (dispatched, entry, groups, bindings) = cb.dispatches[0]
+            assert dispatched == "variant1" and entry == "matmul"
+            assert groups == (-(-n // 64), -(-m // 64), 1) and bindings == [a, b, target]
+        staged = matmul.MatmulKernel(device, SubgroupMatrixConfig(accumulate="f16", direct=False))
+        matmul.record_matmul(_Recorder(), staged, a, b, c, 64, 64, 64)  # type: ignore[arg-type]
+        assert asked[-1]["direct"] is False  # the config's choice stands
+        portable = matmul.MatmulKernel(device, MatmulConfig())
+        assert portable.direct(hal.BufferRef(c, 0, 4), 1, 1)  # one store path: no minimum
+
+
+def test_staged_and_direct_sources_differ_only_where_the_store_is_direct(
+    device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """f32 accumulation has one store path: both flags compile the same source (one cached
+    executable); f16 gets two."""
+    sources: list[str] = []
+    monkeypatch.setattr(device, "create_executable", lambda src, label: sources.append(src))
+    for acc in ("f32", "f16"):
+        kernel = matmul.MatmulKernel(device, SubgroupMatrixConfig(accumulate=acc))
+        kernel.executable(aligned=True, direct=True)
+        kernel.executable(aligned=True, direct=False)
+    f32_direct, f32_staged, f16_direct, f16_staged = sources
+    assert f32_direct == f32_staged and "subgroupMatrixStore(&c," not in f32_direct
+    assert "subgroupMatrixStore(&c," in f16_direct and "subgroupMatrixStore(&c," not in f16_staged

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hal.core.refs import BufferLike, BufferRef
 from hal.enums import CommandBufferMode
 from hal.errors import HalError, InvalidArgumentError
 from hal.examples.common import WAIT_S, ExampleResult, compare, time_execute
@@ -25,7 +26,6 @@ from hal.examples.matmul_subgroup_matrix import (
 from hal.examples.matmul_wgsl import MatmulConfig, matmul_source
 
 if TYPE_CHECKING:
-    from hal.core.refs import BufferRef
     from hal.runtime.buffer import Buffer
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
@@ -134,17 +134,47 @@ class MatmulKernel:
         return n % 4 == 0
 
     def executable(
-        self, *, aligned: bool, bias: bool = False, gelu: bool = False, residual: bool = False
+        self,
+        *,
+        aligned: bool,
+        bias: bool = False,
+        gelu: bool = False,
+        residual: bool = False,
+        direct: bool = True,
     ) -> Executable:
-        """The compiled variant. Raises UnimplementedError when it needs ``shader-f16`` (or,
-        for the subgroup-matrix kernel, ``chromium-experimental-subgroup-matrix``) and the
-        device lacks it, InvalidArgumentError when it does not compile."""
-        cfg = self.config.with_epilogue(aligned=aligned, bias=bias, gelu=gelu, residual=residual)
-        if isinstance(cfg, SubgroupMatrixConfig):
-            source = subgroup_matrix_source(cfg)
+        """The compiled variant; ``direct=False`` makes the subgroup-matrix kernel write every
+        result through workgroup memory (no minimum size of c's binding: see
+        :attr:`SubgroupMatrixConfig.c_min_bytes`; the portable kernel ignores it). Raises
+        UnimplementedError when it needs ``shader-f16`` (or, for the subgroup-matrix kernel,
+        ``chromium-experimental-subgroup-matrix``) and the device lacks it,
+        InvalidArgumentError when it does not compile."""
+        if isinstance(self.config, SubgroupMatrixConfig):
+            matrix = self.config.with_epilogue(
+                aligned=aligned, bias=bias, gelu=gelu, residual=residual, direct=direct
+            )
+            # one source (one cached executable) per store path: direct only where it stores
+            matrix = replace(matrix, direct=matrix.stores_direct)
+            source = subgroup_matrix_source(matrix)
         else:
-            source = matmul_source(cfg)
+            portable = self.config.with_epilogue(
+                aligned=aligned, bias=bias, gelu=gelu, residual=residual
+            )
+            source = matmul_source(portable)
         return self.device.create_executable(source, label="matmul")
+
+    def direct(self, c: Buffer | BufferRef, m: int, n: int) -> bool:
+        """Whether the variant storing result matrices straight into c serves an ``m x n``
+        product into ``c``: the config allows it (``direct``), some tile lies wholly inside
+        c (``m >= bm``, ``n >= bn``) and c's bound range holds at least
+        :attr:`SubgroupMatrixConfig.c_min_bytes` (Dawn rejects smaller bindings of that
+        variant). Always True for the portable kernel (it has one store path). Raises
+        nothing."""
+        cfg = self.config
+        if not isinstance(cfg, SubgroupMatrixConfig):
+            return True
+        size = _bound_bytes(c)
+        fits = size is not None and size >= cfg.c_min_bytes
+        return cfg.direct and m >= cfg.bm and n >= cfg.bn and fits
 
 
 def load(
@@ -214,6 +244,10 @@ def record_matmul(
     ``cb``, then (fused) ``+ bias[n]``, tanh-GELU when ``gelu``, ``+ residual[m, n]``.
     ``residual`` must be another buffer range than ``c``.
 
+    The subgroup-matrix kernel stores its result matrices straight into c only where
+    :meth:`MatmulKernel.direct` allows (a large enough c binding), else it uses its
+    workgroup-memory variant, so every shape and binding size hal accepts runs.
+
     Raises InvalidArgumentError when a dimension is not positive or the grid of tiles
     exceeds the adapter's workgroup limit, plus whatever ``cb.dispatch`` raises."""
     if min(m, k, n) <= 0:
@@ -231,9 +265,22 @@ def record_matmul(
         bias=bias is not None,
         gelu=gelu,
         residual=residual is not None,
+        direct=executable.direct(c, m, n),
     )
     bindings = [a, b, c, *(x for x in (bias, residual) if x is not None)]
     cb.dispatch(variant, "matmul", groups, constants=[m, k, n], bindings=bindings)
+
+
+def _bound_bytes(ref: object) -> int | None:
+    """The byte length a binding of ``ref`` (a buffer or a range of one) has, None when it
+    is not known here (e.g. a binding-table slot)."""
+    if isinstance(ref, BufferLike):
+        return ref.byte_length
+    if isinstance(ref, BufferRef) and isinstance(ref.buffer, BufferLike):
+        if ref.length is not None:
+            return ref.length
+        return max(0, ref.buffer.byte_length - ref.offset)
+    return None
 
 
 def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:

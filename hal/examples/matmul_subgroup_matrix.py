@@ -15,10 +15,19 @@ The kernel computes ``c[M, N] = epilogue(a[M, K] @ b[K, N])`` (row-major, f16 el
   staged in workgroup memory as f16, rows padded by ``pad`` elements (fewer bank conflicts on
   the fragment loads), loaded as ``vec4<f16>`` when K and N are multiples of 4 (``aligned``),
   else element by element; loads outside a and b read as zero (any M, K, N);
-* the result matrices go straight to c (``subgroupMatrixStore``) when the tile lies inside c
-  and the accumulator type is f16 with no epilogue; otherwise each matrix is stored into a
-  workgroup scratch tile and written out element by element, guarded, converted to f16, with
-  the optional ``bias[N]`` / tanh-GELU / ``residual[M, N]`` epilogue.
+* the result matrices go straight to c (``subgroupMatrixStore``) when the tile lies inside c,
+  the accumulator type is f16 with no epilogue and the variant is ``direct``; otherwise each
+  matrix is stored into a workgroup scratch tile and written out element by element, guarded,
+  converted to f16, with the optional ``bias[N]`` / tanh-GELU / ``residual[M, N]`` epilogue.
+
+Binding sizes: Dawn derives a minimum binding size from every ``subgroupMatrixLoad`` /
+``subgroupMatrixStore`` on a storage array (the size of the largest matrix used with that
+binding: 512 bytes for a 16x16 f16 result), a size the WGSL declarations do not show, so
+hal's reflection does not know it and a dispatch with a smaller binding would be rejected by
+Dawn. a and b are only read element-wise (staged through workgroup memory), so they have no
+such minimum; c has one only in a ``direct`` variant (:attr:`SubgroupMatrixConfig.c_min_bytes`),
+which the caller picks only where c's binding is at least that large (the matmul example's
+``record_matmul`` does: by the bound range and the shape).
 
 The configuration's subgroup size must be the adapter's only one for the matrix shape
 (its subgroup matrix configuration has min = max subgroup size), so that the workgroup is
@@ -47,7 +56,9 @@ class SubgroupMatrixConfig:
     """One variant: workgroup (= subgroup) tile ``bm x bn``, k-step ``bk``, the adapter's
     matrix shape ``sm x sn x sk`` and subgroup size ``sg``, the accumulator
     type (``"f32"`` or ``"f16"``), workgroup row padding ``pad`` (elements), whether K and N
-    are multiples of 4 (``aligned``) and the epilogue (``bias``, ``gelu``, ``residual``)."""
+    are multiples of 4 (``aligned``), the epilogue (``bias``, ``gelu``, ``residual``) and
+    whether full tiles may store their matrices straight into c (``direct``: f16 results
+    without epilogue only; see :attr:`c_min_bytes`)."""
 
     bm: int = 64
     bn: int = 64
@@ -62,6 +73,25 @@ class SubgroupMatrixConfig:
     bias: bool = False
     gelu: bool = False
     residual: bool = False
+    direct: bool = True
+
+    @property
+    def stores_direct(self) -> bool:
+        """Whether the kernel stores result matrices straight into c (``direct``, f16
+        accumulation, no epilogue); else every result goes through workgroup memory."""
+        return (
+            self.direct
+            and self.accumulate == "f16"
+            and not (self.bias or self.gelu or self.residual)
+        )
+
+    @property
+    def c_min_bytes(self) -> int:
+        """The smallest c binding (bytes) the compiled variant accepts beyond one element:
+        the size of one ``sm x sn`` f16 result matrix where it stores straight into c (Dawn
+        derives that minimum from the ``subgroupMatrixStore``), else 0 (element-wise
+        stores only)."""
+        return self.sm * self.sn * 2 if self.stores_direct else 0
 
     @property
     def dtype(self) -> str:
@@ -81,10 +111,23 @@ class SubgroupMatrixConfig:
         return staged + scratch
 
     def with_epilogue(
-        self, *, aligned: bool, bias: bool, gelu: bool, residual: bool
+        self,
+        *,
+        aligned: bool,
+        bias: bool,
+        gelu: bool,
+        residual: bool,
+        direct: bool | None = None,
     ) -> SubgroupMatrixConfig:
-        """This tile shape with another alignment and epilogue."""
-        return replace(self, aligned=aligned, bias=bias, gelu=gelu, residual=residual)
+        """This tile shape with another alignment, epilogue and (unless None) ``direct``."""
+        return replace(
+            self,
+            aligned=aligned,
+            bias=bias,
+            gelu=gelu,
+            residual=residual,
+            direct=self.direct if direct is None else direct,
+        )
 
     def check(self) -> None:
         """Raise InvalidArgumentError unless the shape tiles evenly: ``bm``/``bn`` positive
@@ -115,11 +158,6 @@ def subgroup_matrix_source(config: SubgroupMatrixConfig) -> str:
     (SubgroupMatrixConfig.check)."""
     config.check()
     return "\n".join([*_header(config), *_stage(config), *_entry(config), *_store(config), "}", ""])
-
-
-def _direct(cfg: SubgroupMatrixConfig) -> bool:
-    """Whether full tiles store their result matrices straight into c."""
-    return cfg.accumulate == "f16" and not (cfg.bias or cfg.gelu or cfg.residual)
 
 
 def _header(cfg: SubgroupMatrixConfig) -> list[str]:
@@ -270,7 +308,7 @@ def _store(cfg: SubgroupMatrixConfig) -> list[str]:
     tiles = [(i, j) for i in range(ti) for j in range(tj)]
     lines: list[str] = []
     indent = "  "
-    if _direct(cfg):
+    if cfg.stores_direct:
         lines += ["  if (m0 + BM <= params.m && n0 + BN <= params.n) {"]
         lines += [
             f"    subgroupMatrixStore(&c, (m0 + {i * cfg.sm}u) * params.n + n0 + {j * cfg.sn}u, "

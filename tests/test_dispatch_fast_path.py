@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import submit_and_wait
+from reference_kernels import kernel_path
 
 import hal
 
@@ -30,8 +31,9 @@ def counters(device: hal.Device, n: int) -> list[hal.Buffer]:
 
 @pytest.mark.parametrize("kind", ["buffer", "ref", "view"])
 def test_repeated_dispatches_run_every_time(device: hal.Device, kind: str) -> None:
-    """1000 repeats of a few dispatches (+ barriers) add exactly their count."""
-    kernel = noop(device)
+    """1000 repeats of a few dispatches (+ barriers) add exactly their count (an atomic
+    counter: the two workgroups of the wider grid run concurrently on a GPU)."""
+    kernel = device.create_executable(kernel_path("atomic_touch.wgsl"))
     buffers = counters(device, 3)
     targets = {
         "buffer": list(buffers),

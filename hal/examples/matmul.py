@@ -59,15 +59,19 @@ and fit its caches), a vendor name (``vendor:f16`` for f16 elements) for discret
 ``"default"`` for everything else. The NVIDIA entries are the fastest shapes of the sweep
 measured on an H200 at 4096^3 (benchmarks/workloads.py --sweep: 31.7 TFLOP/s f32, 37.2 f16)."""
 
-SUBGROUP_MATRIX_TILES: dict[str, SubgroupMatrixConfig] = {}
+SUBGROUP_MATRIX_TILES: dict[str, SubgroupMatrixConfig] = {
+    # H200, Dawn, 4096^3 f16 (session 20 probe, every shape checked against float64): 64x64x16
+    # reached 64.4 TFLOP/s accumulating in f16 (53.5 in f32) against 35.0 for the portable f32
+    # kernel in the same process; bk = 32 shapes ran at 29-40 and bk = 64 at 19-22.
+    "nvidia": SubgroupMatrixConfig(bm=64, bn=64, bk=16, sm=16, sn=16, sk=16, sg=32, pad=8),
+}
 """Tile shapes of the subgroup-matrix (tensor core) f16 kernel by adapter vendor (a vendor
 name as in :data:`TILES`), used where the device has ``chromium-experimental-subgroup-matrix``
 (Dawn); the matrix shape and subgroup size must be one of the adapter's subgroup matrix
 configurations (else the kernel does not compile and :func:`load` falls back to the portable
-kernel). Empty until a shape has been checked against numpy and timed on a GPU with the
-feature (the H200's Dawn offers f16 16x16x16 with subgroup size 32: benchmarks/README.md,
-"session 20, subgroup matrices"); pass a :class:`SubgroupMatrixConfig` to :func:`load` to
-use the kernel meanwhile."""
+kernel). Only shapes checked against numpy and timed on a GPU with the feature are listed
+(the H200's Dawn offers f16 16x16x16 with subgroup size 32: benchmarks/README.md, "session
+20, subgroup matrices"); pass a :class:`SubgroupMatrixConfig` to :func:`load` for others."""
 
 TILE = TILES["default"].bm
 """Edge of the square output tile of the portable (``"default"``) configuration."""

@@ -98,3 +98,46 @@ def test_streamed_readback_with_depth_one_is_exact_dawn(
 def backend_bytes(buffer: hal.Buffer, size: int) -> memoryview:
     """The null backend's own bytes of ``buffer`` (no hal readback path involved)."""
     return memoryview(buffer.allocation.handle.data)[:size]
+
+
+def test_streamed_transfers_from_two_threads_at_once_are_exact(dawn_streaming: hal.Device) -> None:
+    device = dawn_streaming
+    size = 2 * MIB + 12
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+    buffers = [device.allocate_buffer(size + 8) for _ in range(2)]
+
+    def work(i: int) -> None:
+        try:
+            for round_ in range(3):
+                data = random_bytes(size, seed=100 * i + round_)
+                device.transfer_h2d(data, buffers[i], 4)
+                data[:] = 0  # the call returned: the caller's array is its own again
+                results[i] = device.transfer_d2h(buffers[i], 4, size)
+                assert results[i] == random_bytes(size, seed=100 * i + round_).tobytes()
+        except BaseException as error:  # reported on the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not errors, errors
+    for i in range(2):
+        assert results[i] == random_bytes(size, seed=100 * i + 2).tobytes()
+
+
+def test_a_streamed_upload_source_changed_after_return_does_not_matter(
+    dawn_streaming: hal.Device,
+) -> None:
+    device = dawn_streaming
+    size = 3 * MIB + 1
+    data = random_bytes(size, seed=41)
+    buffer = device.allocate_buffer(size)
+    device.transfer_h2d(data, buffer)
+    data[:] = 0
+    del data
+    assert np.array_equal(
+        np.frombuffer(device.transfer_d2h(buffer), np.uint8), random_bytes(size, seed=41)
+    )

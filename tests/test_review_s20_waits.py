@@ -81,6 +81,34 @@ def test_a_bounded_wait_in_the_backend_sees_a_host_failure(
 
 @pytest.mark.xfail(
     strict=True,
+    reason="s20 review: a bounded wait blocked in the backend for work that signals 2 does "
+    "not notice a host signal(1) reaching the value it waits for",
+)
+def test_a_bounded_wait_in_the_backend_sees_a_host_signal(
+    null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend: Any = null_device.backend
+    release = threading.Event()
+    monkeypatch.setattr(backend, "wait", lambda ticket: release.wait(WAIT))
+    monkeypatch.setattr(backend, "wait_bounded", lambda ticket, timeout: release.wait(timeout))
+    buffer = null_device.allocate_buffer(4)
+    semaphore = null_device.create_semaphore()
+    null_device.queue_fill(buffer, 0, 4, 0, signal=[(semaphore, 2)])
+    try:
+        thread, out = _wait_in_thread(lambda: semaphore.wait(1, timeout=20.0))
+        time.sleep(0.2)
+        semaphore.signal(1)
+        thread.join(3.0)
+        assert not thread.is_alive(), "the waiter still blocks in the backend after signal(1)"
+        assert out["error"] is None and semaphore.query() == 1
+    finally:
+        release.set()
+        thread.join(WAIT)
+    semaphore.wait(2, timeout=WAIT)
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="s20 review: Completion.poll_for polls for its whole HAL_WAIT_POLL_US budget "
     "without looking at the semaphore: a host fail() is noticed only after it",
 )
@@ -139,3 +167,41 @@ def test_polling_waiters_on_many_values_all_return_with_their_bytes(
         assert semaphore.query() == 4 and other.query() == 1
     finally:
         device.close()
+
+
+def test_a_keyboard_interrupt_in_a_bounded_backend_wait_changes_nothing(
+    null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a bounded wait blocks in the backend: KeyboardInterrupt propagates, the
+    work stays in flight (the semaphore neither failed nor signalled), and a second wait
+    returns once it finished, with the bytes in place."""
+    backend: Any = null_device.backend
+    release = threading.Event()
+    original_wait, original_bounded = backend.wait, backend.wait_bounded
+    interrupted: list[int] = []
+
+    def interrupting(ticket: int, timeout: float) -> bool:
+        if not interrupted:
+            interrupted.append(ticket)
+            raise KeyboardInterrupt
+        return bool(original_bounded(ticket, timeout))
+
+    def held(ticket: int) -> None:
+        release.wait(WAIT)
+        original_wait(ticket)
+
+    monkeypatch.setattr(backend, "wait", held)
+    monkeypatch.setattr(backend, "wait_bounded", interrupting)
+    source = null_device.buffer_from_numpy(np.arange(32, dtype=np.uint8))
+    target = null_device.allocate_buffer(32)
+    semaphore = null_device.create_semaphore()
+    null_device.queue_copy(source, 0, target, 0, 32, signal=[(semaphore, 1)])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            semaphore.wait(1, timeout=WAIT)
+        assert interrupted and semaphore.query() == 0 and semaphore.failure is None
+        semaphore.wait(1, timeout=WAIT)
+    finally:
+        release.set()
+    assert semaphore.query() == 1
+    assert np.array_equal(target.to_numpy(np.uint8), np.arange(32, dtype=np.uint8))

@@ -141,3 +141,29 @@ def test_a_streamed_upload_source_changed_after_return_does_not_matter(
     assert np.array_equal(
         np.frombuffer(device.transfer_d2h(buffer), np.uint8), random_bytes(size, seed=41)
     )
+
+
+def test_a_failing_streamed_readback_piece_raises_and_the_pool_stays_usable(
+    dawn_streaming: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = dawn_streaming
+    size = 2 * MIB + 6
+    data = random_bytes(size, seed=51)
+    buffer = device.buffer_from_numpy(data)
+    calls: list[int] = []
+    real = np.copyto
+
+    def fail_fifth(dst: object, src: object) -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            raise MemoryError("piece 5 of the readback")
+        real(dst, src)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(staging.np, "copyto", fail_fifth)
+    with pytest.raises(MemoryError, match="piece 5 of the readback"):
+        device.transfer_d2h(buffer, 2, size - 2)
+    monkeypatch.setattr(staging.np, "copyto", real)
+    assert device.transfer_d2h(buffer, 2, size - 2) == data[2:].tobytes()
+    other = random_bytes(size, seed=52)
+    device.transfer_h2d(other, buffer)
+    assert device.transfer_d2h(buffer) == other.tobytes()

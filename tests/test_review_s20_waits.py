@@ -152,9 +152,7 @@ def test_polling_waiters_on_many_values_all_return_with_their_bytes(
         assert device.backend.waiter_poll_s == pytest.approx(0.2)  # type: ignore[attr-defined]
         buffer = device.buffer_from_numpy(np.zeros(4 * 256, np.uint8))
         semaphore, other = device.create_semaphore(), device.create_semaphore()
-        waits = [
-            _wait_in_thread(lambda v=v: semaphore.wait(v, timeout=WAIT)) for v in (4, 1, 3, 2)
-        ]
+        waits = [_wait_in_thread(lambda v=v: semaphore.wait(v, timeout=WAIT)) for v in (4, 1, 3, 2)]
         waits.append(_wait_in_thread(lambda: other.wait(1, timeout=WAIT)))
         for v in range(1, 5):
             device.queue_fill(buffer, (v - 1) * 256, 256, v, 1, signal=[(semaphore, v)])

@@ -163,15 +163,17 @@ class Completion:
         tracker spins already."""
         return self._backend.waiter_poll_s if self._backend.spin_s <= 0 else 0.0
 
-    def poll_for(self, ticket: int, seconds: float) -> bool:
+    def poll_for(self, ticket: int, seconds: float, settled: Callable[[], bool]) -> bool:
         """Poll the backend without blocking for up to ``seconds`` until ``ticket``
         finished, completing it on this thread: True, or False (nothing changed) to wait
-        another way. A backend failure is left to the tracker's blocking wait to report."""
+        another way; also True as soon as ``settled()`` (the waiter's semaphores were
+        reached or failed some other way). A backend failure is left to the tracker's
+        blocking wait to report."""
         backend = self._backend
         deadline = time.perf_counter() + seconds
         while True:
-            if self._completed >= ticket:
-                return True  # the tracker (or another waiter) completed it
+            if self._completed >= ticket or settled():
+                return True  # completed by the tracker or another waiter, or settled
             try:
                 done = backend.completed_ticket()
             except BackendError:

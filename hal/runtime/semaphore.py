@@ -359,7 +359,9 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
     the backend's wait returns by a deadline (Dawn's TimedWaitAny, the null backend) —
     wgpu-native's blocking poll cannot be interrupted, so there a wait first polls without
     blocking for the backend's ``waiter_poll_s`` (GPUs), then a bounded one leaves the work
-    to the tracker. Returns when the point is reached, when there is nothing to block on, or at
+    to the tracker. Timed backend waits run in slices of ``_BACKEND_SLICE_S`` and polls
+    stop as soon as the semaphores settle, so a host signal or failure ends the wait.
+    Returns when the point is reached, when there is nothing to block on, or at
     the deadline (the caller then raises)."""
     semaphore, value = pairs[0]
     while not _reached(pairs, mode):
@@ -375,16 +377,32 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
             # them, and they return by the deadline, which its blocking poll cannot.
             if deadline is not None:
                 poll = min(poll, deadline - time.monotonic())
-            if poll > 0 and completion.poll_for(ticket, poll):
+            if poll > 0 and completion.poll_for(ticket, poll, lambda: _settled(pairs, mode)):
                 continue
+        if completion.bounded_waits:
+            # In slices, so a host signal() or fail() of the semaphore is seen within one.
+            remaining = _BACKEND_SLICE_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            completion.wait_for(ticket, min(remaining, _BACKEND_SLICE_S))
+            continue
         if deadline is None:
             completion.wait_for(ticket)
             continue
-        if not completion.bounded_waits:
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not completion.wait_for(ticket, remaining):
-            return
+        return
+
+
+_BACKEND_SLICE_S = 0.01
+"""The longest a wait blocks in the backend's timed wait before it looks at its semaphores
+again (a host ``signal()`` or ``fail()`` is not seen by the backend)."""
+
+
+def _settled(pairs: tuple[Point, ...], mode: str) -> bool:
+    """Whether the wait on ``pairs`` is over: reached, or a semaphore failed."""
+    try:
+        return _reached(pairs, mode)
+    except AbortedError:
+        return True
 
 
 def _reached(pairs: tuple[Point, ...], mode: str) -> bool:

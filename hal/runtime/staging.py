@@ -1044,6 +1044,10 @@ class StagingPool:
                 submit(k)
             for k in range(chunks):
                 position = start + k * chunk
+                if len(copying) >= depth:
+                    # Every buffer still holds a chunk being copied out (depth 1): finish
+                    # the oldest, which hands its buffer chunk k's GPU copy.
+                    finish_oldest()
                 view = staging[k % depth].wait_mapped()
                 lo, hi = max(position, offset), min(position + len(view), offset + length)
                 futures = _copy_pieces(

@@ -1,4 +1,4 @@
-"""s20 review: host waits that block or poll in the backend on their own thread
+"""Host waits that block or poll in the backend on their own thread
 (hal/runtime/semaphore.py ``_wait_in_backend``; Dawn/null bounded waits, wgpu-native's
 ``HAL_WAIT_POLL_US`` poll forced on lavapipe). A wait must still notice what happens to its
 semaphore on the host meanwhile (``fail``), and several threads waiting at once must all
@@ -50,11 +50,6 @@ def _wait_in_thread(wait: Callable[[], None]) -> tuple[threading.Thread, dict[st
     return thread, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s20 review: a bounded wait blocked in the backend (wait_bounded for the whole "
-    "timeout) does not notice Semaphore.fail() from another thread until the GPU work ends",
-)
 def test_a_bounded_wait_in_the_backend_sees_a_host_failure(
     null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,11 +74,6 @@ def test_a_bounded_wait_in_the_backend_sees_a_host_failure(
         thread.join(WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s20 review: a bounded wait blocked in the backend for work that signals 2 does "
-    "not notice a host signal(1) reaching the value it waits for",
-)
 def test_a_bounded_wait_in_the_backend_sees_a_host_signal(
     null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,11 +97,6 @@ def test_a_bounded_wait_in_the_backend_sees_a_host_signal(
     semaphore.wait(2, timeout=WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s20 review: Completion.poll_for polls for its whole HAL_WAIT_POLL_US budget "
-    "without looking at the semaphore: a host fail() is noticed only after it",
-)
 def test_a_polling_wait_sees_a_host_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     device = _wgpu_native(monkeypatch, "4000000")  # 4 s of polling allowed
     try:

@@ -1,4 +1,4 @@
-"""s20 review: streamed host copies (hal/runtime/staging.py, ``HAL_STREAM_THREADS``) under
+"""Streamed host copies (hal/runtime/staging.py, ``HAL_STREAM_THREADS``) under
 settings the session's tests did not try: a pool of depth 1 (``HAL_STAGING_DEPTH=1``), a
 source the caller changes once the call returned, two threads streaming at once."""
 
@@ -61,11 +61,6 @@ def dawn_streaming(dawn: hal.Device, monkeypatch: pytest.MonkeyPatch) -> Iterato
     pool.release()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s20 review: _read_streamed with depth 1 copies chunk k+1 out of the staging "
-    "buffer before its GPU copy was submitted (chunk k's bytes again)",
-)
 def test_streamed_readback_with_depth_one_is_exact_deferred(
     deferred: tuple[Device, _DeferredHostBackend],
 ) -> None:
@@ -80,10 +75,6 @@ def test_streamed_readback_with_depth_one_is_exact_deferred(
     assert device.transfer_d2h(buffer) == data.tobytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s20 review: _read_streamed with depth 1 reads the wrong chunk (Dawn, lavapipe)",
-)
 def test_streamed_readback_with_depth_one_is_exact_dawn(
     dawn_streaming: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:

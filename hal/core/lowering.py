@@ -336,6 +336,8 @@ class _PlanBuilder:
         if same and _overlap(src_window, dst_window):
             self.copy_within(src, dst, src_window, dst_window, note)
             return
+        if not blocks and (src_begin - dst_begin) % 4 and self.copy16(src, dst, same, note):
+            return
         bindings = ((0, "storage", src_window), (1, "storage", dst_window))
         if blocks:
             self.builtin(
@@ -357,6 +359,38 @@ class _PlanBuilder:
                 (dst,),
                 note,
             )
+
+    def block_window(self, region: Region) -> Region | None:
+        """:meth:`window` rounded up to whole 16-byte blocks, or None where the allocation
+        may lack the room: a plan's own buffer, a stand-in not padded by ``allocation_size``
+        (``caps.padded_allocations``), the last bytes below max-buffer-size, a window past
+        the binding limit."""
+        caps = self.caps
+        if not caps.padded_allocations or isinstance(region.resource, AuxBuffer):
+            return None
+        start = region.offset - region.offset % caps.storage_alignment
+        end = _round_up(region.offset + region.size, 16)
+        if end > caps.max_buffer_size & ~15 or end - start > caps.max_binding_size:
+            return None
+        return Region(region.resource, start, end - start)
+
+    def copy16(self, src: Region, dst: Region, same: bool, note: str | None) -> bool:
+        """A copy whose offsets differ modulo 4 by the 16-byte-access kernel, when both
+        windows can be whole blocks (and, within one allocation, stay apart); False where
+        not (the word kernel does it)."""
+        src_window, dst_window = self.block_window(src), self.block_window(dst)
+        if src_window is None or dst_window is None or same and _overlap(src_window, dst_window):
+            return False
+        self.builtin(
+            BuiltinKernel.COPY16,
+            ((0, "storage", src_window), (1, "storage", dst_window)),
+            copy_params(src.offset - src_window.offset, dst.offset - dst_window.offset, dst.size),
+            dst_window.size // 16,
+            (src,),
+            (dst,),
+            note,
+        )
+        return True
 
     def copy_within(
         self, src: Region, dst: Region, src_window: Region, dst_window: Region, note: str | None

@@ -17,6 +17,7 @@ from conftest import random_bytes, submit_and_wait
 
 import hal
 from hal.core.batching import builtin_transfers
+from hal.core.builtins import BuiltinKernel
 
 SLOT_ALIGN = 256
 SLOT_PAD = 64
@@ -187,6 +188,33 @@ def test_copy_between_subspans_of_one_allocation(any_device: hal.Device) -> None
     model[2700:2764] = original[2053:2117]
     submit_and_wait(any_device, cb)
     assert_bytes_equal(buffer.to_numpy(), model)
+
+
+def test_unaligned_copy_in_16_byte_accesses(any_device: hal.Device) -> None:
+    """Copies whose offsets differ modulo 4 run the 16-byte-access kernel (allocations are
+    padded to whole blocks): one ending at the last byte of an odd-sized buffer (its window
+    reaches into the hidden padding), one between far-apart ranges of one allocation, one
+    between subspans; every byte outside the ranges keeps its value."""
+    source_model, target_model = random_bytes(70_001, seed=70), random_bytes(50_003, seed=71)
+    one_model = random_bytes(340_001, seed=72)
+    source = any_device.buffer_from_numpy(source_model)
+    target = any_device.buffer_from_numpy(target_model)
+    one = any_device.buffer_from_numpy(one_model)
+    original = one_model.copy()
+    with any_device.record() as cb:
+        cb.copy_buffer(source, 1, target, 3, 50_000)
+        cb.copy_buffer(one, 5, one, 150_002, 100_000)
+        cb.copy_buffer(one.subspan(250_007, 40_000), 2, one.subspan(300_000), 18, 39_983)
+    target_model[3:] = source_model[1:50_001]
+    one_model[150_002:250_002] = original[5:100_005]
+    one_model[300_018:340_001] = original[250_009:289_992]
+    submit_and_wait(any_device, cb)
+    assert_bytes_equal(target.to_numpy(), target_model)
+    assert_bytes_equal(source.to_numpy(), source_model)
+    assert_bytes_equal(one.to_numpy(), one_model)
+    assert cb.plan is not None
+    kernels = [d.kernel for p in cb.plan.passes for d in p.dispatches]
+    assert kernels.count(BuiltinKernel.COPY16) == 3, kernels
 
 
 def test_copy_whole_range_length(device: hal.Device) -> None:

@@ -13,9 +13,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import random_bytes, submit_and_wait
-
 import test_lowering as TL
+from conftest import random_bytes, submit_and_wait
 
 import hal
 from hal.core.builtins import (

@@ -379,7 +379,7 @@ class _PlanBuilder:
         windows can be whole blocks (and, within one allocation, stay apart); False where
         not (the word kernel does it)."""
         src_window, dst_window = self.block_window(src), self.block_window(dst)
-        if src_window is None or dst_window is None or same and _overlap(src_window, dst_window):
+        if src_window is None or dst_window is None or (same and _overlap(src_window, dst_window)):
             return False
         self.builtin(
             BuiltinKernel.COPY16,

@@ -309,7 +309,8 @@ class _PlanBuilder:
 
     def builtin_copy(self, source: Region, target: Region, note: str | None = None) -> None:
         """Copy with kernels: 16-byte blocks for the body when both sides agree modulo 16,
-        the word kernel (funnel shifts, byte-exact edges) for the rest."""
+        for the rest the 16-byte-access funnel shift (offsets apart modulo 4, windows that
+        round up to whole blocks: :meth:`copy16`) or the word kernel (byte-exact edges)."""
         delta = target.offset - source.offset
         same = source.resource is target.resource
         # Within one allocation a piece may need one window over both ranges (below): half

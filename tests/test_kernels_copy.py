@@ -27,6 +27,7 @@ from hal.core.builtins import (
 from hal.core.caps import DeviceCaps
 from hal.core.lowering import lower
 from hal.core.plan import Plan
+from hal.core.rebase import table_shape
 
 TILE_BYTES = 4096
 """Target bytes of one staged tile of builtin_copy.wgsl (256 invocations x 4 words)."""
@@ -154,6 +155,14 @@ def test_copy16_grid_stride(device: hal.Device, s0: int, d0: int, groups: int) -
 PADDED = DeviceCaps(storage_alignment=256, padded_allocations=True)
 
 
+class Root(TL.Alloc):
+    """A stand-in root buffer with the ``byte_length`` the 16-byte windows are judged by."""
+
+    @property
+    def byte_length(self) -> int:
+        return self.size
+
+
 def _lowered(caps: DeviceCaps, segments: list, allocs: list[TL.Alloc]) -> Plan:
     """Lower ``segments`` with every transfer a builtin kernel and replay the plan on memory
     padded as the allocator pads (allocation_size) against in-order execution."""
@@ -176,7 +185,7 @@ def _kernels(plan: Plan) -> list[BuiltinKernel]:
 def test_unaligned_copy_lowers_to_copy16(s0: int, d0: int, length: int) -> None:
     """Offsets apart modulo 4 with padded allocations: the 16-byte kernel, its windows whole
     blocks reaching past the range's end into the allocation's padding (a 3-byte tail)."""
-    a, b = TL.Alloc(s0 + length), TL.Alloc(d0 + length)
+    a, b = Root(s0 + length), Root(d0 + length)
     plan = _lowered(PADDED, [TL.copy(a, s0, b, d0, length)], [a, b])
     assert _kernels(plan) == [BuiltinKernel.COPY16]
     (d,) = TL.all_dispatches(plan)
@@ -193,24 +202,25 @@ def test_unaligned_copy_lowers_to_copy16(s0: int, d0: int, length: int) -> None:
 
 def test_copy16_not_where_a_block_window_is_impossible() -> None:
     """The word kernel where a 16-byte window could leave the allocation or the windows
-    would overlap: the last bytes below a max-buffer-size that is not whole blocks, update
+    would overlap: an allocation padded to words only (within 16 bytes of max-buffer-size), update
     bytes copied from the plan's STAGING buffer, and copies within one allocation whose
-    block windows overlap; copies with offsets equal modulo 4 keep their kernels too."""
+    block windows overlap; copies with offsets equal modulo 4 keep their kernels too. The
+    test is the allocation's padding: near the limit even a window far from its end is not
+    taken (a binding table's plan may be rebased onto another allocation)."""
     near = DeviceCaps(storage_alignment=256, padded_allocations=True, max_buffer_size=1003)
-    a, b = TL.Alloc(1000), TL.Alloc(1000)
-    plan = _lowered(near, [TL.copy(a, 1, b, 990, 10)], [a, b])  # window end 1008 > 1003
-    assert _kernels(plan) == [BuiltinKernel.COPY]
-    plan = _lowered(near, [TL.copy(a, 1, b, 900, 10)], [a, b])
-    assert _kernels(plan) == [BuiltinKernel.COPY16]
+    a, b, c = Root(984), Root(990), Root(1000)  # padded to 992, 992 and 1000 (words only)
+    plan = _lowered(near, [TL.copy(a, 1, b, 300, 10), TL.copy(a, 1, c, 300, 10)], [a, b, c])
+    assert _kernels(plan) == [BuiltinKernel.COPY16, BuiltinKernel.COPY]
     plan = _lowered(PADDED, [TL.update(bytes(range(1, 40)), b, 3)], [b])
     assert _kernels(plan) == [BuiltinKernel.COPY]  # STAGING is not padded to whole blocks
-    c = TL.Alloc(4096)
+    c = Root(4096)
     # [300, 305) -> [1025, 1030): block windows [256, 320) and [1024, 1040) stay apart.
     plan = _lowered(PADDED, [TL.copy(c, 300, c, 1025, 5)], [c])
     assert _kernels(plan) == [BuiltinKernel.COPY16]
     # [1, 6) -> [10, 15): one window over both ranges (same allocation, overlapping windows).
     plan = _lowered(PADDED, [TL.copy(c, 1, c, 10, 5)], [c])
     assert _kernels(plan) == [BuiltinKernel.COPY_WITHIN]
+    a, b = Root(1000), Root(1000)
     plan = _lowered(PADDED, [TL.copy(a, 2, b, 6, 501)], [a, b])
     assert _kernels(plan) == [BuiltinKernel.COPY]  # 2 and 6 agree modulo 4
 
@@ -228,3 +238,14 @@ def test_allocations_are_padded_to_whole_blocks() -> None:
             with own.allocate_buffer(size) as buffer:
                 assert (buffer.byte_length, buffer.allocation.size) == (size, padded)
     assert allocation_size(0, 8) == 4 and allocation_size(5, 8) == 8
+
+
+def test_table_shape_tells_block_padded_allocations_apart() -> None:
+    """A binding table's plan is rebased only onto allocations padded like those it was
+    lowered for: one padded to words only (near max-buffer-size) has another shape."""
+    caps = DeviceCaps(padded_allocations=True, max_buffer_size=1003)
+    small, near = Root(500), Root(1000)
+    other = Root(600)
+    assert table_shape([(small, small, 0, 400)], caps, frozenset()) == ((0, 400, True),)
+    assert table_shape([(near, near, 0, 400)], caps, frozenset()) == ((0, 400, False),)
+    assert table_shape([(other, other, 256, 400)], caps, frozenset()) == ((0, 400, True),)

@@ -22,6 +22,7 @@ __all__ = [
     "copy_params",
     "fill4_params",
     "fill_params",
+    "pads_to_blocks",
     "shader_path",
     "shader_source",
     "words_touched",
@@ -98,6 +99,13 @@ def allocation_size(size: int, max_buffer_size: int) -> int:
     rounded down to 16 can thus be rounded up to 16 inside its allocation."""
     blocks = max(16, -(-size // 16) * 16)
     return blocks if blocks <= max_buffer_size else max(4, -(-size // 4) * 4)
+
+
+def pads_to_blocks(size: int, max_buffer_size: int) -> bool:
+    """Whether :func:`allocation_size` pads a ``size``-byte allocation to whole 16-byte
+    blocks: then any window inside its first ``size`` bytes rounds up to whole blocks inside
+    the allocation."""
+    return allocation_size(size, max_buffer_size) % 16 == 0
 
 
 def workgroups_for(units: int, limit: int = MAX_WORKGROUPS) -> int:

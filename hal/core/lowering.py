@@ -46,6 +46,7 @@ from hal.core.builtins import (
     copy_params,
     fill4_params,
     fill_params,
+    pads_to_blocks,
     words_touched,
     workgroups_for,
 )
@@ -363,15 +364,22 @@ class _PlanBuilder:
 
     def block_window(self, region: Region) -> Region | None:
         """:meth:`window` rounded up to whole 16-byte blocks, or None where the allocation
-        may lack the room: a plan's own buffer, a stand-in not padded by ``allocation_size``
-        (``caps.padded_allocations``), the last bytes below max-buffer-size, a window past
-        the binding limit."""
+        may lack the room: a plan's own buffer, stand-ins not padded by ``allocation_size``
+        (``caps.padded_allocations`` False), an allocation within 16 bytes of max-buffer-size
+        (padded to words only), a window past the binding limit. The test is the allocation's
+        padding, not the window's end: a rebased plan (binding tables) shifts the window onto
+        another allocation, whose padding the table's shape then matches."""
         caps = self.caps
-        if not caps.padded_allocations or isinstance(region.resource, AuxBuffer):
+        resource = region.resource
+        if (
+            not caps.padded_allocations
+            or isinstance(resource, AuxBuffer)
+            or not pads_to_blocks(resource.byte_length, caps.max_buffer_size)
+        ):
             return None
         start = region.offset - region.offset % caps.storage_alignment
         end = _round_up(region.offset + region.size, 16)
-        if end > caps.max_buffer_size & ~15 or end - start > caps.max_binding_size:
+        if end - start > caps.max_binding_size:
             return None
         return Region(region.resource, start, end - start)
 

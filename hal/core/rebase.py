@@ -45,7 +45,7 @@ Entry = tuple[Any, Any, int, int]
 
 def table_shape(
     entries: Sequence[Entry], caps: DeviceCaps, direct: frozenset[int]
-) -> tuple[tuple[int, int], ...] | None:
+) -> tuple[tuple[int, int, bool], ...] | None:
     """The shape of a resolved table (see the module docstring), or None when the table
     cannot share a plan: two slots on one allocation, or a slot on an allocation whose id is
     in ``direct`` (named by the command buffer itself)."""

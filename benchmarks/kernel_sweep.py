@@ -1,12 +1,14 @@
 """Variants of hal's builtin copy kernels and of the f16 matmul, timed side by side in one run
 (issue 16, session 20): which block copy shape (invocations per workgroup x blocks per step),
 which unaligned copy (staged through workgroup memory, PER words per invocation, against the
-previous kernel given by ``--old-copy``) and which f16 tile shape (``fma`` or a contractible
-product and sum) is fastest. Every transfer variant is checked byte for byte, every matmul
-against numpy on sampled rows.
+previous kernel given by ``--old-copy``; the 16-byte-access one, builtin_copy16.wgsl, with
+1, 2 or 4 blocks a step or staged through workgroup memory) and which f16 tile shape
+(``fma`` or a contractible product and sum) is fastest. Every transfer variant is checked
+byte for byte, every matmul against numpy on sampled rows.
 
     python3 benchmarks/kernel_sweep.py --json out.json [--old-copy old_builtin_copy.wgsl]
     python3 benchmarks/kernel_sweep.py --quick       # small sizes (lavapipe smoke run)
+    python3 benchmarks/kernel_sweep.py --only copy,copy16 --json out.json  # copies only
 """
 
 from __future__ import annotations
@@ -67,6 +69,108 @@ fn copy4(@builtin(global_invocation_id) gid: vec3<u32>,
 """
 
 
+def copy16_variant(per: int, staged: bool) -> str:
+    """builtin_copy16.wgsl with ``per`` target blocks a step (each a grid apart, all source
+    loads before any store), or, ``staged``, tiles of 512 target blocks whose 513 source
+    blocks go through workgroup memory first (one global load per source block)."""
+    text = shader_source("builtin_copy16.wgsl")
+    head, _, _ = text.partition("@compute")
+    if staged:
+        return head + _COPY16_STAGED
+    loads = "\n".join(
+        f"    let a{j} = source_blocks[s0 + i + {j}u * stride];\n"
+        f"    let b{j} = source_blocks[s0 + i + {j}u * stride + next];"
+        for j in range(per)
+    )
+    stores = "\n".join(
+        f"    target_blocks[lo + i + {j}u * stride] = assemble(a{j}, b{j}, q, r);"
+        for j in range(per)
+    )
+    return head + _COPY16_MAIN.format(last=per - 1, per=per, loads=loads, stores=stores)
+
+
+_COPY16_PROLOGUE = """  let dst_begin = params.dst_begin;
+  let dst_end = dst_begin + params.length;
+  let src_begin = params.src_begin;
+  let lo = (dst_begin + 15u) / 16u;
+  let hi = max(dst_end / 16u, lo);
+  let count = hi - lo;
+  let stride = groups.x * 256u;
+  let delta = src_begin - dst_begin;
+  let m = delta & 15u;
+  let q = m >> 2u;
+  let r = (m & 3u) * 8u;
+  let s0 = (lo * 16u + delta) >> 4u;
+  let next = select(0u, 1u, m != 0u);
+"""
+
+_COPY16_EPILOGUE = """  if (gid.x == 0u && dst_begin / 16u < lo) {
+    patch_block(dst_begin / 16u, dst_begin, dst_end, src_begin);
+  }
+  if (gid.x == 1u && hi < (dst_end + 15u) / 16u) {
+    patch_block(hi, dst_begin, dst_end, src_begin);
+  }
+}
+"""
+
+_COPY16_MAIN = (
+    """@compute @workgroup_size(256)
+fn copy16(@builtin(global_invocation_id) gid: vec3<u32>,
+          @builtin(num_workgroups) groups: vec3<u32>) {{
+"""
+    + _COPY16_PROLOGUE.replace("{", "{{").replace("}", "}}")
+    + """  var i = gid.x;
+  for (; i + {last}u * stride < count; i += {per}u * stride) {{
+{loads}
+{stores}
+  }}
+  for (; i < count; i += stride) {{
+    target_blocks[lo + i] = assemble(source_blocks[s0 + i], source_blocks[s0 + i + next], q, r);
+  }}
+"""
+    + _COPY16_EPILOGUE.replace("{", "{{").replace("}", "}}")
+)
+
+_COPY16_STAGED = (
+    """var<workgroup> staged: array<vec4<u32>, 513>;
+
+fn staged_source(s0: u32, i: u32, count: u32, next: u32) -> vec4<u32> {
+  var v = vec4<u32>(0u);
+  if (i < count + next) { v = source_blocks[s0 + i]; }
+  return v;
+}
+
+@compute @workgroup_size(256)
+fn copy16(@builtin(global_invocation_id) gid: vec3<u32>,
+          @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(local_invocation_index) lane: u32,
+          @builtin(num_workgroups) groups: vec3<u32>) {
+"""
+    + _COPY16_PROLOGUE
+    + """  let tiles = (count + 511u) / 512u;
+  for (var t = wid.x; t < tiles; t += groups.x) {
+    let base = t * 512u + lane;
+    let a = staged_source(s0, base, count, next);
+    let b = staged_source(s0, base + 256u, count, next);
+    var e = vec4<u32>(0u);
+    if (lane == 0u) { e = staged_source(s0, t * 512u + 512u, count, next); }
+    staged[lane] = a;
+    staged[lane + 256u] = b;
+    if (lane == 0u) { staged[512] = e; }
+    workgroupBarrier();
+    if (base < count) {
+      target_blocks[lo + base] = assemble(staged[lane], staged[lane + 1u], q, r);
+    }
+    if (base + 256u < count) {
+      target_blocks[lo + base + 256u] = assemble(staged[lane + 256u], staged[lane + 257u], q, r);
+    }
+    workgroupBarrier();
+  }
+"""
+    + _COPY16_EPILOGUE
+)
+
+
 def time_transfer(
     device: hal.Device, exe: Any, entry: str, groups: int, params: bytes, bufs: Any, reps: int
 ) -> float:
@@ -116,6 +220,24 @@ def bench_copies(
     cases.append(
         ("word copy 0->0 shipped", word, "copy", word_groups, copy_params(0, 0, size), 0, 0, size)
     )
+    # The 16-byte-access unaligned copy the lowering now uses (windows of whole blocks: both
+    # buffers here are), shipped and its variants; 0->4 is offsets equal modulo 4.
+    block_groups = min(65535, -(-(blocks + 1) // 256))
+    copy16 = shader_source("builtin_copy16.wgsl")
+    for name, s0, d0 in (("1->3", 1, 3), ("3->1", 3, 1), ("0->4", 0, 4)):
+        p16 = copy_params(s0, d0, size - 4)
+        cases.append(
+            (f"copy16 {name} shipped", copy16, "copy16", block_groups, p16, s0, d0, size - 4)
+        )
+    if "copy16" in only:
+        p16 = copy_params(1, 3, size - 4)
+        for per in (1, 4):
+            text = copy16_variant(per, False)
+            cases.append(
+                (f"copy16 1->3 x {per}", text, "copy16", block_groups, p16, 1, 3, size - 4)
+            )
+        text = copy16_variant(2, True)
+        cases.append(("copy16 1->3 staged", text, "copy16", block_groups, p16, 1, 3, size - 4))
     rows: list[Row] = []
     with ExitStack() as stack:
         src = stack.enter_context(device.buffer_from_numpy(source))
@@ -160,7 +282,9 @@ def main() -> None:
     parser.add_argument("--old-copy", help="WGSL file of the previous builtin_copy kernel")
     parser.add_argument("--variants", help="folder of candidate builtin_copy kernels (*.wgsl)")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="copy,copy4,matmul", help="copy,copy4,matmul")
+    parser.add_argument(
+        "--only", default="copy,copy4,copy16,matmul", help="copy,copy4,copy16,matmul"
+    )
     args = parser.parse_args()
     device = hal.create_device()
     quick = args.quick or device.info.adapter_type == "cpu"

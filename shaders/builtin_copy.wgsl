@@ -4,7 +4,10 @@
 // most two) target words only partly inside the range are patched byte by byte so bytes
 // outside it keep their values. Both bindings are read_write so that one buffer may be bound
 // twice (a copy between disjoint ranges of one buffer): WebGPU forbids binding a buffer
-// read-only and read-write in one dispatch.
+// read-only and read-write in one dispatch. Offsets that differ modulo 4 go to
+// builtin_copy16.wgsl (16-byte accesses) wherever both windows can be whole 16-byte blocks;
+// this kernel does them only where not (a plan's own buffers, the end of a buffer at
+// max-buffer-size, windows within one allocation that would overlap).
 //
 // Grid-stride loops; all source words of a step are loaded before any store (the bindings
 // may alias, so the compiler may not hoist a load above an earlier store, and one word at a

@@ -10,6 +10,7 @@ alignment class (mod 4 and mod the 32-byte storage alignment).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from conftest import random_bytes, submit_and_wait
 
 import hal
 from hal.core.batching import builtin_transfers
+from hal.core.builtins import BuiltinKernel
 
 SLOT_ALIGN = 256
 SLOT_PAD = 64
@@ -189,6 +191,33 @@ def test_copy_between_subspans_of_one_allocation(any_device: hal.Device) -> None
     assert_bytes_equal(buffer.to_numpy(), model)
 
 
+def test_unaligned_copy_in_16_byte_accesses(any_device: hal.Device) -> None:
+    """Copies whose offsets differ modulo 4 run the 16-byte-access kernel (allocations are
+    padded to whole blocks): one ending at the last byte of an odd-sized buffer (its window
+    reaches into the hidden padding), one between far-apart ranges of one allocation, one
+    between subspans; every byte outside the ranges keeps its value."""
+    source_model, target_model = random_bytes(70_001, seed=70), random_bytes(50_003, seed=71)
+    one_model = random_bytes(340_001, seed=72)
+    source = any_device.buffer_from_numpy(source_model)
+    target = any_device.buffer_from_numpy(target_model)
+    one = any_device.buffer_from_numpy(one_model)
+    original = one_model.copy()
+    with any_device.record() as cb:
+        cb.copy_buffer(source, 1, target, 3, 50_000)
+        cb.copy_buffer(one, 5, one, 150_002, 100_000)
+        cb.copy_buffer(one.subspan(250_007, 40_000), 2, one.subspan(300_000), 18, 39_983)
+    target_model[3:] = source_model[1:50_001]
+    one_model[150_002:250_002] = original[5:100_005]
+    one_model[300_018:340_001] = original[250_009:289_992]
+    submit_and_wait(any_device, cb)
+    assert_bytes_equal(target.to_numpy(), target_model)
+    assert_bytes_equal(source.to_numpy(), source_model)
+    assert_bytes_equal(one.to_numpy(), one_model)
+    assert cb.plan is not None
+    kernels = [d.kernel for p in cb.plan.passes for d in p.dispatches]
+    assert kernels.count(BuiltinKernel.COPY16) == 3, kernels
+
+
 def test_copy_whole_range_length(device: hal.Device) -> None:
     """length=None copies to the end of the source range (a view's end, not the buffer's)."""
     source_model, target_model = random_bytes(512, seed=12), random_bytes(512, seed=13)
@@ -303,3 +332,47 @@ def test_copy_to_end_of_odd_sized_buffers(any_device: hal.Device) -> None:
     submit_and_wait(any_device, cb)
     for buffer, model in checks:
         assert_bytes_equal(buffer.to_numpy(), model)
+
+
+def test_table_replay_keeps_16_byte_windows_inside_allocations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A binding table's plan is rebased only onto allocations padded like the ones it was
+    lowered for: a slot on an allocation padded to words only (within 16 bytes of
+    max-buffer-size) gets a plan of its own, with the word kernel."""
+    import dataclasses
+
+    import hal.runtime.programs as programs
+
+    lowered: list[int] = []
+    original = programs._plan
+
+    def counted(segments: Any, caps: Any) -> Any:
+        lowered.append(len(segments))
+        return original(segments, caps)
+
+    monkeypatch.setattr(programs, "_plan", counted)
+    with hal.create_device(implementation="null", backend="null") as own:
+        assert 32 % max(own.caps.storage_alignment, own.caps.uniform_alignment, 16) == 0
+        own.caps = dataclasses.replace(own.caps, max_buffer_size=100_012)
+        cb = own.create_command_buffer(hal.CommandBufferMode.DEFAULT, binding_capacity=2)
+        cb.begin()
+        cb.copy_buffer(hal.SlotRef(0), 1, hal.SlotRef(1), 4, 39_998)
+        cb.end()
+        source = own.allocate_buffer(50_000)
+        kernels = []
+        # Targets ending at their buffer's end, at one offset modulo 32: 100_008 bytes are
+        # padded to words only; 91_304 has the first table's shape (a rebased plan).
+        for size in (60_008, 100_008, 91_304):
+            target = own.allocate_buffer(size)
+            done = own.create_semaphore()
+            table = [source, hal.BufferRef(target, size - 40_002, 40_002)]
+            own.queue_execute(cb, signal=[(done, 1)], binding_table=table)
+            done.wait(1, timeout=30)
+            assert cb.plan is not None
+            (d,) = [d for p in cb.plan.passes for d in p.dispatches]
+            kernels.append(d.kernel)
+            assert d.bindings[1][2].resource is target
+            assert d.bindings[1][2].offset + d.bindings[1][2].size <= target.allocation.size
+    assert kernels == [BuiltinKernel.COPY16, BuiltinKernel.COPY, BuiltinKernel.COPY16]
+    assert len(lowered) == 2  # the third table reused the first one's plan

@@ -327,12 +327,14 @@ def run_dispatch(
         assert _round4(max(src_begin, dst_begin) + length) <= len(window)
         window[dst_begin : dst_begin + length] = bytes(window[src_begin : src_begin + length])
     else:
-        assert d.kernel is BuiltinKernel.COPY
+        assert d.kernel in (BuiltinKernel.COPY, BuiltinKernel.COPY16)
         src_begin, dst_begin, length, words = p
         src, dst = windows[0], windows[1]
         assert words == _round4(dst_begin + length) // 4 - dst_begin // 4
         assert _round4(src_begin + length) <= len(src)
         assert _round4(dst_begin + length) <= len(dst)
+        if d.kernel is BuiltinKernel.COPY16:  # whole 16-byte blocks, offsets apart modulo 4
+            assert len(src) % 16 == 0 and len(dst) % 16 == 0 and (src_begin - dst_begin) % 4
         dst[dst_begin : dst_begin + length] = bytes(src[src_begin : src_begin + length])
 
 

@@ -59,7 +59,7 @@ BATCH_MIN_NATIVE = 8
 its own, unless it joins a neighbouring one)."""
 
 _FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
-_COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4)
+_COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4, BuiltinKernel.COPY16)
 _TABLES = (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
 _ENTRY = struct.Struct("<4I")
 

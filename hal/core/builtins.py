@@ -17,10 +17,12 @@ from hal.errors import InvalidArgumentError
 __all__ = [
     "WORKGROUP_SIZE",
     "BuiltinKernel",
+    "allocation_size",
     "copy4_params",
     "copy_params",
     "fill4_params",
     "fill_params",
+    "pads_to_blocks",
     "shader_path",
     "shader_source",
     "words_touched",
@@ -49,6 +51,7 @@ class BuiltinKernel(enum.Enum):
     FILL_TABLE = ("builtin_fill_table.wgsl", "fill_table")
     COPY_TABLE = ("builtin_copy_table.wgsl", "copy_table")
     COPY_WITHIN = ("builtin_copy_within.wgsl", "copy_within")
+    COPY16 = ("builtin_copy16.wgsl", "copy16")
 
     @property
     def entry_point(self) -> str:
@@ -86,6 +89,23 @@ def shader_path(name: str) -> str:
 def words_touched(first_byte: int, end_byte: int) -> int:
     """4-byte words that bytes ``[first_byte, end_byte)`` touch (partial edge words too)."""
     return (end_byte + 3) // 4 - first_byte // 4
+
+
+def allocation_size(size: int, max_buffer_size: int) -> int:
+    """Bytes of the backend buffer behind a ``size``-byte allocation: whole 16-byte blocks (so
+    the unaligned copy can bind 16-byte windows, ``builtin_copy16.wgsl``) where that fits in
+    ``max_buffer_size``, else whole 4-byte words (so word kernels can read-modify-write the
+    last partial word); never empty. Any window ending at or below ``max_buffer_size``
+    rounded down to 16 can thus be rounded up to 16 inside its allocation."""
+    blocks = max(16, -(-size // 16) * 16)
+    return blocks if blocks <= max_buffer_size else max(4, -(-size // 4) * 4)
+
+
+def pads_to_blocks(size: int, max_buffer_size: int) -> bool:
+    """Whether :func:`allocation_size` pads a ``size``-byte allocation to whole 16-byte
+    blocks: then any window inside its first ``size`` bytes rounds up to whole blocks inside
+    the allocation."""
+    return allocation_size(size, max_buffer_size) % 16 == 0
 
 
 def workgroups_for(units: int, limit: int = MAX_WORKGROUPS) -> int:

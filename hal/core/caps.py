@@ -19,6 +19,10 @@ class DeviceCaps:
     storage binding window; ``max_workgroups`` bounds one dispatch dimension;
     ``word_workgroups`` is the grid of the builtin word (unaligned) kernels, which loop over
     their range; ``costs`` is the adapter's measured transfer cost model.
+    ``padded_allocations`` says that every root allocation is padded as
+    :func:`hal.core.builtins.allocation_size` says (the device's allocator does), so the
+    unaligned builtin copy may bind windows rounded up to whole 16-byte blocks; stand-in
+    buffers of tests are not, by default.
     """
 
     storage_alignment: int = 256
@@ -30,4 +34,5 @@ class DeviceCaps:
     max_workgroups: int = 65535
     word_workgroups: int = 65535
     max_buffer_size: int = (1 << 31) - 1
+    padded_allocations: bool = False
     costs: TransferCosts = field(default_factory=TransferCosts)

@@ -46,6 +46,7 @@ from hal.core.builtins import (
     copy_params,
     fill4_params,
     fill_params,
+    pads_to_blocks,
     words_touched,
     workgroups_for,
 )
@@ -309,7 +310,8 @@ class _PlanBuilder:
 
     def builtin_copy(self, source: Region, target: Region, note: str | None = None) -> None:
         """Copy with kernels: 16-byte blocks for the body when both sides agree modulo 16,
-        the word kernel (funnel shifts, byte-exact edges) for the rest."""
+        for the rest the 16-byte-access funnel shift (offsets apart modulo 4, windows that
+        round up to whole blocks: :meth:`copy16`) or the word kernel (byte-exact edges)."""
         delta = target.offset - source.offset
         same = source.resource is target.resource
         # Within one allocation a piece may need one window over both ranges (below): half
@@ -336,6 +338,8 @@ class _PlanBuilder:
         if same and _overlap(src_window, dst_window):
             self.copy_within(src, dst, src_window, dst_window, note)
             return
+        if not blocks and (src_begin - dst_begin) % 4 and self.copy16(src, dst, same, note):
+            return
         bindings = ((0, "storage", src_window), (1, "storage", dst_window))
         if blocks:
             self.builtin(
@@ -357,6 +361,45 @@ class _PlanBuilder:
                 (dst,),
                 note,
             )
+
+    def block_window(self, region: Region) -> Region | None:
+        """:meth:`window` rounded up to whole 16-byte blocks, or None where the allocation
+        may lack the room: a plan's own buffer, stand-ins not padded by ``allocation_size``
+        (``caps.padded_allocations`` False), an allocation within 16 bytes of max-buffer-size
+        (padded to words only), a window past the binding limit. The test is the allocation's
+        padding, not the window's end: a rebased plan (binding tables) shifts the window onto
+        another allocation, whose padding the table's shape then matches."""
+        caps = self.caps
+        resource = region.resource
+        if (
+            not caps.padded_allocations
+            or isinstance(resource, AuxBuffer)
+            or not pads_to_blocks(resource.byte_length, caps.max_buffer_size)
+        ):
+            return None
+        start = region.offset - region.offset % caps.storage_alignment
+        end = _round_up(region.offset + region.size, 16)
+        if end - start > caps.max_binding_size:
+            return None
+        return Region(region.resource, start, end - start)
+
+    def copy16(self, src: Region, dst: Region, same: bool, note: str | None) -> bool:
+        """A copy whose offsets differ modulo 4 by the 16-byte-access kernel, when both
+        windows can be whole blocks (and, within one allocation, stay apart); False where
+        not (the word kernel does it)."""
+        src_window, dst_window = self.block_window(src), self.block_window(dst)
+        if src_window is None or dst_window is None or (same and _overlap(src_window, dst_window)):
+            return False
+        self.builtin(
+            BuiltinKernel.COPY16,
+            ((0, "storage", src_window), (1, "storage", dst_window)),
+            copy_params(src.offset - src_window.offset, dst.offset - dst_window.offset, dst.size),
+            dst_window.size // 16,
+            (src,),
+            (dst,),
+            note,
+        )
+        return True
 
     def copy_within(
         self, src: Region, dst: Region, src_window: Region, dst_window: Region, note: str | None

@@ -9,6 +9,8 @@ the lowering's decisions depend on:
 - each entry's offset modulo the binding alignments (binding windows, shadowing, 16-byte
   block kernels and native-transfer alignment are then identical, shifted);
 - each entry's size (ranges "to the end", window sizes, the cost model's sizes);
+- whether each entry's allocation is padded to whole 16-byte blocks (the unaligned copy's
+  16-byte windows);
 - which entries share an allocation — rebasing requires every slot on an allocation of its
   own that the command buffer does not also name directly, so conflicts and "same buffer"
   rules (native copies, read-write aliasing) are the same for both tables.
@@ -20,6 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from hal.core.builtins import pads_to_blocks
 from hal.core.caps import DeviceCaps
 from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch, Plan, Region, Step
 from hal.core.refs import Ref
@@ -42,7 +45,7 @@ Entry = tuple[Any, Any, int, int]
 
 def table_shape(
     entries: Sequence[Entry], caps: DeviceCaps, direct: frozenset[int]
-) -> tuple[tuple[int, int], ...] | None:
+) -> tuple[tuple[int, int, bool], ...] | None:
     """The shape of a resolved table (see the module docstring), or None when the table
     cannot share a plan: two slots on one allocation, or a slot on an allocation whose id is
     in ``direct`` (named by the command buffer itself)."""
@@ -50,7 +53,13 @@ def table_shape(
     roots = [id(root) for _, root, _, _ in entries]
     if len(set(roots)) != len(roots) or direct.intersection(roots):
         return None
-    return tuple((base % modulus, size) for _, _, base, size in entries)
+    # Whether each allocation is padded to whole 16-byte blocks: the unaligned copy's
+    # 16-byte windows (lowering.copy16) are valid on another allocation only if it is too.
+    limit = caps.max_buffer_size
+    return tuple(
+        (base % modulus, size, pads_to_blocks(root.byte_length, limit))
+        for _, root, base, size in entries
+    )
 
 
 def rebase_for(old: Sequence[Entry], new: Sequence[Entry]) -> Rebase:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hal.backends.protocol import BackendError
+from hal.core.builtins import allocation_size
 from hal.enums import BufferUsage, MemoryAccess, MemoryType, coerce_flags
 from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
 from hal.runtime.buffer import Allocation, Buffer
@@ -118,9 +119,9 @@ class Allocator:
         memory_type = memory_type | MemoryType.DEVICE_VISIBLE
         if usage & (BufferUsage.MAPPING_SCOPED | BufferUsage.MAPPING_PERSISTENT):
             memory_type |= MemoryType.HOST_VISIBLE | MemoryType.HOST_COHERENT
-        # Whole words, so builtin kernels can read-modify-write the last partial word (within
-        # max-buffer-size: _request keeps size to whole words of it).
-        padded = max(4, (size + 3) & ~3)
+        # Whole 16-byte blocks where max-buffer-size allows (the unaligned copy binds 16-byte
+        # windows), else whole words (_request keeps size to whole words of the limit).
+        padded = allocation_size(size, device.caps.max_buffer_size)
         try:
             handle = self._backend.create_buffer(
                 padded, uniform=bool(usage & BufferUsage.DISPATCH_UNIFORM_READ), label="hal"

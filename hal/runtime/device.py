@@ -638,6 +638,7 @@ def _caps(limits: dict[str, int], features: frozenset[str], info: AdapterInfo) -
         # 4096 workgroups and 76 ms on 65535 (a GPU wants the wide grid: 1.7x on the H200).
         word_workgroups=CPU_WORD_WORKGROUPS if info.adapter_type == "cpu" else MAX_WORKGROUPS,
         max_buffer_size=limits["max-buffer-size"],
+        padded_allocations=True,  # Allocator.allocate_buffer pads by allocation_size
         costs=load_costs(
             f"{info.name} {info.backend} {info.vendor} {info.adapter_type}", info.implementation
         ),

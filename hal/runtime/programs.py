@@ -132,7 +132,7 @@ class Programs:
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
         # Per table shape, a plan and the entries it was lowered for (hal/core/rebase.py).
         self._templates: dict[
-            tuple[tuple[int, int], ...], tuple[Plan, list[Any], CheckedProgram]
+            tuple[tuple[int, int, bool], ...], tuple[Plan, list[Any], CheckedProgram]
         ] = {}
         self._direct = (
             frozenset() if slots is None else direct_allocations(_segments_of(self._segments))

@@ -106,6 +106,22 @@ def replay_seconds(device: hal.Device, cb: Any, replays: int) -> float:
     return (time.perf_counter() - start) / replays
 
 
+def warm_up(device: hal.Device, seconds: float = 1.0) -> None:
+    """Keep the GPU busy with 256 MiB fills for ``seconds`` before anything is timed: an
+    idle H200 runs at 345 MHz and takes a while to clock up, so otherwise the first row of a
+    process (the aligned copy of ``--only transfers``) read at under half its speed."""
+    with device.allocate_buffer(256 << 20) as buffer:
+        with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+            for i in range(8):
+                if i:
+                    cb.execution_barrier()
+                cb.fill_buffer(buffer, 0, None, i, 4)
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            device.queue_execute(cb)
+            device.wait_idle(60)
+
+
 def torch_seconds(fn: Callable[[], Any], replays: int) -> float | None:
     """CUDA-event seconds per call of ``fn`` (None without torch + CUDA)."""
     try:
@@ -582,6 +598,8 @@ def main() -> None:
         flush=True,
     )
     rows: list[Row] = []
+    if not quick:
+        warm_up(device)
     steps: list[tuple[str, Callable[[], list[Row]]]] = [
         (
             "matmul",

@@ -23,7 +23,7 @@ import hal
 
 @pytest.fixture
 def null_device() -> Any:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     yield device
     device.close()
 

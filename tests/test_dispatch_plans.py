@@ -53,7 +53,7 @@ def record(device: hal.Device, rng: random.Random, kernels: Any, buffers: list[A
 
 
 def test_dispatch_plans_equal_the_general_path_on_random_programs() -> None:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     rng = random.Random(11)
     kernels = (
         device.create_executable(hal.shader_path("noop.wgsl")),
@@ -82,7 +82,7 @@ def test_dispatch_plans_equal_the_general_path_on_random_programs() -> None:
 
 
 def test_dispatch_program_takes_only_static_dispatches_and_plain_barriers() -> None:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     noop = device.create_executable(hal.shader_path("noop.wgsl"))
     buffer = device.allocate_buffer(4096)
     cb = device.create_command_buffer(hal.CommandBufferMode.ONE_SHOT)
@@ -96,7 +96,7 @@ def test_dispatch_program_takes_only_static_dispatches_and_plain_barriers() -> N
 
 
 def test_templates_hold_no_allocation_and_executables_weakly() -> None:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     noop = device.create_executable(hal.shader_path("noop.wgsl"))
     buffer = device.allocate_buffer(4096)
     for _ in range(2):
@@ -122,7 +122,7 @@ def test_templates_hold_no_allocation_and_executables_weakly() -> None:
 
 
 def test_each_executable_of_one_shape_gets_its_own_plan(tmp_path: Path) -> None:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     buffer = device.allocate_buffer(4096)
     source = Path(hal.shader_path("noop.wgsl")).read_text()
     for i in range(6):  # same entry point and bindings: one key shape but for the executable

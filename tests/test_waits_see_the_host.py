@@ -20,7 +20,7 @@ import hal
 
 @pytest.fixture
 def null_device() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
     yield device
     device.close()
 

@@ -24,7 +24,8 @@ from typing import Any
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
 from hal.core.lowering import log_plan, lower
-from hal.core.plan import ComputePass, Dispatch, Plan, Region
+from hal.core.plan import ComputePass, Plan
+from hal.core.plan_templates import Placeholder, substitute
 from hal.core.segments import BarrierSegment, DispatchSegment, Segment
 
 __all__ = ["dispatch_plan", "dispatch_program"]
@@ -42,17 +43,8 @@ path)."""
 _TEMPLATES_MAX = 1024
 
 
-class _Placeholder:
-    """Stands for the i-th distinct allocation of a template plan (holds none: templates
-    outlive buffers)."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
-_PLACEHOLDERS = [_Placeholder(i) for i in range(_MAX_SEGMENTS * 8)]
+_PLACEHOLDERS = [Placeholder(f"object {i}") for i in range(_MAX_SEGMENTS * 8)]
+"""The i-th distinct object (executable or allocation) of a template plan."""
 
 
 def dispatch_program(segments: Sequence[Segment]) -> bool:
@@ -120,35 +112,6 @@ def _same(held: list[weakref.ref[Any]], executables: list[Any]) -> bool:
     )
 
 
-def _region(region: Region, mapping: dict[int, Any]) -> Region:
-    return Region(mapping[id(region.resource)], region.offset, region.size)
-
-
-def _dispatch(d: Dispatch, mapping: dict[int, Any]) -> Dispatch:
-    bindings = tuple([(b, kind, _region(r, mapping)) for b, kind, r in d.bindings])
-    kernel = mapping[id(d.kernel)]
-    return Dispatch(
-        kernel, d.entry_point, bindings, d.constants, d.constants_offset, d.workgroups, None,
-        d.label,
-    )  # fmt: skip
-
-
-def _substitute(plan: Plan, mapping: dict[int, Any]) -> Plan:
-    """``plan`` (compute passes only, every region on a mapped object) with the objects
-    ``mapping`` names replaced; everything else shared."""
-    steps = tuple(
-        [
-            ComputePass(tuple([_dispatch(d, mapping) for d in step.dispatches]))  # type: ignore[union-attr]
-            for step in plan.steps
-        ]
-    )
-    resources = frozenset([mapping[id(r)] for r in plan.resources])
-    return Plan(
-        steps, plan.staging, plan.constants, plan.scratch_size, plan.read_scratch_size,
-        resources, plan.stats, plan.notes,
-    )  # fmt: skip
-
-
 def _template(plan: Plan, objects: list[Any]) -> Plan | None:
     """``plan`` (the general path's) with placeholders for ``objects``; None where it is
     not only compute passes of those executables on those allocations (shadowing, notes,
@@ -166,7 +129,7 @@ def _template(plan: Plan, objects: list[Any]) -> Plan | None:
                 return None
     if any(id(r) not in mapping for r in plan.resources):
         return None
-    return _substitute(plan, mapping)
+    return substitute(plan, mapping)
 
 
 def _general(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
@@ -195,7 +158,7 @@ def dispatch_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     template = entry[2]
     if template is None:
         return _general(segments, caps)
-    plan = _substitute(template, {id(_PLACEHOLDERS[i]): o for i, o in enumerate(objects)})
+    plan = substitute(template, {id(_PLACEHOLDERS[i]): o for i, o in enumerate(objects)})
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(len(segments), plan, caps)
     return plan

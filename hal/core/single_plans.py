@@ -18,7 +18,8 @@ from typing import Any
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
 from hal.core.lowering import log_plan, lower
-from hal.core.plan import ClearBuffer, ComputePass, CopyBuffer, Dispatch, Plan, Region, Step
+from hal.core.plan import Plan
+from hal.core.plan_templates import Mapping, Placeholder, substitutable, substitute
 from hal.core.segments import TransferRecord, record_segment
 from hal.core.transfer_plans import direct_plan
 
@@ -27,24 +28,13 @@ __all__ = ["single_plan"]
 _log = logging.getLogger("hal")
 
 
-class _Placeholder:
-    """Stands for an allocation in a template plan (holds none: templates outlive buffers)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-_TARGET = _Placeholder("target")
-_SOURCE = _Placeholder("source")
+_TARGET = Placeholder("target")
+_SOURCE = Placeholder("source")
 
 _TEMPLATES: dict[tuple[Any, ...], tuple[DeviceCaps, Plan | None]] = {}
 """Template plans by (id(caps), record shape); the caps are kept so their id stays theirs.
 None: a shape whose plan has a step the substitution does not cover (the general path)."""
 _TEMPLATES_MAX = 4096
-
-Mapping = dict[int, Any]
 
 
 def _key(caps: DeviceCaps, record: TransferRecord) -> tuple[Any, ...]:
@@ -66,39 +56,6 @@ def _mapping(record: TransferRecord, to_placeholders: bool) -> Mapping:
     return {id(_SOURCE): source, id(_TARGET): target}
 
 
-def _region(region: Region, mapping: Mapping) -> Region:
-    new = mapping.get(id(region.resource))
-    return region if new is None else Region(new, region.offset, region.size)
-
-
-def _dispatch(d: Dispatch, mapping: Mapping) -> Dispatch:
-    bindings = tuple((b, kind, _region(r, mapping)) for b, kind, r in d.bindings)
-    indirect = None if d.indirect is None else _region(d.indirect, mapping)
-    return Dispatch(
-        d.kernel, d.entry_point, bindings, d.constants, d.constants_offset, d.workgroups,
-        indirect, d.label,
-    )  # fmt: skip
-
-
-def _step(step: Step, mapping: Mapping) -> Step:
-    if type(step) is ComputePass:
-        return ComputePass(tuple(_dispatch(d, mapping) for d in step.dispatches))
-    if type(step) is ClearBuffer:
-        return ClearBuffer(_region(step.target, mapping))
-    assert type(step) is CopyBuffer
-    return CopyBuffer(_region(step.source, mapping), _region(step.target, mapping))
-
-
-def _substitute(plan: Plan, mapping: Mapping) -> Plan:
-    """``plan`` with the allocations ``mapping`` names replaced (everything else shared)."""
-    steps = tuple(_step(s, mapping) for s in plan.steps)
-    resources = frozenset(mapping.get(id(r), r) for r in plan.resources)
-    return Plan(
-        steps, plan.staging, plan.constants, plan.scratch_size, plan.read_scratch_size,
-        resources, plan.stats, plan.notes,
-    )  # fmt: skip
-
-
 def _template(record: TransferRecord, caps: DeviceCaps) -> Plan | None:
     """The plan of ``record`` on the general path, with placeholders for its allocations;
     None where a step is of a kind the substitution does not cover, or an allocation
@@ -107,10 +64,10 @@ def _template(record: TransferRecord, caps: DeviceCaps) -> Plan | None:
     plan = direct_plan(segments, caps)
     if plan is None:
         plan = batch_transfers(lower(segments, caps), caps)
-    if any(type(s) not in (ComputePass, ClearBuffer, CopyBuffer) for s in plan.steps):
+    if not substitutable(plan):
         return None
-    template = _substitute(plan, _mapping(record, True))
-    if any(not isinstance(r, _Placeholder) for r in template.resources):
+    template = substitute(plan, _mapping(record, True))
+    if any(not isinstance(r, Placeholder) for r in template.resources):
         return None
     return template
 
@@ -130,7 +87,7 @@ def single_plan(record: TransferRecord, caps: DeviceCaps) -> Plan:
         segments = [record_segment(record)]
         plan = direct_plan(segments, caps)
         return batch_transfers(lower(segments, caps), caps) if plan is None else plan
-    plan = _substitute(template, _mapping(record, False))
+    plan = substitute(template, _mapping(record, False))
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(1, plan, caps)
     return plan

@@ -87,7 +87,17 @@ class _MapRequest:
         self.info.callback = callback
 
 
-def _spin_seconds(adapter_type: str) -> float:
+def _env_seconds(name: str, default_us: float) -> float:
+    """``name`` read as microseconds (``default_us`` when unset or malformed), in seconds;
+    negative and NaN read as 0."""
+    try:
+        value = float(os.environ.get(name, default_us))
+    except ValueError:
+        value = default_us
+    return max(0.0, value) * 1e-6  # max(0.0, nan) is 0.0
+
+
+def _spin_seconds() -> float:
     """The completion tracker's spin, ``HAL_POLL_SPIN_US`` (default 0: never). Measured on
     the H200 with nothing else running: a round trip waited by ``wgpuDevicePoll(wait=True)``
     took 64 µs, by non-blocking polls until ``wgpuQueueOnSubmittedWorkDone`` fired 37 µs
@@ -97,11 +107,7 @@ def _spin_seconds(adapter_type: str) -> float:
     # submitting thread (wgpu-core's device locks, the GIL) more than it saved: record +
     # end + queue_execute + wait of one dispatch took 328 µs with a 2 ms spin, 198 without
     # (benchmarks/profile_round_trip.py); only a lone waiter gains (wait_strategies.py).
-    default = "0"
-    try:
-        return max(0.0, float(os.environ.get("HAL_POLL_SPIN_US", default)) * 1e-6)
-    except ValueError:
-        return float(default) * 1e-6
+    return _env_seconds("HAL_POLL_SPIN_US", 0.0)
 
 
 _WAITER_POLL_US = 2000.0
@@ -116,12 +122,7 @@ def _waiter_poll_seconds(adapter_type: str) -> float:
     GPU work. wgpu-native's blocking poll has no timeout, so without this a bounded wait
     always paid the tracker's wake-up and hand-off (a one-fill round trip took 1.19× its
     unbounded form on the H200); most small submissions finish within the poll."""
-    default = 0.0 if adapter_type == "cpu" else _WAITER_POLL_US
-    try:
-        value = float(os.environ.get("HAL_WAIT_POLL_US", default))
-    except ValueError:
-        value = default
-    return max(0.0, value) * 1e-6 if value == value else 0.0  # NaN: off
+    return _env_seconds("HAL_WAIT_POLL_US", 0.0 if adapter_type == "cpu" else _WAITER_POLL_US)
 
 
 class _WorkDone:
@@ -178,7 +179,7 @@ class WgpuNativeBackend(RawCalls, WgpuPyBackend):
             return WgpuPyBackend.open(adapter, features, label)
         backend = super().open(adapter, features, label)
         assert isinstance(backend, WgpuNativeBackend)
-        spin = _spin_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
+        spin = _spin_seconds() if _WORK_DONE else 0.0
         poll = _waiter_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
         if spin > 0 or poll > 0:
             backend.spin_s = spin

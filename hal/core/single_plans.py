@@ -18,12 +18,12 @@ from typing import Any
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
 from hal.core.lowering import log_plan, lower
-from hal.core.plan import Plan
+from hal.core.plan import ClearBuffer, CopyBuffer, Plan
 from hal.core.plan_templates import Mapping, Placeholder, substitutable, substitute
 from hal.core.segments import TransferRecord, record_segment
 from hal.core.transfer_plans import direct_plan
 
-__all__ = ["single_plan"]
+__all__ = ["NativeStep", "native_steps", "single_plan"]
 
 _log = logging.getLogger("hal")
 
@@ -35,6 +35,14 @@ _TEMPLATES: dict[tuple[Any, ...], tuple[DeviceCaps, Plan | None]] = {}
 """Template plans by (id(caps), record shape); the caps are kept so their id stays theirs.
 None: a shape whose plan has a step the substitution does not cover (the general path)."""
 _TEMPLATES_MAX = 4096
+
+NativeStep = tuple[int, int, int, int, int]
+"""One native transfer of a template: (role, offset, role, offset, size) of a copy, or
+(role, offset, -1, 0, size) of a clear; role 0 is the record's target, 1 its source."""
+
+_NATIVE: dict[tuple[Any, ...], tuple[DeviceCaps, tuple[NativeStep, ...] | None]] = {}
+"""By the same keys as ``_TEMPLATES``: the template's steps where they are all native
+transfers and the plan has no buffers of its own; None where not."""
 
 
 def _key(caps: DeviceCaps, record: TransferRecord) -> tuple[Any, ...]:
@@ -72,17 +80,56 @@ def _template(record: TransferRecord, caps: DeviceCaps) -> Plan | None:
     return template
 
 
-def single_plan(record: TransferRecord, caps: DeviceCaps) -> Plan:
-    """The plan ``batch_transfers(lower([record_segment(record)], caps), caps)`` returns (or
-    :func:`direct_plan`'s, which equals it), from a template per shape. Pure but for the
-    template cache; raises nothing of its own (``record`` passed recording's checks)."""
+def _role(resource: Any) -> int:
+    return 0 if resource is _TARGET else 1
+
+
+def _native(template: Plan | None) -> tuple[NativeStep, ...] | None:
+    if template is None or template.staging or template.constants:
+        return None
+    if template.scratch_size or template.read_scratch_size:
+        return None
+    steps: list[NativeStep] = []
+    for step in template.steps:
+        if type(step) is CopyBuffer:
+            source, target = step.source, step.target
+            roles = (_role(source.resource), source.offset, _role(target.resource))
+            steps.append((*roles, target.offset, target.size))
+        elif type(step) is ClearBuffer:
+            steps.append((_role(step.target.resource), step.target.offset, -1, 0, step.target.size))
+        else:
+            return None
+    return tuple(steps)
+
+
+def native_steps(record: TransferRecord, caps: DeviceCaps) -> tuple[NativeStep, ...] | None:
+    """The native transfers that :func:`single_plan` plans for ``record`` when that plan is
+    nothing else (no dispatch, no buffers of its own), by role (see :data:`NativeStep`), so
+    a caller can encode them straight into backend calls; None where the plan is more.
+    Pure but for the caches; raises nothing (``record`` passed recording's checks)."""
     key = _key(caps, record)
+    entry = _NATIVE.get(key)
+    if entry is None or entry[0] is not caps:
+        if len(_NATIVE) >= _TEMPLATES_MAX:
+            _NATIVE.clear()
+        entry = _NATIVE[key] = (caps, _native(_template_of(key, record, caps)))
+    return entry[1]
+
+
+def _template_of(key: tuple[Any, ...], record: TransferRecord, caps: DeviceCaps) -> Plan | None:
     entry = _TEMPLATES.get(key)
     if entry is None or entry[0] is not caps:
         if len(_TEMPLATES) >= _TEMPLATES_MAX:
             _TEMPLATES.clear()
         entry = _TEMPLATES[key] = (caps, _template(record, caps))
-    template = entry[1]
+    return entry[1]
+
+
+def single_plan(record: TransferRecord, caps: DeviceCaps) -> Plan:
+    """The plan ``batch_transfers(lower([record_segment(record)], caps), caps)`` returns (or
+    :func:`direct_plan`'s, which equals it), from a template per shape. Pure but for the
+    template cache; raises nothing of its own (``record`` passed recording's checks)."""
+    template = _template_of(_key(caps, record), record, caps)
     if template is None:
         segments = [record_segment(record)]
         plan = direct_plan(segments, caps)

@@ -400,19 +400,7 @@ class CommandBuffer:
         transfer range (within its first ``size`` bytes: a BufferView's), without building
         any message; False sends the command down the general path, which raises the right
         error."""
-        usage, access, memory = buffer.permission_bits
-        return (
-            self._validate
-            and buffer.allocated_buffer is buffer
-            and buffer.device is self.device
-            and offset >= 0
-            and length >= 0
-            and offset + length <= (buffer.byte_length if size is None else size)
-            and usage & needs[0] == needs[0]
-            and access & needs[1] == needs[1]
-            and memory & needs[2] == needs[2]
-            and not buffer.is_released
-        )
+        return self._validate and transfer_ok(self.device, buffer, offset, length, needs, size)
 
     def _fast_copy(
         self,
@@ -426,36 +414,10 @@ class CommandBuffer:
     ) -> bool:
         """:meth:`_fast_transfer` of a copy's source and target in one call (the copy's
         hot path), and that ranges in one allocation do not overlap."""
-        device = self.device
-        source_usage, source_access, source_memory = source.permission_bits
-        target_usage, target_access, target_memory = target.permission_bits
-        return (
-            self._validate
-            and source.allocated_buffer is source
-            and target.allocated_buffer is target
-            and source.device is device
-            and target.device is device
-            and source_offset >= 0
-            and target_offset >= 0
-            and length >= 0
-            and source_offset + length
-            <= (source.byte_length if source_size is None else source_size)
-            and target_offset + length
-            <= (target.byte_length if target_size is None else target_size)
-            and source_usage & _TRANSFER_SOURCE == _TRANSFER_SOURCE
-            and source_access & _READ == _READ
-            and source_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
-            and target_usage & _TRANSFER_TARGET == _TRANSFER_TARGET
-            and target_access & _WRITE == _WRITE
-            and target_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
-            and (
-                source is not target
-                or source_offset + length <= target_offset
-                or target_offset + length <= source_offset
-            )
-            and not source.is_released
-            and not target.is_released
-        )
+        return self._validate and fast_copy_ok(
+            self.device, source, source_offset, target, target_offset, length, source_size,
+            target_size,
+        )  # fmt: skip
 
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
         """Merge what a recorded command needs of slot range ``ref`` into its slot."""
@@ -1110,6 +1072,85 @@ class CommandBuffer:
                 f"queue_execute: the command buffer has not been ended (state {self.state.value})"
             )
         return programs.prepare(binding_table)
+
+
+def transfer_ok(
+    device: Device,
+    buffer: Buffer,
+    offset: int,
+    length: int,
+    needs: tuple[int, int, int],
+    size: int | None = None,
+) -> bool:
+    """Whether the range ``[offset, offset + length)`` of a root buffer of ``device`` (within
+    its first ``size`` bytes where a view's) passes the checks of a validated transfer
+    needing ``needs`` (usage, access, memory type bits), without building any message.
+    Raises nothing."""
+
+    usage, access, memory = buffer.permission_bits
+    return (
+        buffer.allocated_buffer is buffer
+        and buffer.device is device
+        and offset >= 0
+        and length >= 0
+        and offset + length <= (buffer.byte_length if size is None else size)
+        and usage & needs[0] == needs[0]
+        and access & needs[1] == needs[1]
+        and memory & needs[2] == needs[2]
+        and not buffer.is_released
+    )
+
+
+def fast_fill_ok(
+    device: Device, buffer: Buffer, offset: int, length: int, size: int | None
+) -> bool:
+    """:func:`transfer_ok` for a fill's target (what ``fill_buffer``'s fast path checks
+    besides the pattern and alignment). Raises nothing."""
+    return transfer_ok(device, buffer, offset, length, _FILL_NEEDS, size)
+
+
+def fast_copy_ok(
+    device: Device,
+    source: Buffer,
+    source_offset: int,
+    target: Buffer,
+    target_offset: int,
+    length: int,
+    source_size: int | None,
+    target_size: int | None,
+) -> bool:
+    """Whether a copy between two root buffers of ``device`` (the first ``source_size`` /
+    ``target_size`` bytes where a view's) passes every check of a validated ``copy_buffer``:
+    in range, usage, access and memory type, not overlapping in one allocation, neither
+    released. Builds no message: False sends the command down the checking path, which
+    raises the right error. Raises nothing."""
+
+    source_usage, source_access, source_memory = source.permission_bits
+    target_usage, target_access, target_memory = target.permission_bits
+    return (
+        source.allocated_buffer is source
+        and target.allocated_buffer is target
+        and source.device is device
+        and target.device is device
+        and source_offset >= 0
+        and target_offset >= 0
+        and length >= 0
+        and source_offset + length <= (source.byte_length if source_size is None else source_size)
+        and target_offset + length <= (target.byte_length if target_size is None else target_size)
+        and source_usage & _TRANSFER_SOURCE == _TRANSFER_SOURCE
+        and source_access & _READ == _READ
+        and source_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+        and target_usage & _TRANSFER_TARGET == _TRANSFER_TARGET
+        and target_access & _WRITE == _WRITE
+        and target_memory & _DEVICE_VISIBLE == _DEVICE_VISIBLE
+        and (
+            source is not target
+            or source_offset + length <= target_offset
+            or target_offset + length <= source_offset
+        )
+        and not source.is_released
+        and not target.is_released
+    )
 
 
 _DIRECT_KINDS = (tuple, FillSegment, CopySegment, BarrierSegment)

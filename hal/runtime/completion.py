@@ -33,7 +33,12 @@ class Completion:
     def __init__(self, backend: Backend, on_lost: Callable[[str], object]) -> None:
         self._backend = backend
         self._on_lost = on_lost
-        self.cond = threading.Condition(threading.Lock())
+        # The condition's own lock, entered directly where nothing waits or notifies
+        # (Condition.__enter__ is Python code).
+        self._lock = self.lock = threading.Lock()
+        self.cond = threading.Condition(self._lock)
+        # Threads in wait_idle (changed under the lock): completions notify only then.
+        self._idle_waiters = 0
         self._in_flight: list[Work] = []
         self._closing = False
         self._stopped = False
@@ -94,6 +99,44 @@ class Completion:
         self.complete_through(ticket)
         return True
 
+    def wait_direct(
+        self,
+        ticket: int,
+        deadline: float | None,
+        slice_s: float,
+        settled: Callable[[], bool],
+    ) -> bool:
+        """One step of a host wait for ``ticket`` on its own thread (see
+        hal/runtime/semaphore.py ``_wait_in_backend``): poll without blocking for the
+        backend's ``waiter_poll_s`` (bounded by ``deadline``; ended early by ``settled()``),
+        then block in the backend for at most ``slice_s`` where its wait is bounded, or
+        until done for an unbounded wait. True when it did one of those (look again);
+        False to leave the work to the tracker: closing, the tracker spins, the work is
+        already being completed, the deadline passed, or a bounded wait on a backend
+        without one. Raises nothing (see :meth:`wait_for`)."""
+        backend = self._backend
+        if self._closing or backend.spin_s > 0 or ticket <= self._completed:
+            return False
+        poll = backend.waiter_poll_s
+        if poll > 0:
+            # Non-blocking polls first (wgpu-native on a GPU): small work finishes within
+            # them, and they return by the deadline, which its blocking poll cannot.
+            if deadline is not None:
+                poll = min(poll, deadline - time.monotonic())
+            if poll > 0 and self.poll_for(ticket, poll, settled):
+                return True
+        if backend.bounded_waits:
+            # In slices, so a host signal() or fail() of the semaphore is seen within one.
+            remaining = slice_s if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.wait_for(ticket, min(remaining, slice_s))
+            return True
+        if deadline is None:
+            self.wait_for(ticket)
+            return True
+        return False
+
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
         self._finish_through(ticket, None)
@@ -102,7 +145,7 @@ class Completion:
         """Complete (or, with ``error``, fail) every in-flight operation with a ticket <=
         ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
         contain what user code raises."""
-        with self.cond:
+        with self._lock:
             in_flight = self._in_flight
             if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
                 done, self._in_flight = in_flight, []
@@ -120,8 +163,8 @@ class Completion:
                     work.abort(error)
             except BaseException as failure:  # pragma: no cover - defensive: never lose the rest
                 work.abort(failure)
-        if done:
-            with self.cond:
+        if done and self._idle_waiters:
+            with self._lock:
                 self.cond.notify_all()
 
     def take_all(self) -> list[Work]:
@@ -216,7 +259,11 @@ class Completion:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.cond.wait(remaining)
+                self._idle_waiters += 1
+                try:
+                    self.cond.wait(remaining)
+                finally:
+                    self._idle_waiters -= 1
         return True
 
     def close(self) -> None:

@@ -55,6 +55,16 @@ class Executor:
         self._collectives: Collectives | None = None
         self._has_host_steps: Callable[[Sequence[CommandBuffer]], bool] | None = None
 
+    @property
+    def queue(self) -> Queue:
+        """The device's queue (runtime use: the single queue operations' fast lane)."""
+        return self._queue
+
+    @property
+    def profiler(self) -> ProfilerSlot:
+        """The device's profiler slot (runtime use: the fast lane declines while active)."""
+        return self._profiler
+
     def use_collectives(self, collectives: Collectives) -> None:
         """Run command buffers with collectives through ``collectives`` (the device wires it
         once its host transfers exist)."""

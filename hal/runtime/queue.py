@@ -365,7 +365,7 @@ class Queue:
                 # and falls back to waiting for the tracker's signal.
                 for semaphore, value in work.signals:
                     semaphore.expect(value, completion, ticket)
-            with completion.cond:
+            with completion.lock:  # the condition's lock (add notifies under it)
                 tracked = completion.add(work)
         for allocation in cleared:
             allocation.retire()

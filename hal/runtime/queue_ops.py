@@ -22,6 +22,7 @@ from hal.errors import HalError
 from hal.runtime.command_buffer import CommandBuffer
 from hal.runtime.peer import is_peer_source, queue_peer_copy
 from hal.runtime.semaphore import normalise_points
+from hal.runtime.transfer_lane import TransferLane
 from hal.runtime.transfers import queue_update_staged
 
 if TYPE_CHECKING:
@@ -47,12 +48,13 @@ class QueueOps:
     """The queue operations of one device (see the module docstring). Each method raises
     what the device's method of the same name documents; the device checks it is open."""
 
-    __slots__ = ("_device", "_executor", "_host")
+    __slots__ = ("_device", "_executor", "_host", "_lane")
 
     def __init__(self, device: Device, host: HostTransfers, executor: Executor) -> None:
         self._device = device
         self._host = host
         self._executor = executor
+        self._lane = TransferLane(device, executor)
 
     def execute(
         self,
@@ -91,6 +93,8 @@ class QueueOps:
     ) -> None:
         """``queue_fill``: one ``fill_buffer`` in a one-shot command buffer."""
         waits, signals = points("queue_fill", wait, signal)
+        if self._lane.fill(target, offset, length, pattern, pattern_length, waits, signals):
+            return
         cb = self._begin()
         _record(
             "queue_fill",
@@ -153,6 +157,8 @@ class QueueOps:
             queue_peer_copy(
                 self._host, source, source_offset, target, target_offset, length, waits, signals
             )
+            return
+        if self._lane.copy(source, source_offset, target, target_offset, length, waits, signals):
             return
         cb = self._begin()
         _record(

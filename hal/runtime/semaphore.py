@@ -40,7 +40,11 @@ __all__ = [
 MAX_VALUE = (1 << 63) - 1
 """Largest semaphore payload."""
 
-_changed = threading.Condition(threading.Lock())
+_changed_lock = threading.Lock()
+_changed = threading.Condition(_changed_lock)
+# Host threads blocked in ``_changed.wait`` (changed under the lock): a signal notifies only
+# when one is (Condition.notify_all is Python code, ~1 µs, paid by every GPU completion).
+_sleepers = [0]
 _log = logging.getLogger("hal")
 
 
@@ -91,7 +95,7 @@ class Semaphore:
         """Advance to ``value``. Raises OutOfRangeError unless it increases the value and
         AbortedError if the semaphore failed."""
         value = _check_value("signal", value)
-        with _changed:
+        with _changed_lock:
             if self._failure is not None:
                 raise AbortedError(f"signal: semaphore failed: {self._failure}", self._failure)
             if value <= self._value:
@@ -105,11 +109,12 @@ class Semaphore:
     def advance(self, value: int) -> None:
         """Signal from the queue (runtime use): never lowers the value and ignores a failed
         semaphore."""
-        with _changed:
+        with _changed_lock:
             if self._failure is not None or value <= self._value:
                 return
             self._value = value
-            _changed.notify_all()
+            if _sleepers[0]:
+                _changed.notify_all()
         # Read without the lock: a watcher registered after the value changed re-checks
         # the value itself (every registrant checks again once its watcher is in place).
         if self._watchers:
@@ -122,7 +127,7 @@ class Semaphore:
         _check_failure("Semaphore.fail", error)
         if not isinstance(error, BaseException):
             error = RuntimeError(str(error))
-        with _changed:
+        with _changed_lock:
             if self._failure is not None:
                 return
             self._failure = error
@@ -134,11 +139,19 @@ class Semaphore:
         ``timeout`` seconds (0 polls; None, ``math.inf`` or a huge timeout waits forever),
         AbortedError if the semaphore fails and InvalidArgumentError for a bad value or
         timeout."""
-        value = _check_value("Semaphore.wait", value)
+        if type(value) is not int or not 0 <= value <= MAX_VALUE:
+            value = _check_value("Semaphore.wait", value)
         if self._failure is None and self._value >= value:
             timeout_seconds("Semaphore.wait", timeout)  # a bad timeout still raises
             return
-        wait_points([(self, value)], "all", timeout, "Semaphore.wait")
+        # wait_points of this one point, without its list checks.
+        pairs = ((self, value),)
+        seconds = timeout_seconds("Semaphore.wait", timeout)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        _wait_in_backend(pairs, "all", deadline)
+        if self._failure is None and self._value >= value:
+            return
+        _sleep_until(pairs, "all", deadline, seconds)
 
     async def wait_async(self, value: int, timeout: float | None = None) -> None:
         """Await the value reaching ``value`` without blocking the event loop (a watcher on
@@ -152,7 +165,7 @@ class Semaphore:
     def expect(self, value: int, completion: Any, ticket: int) -> None:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
         ``value`` when done (runtime use: lets an unbounded wait block on that ticket)."""
-        with _changed:
+        with _changed_lock:
             expected = self._expected
             while expected and expected[0][0] <= self._value:
                 expected.popleft()
@@ -162,7 +175,7 @@ class Semaphore:
         """The earliest submitted work that brings the value to ``value``, if any. The
         queue notes its expectations in ticket order (under its submission lock), so the
         first match is the earliest."""
-        with _changed:
+        with _changed_lock:
             for v, completion, ticket in self._expected:
                 if v >= value:
                     return completion, ticket
@@ -170,16 +183,16 @@ class Semaphore:
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once at the next change (signal or failure)."""
-        with _changed:
+        with _changed_lock:
             self._watchers.append(callback)
 
     def _unwatch(self, callback: Callable[[], None]) -> None:
         """Forget ``callback`` if it has not run yet."""
-        with _changed, contextlib.suppress(ValueError):
+        with _changed_lock, contextlib.suppress(ValueError):
             self._watchers.remove(callback)
 
     def _notify_watchers(self) -> None:
-        with _changed:
+        with _changed_lock:
             watchers, self._watchers = self._watchers, []
         for callback in watchers:
             # Every watcher runs, whatever another raised: the queue's watchers release
@@ -342,14 +355,26 @@ def wait_points(
 
     if len(pairs) == 1:
         _wait_in_backend(pairs, mode, deadline)
-    with _changed:
+    _sleep_until(pairs, mode, deadline, timeout)
+
+
+def _sleep_until(
+    pairs: tuple[Point, ...], mode: str, deadline: float | None, timeout: float | None
+) -> None:
+    """Sleep on the shared condition until ``pairs`` are reached (all or any). Raises
+    DeadlineExceededError past ``deadline``, AbortedError for a failed semaphore."""
+    with _changed_lock:
         while not _reached(pairs, mode):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(
                     f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
                 )
-            _changed.wait(remaining)
+            _sleepers[0] += 1
+            try:
+                _changed.wait(remaining)
+            finally:
+                _sleepers[0] -= 1
 
 
 def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None) -> None:
@@ -364,32 +389,14 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
     Returns when the point is reached, when there is nothing to block on, or at
     the deadline (the caller then raises)."""
     semaphore, value = pairs[0]
+    settled = lambda: _settled(pairs, mode)  # noqa: E731 - made once, polled many times
     while not _reached(pairs, mode):
         pending = semaphore._signalling_submission(value)
         if pending is None:
             return  # a host signal, or work not yet submitted: wait for the signal itself
         completion, ticket = pending
-        if completion.closing or not completion.direct_waits or ticket <= completion.completed:
-            return  # the tracker (or another thread) is completing that work right now
-        poll = completion.waiter_poll_s
-        if poll > 0:
-            # Non-blocking polls first (wgpu-native on a GPU): small work finishes within
-            # them, and they return by the deadline, which its blocking poll cannot.
-            if deadline is not None:
-                poll = min(poll, deadline - time.monotonic())
-            if poll > 0 and completion.poll_for(ticket, poll, lambda: _settled(pairs, mode)):
-                continue
-        if completion.bounded_waits:
-            # In slices, so a host signal() or fail() of the semaphore is seen within one.
-            remaining = _BACKEND_SLICE_S if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            completion.wait_for(ticket, min(remaining, _BACKEND_SLICE_S))
-            continue
-        if deadline is None:
-            completion.wait_for(ticket)
-            continue
-        return
+        if not completion.wait_direct(ticket, deadline, _BACKEND_SLICE_S, settled):
+            return  # the tracker (or another thread) completes that work, or the deadline
 
 
 _BACKEND_SLICE_S = 0.01

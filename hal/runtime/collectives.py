@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
     from hal.runtime.host_call import HostCalls
+    from hal.runtime.native_programs import NativeProgram
     from hal.runtime.queue import Queue
     from hal.runtime.semaphore import Point
     from hal.runtime.transfers import HostTransfers
@@ -183,9 +184,9 @@ def has_host_steps(cbs: Sequence[CommandBuffer]) -> bool:
 
 def _stages(
     cbs: Sequence[CommandBuffer], table: Sequence[Any] | None
-) -> list[list[CheckedProgram] | HostStep]:
+) -> list[list[CheckedProgram | NativeProgram] | HostStep]:
     """The submission's parts in order, consecutive GPU programs merged into one stage."""
-    stages: list[list[CheckedProgram] | HostStep] = []
+    stages: list[list[CheckedProgram | NativeProgram] | HostStep] = []
     for cb in cbs:
         programs = cb.programs
         parts = (
@@ -251,8 +252,8 @@ class Collectives:
                 if isinstance(stage, HostStep):
                     items.append((stage, _hold(_step_buffers(stage), held)))
                 else:
-                    resources = [b for p in stage for b in p.plan.resources]
-                    encoded = [p.encode() for p in stage if p.plan.steps]
+                    resources = [b for p in stage for b in p.resources]
+                    encoded = [p.encode() for p in stage if p.has_steps]
                     items.append(((encoded, stage), _hold(resources, held)))
         except BaseException:
             for allocation in held:

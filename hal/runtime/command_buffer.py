@@ -53,7 +53,7 @@ from hal.core.segments import (
     describe_segment,
     record_segments,
 )
-from hal.core.single_plans import single_plan
+from hal.core.single_plans import native_steps, single_plan
 from hal.core.slots import BindingRule, IndirectRule, PatternRule, SlotRequirement, SlotRequirements
 from hal.core.transfer_plans import record_plan
 from hal.enums import (
@@ -75,6 +75,7 @@ from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.collectives import SplitPrograms, make_programs
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
+from hal.runtime.native_programs import NativeProgram, NativePrograms
 from hal.runtime.programs import CheckedProgram, Programs, lowered_plan
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ class CommandBuffer:
         # Whether transfer commands pass _begin_command's category check (their fast path).
         self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
         self._slots = SlotRequirements()
-        self._programs: Programs | SplitPrograms | None = None
+        self._programs: Programs | SplitPrograms | NativePrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
@@ -306,6 +307,14 @@ class CommandBuffer:
         self.device.check_open("end")
         segments = self._segments
         records = self._records
+        if records == 1 and len(segments) == 1:
+            steps = native_steps(segments[0], self.device.caps)
+            if steps is not None:
+                # One fill or copy of native transfers only: encoded straight into backend
+                # calls (hal/runtime/native_programs.py), its plan made if someone looks.
+                self._programs = NativePrograms(self.device, segments, tuple(self._views), steps)
+                self.state = CommandBufferState.EXECUTABLE
+                return
         if records and records == len(segments):
             # Only fast-path fills and copies: planned from the records themselves, their
             # segments made only if the error path asks (no slots, no collectives here).
@@ -1058,11 +1067,11 @@ class CommandBuffer:
                 self.state = CommandBufferState.EXECUTABLE
 
     @property
-    def programs(self) -> Programs | SplitPrograms | None:
+    def programs(self) -> Programs | SplitPrograms | NativePrograms | None:
         """The programs of the ended command buffer (runtime use: submission)."""
         return self._programs
 
-    def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram:
+    def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram | NativeProgram:
         """The program to encode for a submission with ``binding_table`` (see
         :meth:`hal.runtime.programs.Programs.prepare` for what it raises); a command buffer
         that was not ended raises FailedPreconditionError."""

@@ -148,7 +148,7 @@ class Executor:
                 claimed.append(cb)
             programs = [cb.prepare(binding_table) for cb in cbs]
             for program in programs:
-                for buffer in program.plan.resources:
+                for buffer in program.resources:
                     allocation = buffer.allocation
                     allocation.acquire()
                     allocations.append(allocation)
@@ -158,7 +158,7 @@ class Executor:
                         )
             if profile is None:
                 # An empty plan has nothing for the GPU: it completes like a queue barrier.
-                encoded = [program.encode() for program in programs if program.plan.steps]
+                encoded = [program.encode() for program in programs if program.has_steps]
                 work = Work(encoded, allocations, waits, signals, programs)
             else:  # a separate path: timestamps around every command (hal/runtime/profiling.py)
                 encoded, record = profile.encode(cbs, programs)

@@ -256,7 +256,16 @@ class CheckedProgram:
     """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
     become HalErrors naming the command that caused them. Everything else is delegated."""
 
-    __slots__ = ("_device", "_full_plan", "_program", "_segments", "_views", "plan")
+    __slots__ = (
+        "_device",
+        "_full_plan",
+        "_program",
+        "_segments",
+        "_views",
+        "has_steps",
+        "plan",
+        "resources",
+    )
 
     def __init__(
         self,
@@ -270,6 +279,9 @@ class CheckedProgram:
         self._segments = segments
         self._views = views
         self.plan = program.plan
+        # What a submission reads of the plan: the buffers to hold, whether to encode.
+        self.resources = program.plan.resources
+        self.has_steps = bool(program.plan.steps)
         self._full_plan: Plan | Callable[[], Plan] = program.plan
 
     def describe_with(self, make: Callable[[], Plan]) -> None:

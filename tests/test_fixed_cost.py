@@ -266,7 +266,7 @@ def test_native_cb_reusable_runs_twice_and_released_buffer_fails(null: hal.Devic
     s.wait(3, timeout=WAIT)
     assert np.array_equal(b.to_numpy(np.uint8), np.arange(32, dtype=np.uint8))
     a.release()
-    with pytest.raises(hal.FailedPreconditionError, match="^queue_execute: .*released"):
+    with pytest.raises(hal.FailedPreconditionError, match=r"^queue_execute: .*released"):
         null.queue_execute(cb, signal=[(s, 4)])
     null.wait_idle(WAIT)
     assert s.query() == 3
@@ -316,13 +316,13 @@ def test_wait_errors(null: hal.Device) -> None:
     """Semaphore.wait's own checks: the value's type and range, the timeout, the deadline
     (the converted timeout in the message) and a failure."""
     s = null.create_semaphore()
-    with pytest.raises(hal.InvalidArgumentError, match="Semaphore.wait"):
+    with pytest.raises(hal.InvalidArgumentError, match=r"Semaphore\.wait"):
         s.wait("1", timeout=1)  # type: ignore[arg-type]
-    with pytest.raises(hal.OutOfRangeError, match="Semaphore.wait"):
+    with pytest.raises(hal.OutOfRangeError, match=r"Semaphore\.wait"):
         s.wait(1 << 63, timeout=1)
-    with pytest.raises(hal.InvalidArgumentError, match="Semaphore.wait: timeout"):
+    with pytest.raises(hal.InvalidArgumentError, match=r"Semaphore\.wait: timeout"):
         s.wait(1, timeout=-1)
-    with pytest.raises(hal.DeadlineExceededError, match=r"within 0.02 s"):
+    with pytest.raises(hal.DeadlineExceededError, match=r"within 0\.02 s"):
         s.wait(1, timeout=0.02)
     s.fail("broken")
     with pytest.raises(hal.AbortedError, match="broken"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -370,6 +371,99 @@ def bench_aligned(device: hal.Device, size: int, reps: int, repeats: int) -> lis
     return rows
 
 
+def raw_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[[], float]:
+    """A timer of ended ``cb``'s program submitted ``reps`` times straight through the
+    backend, back to back, one wait at the end (no queue, semaphores or completion
+    tracker: what the GPU work costs without hal's submission path), seconds per transfer
+    of :data:`workloads.TRANSFERS_PER_SUBMIT`."""
+    program = cb.prepare(None)
+    backend = device.backend
+
+    def run(count: int) -> None:
+        ticket = 0
+        for _ in range(count):
+            with backend.submission_lock:
+                ticket = backend.submit([program.encode()])
+        backend.wait(ticket)
+
+    def timer() -> float:
+        run(2)
+        start = time.perf_counter()
+        run(reps)
+        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
+
+    return timer
+
+
+def _transfer_cbs(device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: int) -> list[Any]:
+    """(name, reusable command buffer) of workloads.py's three transfer rows."""
+    out = []
+    for name, record, *_ in workloads._transfer_cases(size):
+        with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+            for i in range(workloads.TRANSFERS_PER_SUBMIT):
+                if i:
+                    cb.execution_barrier()
+                record(cb, src, dst)
+        out.append((name, cb))
+    return out
+
+
+def bench_tracker(size: int, reps: int, repeats: int, spins: list[float]) -> list[Row]:
+    """The submission path's share of the transfer rows. Devices in one process: the
+    default one and, per ``spins`` entry, one whose completion thread polls without
+    blocking for that many µs (``HAL_POLL_SPIN_US``) before it blocks in
+    ``wgpuDevicePoll``. Each times workloads.py's transfer rows through ``queue_execute``
+    (the public API); the default one also submits the same programs raw (back to back
+    through the backend), and the shipped copy4 and three exact-grid variants raw. Round
+    robin with torch's ``copy_``."""
+    words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
+    blocks = size // 16
+    whole = copy4_params(0, 0, blocks)
+    previous = os.environ.pop("HAL_POLL_SPIN_US", None)
+    timers: dict[str, Callable[[], float | None] | None] = {}
+    with ExitStack() as stack:
+        configs: list[tuple[str, float | None]] = [("default", None)]
+        configs += [(f"spin {us:g} us", us) for us in spins]
+        for label, spin in configs:
+            if spin is not None:
+                os.environ["HAL_POLL_SPIN_US"] = str(spin)
+            device = stack.enter_context(hal.create_device())
+            os.environ.pop("HAL_POLL_SPIN_US", None)
+            src = stack.enter_context(device.buffer_from_numpy(words))
+            dst = stack.enter_context(device.allocate_buffer(words.nbytes))
+            for name, cb in _transfer_cbs(device, src, dst, size):
+                timers[f"api {name} [{label}]"] = _api_timer(device, cb, reps)
+                if spin is None:
+                    timers[f"raw {name} [{label}]"] = raw_timer(device, cb, reps)
+            if spin is not None:
+                continue
+            workloads.warm_up(device, 1.0)
+            variants = [("copy4 shipped", shader_source("builtin_copy4.wgsl"),
+                         grid(-(-blocks // 256), False))]  # fmt: skip
+            for wg, per in ((128, 1), (256, 1), (256, 2)):
+                variants.append((f"copy4 wg {wg} x {per} exact",
+                                 copy4_grid_variant(wg, per, False),
+                                 grid(-(-blocks // (wg * per)), True)))  # fmt: skip
+            for name, text, shape in variants:
+                exe = device.create_executable(text, label=name)
+                with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+                    for i in range(workloads.TRANSFERS_PER_SUBMIT):
+                        if i:
+                            cb.execution_barrier()
+                        cb.dispatch(exe, "copy4", shape, constants=whole, bindings=[src, dst])
+                timers[f"raw {name} [{label}]"] = raw_timer(device, cb, reps)
+        timers["torch copy_"] = _torch_copy(size, reps)
+        rows = _round_robin(device, timers, repeats, size, None, words)
+    if previous is not None:
+        os.environ["HAL_POLL_SPIN_US"] = previous
+    return rows
+
+
+def _api_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[[], float]:
+    """A timer of ``cb`` replayed through the public API, seconds per transfer."""
+    return lambda: workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
+
+
 def _api_copy_timer(
     device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: int, reps: int
 ) -> Callable[[], float]:
@@ -530,10 +624,16 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="copy,copy4,copy16,matmul",
-        help="copy,copy4,copy16,matmul,aligned (aligned: the 1 GiB aligned copy every way, "
-        "with --repeats rounds)",
+        help="copy,copy4,copy16,matmul,aligned,tracker (aligned: the 1 GiB aligned copy every "
+        "way; tracker: the transfer rows with and without the completion thread's spin; "
+        "both with --repeats rounds)",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="rounds of --only aligned")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of --only aligned and tracker"
+    )
+    parser.add_argument(
+        "--spin-us", default="1000000", help="HAL_POLL_SPIN_US values of --only tracker"
+    )
     args = parser.parse_args()
     device = hal.create_device()
     quick = args.quick or device.info.adapter_type == "cpu"
@@ -544,6 +644,13 @@ def main() -> None:
         if not quick:
             workloads.warm_up(device, 1.0)
         rows += bench_aligned(device, 1 << (22 if quick else 30), reps, args.repeats)
+    if "tracker" in args.only:
+        rows += bench_tracker(
+            1 << (22 if quick else 30),
+            reps,
+            args.repeats,
+            [float(v) for v in args.spin_us.split(",") if v],
+        )
     if "copy" in args.only.replace("aligned", ""):
         size = 1 << (22 if quick else 30)
         rows += bench_copies(device, size, reps, old, args.only, args.variants)

@@ -26,7 +26,7 @@ import numpy as np
 import workloads
 
 import hal
-from hal.core.builtins import copy4_params, copy_params, shader_source
+from hal.core.builtins import block_grid, copy4_params, copy_params, shader_source
 from hal.core.lowering import LoweringOptions, lower
 from hal.enums import CommandBufferMode
 from hal.examples.matmul_wgsl import MatmulConfig
@@ -321,7 +321,7 @@ def bench_aligned(device: hal.Device, size: int, reps: int, repeats: int) -> lis
     blocks = size // 16
     whole = copy4_params(0, 0, blocks)
     kernels: list[tuple[str, str, tuple[int, int, int]]] = [
-        ("copy4 shipped", shader_source("builtin_copy4.wgsl"), grid(-(-blocks // 256), False))
+        ("copy4 shipped", shader_source("builtin_copy4.wgsl"), block_grid(blocks))
     ]
     for wg in (128, 256):
         for per in (1, 2, 3, 4):
@@ -439,7 +439,7 @@ def bench_tracker(size: int, reps: int, repeats: int, spins: list[float]) -> lis
                 continue
             workloads.warm_up(device, 1.0)
             variants = [("copy4 shipped", shader_source("builtin_copy4.wgsl"),
-                         grid(-(-blocks // 256), False))]  # fmt: skip
+                         block_grid(blocks))]  # fmt: skip
             for wg, per in ((128, 1), (256, 1), (256, 2)):
                 variants.append((f"copy4 wg {wg} x {per} exact",
                                  copy4_grid_variant(wg, per, False),
@@ -528,7 +528,7 @@ def bench_copies(
     source = words.view(np.uint8)
     blocks = size // 16
     nwords = source.nbytes // 4
-    cases: list[tuple[str, str, str, int, bytes, int, int, int]] = []
+    cases: list[tuple[str, str, str, Any, bytes, int, int, int]] = []
     groups = min(65535, -(-blocks // 256))
     whole = copy4_params(0, 0, blocks)
     if "copy4" in only:
@@ -537,7 +537,7 @@ def bench_copies(
                 name = f"copy4 wg {wg} x {per}"
                 cases.append((name, copy4_variant(wg, per), "copy4", groups, whole, 0, 0, size))
     shipped = shader_source("builtin_copy4.wgsl")
-    cases.append(("copy4 shipped", shipped, "copy4", groups, whole, 0, 0, size))
+    cases.append(("copy4 shipped", shipped, "copy4", block_grid(blocks), whole, 0, 0, size))
     word_groups = min(65535, -(-nwords // 256))
     unaligned = copy_params(1, 3, size - 4)
     word = shader_source("builtin_copy.wgsl")

@@ -6,11 +6,13 @@ Rows: matmul f32 / f16 (4096^3; ``--sweep`` first times every tile shape of
 prefix sum (2^28 f32 and i32), hal's builtin transfer kernels (1 GiB copy, unaligned copy,
 pattern fill), the GPT-2-small transformer block. Every hal figure is the wall time of
 ``--replays`` submissions of one reusable command buffer (one wait at the end) after a warm-up,
-divided by the replays; torch's the CUDA-event time of as many calls. Each result is checked
-against numpy (a sample of rows where the full check would be slow). JSON + Markdown (+ a PNG
-when matplotlib is importable).
+divided by the replays; torch's the CUDA-event time of as many calls. ``--repeats N`` times
+every figure N times, hal and torch round robin, and keeps the median and every sample.
+Each result is checked against numpy (a sample of rows where the full check would be slow).
+JSON + Markdown (+ a PNG when matplotlib is importable).
 
     python3 benchmarks/workloads.py --json out.json --md out.md --plot out.png [--sweep]
+    python3 benchmarks/workloads.py --repeats 5      # medians and spreads of 5 rounds
     python3 benchmarks/workloads.py --quick          # CPU-sized shapes (lavapipe)
     python3 benchmarks/workloads.py --implementation dawn --sweep --only matmul \
         --f16-kernels subgroup-matrix                # f16 on tensor cores (Dawn)

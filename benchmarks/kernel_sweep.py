@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,11 @@ import numpy as np
 import workloads
 
 import hal
-from hal.core.builtins import copy4_params, copy_params, shader_source
+from hal.core.builtins import block_grid, copy4_params, copy_params, shader_source
+from hal.core.lowering import LoweringOptions, lower
 from hal.enums import CommandBufferMode
 from hal.examples.matmul_wgsl import MatmulConfig
+from hal.runtime.encoder import compile_plan
 
 Row = dict[str, Any]
 
@@ -67,6 +72,74 @@ fn copy4(@builtin(global_invocation_id) gid: vec3<u32>,
   for (; i < count; i += stride) {{ dst[d + i] = src[s + i]; }}
 }}
 """
+
+
+_COPY4_HEAD = """struct P {{ s: u32, d: u32, count: u32, _pad: u32 }}
+var<immediate> params: P;
+@group(0) @binding(0) var<storage, read_write> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
+@compute @workgroup_size({wg})
+fn copy4(@builtin(local_invocation_index) lid: u32,
+         @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) groups: vec3<u32>) {{
+  let count = params.count;
+  let s = params.s;
+  let d = params.d;
+  let group = wid.y * groups.x + wid.x;
+"""
+
+
+def copy4_grid_variant(wg: int, per: int, chunk: bool) -> str:
+    """A 16-byte block copy on a one- or two-dimensional grid (so an exact grid of one
+    invocation per ``per`` blocks fits any size): ``wg`` invocations per workgroup, ``per``
+    blocks a step, every load of a step before its first store, straight-line code. Each
+    step's blocks lie a grid apart (grid stride) or, ``chunk``, ``wg`` apart inside a run of
+    ``wg * per`` consecutive blocks per workgroup."""
+    head = _COPY4_HEAD.format(wg=wg)
+    if chunk:
+        loads = "\n".join(f"      let v{j} = src[s + i + {j * wg}u];" for j in range(per))
+        stores = "\n".join(f"      dst[d + i + {j * wg}u] = v{j};" for j in range(per))
+        return (
+            head
+            + f"""  let run = {wg * per}u;
+  let step = groups.x * groups.y * run;
+  for (var base = group * run; base < count; base += step) {{
+    let i = base + lid;
+    if (base + run <= count) {{
+{loads}
+{stores}
+    }} else {{
+      for (var j = 0u; j < {per}u; j++) {{
+        if (i + j * {wg}u < count) {{ dst[d + i + j * {wg}u] = src[s + i + j * {wg}u]; }}
+      }}
+    }}
+  }}
+}}
+"""
+        )
+    loads = "\n".join(f"    let v{j} = src[s + i + {j}u * stride];" for j in range(per))
+    stores = "\n".join(f"    dst[d + i + {j}u * stride] = v{j};" for j in range(per))
+    return (
+        head
+        + f"""  let stride = groups.x * groups.y * {wg}u;
+  var i = group * {wg}u + lid;
+  for (; i + {per - 1}u * stride < count; i += {per}u * stride) {{
+{loads}
+{stores}
+  }}
+  for (; i < count; i += stride) {{ dst[d + i] = src[s + i]; }}
+}}
+"""
+    )
+
+
+def grid(units: int, exact: bool) -> tuple[int, int, int]:
+    """Workgroups for ``units`` workgroups' worth of work: all of them on a 2-D grid
+    (``exact``) or at most 65535 on one dimension (the builtins' capped grid)."""
+    if not exact:
+        return (max(1, min(65535, units)), 1, 1)
+    rows = -(-units // 65535)
+    return (-(-units // rows), rows, 1)
 
 
 def copy16_variant(per: int, staged: bool) -> str:
@@ -172,15 +245,276 @@ fn copy16(@builtin(global_invocation_id) gid: vec3<u32>,
 
 
 def time_transfer(
-    device: hal.Device, exe: Any, entry: str, groups: int, params: bytes, bufs: Any, reps: int
+    device: hal.Device,
+    exe: Any,
+    entry: str,
+    groups: int | tuple[int, int, int],
+    params: bytes,
+    bufs: Any,
+    reps: int,
 ) -> float:
     """Seconds per dispatch: 8 per submission with a barrier between each two."""
+    shape = groups if isinstance(groups, tuple) else (groups, 1, 1)
     with device.record(mode=CommandBufferMode.DEFAULT) as cb:
         for i in range(workloads.TRANSFERS_PER_SUBMIT):
             if i:
                 cb.execution_barrier()
-            cb.dispatch(exe, entry, (groups, 1, 1), constants=params, bindings=list(bufs))
+            cb.dispatch(exe, entry, shape, constants=params, bindings=list(bufs))
     return workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
+
+
+def plan_timer(
+    device: hal.Device, source: hal.Buffer, target: hal.Buffer, size: int, transfers: str, reps: int
+) -> Callable[[], float]:
+    """A timer of 8 aligned copies of ``size`` bytes per submission (a barrier between each
+    two) lowered with ``LoweringOptions(transfers=transfers)`` ("native": wgpu's
+    ``copy_buffer_to_buffer``; "kernel": the builtin block kernel; "auto": the cost
+    model's choice), submitted back to back through the backend as calibrate.py does,
+    seconds per copy."""
+    cb = device.create_command_buffer(CommandBufferMode.DEFAULT)
+    cb.begin()
+    for i in range(workloads.TRANSFERS_PER_SUBMIT):
+        if i:
+            cb.execution_barrier()
+        cb.copy_buffer(source, 0, target, 0, size)
+    cb.end()
+    program = compile_plan(
+        lower(cb.segments, device.caps, LoweringOptions(transfers=transfers)), device.encoding
+    )
+    backend = device.backend
+
+    def run(count: int) -> None:
+        ticket = 0
+        for _ in range(count):
+            with backend.submission_lock:
+                ticket = backend.submit([program.encode()])
+        backend.wait(ticket)
+
+    def timer() -> float:
+        run(2)
+        start = time.perf_counter()
+        run(reps)
+        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
+
+    return timer
+
+
+def _torch_copy(size: int, reps: int) -> Callable[[], float | None] | None:
+    """A timer of torch's ``copy_`` of ``size`` bytes (int32) on the same GPU, or None."""
+    torch = workloads._torch()
+    if torch is None:
+        return None
+    a = torch.arange(size // 4, dtype=torch.int32, device="cuda")
+    b = torch.empty_like(a)
+    return lambda: workloads.torch_seconds(lambda: b.copy_(a), reps)
+
+
+def bench_aligned(device: hal.Device, size: int, reps: int, repeats: int) -> list[Row]:
+    """The aligned copy of ``size`` bytes every way hal can make it, round robin over
+    ``repeats`` rounds with torch's ``copy_``: through the public API (the lowering's choice),
+    lowered native (``copy_buffer_to_buffer``) and kernel, the shipped block kernel and its
+    variants (workgroup 128 / 256 / 512, 1-4 blocks a step, capped grid + grid stride or an
+    exact grid, grid-apart or consecutive-run blocks) dispatched directly; then native
+    against kernel at 16 and 256 MiB. Bytes checked after each case's first timing, on a
+    target cleared before it. Rows: median, spread and every sample per case."""
+    words = np.arange(size // 4, dtype=np.uint32) * np.uint32(2654435761)
+    blocks = size // 16
+    whole = copy4_params(0, 0, blocks)
+    kernels: list[tuple[str, str, tuple[int, int, int]]] = [
+        ("copy4 shipped", shader_source("builtin_copy4.wgsl"), block_grid(blocks))
+    ]
+    for wg in (128, 256):
+        for per in (1, 2, 3, 4):
+            for exact in (False, True):
+                units = -(-blocks // (wg * (per if exact else 1)))
+                name = f"copy4 wg {wg} x {per} {'exact' if exact else 'capped'}"
+                kernels.append((name, copy4_grid_variant(wg, per, False), grid(units, exact)))
+    kernels.append(
+        (
+            "copy4 wg 512 x 2 exact",
+            copy4_grid_variant(512, 2, False),
+            grid(-(-blocks // 1024), True),
+        )
+    )
+    for wg, per in ((256, 2), (256, 4), (128, 4)):
+        kernels.append(
+            (
+                f"copy4 wg {wg} x {per} runs",
+                copy4_grid_variant(wg, per, True),
+                grid(-(-blocks // (wg * per)), False),
+            )
+        )
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        src = stack.enter_context(device.buffer_from_numpy(words))
+        dst = stack.enter_context(device.allocate_buffer(size))
+        timers: dict[str, Callable[[], float | None] | None] = {
+            "api copy_buffer": _api_copy_timer(device, src, dst, size, reps),
+            "lowered native": plan_timer(device, src, dst, size, "native", reps),
+            "lowered kernel": plan_timer(device, src, dst, size, "kernel", reps),
+        }
+        for name, text, shape in kernels:
+            exe = device.create_executable(text, label=name)
+            timers[name] = lambda exe=exe, shape=shape: (  # type: ignore[misc]
+                time_transfer(device, exe, "copy4", shape, whole, (src, dst), reps)
+            )
+        timers["torch copy_"] = _torch_copy(size, reps)
+        rows += _round_robin(device, timers, repeats, size, dst, words)
+        for small in (s for s in (16 << 20, 256 << 20) if s < size):
+            pair: dict[str, Callable[[], float | None] | None] = {}
+            for how in ("native", "kernel"):
+                pair[f"lowered {how} {small >> 20} MiB"] = plan_timer(
+                    device, src, dst, small, how, reps
+                )
+            pair[f"torch copy_ {small >> 20} MiB"] = _torch_copy(small, reps)
+            rows += _round_robin(device, pair, repeats, small, None, words)
+    return rows
+
+
+def raw_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[[], float]:
+    """A timer of ended ``cb``'s program submitted ``reps`` times straight through the
+    backend, back to back, one wait at the end (no queue, semaphores or completion
+    tracker: what the GPU work costs without hal's submission path), seconds per transfer
+    of :data:`workloads.TRANSFERS_PER_SUBMIT`."""
+    program = cb.prepare(None)
+    backend = device.backend
+
+    def run(count: int) -> None:
+        ticket = 0
+        for _ in range(count):
+            with backend.submission_lock:
+                ticket = backend.submit([program.encode()])
+        backend.wait(ticket)
+
+    def timer() -> float:
+        run(2)
+        start = time.perf_counter()
+        run(reps)
+        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
+
+    return timer
+
+
+def _transfer_cbs(device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: int) -> list[Any]:
+    """(name, reusable command buffer) of workloads.py's three transfer rows."""
+    out = []
+    for name, record, *_ in workloads._transfer_cases(size):
+        with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+            for i in range(workloads.TRANSFERS_PER_SUBMIT):
+                if i:
+                    cb.execution_barrier()
+                record(cb, src, dst)
+        out.append((name, cb))
+    return out
+
+
+def bench_tracker(size: int, reps: int, repeats: int, spins: list[float]) -> list[Row]:
+    """The submission path's share of the transfer rows. Devices in one process: the
+    default one and, per ``spins`` entry, one whose completion thread polls without
+    blocking for that many µs (``HAL_POLL_SPIN_US``) before it blocks in
+    ``wgpuDevicePoll``. Each times workloads.py's transfer rows through ``queue_execute``
+    (the public API); the default one also submits the same programs raw (back to back
+    through the backend), and the shipped copy4 and three exact-grid variants raw. Round
+    robin with torch's ``copy_``."""
+    words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
+    blocks = size // 16
+    whole = copy4_params(0, 0, blocks)
+    previous = os.environ.pop("HAL_POLL_SPIN_US", None)
+    timers: dict[str, Callable[[], float | None] | None] = {}
+    with ExitStack() as stack:
+        configs: list[tuple[str, float | None]] = [("default", None)]
+        configs += [(f"spin {us:g} us", us) for us in spins]
+        for label, spin in configs:
+            if spin is not None:
+                os.environ["HAL_POLL_SPIN_US"] = str(spin)
+            device = stack.enter_context(hal.create_device())
+            os.environ.pop("HAL_POLL_SPIN_US", None)
+            src = stack.enter_context(device.buffer_from_numpy(words))
+            dst = stack.enter_context(device.allocate_buffer(words.nbytes))
+            for name, cb in _transfer_cbs(device, src, dst, size):
+                timers[f"api {name} [{label}]"] = _api_timer(device, cb, reps)
+                if spin is None:
+                    timers[f"raw {name} [{label}]"] = raw_timer(device, cb, reps)
+            if spin is not None:
+                continue
+            workloads.warm_up(device, 1.0)
+            variants = [("copy4 shipped", shader_source("builtin_copy4.wgsl"),
+                         block_grid(blocks))]  # fmt: skip
+            for wg, per in ((128, 1), (256, 1), (256, 2)):
+                variants.append((f"copy4 wg {wg} x {per} exact",
+                                 copy4_grid_variant(wg, per, False),
+                                 grid(-(-blocks // (wg * per)), True)))  # fmt: skip
+            for name, text, shape in variants:
+                exe = device.create_executable(text, label=name)
+                with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+                    for i in range(workloads.TRANSFERS_PER_SUBMIT):
+                        if i:
+                            cb.execution_barrier()
+                        cb.dispatch(exe, "copy4", shape, constants=whole, bindings=[src, dst])
+                timers[f"raw {name} [{label}]"] = raw_timer(device, cb, reps)
+        timers["torch copy_"] = _torch_copy(size, reps)
+        rows = _round_robin(device, timers, repeats, size, None, words)
+    if previous is not None:
+        os.environ["HAL_POLL_SPIN_US"] = previous
+    return rows
+
+
+def _api_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[[], float]:
+    """A timer of ``cb`` replayed through the public API, seconds per transfer."""
+    return lambda: workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
+
+
+def _api_copy_timer(
+    device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: int, reps: int
+) -> Callable[[], float]:
+    """A timer of the public API's copy (8 per reusable command buffer), seconds per copy."""
+    with device.record(mode=CommandBufferMode.DEFAULT) as cb:
+        for i in range(workloads.TRANSFERS_PER_SUBMIT):
+            if i:
+                cb.execution_barrier()
+            cb.copy_buffer(src, 0, dst, 0, size)
+    return lambda: workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
+
+
+def _round_robin(
+    device: hal.Device,
+    timers: dict[str, Callable[[], float | None] | None],
+    repeats: int,
+    size: int,
+    dst: hal.Buffer | None,
+    words: np.ndarray,
+) -> list[Row]:
+    """``repeats`` rounds over ``timers``; with ``dst``, every hal case (not torch's) is
+    checked against ``words`` after its first timing, ``dst`` cleared before it."""
+    samples: dict[str, list[float]] = {name: [] for name, t in timers.items() if t is not None}
+    exact: dict[str, bool] = {}
+    for rnd in range(repeats):
+        for name in samples:
+            check = rnd == 0 and dst is not None and not name.startswith("torch")
+            if check:
+                workloads._clear(device, dst)  # type: ignore[arg-type]
+            secs = timers[name]()  # type: ignore[misc]
+            if secs is not None:
+                samples[name].append(secs)
+            if check:
+                got = dst.to_numpy(np.uint32, (size // 4,))  # type: ignore[union-attr]
+                exact[name] = bool(np.array_equal(got, words[: size // 4]))
+    rows: list[Row] = []
+    for name, got in samples.items():
+        gbps = sorted(size / t / 1e9 for t in got)
+        row: Row = {
+            "name": name,
+            "bytes": size,
+            "median_gbps": float(np.median(gbps)),
+            "min_gbps": gbps[0],
+            "max_gbps": gbps[-1],
+            "seconds": got,
+        }
+        if name in exact:
+            row["bytes_exact"] = exact[name]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 def bench_copies(
@@ -194,7 +528,7 @@ def bench_copies(
     source = words.view(np.uint8)
     blocks = size // 16
     nwords = source.nbytes // 4
-    cases: list[tuple[str, str, str, int, bytes, int, int, int]] = []
+    cases: list[tuple[str, str, str, Any, bytes, int, int, int]] = []
     groups = min(65535, -(-blocks // 256))
     whole = copy4_params(0, 0, blocks)
     if "copy4" in only:
@@ -203,7 +537,7 @@ def bench_copies(
                 name = f"copy4 wg {wg} x {per}"
                 cases.append((name, copy4_variant(wg, per), "copy4", groups, whole, 0, 0, size))
     shipped = shader_source("builtin_copy4.wgsl")
-    cases.append(("copy4 shipped", shipped, "copy4", groups, whole, 0, 0, size))
+    cases.append(("copy4 shipped", shipped, "copy4", block_grid(blocks), whole, 0, 0, size))
     word_groups = min(65535, -(-nwords // 256))
     unaligned = copy_params(1, 3, size - 4)
     word = shader_source("builtin_copy.wgsl")
@@ -246,8 +580,13 @@ def bench_copies(
         for rep in (1, 2):
             for name, _text, entry, groups, params, s0, d0, length in cases:
                 secs = time_transfer(device, exes[name], entry, groups, params, (src, dst), reps)
-                row: Row = {"name": name, "pass": rep, "groups": groups, "ms": secs * 1e3,
-                            "gbps": length / secs / 1e9}  # fmt: skip
+                row: Row = {
+                    "name": name,
+                    "pass": rep,
+                    "groups": groups,
+                    "ms": secs * 1e3,
+                    "gbps": length / secs / 1e9,
+                }
                 if rep == 1:
                     got = dst.to_numpy(np.uint8, (source.nbytes,))
                     row["bytes_exact"] = bool(
@@ -283,7 +622,17 @@ def main() -> None:
     parser.add_argument("--variants", help="folder of candidate builtin_copy kernels (*.wgsl)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--only", default="copy,copy4,copy16,matmul", help="copy,copy4,copy16,matmul"
+        "--only",
+        default="copy,copy4,copy16,matmul",
+        help="copy,copy4,copy16,matmul,aligned,tracker (aligned: the 1 GiB aligned copy every "
+        "way; tracker: the transfer rows with and without the completion thread's spin; "
+        "both with --repeats rounds)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of --only aligned and tracker"
+    )
+    parser.add_argument(
+        "--spin-us", default="1000000", help="HAL_POLL_SPIN_US values of --only tracker"
     )
     args = parser.parse_args()
     device = hal.create_device()
@@ -291,7 +640,18 @@ def main() -> None:
     reps = 3 if quick else 20
     old = Path(args.old_copy).read_text() if args.old_copy else None
     rows: list[Row] = []
-    if "copy" in args.only:
+    if "aligned" in args.only:
+        if not quick:
+            workloads.warm_up(device, 1.0)
+        rows += bench_aligned(device, 1 << (22 if quick else 30), reps, args.repeats)
+    if "tracker" in args.only:
+        rows += bench_tracker(
+            1 << (22 if quick else 30),
+            reps,
+            args.repeats,
+            [float(v) for v in args.spin_us.split(",") if v],
+        )
+    if "copy" in args.only.replace("aligned", ""):
         size = 1 << (22 if quick else 30)
         rows += bench_copies(device, size, reps, old, args.only, args.variants)
     if "matmul" in args.only and "shader-f16" in device.features:

@@ -3,12 +3,14 @@
 // target offsets agree modulo 16 (the edges go through builtin_copy.wgsl). Both bindings are
 // read_write so that one buffer may be bound twice (disjoint ranges of one allocation).
 //
-// Grid-stride loop, two blocks a step: each a whole grid apart (so each access is coalesced)
-// and both loaded before either is stored. The bindings may alias, so the compiler may not
-// hoist a load above an earlier store: without the grouping every invocation would have one
-// load in flight at a time. On the H200 at 1 GiB (benchmarks/kernel_sweep.py) two a step ran
-// at 2004 / 2003 GB/s in two passes, four 1979 / 1982, one 1967 / 2000, eight 1973 / 1903;
-// 512 and 1024 invocations per workgroup were no faster.
+// One block per invocation on an exact grid: the lowering dispatches one invocation per
+// block, on a second grid dimension where one would exceed the per-dimension limit
+// (hal.core.builtins.block_grid), so the loop below runs once; it strides over the whole
+// grid only for a smaller grid. On the H200 at 1 GiB (benchmarks/kernel_sweep.py --only
+// tracker, raw back-to-back submissions, 7 rounds in one process) this ran at 2116 GB/s
+// (2114-2119) against 2077 (2075-2079) for the previous kernel (a capped 65535-workgroup
+// grid, two blocks a grid apart per step), level with torch's copy_ (2117); two blocks an
+// invocation on an exact grid 2094, workgroups of 128 2117.
 struct Copy4Params {
   src_begin: u32,
   dst_begin: u32,
@@ -20,20 +22,14 @@ var<immediate> params: Copy4Params;
 @group(0) @binding(1) var<storage, read_write> target_blocks: array<vec4<u32>>;
 
 @compute @workgroup_size(256)
-fn copy4(@builtin(global_invocation_id) gid: vec3<u32>,
+fn copy4(@builtin(local_invocation_index) lane: u32,
+         @builtin(workgroup_id) group: vec3<u32>,
          @builtin(num_workgroups) groups: vec3<u32>) {
-  let stride = groups.x * 256u;
+  let stride = groups.x * groups.y * 256u;
   let count = params.count;
   let s = params.src_begin;
   let d = params.dst_begin;
-  var i = gid.x;
-  for (; i + stride < count; i += 2u * stride) {
-    let a = source_blocks[s + i];
-    let b = source_blocks[s + i + stride];
-    target_blocks[d + i] = a;
-    target_blocks[d + i + stride] = b;
-  }
-  for (; i < count; i += stride) {
+  for (var i = (group.y * groups.x + group.x) * 256u + lane; i < count; i += stride) {
     target_blocks[d + i] = source_blocks[s + i];
   }
 }

@@ -9,6 +9,7 @@ alignment class (mod 4 and mod the 32-byte storage alignment).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,9 @@ from conftest import random_bytes, submit_and_wait
 
 import hal
 from hal.core.batching import builtin_transfers
-from hal.core.builtins import BuiltinKernel
+from hal.core.builtins import BuiltinKernel, block_grid
+from hal.core.cost import TransferCosts
+from hal.core.plan import ComputePass
 
 SLOT_ALIGN = 256
 SLOT_PAD = 64
@@ -376,3 +379,42 @@ def test_table_replay_keeps_16_byte_windows_inside_allocations(
             assert d.bindings[1][2].offset + d.bindings[1][2].size <= target.allocation.size
     assert kernels == [BuiltinKernel.COPY16, BuiltinKernel.COPY, BuiltinKernel.COPY16]
     assert len(lowered) == 2  # the third table reused the first one's plan
+
+
+def test_block_copy_on_a_two_dimensional_grid() -> None:
+    """Past the per-dimension workgroup limit the 16-byte block copy runs one invocation per
+    block on a second grid dimension (hal.core.builtins.block_grid), and past the limit
+    squared it loops over the grid: bytes exact both ways, edges included. A device whose
+    caps claim a limit of 7 workgroups and a native copy slow enough that every aligned copy
+    is a kernel."""
+    with hal.create_device() as device:
+        device.caps = dataclasses.replace(
+            device.caps,
+            max_workgroups=7,
+            costs=TransferCosts(name="kernels only", native_copy_gbps=1e-3),
+        )
+        # 3000 blocks: 12 workgroups on 6 x 2; 13544 blocks: 53 > 7 * 7, so 7 x 7 and a loop.
+        cases = [(0, 0, 3000 * 16), (16, 48, 13544 * 16 + 5)]
+        cb, _ = run_copies(device, cases, seed=11)
+        plan = cb.prepare(None).plan
+        shapes = [
+            d.workgroups
+            for step in plan.steps
+            if isinstance(step, ComputePass)
+            for d in step.dispatches
+            if d.kernel is BuiltinKernel.COPY4
+        ]
+        assert shapes == [(6, 2, 1), (7, 7, 1)]
+
+
+def test_block_grid_shapes() -> None:
+    """block_grid: one dimension up to the limit, then the fewest rows that fit, capped at
+    the limit on both dimensions."""
+    assert block_grid(1) == (1, 1, 1)
+    assert block_grid(256) == (1, 1, 1)
+    assert block_grid(257) == (2, 1, 1)
+    assert block_grid(65535 * 256) == (65535, 1, 1)
+    assert block_grid(65535 * 256 + 1) == (32768, 2, 1)
+    assert block_grid(1 << 26) == (52429, 5, 1)  # 1 GiB: 262145 workgroups for 262144
+    assert block_grid(3000, 7) == (6, 2, 1)
+    assert block_grid(10**9, 7) == (7, 7, 1)

@@ -42,6 +42,7 @@ from typing import Any
 
 from hal.core.builtins import (
     BuiltinKernel,
+    block_grid,
     copy4_params,
     copy_params,
     fill4_params,
@@ -253,16 +254,12 @@ class _PlanBuilder:
         # Block kernels stream memory: measured on the H100, a grid as wide as the adapter
         # allows beats a 4096-workgroup grid-stride loop by 4-7%.
         limit = self.caps.max_workgroups if block else self.caps.word_workgroups
-        dispatch = Dispatch(
-            kernel,
-            entry_point,
-            bindings,
-            constants,
-            offset,
-            (workgroups_for(units, limit), 1, 1),
-            None,
-            label,
-        )
+        if kernel is BuiltinKernel.COPY4:
+            # One invocation per block on an exact grid (two dimensions past the limit).
+            shape = block_grid(units, limit)
+        else:
+            shape = (workgroups_for(units, limit), 1, 1)
+        dispatch = Dispatch(kernel, entry_point, bindings, constants, offset, shape, None, label)
         self.items.append(_Item(dispatch, self.region_index, reads, writes, note or None))
 
     def builtin_fill(self, target: Region, pattern_word: int, note: str | None = None) -> None:

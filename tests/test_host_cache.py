@@ -179,6 +179,30 @@ def test_buffer_from_numpy_and_queue_update_use_the_cache(dawn: hal.Device, pool
     assert np.array_equal(target.to_numpy(), data.reshape(-1))
 
 
+def test_a_new_array_at_a_dead_ones_id_and_address_is_a_first_sighting(
+    dawn: hal.Device, pool: Any
+) -> None:
+    size = 4 * MIB
+    buffer = dawn.allocate_buffer(size)
+    for seed in range(4):  # fresh arrays, each transferred once: copied, never pinned
+        array = random_bytes(size, seed=100 + seed)
+        dawn.transfer_h2d(array, buffer)
+        assert dawn.transfer_d2h(buffer) == array.tobytes()
+        del array
+    assert pool.cache.made == 0 and len(pool.cache) == 0
+    # The same, made certain: a sighting recorded at this array's id and address whose
+    # weak reference is dead (CPython reuses both for a new array of the same size).
+    array = random_bytes(size, seed=110)
+    dead = np.zeros(1, np.uint8)
+    ref = weakref.ref(dead)
+    del dead
+    pool.cache._seen[id(array)] = (ref, array.ctypes.data, array.nbytes)
+    dawn.transfer_h2d(array, buffer)
+    assert pool.cache.made == 0  # a first sighting, not a second
+    dawn.transfer_h2d(array, buffer)
+    assert pool.cache.made == 1  # now the same array again
+
+
 def test_memory_hal_does_not_own_knowledge_of_is_never_cached(dawn: hal.Device, pool: Any) -> None:
     size = 2 * MIB
     pages = mmap.mmap(-1, size)

@@ -22,8 +22,11 @@ Which memory is cached, and why it is safe:
 - The owner's memory cannot move while cached: numpy refuses ``ndarray.resize`` on an
   array with weak references (``refcheck=False`` included). Each use still checks the
   owner's data pointer and size against the entry's and drops a mismatching entry.
-- Entries are keyed by ``id(owner)`` and checked against the weak reference, so a new array
-  that reuses a dead one's ``id`` and address is a new entry, never the old wrap.
+- Entries and first sightings are keyed by ``id(owner)`` and checked against a weak
+  reference, so a new array that reuses a dead one's ``id`` and address is a new array:
+  never the old wrap, and a first sighting again (arrays made fresh for every transfer are
+  copied, not pinned each time). The last ``_SEEN_MAX`` sighted arrays and every cached one
+  therefore have a weak reference, and numpy refuses to resize them in place.
 - Bounded: at most ``limit`` bytes (whole interiors, reserved when an entry is made) are
   wrapped; the least recently used idle entries are evicted first, entries in use are
   never destroyed under a transfer (they are doomed and destroyed when it ends).
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_BYTES", "CachedMemory", "HostCache", "owner_array", "parse_bytes"]
 
 _GIB = 1 << 30
-_SEEN_MAX = 64  # first sightings remembered (id, address, size): cheap, no references
+_SEEN_MAX = 64  # first sightings remembered (weak reference, address, size)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -191,7 +194,9 @@ class HostCache:
         self.made = 0
         self._lock = threading.Lock()
         self._entries: collections.OrderedDict[int, CachedMemory] = collections.OrderedDict()
-        self._seen: collections.OrderedDict[int, tuple[int, int]] = collections.OrderedDict()
+        self._seen: collections.OrderedDict[int, tuple[weakref.ref[Any], int, int]] = (
+            collections.OrderedDict()
+        )
         self._died: collections.deque[None] = collections.deque()
 
     def __len__(self) -> int:
@@ -248,8 +253,9 @@ class HostCache:
                 self.hits += 1
                 return entry
             self._forget(key, doomed)  # another array at that id, or the memory moved
-        if self._seen.pop(key, None) != (data, nbytes):
-            self._seen[key] = (data, nbytes)
+        seen = self._seen.pop(key, None)
+        if seen is None or seen[0]() is not owner or seen[1:] != (data, nbytes):
+            self._seen[key] = (weakref.ref(owner), data, nbytes)
             while len(self._seen) > _SEEN_MAX:
                 self._seen.popitem(last=False)
             return None
@@ -258,7 +264,7 @@ class HostCache:
                 break
             self._forget(old, doomed)  # least recently used first
         if self.bytes + size > self.limit:
-            self._seen[key] = (data, nbytes)  # entries in use: try again next time
+            self._seen[key] = seen  # entries in use: try again next time
             return None
         entry = CachedMemory(
             weakref.ref(owner, _died(weakref.ref(self))), data, nbytes, start, size, piece

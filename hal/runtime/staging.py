@@ -30,6 +30,10 @@ readback's new ``bytes``. The unaligned head and tail go through the pool; every
 waits for its copies before it returns, and the backend holds the memory's owner until the
 implementation released the wrap.
 
+Registration cache (host-memory buffers only, from ``WRAP_MIN``): a numpy array transferred
+again has its interior wrapped once and kept (hal/runtime/host_cache.py); those transfers
+copy straight from or into it, in one submission, before the per-call wrap above is tried.
+
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
 buffer is unmapped before the command buffer that uses it is even encoded, is mapped again
 only after that submission was made, and user buffers are never mapped at all: hal does not

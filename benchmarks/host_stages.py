@@ -13,7 +13,11 @@ Where the device has host-memory buffers (Dawn's host-mapped-pointer), at one si
 - ``gpu``: the GPU copies alone between a device buffer and host-memory buffers (chunks
   of 32 MiB, all submitted, then one wait);
 - ``pipeline``: the pool's chunked upload with per-stage times (wait, copy, submit), at
-  several thread counts, chunk sizes and depths; ``hal``: the public calls at the same.
+  several thread counts, chunk sizes and depths; ``hal``: the public calls at the same;
+- ``bytes`` (session 21): readbacks into a new ``bytes`` object (what ``transfer_d2h``
+  returns) with its pages prepared first — MADV_POPULATE_WRITE over 8/12/16 threads on the
+  huge-page-advised object, then the pool's streamed copy, or then wrapped for the GPU to
+  write directly — against ``transfer_d2h`` as it is.
 
 Usage (repository root)::
 
@@ -375,6 +379,47 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
     buf.release()
 
 
+def bytes_section(device: hal.Device, size: int, reps: int) -> None:
+    """Readback into new ``bytes`` with its pages faulted in first (over several threads),
+    then copied through the pool or written by the GPU through a per-call wrap."""
+    pool = device._host.staging
+    rng = np.random.default_rng(3)
+    host = rng.integers(0, 256, size, dtype=np.uint8)
+    buf = device.buffer_from_numpy(host)
+    saved = staging.COPY_THREADS
+    record("bytes", "transfer_d2h as it is", size, timed(lambda: device.transfer_d2h(buf), reps))
+    for threads in (8, 12, 16):
+        set_threads(threads)
+        for how in ("pool copy", "wrapped"):
+
+            def run(how: str = how) -> bytes:
+                obj, view = staging.new_bytes(size)
+                address = np.frombuffer(view, np.uint8).ctypes.data
+                lo = (address + 2 * _MIB - 1) & ~(2 * _MIB - 1)
+                hi = (address + size) & ~(2 * _MIB - 1)
+                staging._populate(lo, hi - lo)
+                if how == "wrapped":
+                    pool.wrap = True
+                    try:
+                        pool.read_into(buf, 0, view, obj)
+                    finally:
+                        pool.wrap = False
+                else:
+                    pool._read_pooled(buf, 0, view)
+                return obj
+
+            record(
+                "bytes",
+                f"new bytes populated over {threads} threads, then {how}",
+                size,
+                timed(run, reps),
+            )
+            if run() != host.tobytes():
+                raise AssertionError(f"bytes {how}: wrong bytes")
+    set_threads(saved)
+    buf.release()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="256M")
@@ -415,6 +460,8 @@ def main() -> int:
                     gpu_section(device, size, args.reps)
                 elif name == "pipeline":
                     pipeline_section(device, size, args.reps)
+                elif name == "bytes":
+                    bytes_section(device, size, args.reps)
             except Exception as error:  # a diagnostic: keep the other sections
                 print(f"section {name} failed: {error!r}", flush=True)
                 _RESULTS.append({"section": name, "error": repr(error)})

@@ -33,6 +33,16 @@ buffers, no copy) and ``diag: fault in fresh pages`` (MADV_POPULATE_WRITE over t
 threads on new huge-page-advised memory). ``hal transfer_d2h`` returns new ``bytes``, whose
 pages are fresh every call; ``hal to_numpy`` after the warm-up call reuses its region.
 
+Where the pool has a registration cache of caller memory (session 21: a numpy array
+transferred again is wrapped once and kept), ``hal transfer_h2d`` transfers the same array
+every call (cached after the warm-up call), and more rows show the cases apart: ``hal
+transfer_h2d, same array again`` (explicitly cached before timing), ``..., first transfer of
+an array`` (the cache dropped before each call: the pool's streamed copy), ``..., second
+transfer (wraps it)`` (the cache dropped and one untimed call first: the timed call pins the
+pages), ``..., fresh array each call`` (a new copy of the array, untimed, before each call),
+``hal buffer_from_numpy, fresh array each call``, and ``hal queue_write into the same array``
+(device to caller memory: the GPU writes the cached array's pages).
+
 Every hal and wgpu row checks its bytes once per size. ``--json`` holds every sample, the
 adapter, the staging settings (``HAL_STAGING_CHUNK``, ``HAL_STAGING_DEPTH``,
 ``HAL_COPY_THREADS``) and the ratios against wgpu and torch.
@@ -180,6 +190,67 @@ def host_memory_modes(
     return result
 
 
+def cache_modes(device: hal.Device, buf: Any, host: np.ndarray) -> dict[str, Mode]:
+    """The registration cache's rows (none where the pool has no cache or the size is
+    below it), each checked for exact bytes here."""
+    pool = device._host.staging
+    cache = pool.cache
+    size = host.nbytes
+    if not cache.limit or size < pool.wrap_min or size > cache.limit:
+        return {}
+    fresh: list[np.ndarray] = []
+    out = np.zeros_like(host)
+    semaphore = device.create_semaphore()
+    counter = [0]
+
+    def h2d(array: np.ndarray) -> None:
+        device.transfer_h2d(array, buf)
+        device.wait_idle(TIMEOUT)
+
+    def cached() -> None:
+        for _ in range(3):  # a first and a second sighting: wrapped and kept
+            if any(e.ref() is host for e in cache._entries.values()):
+                return
+            h2d(host)
+
+    def sighted() -> None:
+        cache.clear()
+        h2d(host)
+
+    def new_array() -> None:
+        fresh.clear()
+        fresh.append(host.copy())
+
+    def queue_write() -> None:
+        counter[0] += 1
+        device.queue_write(buf, 0, out, 0, size, signal=[(semaphore, counter[0])])
+        semaphore.wait(counter[0], timeout=TIMEOUT)
+
+    def from_numpy_fresh() -> None:
+        device.buffer_from_numpy(fresh[0]).release()
+        device.wait_idle(TIMEOUT)
+
+    result: dict[str, Mode] = {
+        "hal transfer_h2d, same array again": ("upload", lambda: h2d(host), cached),
+        "hal transfer_h2d, first transfer of an array": ("upload", lambda: h2d(host), cache.clear),
+        "hal transfer_h2d, second transfer (wraps it)": ("upload", lambda: h2d(host), sighted),
+        "hal transfer_h2d, fresh array each call": ("upload", lambda: h2d(fresh[0]), new_array),
+        "hal buffer_from_numpy, fresh array each call": ("upload", from_numpy_fresh, new_array),
+        "hal queue_write into the same array": ("download", queue_write),
+    }
+    for _ in range(3):  # first sighting, wrap, cached
+        device.transfer_h2d(np.zeros(size, np.uint8), buf)
+        h2d(host)
+        if not np.array_equal(buf.to_numpy(), host):
+            raise AssertionError(f"cached transfer_h2d: wrong bytes at {size}")
+    for _ in range(3):
+        out[:] = 0
+        queue_write()
+        if not np.array_equal(out, host):
+            raise AssertionError(f"queue_write into an array: wrong bytes at {size}")
+    return result
+
+
 def torch_cuda() -> Any:
     """The torch module when it has a CUDA device, else None."""
     try:
@@ -262,6 +333,7 @@ def modes(device: hal.Device, size: int, torch: Any) -> dict[str, Mode]:
             device.wait_idle(TIMEOUT)
 
         result["hal transfer_h2d from a to_numpy result"] = ("upload", h2d_from_result)
+    result.update(cache_modes(device, buf, host))
     # Exactness, once: every upload path lands the bytes, every download path returns them.
     for name in ("hal transfer_h2d", "hal queue_update"):
         device.transfer_h2d(np.zeros(size, np.uint8), buf)
@@ -337,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             f"from {human(pool.wrap_min)} wrapping caller memory {'on' if pool.wrap else 'off'}"
             f", result regions {'on' if pool.wrap_results else 'off'}"
             f"{f' (alignment {alignment})' if alignment else ''}, "
+            f"registration cache {human(pool.cache.limit) if pool.cache.limit else 'off'}, "
             f"chunk {human(pool.chunk_size)}, depth {pool.depth}, "
             f"copy threads {staging.COPY_THREADS}",
             flush=True,
@@ -356,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             pool.wrap_min,
             pool.wrap_results,
         )
+        cache_bytes = pool.cache.limit
 
     def gbps(name: str, size: int) -> float | None:
         cell = samples.get(name, {}).get(str(size))
@@ -409,6 +483,21 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("hal to_numpy / pool copy", "hal to_numpy", "hal to_numpy, pool copy"),
         (
+            "hal h2d same array again / first transfer",
+            "hal transfer_h2d, same array again",
+            "hal transfer_h2d, first transfer of an array",
+        ),
+        (
+            "hal h2d same array again / dawn host-memory copy",
+            "hal transfer_h2d, same array again",
+            "dawn host-memory copy h2d",
+        ),
+        (
+            "hal queue_write into the same array / dawn host-memory copy",
+            "hal queue_write into the same array",
+            "dawn host-memory copy d2h",
+        ),
+        (
             "hal h2d from a to_numpy result / dawn host-memory copy",
             "hal transfer_h2d from a to_numpy result",
             "dawn host-memory copy h2d",
@@ -436,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrap": wrap,
             "wrap_results": wrap_results,
             "wrap_min": wrap_min,
+            "cache_bytes": cache_bytes,
             "chunk": chunk,
             "depth": staging.DEPTH,
             "copy_threads": staging.COPY_THREADS,

@@ -190,6 +190,7 @@ class Device:
         self._closed = True
         self._host_calls.close()
         self._queue.close()
+        self._host.close()  # caller memory the registration cache pinned is released
         self._bind_groups.clear()
 
     def __enter__(self) -> Device:

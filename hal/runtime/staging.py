@@ -30,6 +30,10 @@ readback's new ``bytes``. The unaligned head and tail go through the pool; every
 waits for its copies before it returns, and the backend holds the memory's owner until the
 implementation released the wrap.
 
+Registration cache (host-memory buffers only, from ``WRAP_MIN``): a numpy array transferred
+again has its interior wrapped once and kept (hal/runtime/host_cache.py); those transfers
+copy straight from or into it, in one submission, before the per-call wrap above is tried.
+
 Safety: wgpu-native aborts the process when a submission uses a mapped buffer. A staging
 buffer is unmapped before the command buffer that uses it is even encoded, is mapped again
 only after that submission was made, and user buffers are never mapped at all: hal does not
@@ -58,6 +62,7 @@ import numpy as np
 
 from hal.backends.protocol import BackendError
 from hal.errors import UnavailableError
+from hal.runtime.host_cache import CACHE_BYTES, CachedMemory, HostCache
 
 if TYPE_CHECKING:
     from hal.backends.protocol import Backend
@@ -546,6 +551,9 @@ class StagingPool:
         self._regions: list[_Region] = []  # idle readback regions, newest last
         self._leased: dict[int, _Region] = {}
         self._returned: collections.deque[_Region] = collections.deque()
+        #: The registration cache of caller arrays (hal/runtime/host_cache.py; host-memory
+        #: pools that can wrap memory only).
+        self.cache = HostCache(backend, CACHE_BYTES if self.host_memory else 0, WRAP_MIN)
 
     # -- the pool -------------------------------------------------------------------------
 
@@ -587,6 +595,12 @@ class StagingPool:
             if isinstance(item, _HostStaging):
                 with contextlib.suppress(BackendError):
                     item.destroy()
+        self.release_results()
+
+    def close(self) -> None:
+        """Release the registration cache's wraps of caller memory and the idle readback
+        regions (the device is closing); waits for nothing. Never raises."""
+        self.cache.clear()
         self.release_results()
 
     def release_results(self) -> None:
@@ -868,12 +882,27 @@ class StagingPool:
                 return region
         return None
 
-    def _plan(self, view: memoryview, offset: int) -> tuple[int, int, int, _Region | None] | None:
-        """``(address, lo, hi, region)`` for a wrapped transfer of ``view`` (whose first
-        byte goes to or from absolute ``offset``): its aligned middle ``[lo, hi)`` and the
-        leased region holding it, if any; None where it goes through the pool alone."""
-        address = _host_address(view)
-        if address is None or (address - offset) % 4:  # the GPU copies words
+    def _plan(self, view: memoryview, offset: int) -> _Plan | None:
+        """``(address, lo, hi, source)`` for a wrapped transfer of ``view`` (whose first
+        byte goes to or from absolute ``offset``): its aligned middle ``[lo, hi)`` and what
+        already wraps it — the leased region holding it, or the registration cache's entry
+        (held: :meth:`_finish_wrapped` releases it) — or None for a wrap made for this call;
+        None where it goes through the pool alone."""
+        if not self.host_memory or not view.c_contiguous or not len(view):
+            return None
+        if self._queue.lost is not None:
+            self.cache.clear()
+            return None
+        address = int(np.frombuffer(view, np.uint8).ctypes.data)
+        if (address - offset) % 4:  # the GPU copies words
+            return None
+        if self.cache.limit and len(view) >= self.wrap_min:
+            lo, hi = self._middle(address, len(view))
+            if hi - lo >= self.wrap_min:
+                entry = self.cache.acquire(view, address, self._alignment, self._piece())
+                if entry is not None:
+                    return address, lo, hi, entry
+        if _host_address(view) is None:
             return None
         if not (self.wrap or (self.wrap_results and bool(self._leased))):
             return None
@@ -887,13 +916,14 @@ class StagingPool:
 
     def _spans(
         self,
-        plan: tuple[int, int, int, _Region | None],
+        plan: _Plan,
         keep: Any,
         wrapped: list[Any],
         fresh: bool,
     ) -> Iterator[tuple[Any, int, int, int]]:
         """``(buffer, buffer offset, position, size)`` covering positions ``[lo, hi)`` of
-        ``plan``: the region's own buffers (wrapping pages twice is not portable), else
+        ``plan``: the region's or cache entry's own buffers (wrapping pages twice is not
+        portable), else
         new wraps of the memory, piece by piece (appended to ``wrapped``, faulted in first
         when ``fresh``). BackendError when the backend refuses the memory."""
         address, lo, hi, region = plan
@@ -910,15 +940,18 @@ class StagingPool:
             wrapped.append(handle)
             yield handle, 0, position, size
 
-    def _finish_wrapped(self, wrapped: list[Any], last: int) -> None:
-        """Wait for ``last`` (the copies' submission), then destroy the new wraps and let
-        the backend process events (Dawn releases the memory once later submissions
-        completed). Raises BackendError (device lost)."""
+    def _finish_wrapped(self, wrapped: list[Any], last: int, plan: _Plan) -> None:
+        """Wait for ``last`` (the copies' submission), then release ``plan``'s cache entry
+        (if it used one), destroy the new wraps and let the backend process events (Dawn
+        releases the memory once later submissions completed). Raises BackendError (device
+        lost)."""
         try:
             if last:
                 self.backend.wait(last)
                 self._queue.completion.complete_through(last)
         finally:
+            if isinstance(plan[3], CachedMemory):
+                self.cache.release(plan[3])
             for handle in wrapped:
                 with contextlib.suppress(BackendError):
                     self.backend.destroy_buffer(handle)
@@ -937,20 +970,21 @@ class StagingPool:
         allocation = buffer.allocation
         target = allocation.handle
         wrapped: list[Any] = []
-        last, done = 0, lo
+        copies = _Copies(self, allocation, isinstance(plan[3], CachedMemory))
+        done = lo
         try:
             with contextlib.suppress(_Refused):
                 for handle, inner, position, size in self._wrapping(
                     self._spans(plan, body, wrapped, fresh=False)
                 ):
-                    command = self._copy_command(handle, inner, target, start + position, size)
-                    last = self._submit(command, allocation)
+                    copies.add((handle, inner, target, start + position, size))
                     done = position + size
+            copies.flush()
             for a, b in ((0, lo), (done, len(body))):  # what is not wrapped: through the pool
                 if b > a:
                     self._write_pooled(buffer, start + a, body[a:b])
         finally:
-            self._finish_wrapped(wrapped, last)
+            self._finish_wrapped(wrapped, copies.last, plan)
         return True
 
     @staticmethod
@@ -1079,26 +1113,27 @@ class StagingPool:
         if plan is None:
             return False
         _, lo, _, region = plan
-        if region is not None and not region.filled:
+        if isinstance(region, _Region) and not region.filled:
             region.filled = True
             return False
         allocation = buffer.allocation
         source = allocation.handle
         wrapped: list[Any] = []
-        last, done = 0, lo
+        copies = _Copies(self, allocation, isinstance(plan[3], CachedMemory))
+        done = lo
         try:
             with contextlib.suppress(_Refused):
                 for handle, inner, position, size in self._wrapping(
                     self._spans(plan, keep, wrapped, fresh=True)
                 ):
-                    command = self._copy_command(source, offset + position, handle, inner, size)
-                    last = self._submit(command, allocation)
+                    copies.add((source, offset + position, handle, inner, size))
                     done = position + size
+            copies.flush()
             for a, b in ((0, lo), (done, len(target))):  # after the copies above, in order
                 if b > a:
                     self._read_pooled(buffer, offset + a, target[a:b])
         finally:
-            self._finish_wrapped(wrapped, last)
+            self._finish_wrapped(wrapped, copies.last, plan)
         return True
 
     def lease_result(self, size: int) -> tuple[np.ndarray, memoryview] | None:
@@ -1144,6 +1179,39 @@ class StagingPool:
                 doomed.append(self._regions.pop(0))
         for region in doomed:
             region.destroy(self.backend)
+
+
+_Plan = tuple[int, int, int, "_Region | CachedMemory | None"]
+"""``(address, lo, hi, source)`` of a wrapped transfer (:meth:`StagingPool._plan`)."""
+
+
+class _Copies:
+    """The GPU copies of one wrapped transfer: submitted one by one as they come (so a
+    piece's GPU copy overlaps wrapping the next), or ``batched`` into one submission at
+    :meth:`flush` (a cache entry's pieces, already wrapped: one submission, one wait).
+    ``last`` is the ticket of the last submission (0: none)."""
+
+    __slots__ = ("_allocation", "_batched", "_pending", "_pool", "last")
+
+    def __init__(self, pool: StagingPool, allocation: Any, batched: bool) -> None:
+        self._pool = pool
+        self._allocation = allocation
+        self._batched = batched
+        self._pending: list[tuple[Any, int, Any, int, int]] = []
+        self.last = 0
+
+    def add(self, copy: tuple[Any, int, Any, int, int]) -> None:
+        """Queue ``copy`` (submitted now unless batched). Raises BackendError."""
+        self._pending.append(copy)
+        if not self._batched:
+            self.flush()
+
+    def flush(self) -> None:
+        """Submit what is queued. Raises BackendError."""
+        if self._pending:
+            command = self._pool.backend.copy_command_buffer(self._pending)
+            self._pending = []
+            self.last = self._pool._submit(command, self._allocation)
 
 
 class _Refused(Exception):

@@ -434,6 +434,15 @@ def queue_write(
             )
 
     def write() -> None:
+        if not isinstance(target_file, (str, os.PathLike)) and not hasattr(target_file, "write"):
+            # Caller memory: read straight into it (the GPU writes its pages directly where
+            # they can be wrapped: a registered numpy array, see hal/runtime/host_cache.py).
+            view = memoryview(target_file).cast("B")[target_offset : target_offset + length]
+            try:
+                host.staging.read_into(root, ref.offset, view, target_file)
+            except BackendError as error:
+                raise backend_failure(host.queue, what, error) from None
+            return
         # Straight from the mapped staging buffers into the file, chunk by chunk.
         with _Target(target_file, target_offset) as sink:
             host.staging.read(root, ref.offset, length, sink.write_at)
@@ -464,6 +473,17 @@ class HostTransfers:
         if cb is not None:
             self.executor.execute(cb, (), (), None)
 
+    def close(self) -> None:
+        """Release the staging pool's registration cache and idle buffers (the device is
+        closing). Never raises."""
+        self.staging.close()
+
+    def _failure(self, what: str, error: BackendError) -> Exception:
+        # A lost device pins no more caller memory: the cache's wraps are released now.
+        if error.lost:
+            self.staging.cache.clear()
+        return backend_failure(self.queue, what, error)
+
     def write(self, buffer: Buffer, offset: int, data: Any) -> None:
         """Write ``data`` at absolute ``offset`` of ``buffer``'s allocation, ordered after all
         submitted work; unaligned edges change only ``data``'s bytes. Returns once ``data``
@@ -479,7 +499,7 @@ class HostTransfers:
             _check_usable(allocation, "host write")
             self.staging.write(buffer, offset, view)
         except BackendError as error:
-            raise backend_failure(self.queue, "host write", error) from None
+            raise self._failure("host write", error) from None
         finally:
             allocation.retire()
 
@@ -524,7 +544,7 @@ class HostTransfers:
             _check_usable(allocation, "host read")
             self.staging.read_into(buffer, offset, target, out if keep is None else keep)
         except BackendError as error:
-            raise backend_failure(self.queue, "host read", error) from None
+            raise self._failure("host read", error) from None
         finally:
             allocation.retire()
 

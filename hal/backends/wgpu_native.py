@@ -110,6 +110,23 @@ def _spin_seconds() -> float:
     return _env_seconds("HAL_POLL_SPIN_US", 0.0)
 
 
+_TRACKER_POLL_US = 250.0
+"""The longest sleep between the tracker's non-blocking polls by default (GPUs)."""
+
+
+def _tracker_poll_seconds(adapter_type: str) -> float:
+    """The longest the completion tracker sleeps between non-blocking polls while work is in
+    flight, instead of blocking in ``wgpuDevicePoll(wait = true)``: ``HAL_TRACKER_POLL_US``,
+    by default 250 µs on GPUs and 0 (block) on CPU adapters. wgpu-core 29 holds the device's
+    fence lock through a blocking poll and ``wgpuQueueSubmit`` takes it too
+    (gfx-rs/wgpu#9470, fixed after 29), so while the tracker blocked, the next submission
+    from a user thread waited for the GPU to finish the previous one: the GPU idled between
+    back-to-back submissions (the 1 GiB copy through ``queue_execute`` ran at 1969 GB/s
+    against 2066 submitted raw on the H200). The sleeps double from ~20 µs, so short work is
+    seen at once and long work costs a poll every 250 µs."""
+    return _env_seconds("HAL_TRACKER_POLL_US", 0.0 if adapter_type == "cpu" else _TRACKER_POLL_US)
+
+
 _WAITER_POLL_US = 2000.0
 """How long a host wait polls without blocking by default (discrete and integrated adapters)."""
 
@@ -181,9 +198,11 @@ class WgpuNativeBackend(RawCalls, WgpuPyBackend):
         assert isinstance(backend, WgpuNativeBackend)
         spin = _spin_seconds() if _WORK_DONE else 0.0
         poll = _waiter_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
-        if spin > 0 or poll > 0:
+        tracker = _tracker_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
+        if spin > 0 or poll > 0 or tracker > 0:
             backend.spin_s = spin
             backend.waiter_poll_s = poll
+            backend.tracker_poll_s = tracker
             backend._work_done = _WorkDone()
         return backend
 

@@ -2,7 +2,9 @@
 
 Submitted :class:`~hal.runtime.queue.Work` carries the backend's ticket. A tracker thread
 blocks in ``backend.wait(oldest ticket)`` whenever work is in flight and sleeps on a condition
-variable otherwise, so an idle device costs no CPU. An unbounded host wait on one ticket
+variable otherwise, so an idle device costs no CPU; where the backend's blocking wait holds
+off other threads' submissions (wgpu-native 29 on a GPU: ``Backend.tracker_poll_s``) it polls
+without blocking instead, sleeping between polls. An unbounded host wait on one ticket
 blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the work on its
 own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so does a
 bounded one where the backend's wait has a real timeout (Dawn, null).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from hal.backends.protocol import BackendError
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Completion"]
 
 _CLOSE_TIMEOUT = 10.0
+_FIRST_POLL_SLEEP_S = 20e-6
 
 
 class Completion:
@@ -39,6 +43,9 @@ class Completion:
         self.cond = threading.Condition(self._lock)
         # Threads in wait_idle (changed under the lock): completions notify only then.
         self._idle_waiters = 0
+        # Host waits polling the backend now (poll_for / poll_backoff): the tracker leaves
+        # the polling to them.
+        self._pollers = 0
         self._in_flight: list[Work] = []
         self._closing = False
         self._stopped = False
@@ -123,8 +130,11 @@ class Completion:
             # them, and they return by the deadline, which its blocking poll cannot.
             if deadline is not None:
                 poll = min(poll, deadline - time.monotonic())
-            if poll > 0 and self.poll_for(ticket, poll, settled):
+            if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):
                 return True
+        if backend.tracker_poll_s > 0:
+            # Never block in the backend (see Backend.tracker_poll_s): poll on, sleeping.
+            return self._polled(self.poll_backoff, ticket, deadline, settled)
         if backend.bounded_waits:
             # In slices, so a host signal() or fail() of the semaphore is seen within one.
             remaining = slice_s if deadline is None else deadline - time.monotonic()
@@ -136,6 +146,16 @@ class Completion:
             self.wait_for(ticket)
             return True
         return False
+
+    def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
+        """``poll(*args)`` counted in :attr:`_pollers` while it runs."""
+        with self._lock:
+            self._pollers += 1
+        try:
+            return poll(*args)
+        finally:
+            with self._lock:
+                self._pollers -= 1
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
@@ -178,7 +198,8 @@ class Completion:
         """Whether an unbounded host wait should block in the backend itself (saving the
         tracker's hand-off) rather than wait for the tracker: not while the tracker spins,
         where a second thread's blocking wait would slow the spinning one down."""
-        return self._backend.spin_s <= 0
+        backend = self._backend
+        return backend.spin_s <= 0 and backend.tracker_poll_s <= 0
 
     @property
     def bounded_waits(self) -> bool:
@@ -197,7 +218,59 @@ class Completion:
                 oldest = self._in_flight[0].ticket
             if self._backend.spin_s > 0 and self._spin(oldest):
                 continue
+            if self._backend.tracker_poll_s > 0:
+                self.poll_backoff(oldest, None, partial(self._gone, oldest), tracker=True)
+                continue
             self.wait_for(oldest)
+
+    def _gone(self, ticket: int) -> bool:
+        """Whether no in-flight work up to ``ticket`` is left (completed, failed or taken)."""
+        in_flight = self._in_flight
+        return not in_flight or in_flight[0].ticket > ticket
+
+    def poll_backoff(
+        self,
+        ticket: int,
+        deadline: float | None,
+        settled: Callable[[], bool],
+        *,
+        tracker: bool = False,
+    ) -> bool:
+        """Poll the backend without blocking until ``ticket`` finished, completing it on
+        this thread, sleeping between polls (doubling from ~20 µs to the backend's
+        ``tracker_poll_s``): True, also as soon as ``settled()``; False once the monotonic
+        ``deadline`` passed. A backend failure: the tracker (``tracker=True``) reports it
+        through :meth:`wait_for`; a host wait returns False and leaves it to the tracker.
+        While a host wait polls, the tracker only sleeps: one poller is enough."""
+        backend = self._backend
+        cap = backend.tracker_poll_s
+        delay = 0.0
+        while True:
+            if self._completed >= ticket:
+                if tracker:  # work submitted without GPU work may carry a finished ticket
+                    self.complete_through(ticket)
+                return True
+            if settled():
+                return True
+            if not tracker or not self._pollers:
+                try:
+                    done = backend.completed_ticket()
+                except BackendError:
+                    if tracker:
+                        self.wait_for(ticket)
+                        return True
+                    return False
+                if done >= ticket:
+                    self.complete_through(done)
+                    return True
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(delay, remaining))
+            else:
+                time.sleep(delay)
+            delay = min(cap, delay * 2 if delay else _FIRST_POLL_SLEEP_S)
 
     @property
     def waiter_poll_s(self) -> float:

@@ -408,27 +408,33 @@ def _transfer_cbs(device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: in
     return out
 
 
-def bench_tracker(size: int, reps: int, repeats: int, spins: list[float]) -> list[Row]:
+def bench_tracker(
+    size: int, reps: int, repeats: int, spins: list[float], polls: tuple[float, ...] = ()
+) -> list[Row]:
     """The submission path's share of the transfer rows. Devices in one process: the
     default one and, per ``spins`` entry, one whose completion thread polls without
     blocking for that many µs (``HAL_POLL_SPIN_US``) before it blocks in
     ``wgpuDevicePoll``. Each times workloads.py's transfer rows through ``queue_execute``
     (the public API); the default one also submits the same programs raw (back to back
     through the backend), and the shipped copy4 and three exact-grid variants raw. Round
-    robin with torch's ``copy_``."""
+    robin with torch's ``copy_``. Per ``polls`` entry, one more device whose tracker sleeps
+    up to that many µs between non-blocking polls (``HAL_TRACKER_POLL_US``; 0: it blocks in
+    ``wgpuDevicePoll``, the behaviour before session 21)."""
     words = np.arange(size // 4 + 64, dtype=np.uint32) * np.uint32(2654435761)
     blocks = size // 16
     whole = copy4_params(0, 0, blocks)
-    previous = os.environ.pop("HAL_POLL_SPIN_US", None)
+    saved = {name: os.environ.pop(name, None) for name in _TRACKER_ENV}
     timers: dict[str, Callable[[], float | None] | None] = {}
     with ExitStack() as stack:
-        configs: list[tuple[str, float | None]] = [("default", None)]
-        configs += [(f"spin {us:g} us", us) for us in spins]
-        for label, spin in configs:
-            if spin is not None:
-                os.environ["HAL_POLL_SPIN_US"] = str(spin)
+        configs: list[tuple[str, str | None, float | None]] = [("default", None, None)]
+        configs += [(f"spin {us:g} us", "HAL_POLL_SPIN_US", us) for us in spins]
+        configs += [(f"tracker poll {us:g} us", "HAL_TRACKER_POLL_US", us) for us in polls]
+        for label, env, spin in configs:
+            if env is not None:
+                os.environ[env] = str(spin)
             device = stack.enter_context(hal.create_device())
-            os.environ.pop("HAL_POLL_SPIN_US", None)
+            if env is not None:
+                os.environ.pop(env, None)
             src = stack.enter_context(device.buffer_from_numpy(words))
             dst = stack.enter_context(device.allocate_buffer(words.nbytes))
             for name, cb in _transfer_cbs(device, src, dst, size):
@@ -454,9 +460,13 @@ def bench_tracker(size: int, reps: int, repeats: int, spins: list[float]) -> lis
                 timers[f"raw {name} [{label}]"] = raw_timer(device, cb, reps)
         timers["torch copy_"] = _torch_copy(size, reps)
         rows = _round_robin(device, timers, repeats, size, None, words)
-    if previous is not None:
-        os.environ["HAL_POLL_SPIN_US"] = previous
+    for name, value in saved.items():
+        if value is not None:
+            os.environ[name] = value
     return rows
+
+
+_TRACKER_ENV = ("HAL_POLL_SPIN_US", "HAL_TRACKER_POLL_US")
 
 
 def _api_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[[], float]:
@@ -634,6 +644,9 @@ def main() -> None:
     parser.add_argument(
         "--spin-us", default="1000000", help="HAL_POLL_SPIN_US values of --only tracker"
     )
+    parser.add_argument(
+        "--tracker-poll-us", default="", help="HAL_TRACKER_POLL_US values of --only tracker"
+    )
     args = parser.parse_args()
     device = hal.create_device()
     quick = args.quick or device.info.adapter_type == "cpu"
@@ -650,6 +663,7 @@ def main() -> None:
             reps,
             args.repeats,
             [float(v) for v in args.spin_us.split(",") if v],
+            tuple(float(v) for v in args.tracker_poll_us.split(",") if v),
         )
     if "copy" in args.only.replace("aligned", ""):
         size = 1 << (22 if quick else 30)

@@ -128,8 +128,9 @@ class Backend:
         #: :meth:`wait` (0: never). For backends without :attr:`bounded_waits` this is what
         #: lets a bounded wait skip the tracker's hand-off and still return by its deadline.
         self.waiter_poll_s = 0.0
-        #: Where > 0, the tracker (and a host wait past its ``waiter_poll_s``) never blocks
-        #: in :meth:`wait`: it polls :meth:`completed_ticket`, sleeping between polls up to
+        #: Where > 0, while submissions stream (work submitted behind unfinished work), the
+        #: tracker (and a host wait past its ``waiter_poll_s``) does not block in
+        #: :meth:`wait`: it polls :meth:`completed_ticket`, sleeping between polls up to
         #: this many seconds. For wgpu-native 29, whose blocking poll holds the device's
         #: fence lock so that a submission from another thread waits until it returns
         #: (gfx-rs/wgpu#9470): the GPU idled between back-to-back submissions.

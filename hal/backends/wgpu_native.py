@@ -115,15 +115,16 @@ _TRACKER_POLL_US = 250.0
 
 
 def _tracker_poll_seconds(adapter_type: str) -> float:
-    """The longest the completion tracker sleeps between non-blocking polls while work is in
-    flight, instead of blocking in ``wgpuDevicePoll(wait = true)``: ``HAL_TRACKER_POLL_US``,
-    by default 250 µs on GPUs and 0 (block) on CPU adapters. wgpu-core 29 holds the device's
-    fence lock through a blocking poll and ``wgpuQueueSubmit`` takes it too
-    (gfx-rs/wgpu#9470, fixed after 29), so while the tracker blocked, the next submission
-    from a user thread waited for the GPU to finish the previous one: the GPU idled between
-    back-to-back submissions (the 1 GiB copy through ``queue_execute`` ran at 1969 GB/s
-    against 2066 submitted raw on the H200). The sleeps double from ~20 µs, so short work is
-    seen at once and long work costs a poll every 250 µs."""
+    """The longest the completion tracker sleeps between non-blocking polls while submissions
+    stream (hal/runtime/completion.py), instead of blocking in ``wgpuDevicePoll(wait =
+    true)``: ``HAL_TRACKER_POLL_US``, by default 250 µs on GPUs and 0 (block) on CPU
+    adapters. wgpu-core 29 holds the device's fence lock through a blocking poll and
+    ``wgpuQueueSubmit`` takes it too (gfx-rs/wgpu#9470, fixed after 29), so while the
+    tracker blocked, the next submission from a user thread waited for the GPU to finish the
+    previous one: the GPU idled between back-to-back submissions (the 1 GiB copy through
+    ``queue_execute`` ran at 1969 GB/s against 2066 submitted raw on the H200). The sleeps
+    double from ~20 µs, so short work is seen at once and long work costs a poll every 250
+    µs."""
     return _env_seconds("HAL_TRACKER_POLL_US", 0.0 if adapter_type == "cpu" else _TRACKER_POLL_US)
 
 

@@ -1,13 +1,13 @@
 """Completion: which submitted work finished, found without a thread hop where possible.
 
-Submitted :class:`~hal.runtime.queue.Work` carries the backend's ticket. A tracker thread
-blocks in ``backend.wait(oldest ticket)`` whenever work is in flight and sleeps on a condition
-variable otherwise, so an idle device costs no CPU; where the backend's blocking wait holds
-off other threads' submissions (wgpu-native 29 on a GPU: ``Backend.tracker_poll_s``) it polls
-without blocking instead, sleeping between polls. An unbounded host wait on one ticket
-blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the work on its
-own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so does a
-bounded one where the backend's wait has a real timeout (Dawn, null).
+Submitted :class:`~hal.runtime.queue.Work` carries the backend's ticket. A tracker thread blocks
+in ``backend.wait(oldest ticket)`` whenever work is in flight and sleeps on a condition variable
+otherwise, so an idle device costs no CPU; where the backend's blocking wait holds off other
+threads' submissions (wgpu-native 29 on a GPU: ``Backend.tracker_poll_s``) it polls without
+blocking instead, sleeping between polls, while submissions stream. An unbounded host wait on
+one ticket blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the
+work on its own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so
+does a bounded one where the backend's wait has a real timeout (Dawn, null).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = ["Completion"]
 
 _CLOSE_TIMEOUT = 10.0
 _FIRST_POLL_SLEEP_S = 20e-6
+_STREAM_WINDOW_S = 0.1
 
 
 class Completion:
@@ -46,6 +47,12 @@ class Completion:
         # Host waits polling the backend now (poll_for / poll_backoff): the tracker leaves
         # the polling to them.
         self._pollers = 0
+        # When work was last submitted behind unfinished work (time.monotonic): within
+        # _STREAM_WINDOW_S of it, where the backend's blocking wait holds off submissions,
+        # nothing blocks in it.
+        self._behind_at = -_STREAM_WINDOW_S
+        # And whether the queue has not drained since (cleared when nothing is in flight).
+        self._stream_open = False
         self._in_flight: list[Work] = []
         self._closing = False
         self._stopped = False
@@ -68,6 +75,9 @@ class Completion:
         has stopped (after :meth:`close`): the caller then completes it with
         :meth:`wait_for`."""
         in_flight = self._in_flight
+        if in_flight:
+            self._behind_at = time.monotonic()
+            self._stream_open = True
         in_flight.append(work)
         if len(in_flight) == 1:
             # Only an empty list puts the tracker to sleep on the condition; otherwise it is
@@ -132,8 +142,8 @@ class Completion:
                 poll = min(poll, deadline - time.monotonic())
             if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):
                 return True
-        if backend.tracker_poll_s > 0:
-            # Never block in the backend (see Backend.tracker_poll_s): poll on, sleeping.
+        if self._polls_instead():
+            # A stream of submissions that a blocking wait would hold off: poll on, sleeping.
             return self._polled(self.poll_backoff, ticket, deadline, settled)
         if backend.bounded_waits:
             # In slices, so a host signal() or fail() of the semaphore is seen within one.
@@ -175,6 +185,8 @@ class Completion:
                     self._in_flight = [w for w in in_flight if w.ticket > ticket]
             if ticket > self._completed:
                 self._completed = ticket
+            if not self._in_flight:
+                self._stream_open = False
         for work in done:
             try:
                 if error is None:
@@ -198,8 +210,26 @@ class Completion:
         """Whether an unbounded host wait should block in the backend itself (saving the
         tracker's hand-off) rather than wait for the tracker: not while the tracker spins,
         where a second thread's blocking wait would slow the spinning one down."""
-        backend = self._backend
-        return backend.spin_s <= 0 and backend.tracker_poll_s <= 0
+        return self._backend.spin_s <= 0 and not self._polls_instead()
+
+    def _polls_instead(self) -> bool:
+        """Whether waits poll (sleeping between polls) rather than block in the backend: where
+        its blocking wait holds off other threads' submissions (``Backend.tracker_poll_s``)
+        and submissions are streaming. A lone submission and its round trip keep the blocking
+        wait, which costs the submitting thread nothing; a stream pays it once, for the
+        submission that finds the tracker blocked."""
+        return self._backend.tracker_poll_s > 0 and (
+            self._stream_open or time.monotonic() - self._behind_at < _STREAM_WINDOW_S
+        )
+
+    def note_submission(self) -> None:
+        """Called before each backend submission: one made while earlier work is in flight
+        starts (or extends) a stream. Noted before the submission, because the submission
+        itself may be held off until the tracker's blocking wait returns, and by then the
+        earlier work may be completed."""
+        if self._in_flight:
+            self._behind_at = time.monotonic()
+            self._stream_open = True
 
     @property
     def bounded_waits(self) -> bool:
@@ -218,7 +248,7 @@ class Completion:
                 oldest = self._in_flight[0].ticket
             if self._backend.spin_s > 0 and self._spin(oldest):
                 continue
-            if self._backend.tracker_poll_s > 0:
+            if self._polls_instead():
                 self.poll_backoff(oldest, None, partial(self._gone, oldest), tracker=True)
                 continue
             self.wait_for(oldest)

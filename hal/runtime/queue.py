@@ -348,6 +348,7 @@ class Queue:
             if clears is not None:
                 command_buffers = [clears, *command_buffers]
             if command_buffers:
+                completion.note_submission()
                 try:
                     self._backend_submit(command_buffers, probe=work.held)
                 except UnavailableError as error:

@@ -9,6 +9,7 @@ bounded; the thread stress runs in about a second."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import signal
@@ -292,10 +293,8 @@ def test_wait_idle_racing_submissions_returns_and_every_signal_lands(null: hal.D
     def idler() -> None:
         while not stop.is_set():
             start = time.monotonic()
-            try:
+            with contextlib.suppress(hal.DeadlineExceededError):
                 null.wait_idle(timeout=0.01)
-            except hal.DeadlineExceededError:
-                pass
             if time.monotonic() - start > 2.0:
                 late.append(time.monotonic() - start)
 
@@ -554,9 +553,34 @@ def test_native_reusable_cb_submitted_from_threads(any_device: hal.Device) -> No
     assert after.query() == 0
 
 
-def test_native_one_shot_cb_raced_by_two_threads(null: hal.Device) -> None:
-    """A ONE_SHOT native cb submitted by many threads at once is accepted exactly once; the
-    others raise FailedPreconditionError and signal nothing."""
+def _race_one_shot(device: hal.Device, cb: hal.CommandBuffer, threads: int) -> list[int]:
+    """Submit ``cb`` from ``threads`` threads released together; each thread's outcome (1
+    accepted, 0 refused with FailedPreconditionError) and its semaphore's final value."""
+    barrier = threading.Barrier(threads)
+    semaphores = [device.create_semaphore() for _ in range(threads)]
+    outcomes: list[str] = []
+
+    def submit(i: int) -> None:
+        barrier.wait(WAIT)
+        try:
+            device.queue_execute(cb, signal=[(semaphores[i], 1)])
+            outcomes.append("ok")
+        except hal.FailedPreconditionError:
+            outcomes.append("refused")
+
+    workers = [threading.Thread(target=submit, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(WAIT)
+    device.wait_idle(WAIT)
+    assert len(outcomes) == threads
+    return [outcomes.count("ok"), sum(s.value for s in semaphores)]
+
+
+def test_native_one_shot_cb_raced_by_threads(null: hal.Device) -> None:
+    """A ONE_SHOT native cb submitted by four threads at once is accepted exactly once; the
+    others raise FailedPreconditionError and signal nothing (20 rounds)."""
     a = null.buffer_from_numpy(np.arange(64, dtype=np.uint8))
     b = null.allocate_buffer(64)
     for _ in range(20):
@@ -564,24 +588,53 @@ def test_native_one_shot_cb_raced_by_two_threads(null: hal.Device) -> None:
         cb.begin()
         cb.copy_buffer(a, 0, b, 0, 64)
         cb.end()
-        barrier = threading.Barrier(4)
-        semaphores = [null.create_semaphore() for _ in range(4)]
-        outcomes: list[str] = []
-
-        def submit(i: int, cb: hal.CommandBuffer = cb) -> None:
-            barrier.wait(WAIT)
-            try:
-                null.queue_execute(cb, signal=[(semaphores[i], 1)])  # noqa: B023
-                outcomes.append("ok")
-            except hal.FailedPreconditionError:
-                outcomes.append("refused")
-
-        threads = [threading.Thread(target=submit, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT)
-        null.wait_idle(WAIT)
-        assert sorted(outcomes) == ["ok", "refused", "refused", "refused"]
-        assert sum(s.value for s in semaphores) == 1
+        assert _race_one_shot(null, cb, 4) == [1, 1]
     assert np.array_equal(b.to_numpy(np.uint8), np.arange(64, dtype=np.uint8))
+
+
+def test_lane_copy_from_a_collected_source_still_copies(any_device: hal.Device) -> None:
+    """The lane's Work holds allocations only (no keepalive of the Buffers): a held-back copy
+    whose source Buffer is dropped and collected before its wait is reached still copies
+    the source's bytes (the allocation lives until the copy completes)."""
+    import gc
+
+    device = any_device
+    data = np.arange(256, dtype=np.uint8)
+    a = device.buffer_from_numpy(data)
+    b = device.buffer_from_numpy(np.zeros(256, np.uint8))
+    h = device.create_semaphore()
+    s = device.create_semaphore()
+    device.queue_copy(a, 0, b, 0, 256, wait=[(h, 1)], signal=[(s, 1)])
+    del a
+    gc.collect()
+    h.signal(1)
+    s.wait(1, timeout=WAIT)
+    assert np.array_equal(b.to_numpy(np.uint8), data)
+
+
+def test_native_cb_loss_while_encoding_is_unavailable(
+    null: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend reports a loss while a native one-command cb is encoded: queue_execute
+    raises UnavailableError, the cb is given back unsubmitted, nothing is signalled, and
+    later operations raise UnavailableError too."""
+    a = null.buffer_from_numpy(np.arange(32, dtype=np.uint8))
+    b = null.allocate_buffer(32)
+    cb = null.create_command_buffer()
+    cb.begin()
+    cb.copy_buffer(a, 0, b, 0, 32)
+    cb.end()
+    assert type(cb.programs).__name__ == "NativePrograms"
+    s = null.create_semaphore()
+
+    def lost_encode(*args: object, **kwargs: object) -> object:
+        from hal.backends.protocol import BackendError
+
+        raise BackendError("device lost: reset", lost=True)
+
+    monkeypatch.setattr(null.backend, "encode", lost_encode)
+    with pytest.raises(hal.UnavailableError, match="lost"):
+        null.queue_execute(cb, signal=[(s, 1)])
+    assert s.value == 0 and s.failure is None
+    with pytest.raises(hal.UnavailableError):
+        null.queue_fill(b, 0, 4, 0)

@@ -18,6 +18,7 @@ import pytest
 from conftest import WAIT
 
 import hal
+from hal.runtime.completion import STREAM_WINDOW_S
 
 LONG = 32 << 20  # bytes filled four times over by the long program (tens of ms on lavapipe)
 
@@ -82,6 +83,22 @@ def _submit_long(device: hal.Device, buffer: hal.Buffer) -> None:
     device.queue_execute(cb)
 
 
+def _submit_long_held(polling: Polling, buffer: hal.Buffer) -> None:
+    """:func:`_submit_long` with the gate closed, returning once the tracker blocks on it:
+    from then on the long program is in flight as far as hal knows, until the gate opens.
+    Earlier work (an upload) is waited for and the stream window let pass first, so this is
+    a lone submission."""
+    polling.device.wait_idle(timeout=WAIT)
+    time.sleep(STREAM_WINDOW_S * 1.5)
+    polling.gate.clear()
+    _submit_long(polling.device, buffer)
+    ticket = polling.submitted[-1]
+    deadline = time.monotonic() + WAIT
+    while ticket not in polling.blocking:
+        assert time.monotonic() < deadline, "the tracker never blocked on a lone submission"
+        time.sleep(0.001)
+
+
 def _check_long(buffer: hal.Buffer) -> None:
     sample = buffer.to_numpy(np.uint8)[:: 1 << 16]
     assert np.array_equal(sample, np.full(sample.shape, 9, np.uint8))
@@ -106,8 +123,7 @@ def test_a_submission_behind_unfinished_work_is_never_blocked_on(polling: Pollin
     long = device.allocate_buffer(LONG)
     small = device.allocate_buffer(256)
     semaphore = device.create_semaphore()
-    polling.gate.clear()  # the long program stays in flight until the fill is submitted
-    _submit_long(device, long)
+    _submit_long_held(polling, long)  # in flight until the fill is submitted
     device.queue_fill(small, 0, 256, 0x5A, 1, signal=[(semaphore, 1)])
     behind = polling.submitted[-1]
     polling.gate.set()
@@ -142,11 +158,10 @@ def test_a_polling_wait_returns_by_its_deadline(
     real = backend.completed_ticket
     # Until released, no poll sees anything finish and the blocking wait holds off.
     monkeypatch.setattr(backend, "completed_ticket", lambda: real() if finished.is_set() else 0)
-    polling.gate.clear()
     long = device.allocate_buffer(LONG)
     buffer = device.allocate_buffer(16)
     semaphore = device.create_semaphore()
-    _submit_long(device, long)
+    _submit_long_held(polling, long)
     device.queue_fill(buffer, 0, 16, 7, 1, signal=[(semaphore, 1)])
     start = time.monotonic()
     with pytest.raises(hal.DeadlineExceededError):
@@ -193,8 +208,7 @@ def test_threads_waiting_while_another_submits(polling: Polling) -> None:
     threads = [threading.Thread(target=wait, args=(v,), daemon=True) for v in (8, 2, 5, 1)]
     for thread in threads:
         thread.start()
-    polling.gate.clear()
-    _submit_long(device, long)
+    _submit_long_held(polling, long)
     first = len(polling.submitted)
     for value in range(1, 9):
         device.queue_fill(buffer, (value - 1) * 128, 128, value, 1, signal=[(semaphore, value)])
@@ -226,8 +240,7 @@ def test_a_poll_failure_is_reported_by_the_tracker(
     def lost(*args: object) -> Any:
         raise BackendError("wgpuDevicePoll failed: lost", lost=True)
 
-    polling.gate.clear()
-    _submit_long(device, long)
+    _submit_long_held(polling, long)
     device.queue_fill(buffer, 0, 16, 7, 1, signal=[(semaphore, 1)])
     monkeypatch.setattr(backend, "completed_ticket", lost)
     polling.real_wait = lost

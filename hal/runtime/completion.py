@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from hal.backends.protocol import Backend
     from hal.runtime.queue import Work
 
-__all__ = ["Completion"]
+__all__ = ["STREAM_WINDOW_S", "Completion"]
 
 _CLOSE_TIMEOUT = 10.0
 _FIRST_POLL_SLEEP_S = 20e-6
-_STREAM_WINDOW_S = 0.1
+STREAM_WINDOW_S = 0.1
+"""Seconds after a submission behind unfinished work during which waits poll (see
+``Completion._polls_instead``)."""
 
 
 class Completion:
@@ -47,10 +49,13 @@ class Completion:
         # Host waits polling the backend now (poll_for / poll_backoff): the tracker leaves
         # the polling to them.
         self._pollers = 0
+        # Work taken off the in-flight list and not yet completed (changed under the lock):
+        # wait_idle waits for it too, so it never returns before the signals.
+        self._completing = 0
         # When work was last submitted behind unfinished work (time.monotonic): within
-        # _STREAM_WINDOW_S of it, where the backend's blocking wait holds off submissions,
+        # STREAM_WINDOW_S of it, where the backend's blocking wait holds off submissions,
         # nothing blocks in it.
-        self._behind_at = -_STREAM_WINDOW_S
+        self._behind_at = -STREAM_WINDOW_S
         # And whether the queue has not drained since (cleared when nothing is in flight).
         self._stream_open = False
         self._in_flight: list[Work] = []
@@ -174,7 +179,8 @@ class Completion:
     def _finish_through(self, ticket: int, error: BaseException | None) -> None:
         """Complete (or, with ``error``, fail) every in-flight operation with a ticket <=
         ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
-        contain what user code raises."""
+        contain what user code raises. A KeyboardInterrupt or SystemExit (a host wait's own
+        thread) fails none of them: the rest is completed, then it propagates."""
         with self._lock:
             in_flight = self._in_flight
             if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
@@ -187,17 +193,18 @@ class Completion:
                 self._completed = ticket
             if not self._in_flight:
                 self._stream_open = False
-        for work in done:
-            try:
-                if error is None:
-                    work.complete()
-                else:
-                    work.abort(error)
-            except BaseException as failure:  # pragma: no cover - defensive: never lose the rest
-                work.abort(failure)
-        if done and self._idle_waiters:
+            self._completing += len(done)
+        stop: BaseException | None = None
+        try:
+            for work in done:
+                stop = _settle(work, error) or stop
+        finally:
             with self._lock:
-                self.cond.notify_all()
+                self._completing -= len(done)
+                if done and self._idle_waiters:
+                    self.cond.notify_all()
+        if stop is not None:
+            raise stop
 
     def take_all(self) -> list[Work]:
         """Remove every in-flight operation (call with :attr:`cond` held)."""
@@ -219,7 +226,7 @@ class Completion:
         wait, which costs the submitting thread nothing; a stream pays it once, for the
         submission that finds the tracker blocked."""
         return self._backend.tracker_poll_s > 0 and (
-            self._stream_open or time.monotonic() - self._behind_at < _STREAM_WINDOW_S
+            self._stream_open or time.monotonic() - self._behind_at < STREAM_WINDOW_S
         )
 
     def note_submission(self) -> None:
@@ -358,7 +365,7 @@ class Completion:
                 self.wait_for(last)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
-            while self._in_flight:
+            while self._in_flight or self._completing:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -382,3 +389,23 @@ class Completion:
             stranded = self.take_all()
         for work in stranded:
             work.abort(error)
+
+
+def _settle(work: Work, error: BaseException | None) -> BaseException | None:
+    """Complete ``work`` (or fail it with ``error``). A KeyboardInterrupt or SystemExit
+    landing in it is returned, not taken for the work's failure: the completion is finished
+    without running its ``on_complete`` again (retiring and advancing are idempotent)."""
+    stop: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                work.complete()
+            else:
+                work.abort(error)
+            return stop
+        except (KeyboardInterrupt, SystemExit) as interrupt:
+            stop = stop or interrupt
+            work.on_complete = None
+        except BaseException as failure:  # pragma: no cover - defensive: never lose the rest
+            work.abort(failure)
+            return stop

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
-from hal.errors import UnavailableError
+from hal.errors import AbortedError, UnavailableError
 from hal.runtime.completion import Completion
 from hal.runtime.semaphore import Point, Semaphore, WaitList, normalise_points
 
@@ -50,6 +50,7 @@ class Work:
         "on_submit",
         "prepare",
         "signals",
+        "started",
         "ticket",
         "token",
         "user_error",
@@ -76,6 +77,7 @@ class Work:
         self.on_complete = on_complete
         self.on_submit = on_submit
         self.ticket = 0
+        self.started = False  # schedule() began with it
         self.token: object | None = None
         self.held = False
         self.failure: BaseException | None = None
@@ -195,6 +197,7 @@ class Queue:
         """Submit ``work`` now if its waits are reached, drop it (failing its signals) if one
         failed, else park it on every semaphore it still needs. Never raises: a failure
         fails the work's signals."""
+        work.started = True
         state = _wait_state(work.waits)
         if isinstance(state, BaseException):
             # The original failure propagates, so every waiter down a chain sees the same
@@ -225,6 +228,29 @@ class Queue:
         self._note_foreign_waits(unreached)
         for semaphore, _ in unreached:
             self._release_ready(semaphore)
+
+    def _schedule_released(self, ready: list[Work]) -> None:
+        """Schedule released work, every item of it even when a KeyboardInterrupt or
+        SystemExit lands meanwhile (this thread's: raised afterwards). Work it stopped before
+        ``schedule`` touched it is scheduled again; work it stopped midway, neither
+        submitted, failed nor parked, is failed with AbortedError (its state is unknown, and
+        a second submission could reach wgpu twice)."""
+        stop: BaseException | None = None
+        for work in ready:
+            while True:
+                work.started = False
+                try:
+                    self.schedule(work)
+                    break
+                except (KeyboardInterrupt, SystemExit) as interrupt:
+                    stop = stop or interrupt
+                    if not work.started:
+                        continue
+                    if not (work.ticket or work.failure or work.token):
+                        work.abort(AbortedError("queue operation: interrupted while released"))
+                    break
+        if stop is not None:
+            raise stop
 
     def _semaphore_changed(self, semaphore: Semaphore) -> None:
         with self._lock:
@@ -268,8 +294,7 @@ class Queue:
                 _log.debug(
                     "queue: %d held-back submission(s) released by %r", len(ready), semaphore
                 )
-            for work in ready:
-                self.schedule(work)
+            self._schedule_released(ready)
             if not watch or unchanged:
                 return
             # A change that landed before the watcher was registered is caught by one more

@@ -194,13 +194,18 @@ class Semaphore:
     def _notify_watchers(self) -> None:
         with _changed_lock:
             watchers, self._watchers = self._watchers, []
+        stop: BaseException | None = None
         for callback in watchers:
             # Every watcher runs, whatever another raised: the queue's watchers release
             # held-back work, and one operation's failure must not strand the others.
             try:
                 callback()
+            except (KeyboardInterrupt, SystemExit) as interrupt:
+                stop = stop or interrupt  # this thread's: raised once every watcher ran
             except BaseException:  # pragma: no cover - the queue's callbacks never raise
                 _log.exception("a semaphore watcher raised")
+        if stop is not None:
+            raise stop
 
 
 Point = tuple[Semaphore, int]

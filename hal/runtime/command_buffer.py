@@ -36,7 +36,7 @@ from hal.core.collectives import (
     has_collectives,
     side_lengths,
 )
-from hal.core.dispatch_plans import dispatch_plan, dispatch_program
+from hal.core.dispatch_plans import DispatchTemplate, dispatch_program, dispatch_template
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -73,6 +73,7 @@ from hal.errors import (
 )
 from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.collectives import SplitPrograms, make_programs
+from hal.runtime.dispatch_programs import DispatchProgram, DispatchPrograms
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.native_programs import NativeProgram, NativePrograms
@@ -257,7 +258,7 @@ class CommandBuffer:
         # Whether transfer commands pass _begin_command's category check (their fast path).
         self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
         self._slots = SlotRequirements()
-        self._programs: Programs | SplitPrograms | NativePrograms | None = None
+        self._programs: Programs | SplitPrograms | NativePrograms | DispatchPrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
@@ -339,13 +340,24 @@ class CommandBuffer:
             self.state = CommandBufferState.EXECUTABLE
             return
         if slots is None and not records and dispatch_program(segments):
-            # A few dispatches and barriers (the eager kernel call): planned from a template.
-            plan = dispatch_plan(segments, self.device.caps)
-            self._programs = Programs(self.device, segments, tuple(self._views), None, plan)
+            # A few dispatches and barriers (the eager kernel call): planned from a template
+            # and encoded from the device's recipe of it (hal/runtime/dispatch_programs.py).
+            self._programs = self._dispatch_programs(segments)
             self.state = CommandBufferState.EXECUTABLE
             return
         self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
+
+    def _dispatch_programs(self, segments: list[Segment]) -> Programs | DispatchPrograms:
+        """The programs of a short dispatch program: from its template, or the general
+        path's for a shape that is not templated. Raises nothing (a templated plan has no
+        buffers of its own, so no device limit applies)."""
+        device = self.device
+        template = dispatch_template(segments, device.caps)
+        views = tuple(self._views)
+        if isinstance(template, DispatchTemplate):
+            return DispatchPrograms(device, segments, views, template)
+        return Programs(device, segments, views, None, template)
 
     def _recorded(self) -> list[Segment]:
         """The recorded segments, the fast paths' records made into segments (once)."""
@@ -1067,11 +1079,13 @@ class CommandBuffer:
                 self.state = CommandBufferState.EXECUTABLE
 
     @property
-    def programs(self) -> Programs | SplitPrograms | NativePrograms | None:
+    def programs(self) -> Programs | SplitPrograms | NativePrograms | DispatchPrograms | None:
         """The programs of the ended command buffer (runtime use: submission)."""
         return self._programs
 
-    def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram | NativeProgram:
+    def prepare(
+        self, binding_table: Sequence[Any] | None = None
+    ) -> CheckedProgram | NativeProgram | DispatchProgram:
         """The program to encode for a submission with ``binding_table`` (see
         :meth:`hal.runtime.programs.Programs.prepare` for what it raises); a command buffer
         that was not ended raises FailedPreconditionError."""

@@ -81,17 +81,14 @@ def _shape(
     objects: list[Any] = []
     executables: list[Any] = []
     index: dict[int, int] = {}
-
-    def position(thing: Any) -> int:
-        found = index.get(id(thing))
-        if found is None:
-            found = index[id(thing)] = len(objects)
-            objects.append(thing)
-        return found
-
+    barrier: Any = None
+    barrier_key: Any = None
     for s in segments:
         if type(s) is BarrierSegment:
-            key.append((s.source_stage, s.target_stage, s.flags, s.memory_barriers))
+            if s is not barrier:  # a program repeats one barrier object: keyed once
+                barrier = s
+                barrier_key = (s.source_stage, s.target_stage, s.flags, s.memory_barriers)
+            key.append(barrier_key)
             continue
         assert type(s) is DispatchSegment
         bindings: list[Any] = []
@@ -99,15 +96,22 @@ def _shape(
             if ref is None:
                 bindings.append(None)
                 continue
-            if ref.buffer is None or ref.length is None:
+            buffer = ref.buffer
+            if buffer is None or ref.length is None:
                 return None
-            bindings.append((position(ref.buffer), ref.offset, ref.length))
+            found = index.get(id(buffer))
+            if found is None:
+                found = index[id(buffer)] = len(objects)
+                objects.append(buffer)
+            bindings.append((found, ref.offset, ref.length))
         # The layout is the executable's own for the entry point: named by the two.
-        known = len(objects)
-        kernel = position(s.executable)
-        if kernel == known:
-            executables.append(s.executable)
-        key.append((id(s.executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
+        executable = s.executable
+        kernel = index.get(id(executable))
+        if kernel is None:
+            kernel = index[id(executable)] = len(objects)
+            objects.append(executable)
+            executables.append(executable)
+        key.append((id(executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
     if len(objects) > len(_PLACEHOLDERS):
         return None
     return tuple(key), objects, executables

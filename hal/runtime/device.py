@@ -163,6 +163,8 @@ class Device:
         self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
         # The compiled forms of dispatch-program templates (hal/runtime/dispatch_programs.py).
         self.dispatch_recipes: dict[tuple[Any, ...], Any] = {}
+        # Recording's per-(executable, entry point) facts (hal/runtime/command_buffer.py).
+        self.dispatch_facts: dict[tuple[int, str], Any] = {}
         self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
         self._executor.use_collectives(Collectives(queue, self._host, self._host_calls))
         self._finalizer = weakref.finalize(self, Queue.shutdown, queue)

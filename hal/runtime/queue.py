@@ -246,7 +246,7 @@ class Queue:
             return False
         completion = self.completion
         for semaphore, value in work.waits:
-            if semaphore.value < value and not semaphore.queued_by(value, completion):
+            if semaphore.value < value and not semaphore._queued_by(value, completion):
                 return False
         work.early = True
         return True

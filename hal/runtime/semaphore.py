@@ -166,14 +166,14 @@ class Semaphore:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
         ``value`` when done (runtime use: lets an unbounded wait block on that ticket);
         ``plain``: that work runs no host code at completion, so only the device can fail
-        it (a queue may then order work after it without waiting: :meth:`queued_by`)."""
+        it (a queue may then order work after it without waiting: :meth:`_queued_by`)."""
         with _changed_lock:
             expected = self._expected
             while expected and expected[0][0] <= self._value:
                 expected.popleft()
             expected.append((value, completion, ticket, plain))
 
-    def queued_by(self, value: int, completion: Any) -> bool:
+    def _queued_by(self, value: int, completion: Any) -> bool:
         """Whether plain work already submitted to ``completion``'s queue brings the value
         to ``value`` (runtime use: a later submission to that queue is ordered after it)."""
         with _changed_lock:

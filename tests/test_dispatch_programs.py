@@ -132,8 +132,8 @@ def test_recipe_calls_equal_compile_plan(any_device: hal.Device) -> None:
 
 
 def test_recipe_shared_by_programs_of_a_shape(null: hal.Device) -> None:
-    """Two programs of one shape on other buffers share the device's recipe; their bind
-    groups are the cache's for their own buffers."""
+    """Two programs of one shape on other buffers share the device's recipe; their calls
+    are compile_plan's of their own plans (bind groups of their own buffers)."""
     noop = null.create_executable(hal.shader_path("noop.wgsl"))
     a, b = null.allocate_buffer(512), null.allocate_buffer(512)
     first = _record(null, noop, [hal.BufferRef(a, 0, 256), hal.BufferRef(a, 256, 256)])
@@ -142,8 +142,33 @@ def test_recipe_shared_by_programs_of_a_shape(null: hal.Device) -> None:
     assert isinstance(p1, DispatchProgram) and isinstance(p2, DispatchProgram)
     assert p1._owner.template.key == p2._owner.template.key
     assert null.dispatch_recipes[p1._owner.template.key] is not None
-    assert p1._groups != p2._groups and len(p1._groups) == 2
+    assert p1._steps != p2._steps and p1._steps == compile_plan(first.plan, null.encoding)._steps
+    assert p2._steps == compile_plan(second.plan, null.encoding)._steps
     assert p1.resources == (a,) and p2.resources == (b,)
+
+
+def test_recipe_reuses_the_latest_calls_only_for_the_same_buffers(device: hal.Device) -> None:
+    """A program on the same buffers as the recipe's latest one reuses its calls; another
+    buffer (even one allocated after a release, whatever its id) gets its own bind groups
+    and the right bytes."""
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+    a = device.allocate_buffer(256)
+    first = _record(device, noop, [a]).prepare(None)
+    again = _record(device, noop, [a]).prepare(None)
+    assert isinstance(first, DispatchProgram) and isinstance(again, DispatchProgram)
+    assert again._steps is first._steps
+    a.release()
+    for _ in range(3):
+        b = device.allocate_buffer(256)
+        cb = _record(device, noop, [b, b])
+        program = cb.prepare(None)
+        assert isinstance(program, DispatchProgram)
+        assert program._steps is not first._steps
+        compiled = compile_plan(cb.plan, device.encoding)
+        assert program._steps == compiled._steps
+        _submit(device, cb)
+        assert b.to_numpy(np.uint32)[0] == 2
+        b.release()
 
 
 def test_released_buffer_fails_and_queues_nothing(null: hal.Device) -> None:

@@ -54,9 +54,10 @@ class Recipe:
     """The compiled form of one template plan on one device: per compute pass its calls
     (a :class:`GroupSite` at each position that sets a bind group, listed in ``sites`` as
     (pass, position, site)), the object indices of the allocations it binds and of the
-    plan's resources. Holds pipelines and calls, never an allocation or a bind group."""
+    plan's resources. Holds pipelines and calls, never an allocation; ``last`` the latest
+    program's bind groups and their buffers' backend handles (never a hal Buffer)."""
 
-    __slots__ = ("allocations", "passes", "resource_indices", "sites", "template")
+    __slots__ = ("allocations", "last", "passes", "resource_indices", "sites", "template")
 
     def __init__(
         self,
@@ -71,6 +72,10 @@ class Recipe:
         self.sites = sites
         self.allocations = allocations
         self.resource_indices = resource_indices
+        # The latest program's (allocation handles, calls). The handles are held, so an
+        # identity match is the same live buffers: a released one fails check_alive first,
+        # and a new buffer never has a held handle.
+        self.last: tuple[tuple[Any, ...], list[Any]] | None = None
 
 
 def _index(thing: Any) -> int:
@@ -236,37 +241,54 @@ class DispatchPrograms:
         return program
 
 
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two tuples hold the same objects (by identity, in order)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _calls(owner: DispatchPrograms, recipe: Recipe, held: tuple[Any, ...]) -> list[Any]:
+    """The recipe's calls with the bind groups of the allocations whose handles are
+    ``held`` (in ``recipe.allocations`` order), from the device's bind group cache.
+    Raises BackendError (a bind group could not be created)."""
+    encoding = owner._device.encoding
+    get = encoding.bind_groups.get
+    set_bind_group = encoding.backend.set_bind_group
+    handles: list[Any] = [None] * len(owner.template.objects)
+    for i, handle in zip(recipe.allocations, held, strict=True):
+        handles[i] = handle
+    steps: list[tuple[bool, list[Any]]] = [(True, list(calls)) for calls in recipe.passes]
+    made: dict[int, Any] = {}
+    for index, position, site in recipe.sites:
+        call = made.get(id(site))
+        if call is None:
+            entries = tuple([(b, handles[i], off, size) for b, i, off, size in site.entries])
+            call = made[id(site)] = set_bind_group(0, get(site.layout, entries))
+        steps[index][1][position] = call
+    return steps
+
+
 class DispatchProgram:
     """A submission's program of :class:`DispatchPrograms`: the recipe's calls with this
     program's bind groups (from the device's cache); ``plan`` and ``encode_profiled`` are
     the general path's (made on first use)."""
 
-    __slots__ = ("_checked", "_groups", "_owner", "_steps", "has_steps", "resources")
+    __slots__ = ("_checked", "_owner", "_steps", "has_steps", "resources")
 
     def __init__(self, owner: DispatchPrograms, recipe: Recipe) -> None:
         self._owner = owner
         self.resources = owner.resources
         self._checked: CheckedProgram | None = None
-        encoding = owner._device.encoding
-        get = encoding.bind_groups.get
-        set_bind_group = encoding.backend.set_bind_group
         objects = owner.template.objects
-        handles: list[Any] = [None] * len(objects)
-        for i in recipe.allocations:
-            handles[i] = objects[i].allocation.handle
-        steps: list[tuple[bool, list[Any]]] = [(True, list(calls)) for calls in recipe.passes]
-        made: dict[int, Any] = {}
-        groups: list[Any] = []
-        for index, position, site in recipe.sites:
-            call = made.get(id(site))
-            if call is None:
-                entries = tuple([(b, handles[i], off, size) for b, i, off, size in site.entries])
-                group = get(site.layout, entries)
-                groups.append(group)
-                call = made[id(site)] = set_bind_group(0, group)
-            steps[index][1][position] = call
-        self._groups = groups  # kept alive with the program, as compile_plan's keepalive
-        self._steps = steps
+        held = tuple([objects[i].allocation.handle for i in recipe.allocations])
+        last = recipe.last
+        if last is not None and _same(last[0], held):
+            # The same buffers as the recipe's latest program (an eager caller running one
+            # kernel again): its calls, bind groups included, are this program's.
+            steps = last[1]
+        else:
+            steps = _calls(owner, recipe, held)
+            recipe.last = (held, steps)
+        self._steps = steps  # holds its bind groups, as compile_plan's keepalive does
         self.has_steps = bool(steps)
 
     @property

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hal.core.batching import batch_transfers
@@ -28,7 +29,13 @@ from hal.core.plan import ComputePass, Plan
 from hal.core.plan_templates import Placeholder, substitute
 from hal.core.segments import BarrierSegment, DispatchSegment, Segment
 
-__all__ = ["dispatch_plan", "dispatch_program"]
+__all__ = [
+    "DispatchTemplate",
+    "dispatch_plan",
+    "dispatch_program",
+    "dispatch_template",
+    "placeholder_index",
+]
 
 _log = logging.getLogger("hal")
 
@@ -45,6 +52,7 @@ _TEMPLATES_MAX = 1024
 
 _PLACEHOLDERS = [Placeholder(f"object {i}") for i in range(_MAX_SEGMENTS * 8)]
 """The i-th distinct object (executable or allocation) of a template plan."""
+_INDEX = {id(p): i for i, p in enumerate(_PLACEHOLDERS)}
 
 
 def dispatch_program(segments: Sequence[Segment]) -> bool:
@@ -73,17 +81,14 @@ def _shape(
     objects: list[Any] = []
     executables: list[Any] = []
     index: dict[int, int] = {}
-
-    def position(thing: Any) -> int:
-        found = index.get(id(thing))
-        if found is None:
-            found = index[id(thing)] = len(objects)
-            objects.append(thing)
-        return found
-
+    barrier: Any = None
+    barrier_key: Any = None
     for s in segments:
         if type(s) is BarrierSegment:
-            key.append((s.source_stage, s.target_stage, s.flags, s.memory_barriers))
+            if s is not barrier:  # a program repeats one barrier object: keyed once
+                barrier = s
+                barrier_key = (s.source_stage, s.target_stage, s.flags, s.memory_barriers)
+            key.append(barrier_key)
             continue
         assert type(s) is DispatchSegment
         bindings: list[Any] = []
@@ -91,15 +96,22 @@ def _shape(
             if ref is None:
                 bindings.append(None)
                 continue
-            if ref.buffer is None or ref.length is None:
+            buffer = ref.buffer
+            if buffer is None or ref.length is None:
                 return None
-            bindings.append((position(ref.buffer), ref.offset, ref.length))
+            found = index.get(id(buffer))
+            if found is None:
+                found = index[id(buffer)] = len(objects)
+                objects.append(buffer)
+            bindings.append((found, ref.offset, ref.length))
         # The layout is the executable's own for the entry point: named by the two.
-        known = len(objects)
-        kernel = position(s.executable)
-        if kernel == known:
-            executables.append(s.executable)
-        key.append((id(s.executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
+        executable = s.executable
+        kernel = index.get(id(executable))
+        if kernel is None:
+            kernel = index[id(executable)] = len(objects)
+            objects.append(executable)
+            executables.append(executable)
+        key.append((id(executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
     if len(objects) > len(_PLACEHOLDERS):
         return None
     return tuple(key), objects, executables
@@ -136,6 +148,65 @@ def _general(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     return batch_transfers(lower(segments, caps), caps)
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchTemplate:
+    """A program's template: ``key`` names its shape, ``template`` is the shape's plan (shared
+    by every program of the shape) with a placeholder for each of ``objects`` (executables
+    and allocations in order of first appearance; :func:`placeholder_index` says which)."""
+
+    key: tuple[Any, ...]
+    objects: tuple[Any, ...]
+    template: Plan
+
+    def plan(self) -> Plan:
+        """The program's plan: the template with its objects put back (what the general
+        path lowers, field by field). Raises nothing."""
+        return substitute(
+            self.template, {id(_PLACEHOLDERS[i]): o for i, o in enumerate(self.objects)}
+        )
+
+
+def placeholder_index(thing: Any) -> int | None:
+    """The index of the template object that ``thing`` stands for, if it is a placeholder
+    of a template plan (None otherwise)."""
+    return _INDEX.get(id(thing))
+
+
+def dispatch_template(segments: Sequence[Segment], caps: DeviceCaps) -> DispatchTemplate | Plan:
+    """The template of a program that :func:`dispatch_program` accepts (made on first use:
+    the general path lowers the shape once), or, for a shape that is not templated, the
+    plan the general path lowers. Pure but for the template cache; raises what lowering
+    raises (nothing, for recorded segments)."""
+    shape = _shape(segments, caps)
+    if shape is None:
+        return _general(segments, caps)
+    key, objects, executables = shape
+    entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not caps or not _same(entry[1], executables):
+        plan = _general(segments, caps)
+        entry = _remember(key, caps, executables, plan, objects)
+        if entry[2] is None:
+            return plan
+    template = entry[2]
+    if template is None:
+        return _general(segments, caps)
+    found = DispatchTemplate(key, tuple(objects), template)
+    if _log.isEnabledFor(logging.DEBUG):
+        log_plan(len(segments), found.plan(), caps)
+    return found
+
+
+def _remember(
+    key: tuple[Any, ...], caps: DeviceCaps, executables: list[Any], plan: Plan, objects: list[Any]
+) -> tuple[DeviceCaps, list[weakref.ref[Any]], Plan | None]:
+    """Keep the template of ``plan`` (the general path's) under ``key``; returns the entry."""
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:
+        _TEMPLATES.clear()
+    held = [weakref.ref(e) for e in executables]
+    entry = _TEMPLATES[key] = (caps, held, _template(plan, objects))
+    return entry
+
+
 def dispatch_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     """The plan ``batch_transfers(lower(segments, caps), caps)`` returns for a program that
     :func:`dispatch_program` accepts, from a template per shape. Pure but for the template
@@ -150,10 +221,7 @@ def dispatch_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
         entry = None
     if entry is None:
         plan = _general(segments, caps)
-        if len(_TEMPLATES) >= _TEMPLATES_MAX:
-            _TEMPLATES.clear()
-        held = [weakref.ref(e) for e in executables]
-        _TEMPLATES[key] = (caps, held, _template(plan, objects))
+        _remember(key, caps, executables, plan, objects)
         return plan
     template = entry[2]
     if template is None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from hal.runtime.channel import Channel
     from hal.runtime.command_buffer import CommandBuffer
     from hal.runtime.device import Device
+    from hal.runtime.dispatch_programs import DispatchProgram
     from hal.runtime.host_call import HostCalls
     from hal.runtime.native_programs import NativeProgram
     from hal.runtime.queue import Queue
@@ -184,9 +185,9 @@ def has_host_steps(cbs: Sequence[CommandBuffer]) -> bool:
 
 def _stages(
     cbs: Sequence[CommandBuffer], table: Sequence[Any] | None
-) -> list[list[CheckedProgram | NativeProgram] | HostStep]:
+) -> list[list[CheckedProgram | NativeProgram | DispatchProgram] | HostStep]:
     """The submission's parts in order, consecutive GPU programs merged into one stage."""
-    stages: list[list[CheckedProgram | NativeProgram] | HostStep] = []
+    stages: list[list[CheckedProgram | NativeProgram | DispatchProgram] | HostStep] = []
     for cb in cbs:
         programs = cb.programs
         parts = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from hal.core.collectives import (
     has_collectives,
     side_lengths,
 )
-from hal.core.dispatch_plans import dispatch_plan, dispatch_program
+from hal.core.dispatch_plans import DispatchTemplate, dispatch_program, dispatch_template
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -73,6 +74,7 @@ from hal.errors import (
 )
 from hal.runtime.buffer import Buffer, BufferView, as_target
 from hal.runtime.collectives import SplitPrograms, make_programs
+from hal.runtime.dispatch_programs import DispatchProgram, DispatchPrograms
 from hal.runtime.event import Event
 from hal.runtime.executable import Executable
 from hal.runtime.native_programs import NativeProgram, NativePrograms
@@ -184,6 +186,48 @@ def _fast_entry(segment: DispatchSegment, executable: Any, bindings: Any) -> tup
     return (segment, checks, executable, tuple(bindings))
 
 
+_FactsEntry = tuple[Any, "EntryPointLayout", int, tuple[Any, ...], tuple[int, ...]]
+
+
+def dispatch_facts(
+    device: Any, executable: Any, entry_point: str
+) -> tuple[EntryPointLayout, int, tuple[Any, ...], tuple[int, ...]] | None:
+    """What recording's fast path needs of ``entry_point`` of ``executable`` on ``device``,
+    computed once per device: (layout, binding count, per used binding (index, needed
+    (usage, access, memory) bits, size limit, min size), the unused binding indices below
+    the count); None where the fast path does not apply (not an executable of this device,
+    no such entry point, an immediate block: the general path decides and raises)."""
+    cache: dict[tuple[int, str], _FactsEntry | None] = device.dispatch_facts
+    found = cache.get((id(executable), entry_point))
+    if found is not None and found[0]() is executable:
+        return found[1:]
+    if type(executable) is not Executable or executable.device is not device:
+        return None
+    try:
+        layout = executable.layout(entry_point)
+    except InvalidArgumentError:
+        return None
+    if layout.constants_size:
+        return None
+    caps = device.caps
+    specs = tuple(
+        (
+            b.binding,
+            _BINDING_BITS[b.kind],
+            caps.max_uniform_binding_size if b.kind == "uniform" else caps.max_binding_size,
+            b.min_size,
+        )
+        for b in layout.bindings
+    )
+    used = {b.binding for b in layout.bindings}
+    unused = tuple(i for i in range(layout.binding_count) if i not in used)
+    if len(cache) >= 256:
+        cache.clear()
+    entry = (weakref.ref(executable), layout, layout.binding_count, specs, unused)
+    cache[(id(executable), entry_point)] = entry
+    return entry[1:]
+
+
 def _still_valid(entry: tuple[Any, ...], grid: tuple[Any, ...]) -> bool:
     """Whether a fast-path repeat with ``grid`` (equal to the cached one) records the
     cached segment: the grid is of ints (``1.0 == 1``), no buffer was released and no
@@ -257,7 +301,7 @@ class CommandBuffer:
         # Whether transfer commands pass _begin_command's category check (their fast path).
         self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
         self._slots = SlotRequirements()
-        self._programs: Programs | SplitPrograms | NativePrograms | None = None
+        self._programs: Programs | SplitPrograms | NativePrograms | DispatchPrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
         self._lock = threading.Lock()
@@ -339,13 +383,24 @@ class CommandBuffer:
             self.state = CommandBufferState.EXECUTABLE
             return
         if slots is None and not records and dispatch_program(segments):
-            # A few dispatches and barriers (the eager kernel call): planned from a template.
-            plan = dispatch_plan(segments, self.device.caps)
-            self._programs = Programs(self.device, segments, tuple(self._views), None, plan)
+            # A few dispatches and barriers (the eager kernel call): planned from a template
+            # and encoded from the device's recipe of it (hal/runtime/dispatch_programs.py).
+            self._programs = self._dispatch_programs(segments)
             self.state = CommandBufferState.EXECUTABLE
             return
         self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)
         self.state = CommandBufferState.EXECUTABLE
+
+    def _dispatch_programs(self, segments: list[Segment]) -> Programs | DispatchPrograms:
+        """The programs of a short dispatch program: from its template, or the general
+        path's for a shape that is not templated. Raises nothing (a templated plan has no
+        buffers of its own, so no device limit applies)."""
+        device = self.device
+        template = dispatch_template(segments, device.caps)
+        views = tuple(self._views)
+        if isinstance(template, DispatchTemplate):
+            return DispatchPrograms(device, segments, views, template)
+        return Programs(device, segments, views, None, template)
 
     def _recorded(self) -> list[Segment]:
         """The recorded segments, the fast paths' records made into segments (once)."""
@@ -706,6 +761,13 @@ class CommandBuffer:
             if hit is not None and _still_valid(hit, workgroup_count):
                 self._segments.append(hit[0])
                 return
+            if (
+                hit is None
+                and self._validate
+                and len(self._fast_dispatches) < 256
+                and self._record_fast(executable, entry_point, workgroup_count, bindings, key)
+            ):
+                return
         else:
             self._begin_command(what, _DISPATCH)
         grid = self._grid(what, workgroup_count)
@@ -721,6 +783,80 @@ class CommandBuffer:
             self._require_bindings(what, segment)
         elif key is not None and len(self._fast_dispatches) < 256:
             self._fast_dispatches[key] = _fast_entry(segment, executable, bindings)
+
+    def _record_fast(
+        self,
+        executable: Any,
+        entry_point: str,
+        grid: tuple[Any, ...],
+        bindings: Sequence[Any],
+        key: tuple[Any, ...],
+    ) -> bool:
+        """Record a validated dispatch without constants whose bindings are whole root
+        buffers or BufferRefs into them, every check of the general path passing, from the
+        device's facts of the entry point (:func:`dispatch_facts`), without building any
+        message; False records nothing and sends the dispatch down the general path (which
+        raises the right error). The segment equals the general path's."""
+        facts = dispatch_facts(self.device, executable, entry_point)
+        if facts is None or len(bindings) != facts[1]:
+            return False
+        layout, _, specs, unused = facts
+        if len(grid) != 3:
+            return False
+        x, y, z = grid
+        limit = self.device.caps.max_workgroups
+        if not (
+            type(x) is int
+            and type(y) is int
+            and type(z) is int
+            and 0 < x <= limit
+            and 0 < y <= limit
+            and 0 < z <= limit
+        ):
+            return False
+        device = self.device
+        refs: list[Ref | None] = [None] * len(bindings)
+        checks = []
+        for index, (usage_bits, access_bits, memory_bits), size_limit, min_size in specs:
+            target = bindings[index]
+            kind = type(target)
+            if kind is BufferRef:
+                buffer, offset, length = target.buffer, target.offset, target.length
+                if type(buffer) is not Buffer or type(offset) is not int:
+                    return False
+                size = buffer.byte_length
+                if length is None:
+                    length = size - offset
+                elif type(length) is not int:
+                    return False
+                if not (offset >= 0 and length >= 0 and offset + length <= size):
+                    return False
+            elif kind is Buffer:
+                buffer, offset, length = target, 0, target.byte_length
+            else:
+                return False
+            bits = buffer.permission_bits
+            usage, access, memory = bits
+            if (
+                buffer.allocated_buffer is not buffer
+                or buffer.device is not device
+                or usage & usage_bits != usage_bits
+                or access & access_bits != access_bits
+                or memory & memory_bits != memory_bits
+                or length > size_limit
+                or -(-length // 4) * 4 < min_size
+                or buffer.is_released
+            ):
+                return False
+            refs[index] = Ref(buffer, None, offset, length)
+            checks.append((buffer, bits))
+        for index in unused:
+            if bindings[index] is not None and type(bindings[index]) not in (Buffer, BufferRef):
+                return False
+        segment = DispatchSegment(executable, entry_point, layout, grid, None, b"", tuple(refs))
+        self._segments.append(segment)
+        self._fast_dispatches[key] = (segment, tuple(checks), executable, tuple(bindings))
+        return True
 
     def _grid(self, what: str, workgroup_count: Any) -> tuple[int, int, int]:
         """``workgroup_count`` as a checked (x, y, z). Raises InvalidArgumentError."""
@@ -1067,11 +1203,13 @@ class CommandBuffer:
                 self.state = CommandBufferState.EXECUTABLE
 
     @property
-    def programs(self) -> Programs | SplitPrograms | NativePrograms | None:
+    def programs(self) -> Programs | SplitPrograms | NativePrograms | DispatchPrograms | None:
         """The programs of the ended command buffer (runtime use: submission)."""
         return self._programs
 
-    def prepare(self, binding_table: Sequence[Any] | None = None) -> CheckedProgram | NativeProgram:
+    def prepare(
+        self, binding_table: Sequence[Any] | None = None
+    ) -> CheckedProgram | NativeProgram | DispatchProgram:
         """The program to encode for a submission with ``binding_table`` (see
         :meth:`hal.runtime.programs.Programs.prepare` for what it raises); a command buffer
         that was not ended raises FailedPreconditionError."""

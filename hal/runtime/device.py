@@ -161,6 +161,10 @@ class Device:
         self._bind_groups = bind_groups = BindGroupCache(backend)
         self._executables = ExecutableCache(self, backend, self.caps.immediates)
         self.encoding = Encoding(backend, bind_groups, BuiltinKernels(self._executables), clears)
+        # The compiled forms of dispatch-program templates (hal/runtime/dispatch_programs.py).
+        self.dispatch_recipes: dict[tuple[Any, ...], Any] = {}
+        # Recording's per-(executable, entry point) facts (hal/runtime/command_buffer.py).
+        self.dispatch_facts: dict[tuple[int, str], Any] = {}
         self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
         self._executor.use_collectives(Collectives(queue, self._host, self._host_calls))
         self._finalizer = weakref.finalize(self, Queue.shutdown, queue)

@@ -77,8 +77,15 @@ class Encoding:
     clears: PendingClears
 
 
-_GroupSites = tuple[Any, tuple[tuple[int, Region], ...], dict[int, list[int]]]
-"""A bind group's sites in a program: its layout, its regions, its call positions per step."""
+_GroupSites = tuple[Any, tuple[tuple[int, int, Any, int, int], ...], tuple[tuple[int, int], ...]]
+"""A bind group's sites in a program: its layout, per entry (binding, id of the resource,
+its handle, offset, size), and the (step index, call position) pairs that set it."""
+
+
+def _handle(region: Region, aux: dict[AuxBuffer, Any]) -> Any:
+    """The backend buffer of ``region``: the plan's own (``aux``) or its allocation's."""
+    resource = region.resource
+    return aux[resource] if isinstance(resource, AuxBuffer) else resource.allocation.handle
 
 
 class Program:
@@ -136,7 +143,9 @@ class Program:
         groups, transfers = self._grouped_sites()
         steps = list(self._steps)
         copied: dict[int, list[Call]] = {}
-        keepalive = list(self._keepalive)
+        # This program's objects by reference (not copied: a long program keeps hundreds),
+        # then the new calls' own.
+        keepalive: list[Any] = [self._keepalive]
 
         def calls_of(index: int) -> list[Call]:
             calls = copied.get(index)
@@ -147,26 +156,46 @@ class Program:
 
         # Many dispatches share a bind group: each group's call is remade once and put at
         # every position that sets it.
-        for layout, regions, where in groups:
-            call = self._rebased_group(layout, regions, rebase, handle, keepalive)
-            if call is not None:
-                for index, positions in where.items():
-                    calls = calls_of(index)
-                    for position in positions:
-                        calls[position] = call
+        shift_of = rebase.get
+        get_group = self._encoding.bind_groups.get
+        set_bind_group = self._backend.set_bind_group
+        for layout, specs, places in groups:
+            entries = []
+            moved = False
+            for b, resource, fixed, offset, size in specs:
+                shift = shift_of(resource)
+                if shift is None:
+                    entries.append((b, fixed, offset, size))
+                else:
+                    # What rebase_region makes of the region, without the Region.
+                    moved = True
+                    entries.append((b, shift[0].allocation.handle, offset + shift[1], size))
+            if not moved:
+                continue
+            group = get_group(layout, tuple(entries))
+            keepalive.append(group)
+            call = set_bind_group(0, group)
+            last = -1
+            calls: list[Call] = []
+            for index, position in places:
+                if index != last:
+                    calls, last = calls_of(index), index
+                calls[position] = call
         for kind, index, position, regions in transfers:
-            call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
-            if call is not None:
-                calls_of(index)[position] = call
+            moved_call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
+            if moved_call is not None:
+                calls_of(index)[position] = moved_call
         return Program(plan, steps, aux, keepalive, self._encoding)
 
     def _grouped_sites(self) -> tuple[list[_GroupSites], list[tuple[Any, ...]]]:
-        """The sites by bind group (layout, regions, {step index: call positions}), and the
+        """The sites by bind group (layout, per entry (binding, id of its resource, its
+        handle, offset, size), the (step index, call position) pairs that set it), and the
         transfer sites; made on the first rebase (a template is rebased for every new
         table: per group, not per site)."""
         grouped = self._grouped
         if grouped is None:
-            by_group: dict[int, _GroupSites] = {}
+            aux = self.aux
+            by_group: dict[int, tuple[Any, tuple[Any, ...], list[tuple[int, int]]]] = {}
             transfers: list[tuple[Any, ...]] = []
             for kind, index, position, *rest in self._sites:
                 if kind != "group":
@@ -174,35 +203,14 @@ class Program:
                     continue
                 entry = by_group.get(id(rest[1]))
                 if entry is None:
-                    entry = by_group[id(rest[1])] = (rest[0], rest[2], {})
-                entry[2].setdefault(index, []).append(position)
-            grouped = self._grouped = (list(by_group.values()), transfers)
+                    specs = tuple(
+                        (b, id(r.resource), _handle(r, aux), r.offset, r.size) for b, r in rest[2]
+                    )
+                    entry = by_group[id(rest[1])] = (rest[0], specs, [])
+                entry[2].append((index, position))
+            groups = [(layout, specs, tuple(places)) for layout, specs, places in by_group.values()]
+            grouped = self._grouped = (groups, transfers)
         return grouped
-
-    def _rebased_group(
-        self,
-        layout: Any,
-        regions: tuple[tuple[int, Region], ...],
-        rebase: Rebase,
-        handle: Callable[[Region], Any],
-        keepalive: list[Any],
-    ) -> Call | None:
-        """The set_bind_group call of ``regions`` moved by ``rebase``; None if none moves."""
-        entries = []
-        moved = False
-        for b, r in regions:
-            shift = rebase.get(id(r.resource))
-            if shift is None:
-                entries.append((b, handle(r), r.offset, r.size))
-            else:
-                # What rebase_region makes of the region, without the Region.
-                moved = True
-                entries.append((b, shift[0].allocation.handle, r.offset + shift[1], r.size))
-        if not moved:
-            return None
-        group = self._encoding.bind_groups.get(layout, tuple(entries))
-        keepalive.append(group)
-        return self._backend.set_bind_group(0, group)
 
     def _rebased_transfer(
         self,

@@ -9,7 +9,6 @@ for the first command wgpu rejects on its own, so the HalError names it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from hal.backends.protocol import BackendError
 from hal.core.batching import batch_transfers
 from hal.core.checks import one_line
 from hal.core.lowering import lower
+from hal.core.plan import Plan
 from hal.core.rebase import (
     Rebase,
     direct_allocations,
@@ -35,7 +35,6 @@ from hal.errors import (
 
 if TYPE_CHECKING:
     from hal.core.caps import DeviceCaps
-    from hal.core.plan import Plan
     from hal.core.refs import BufferLike
     from hal.core.slots import SlotRequirements
     from hal.runtime.device import Device
@@ -196,9 +195,13 @@ class Programs:
             # What submitting needs of the plan is its resources and step structure; the
             # rebased steps are made only if someone looks (cb.plan).
             resources = frozenset(
-                rebase[id(r)][0] if id(r) in rebase else r for r in old_plan.resources
+                [rebase[id(r)][0] if id(r) in rebase else r for r in old_plan.resources]
             )
-            plan = dataclasses.replace(old_plan, resources=resources)
+            # The constructor, not dataclasses.replace (~3x slower): once per new table.
+            plan = Plan(
+                old_plan.steps, old_plan.staging, old_plan.constants, old_plan.scratch_size,
+                old_plan.read_scratch_size, resources, old_plan.stats, old_plan.notes,
+            )  # fmt: skip
             self._check_alive(plan)
             program = old_program.rebased(plan, rebase, segments)
             program.describe_with(lambda: rebase_plan(old_plan, rebase))

@@ -43,6 +43,7 @@ class Work:
     __slots__ = (
         "allocations",
         "command_buffers",
+        "early",
         "failure",
         "held",
         "keepalive",
@@ -80,13 +81,23 @@ class Work:
         self.started = False  # schedule() began with it
         self.token: object | None = None
         self.held = False
+        # Submitted before its waits were reached (ordered after their signalling work on
+        # the same queue): completing it checks that none of them failed meanwhile.
+        self.early = False
         self.failure: BaseException | None = None
         self.user_error: BaseException | None = None
 
     def complete(self) -> None:
         """The GPU finished: run ``on_complete``, free the allocations, signal. Whatever
         ``on_complete`` raises (user files and callables: even KeyboardInterrupt) fails this
-        operation's semaphores instead; nothing escapes."""
+        operation's semaphores instead; nothing escapes. Work submitted before its waits
+        were reached fails with a wait's failure instead, as it would have been dropped."""
+        if self.early:
+            for semaphore, _ in self.waits:
+                failure = semaphore.failure
+                if failure is not None:
+                    self.abort(failure)
+                    return
         if self.on_complete is not None:
             try:
                 self.on_complete()
@@ -204,7 +215,7 @@ class Queue:
             # ``__cause__``.
             work.abort(state)
             return
-        if state:
+        if state or self._ordered(work):
             self._submit(work)
             return
         # Parked on every semaphore it still needs, so that any of them failing drops it at
@@ -251,6 +262,20 @@ class Queue:
                     break
         if stop is not None:
             raise stop
+
+    def _ordered(self, work: Work) -> bool:
+        """Whether every wait of ``work`` not yet reached is signalled by plain work already
+        submitted to this queue (a chain link): WebGPU's queue order then orders ``work``
+        after it, so it is submitted now, without a hop through the completion thread
+        (marked ``early``: its completion checks the waits did not fail). Never raises."""
+        if work.prepare is not None or work.on_submit is not None:
+            return False
+        completion = self.completion
+        for semaphore, value in work.waits:
+            if semaphore.value < value and not semaphore._queued_by(value, completion):
+                return False
+        work.early = True
+        return True
 
     def _semaphore_changed(self, semaphore: Semaphore) -> None:
         with self._lock:
@@ -389,8 +414,9 @@ class Queue:
                 # contend with it for the semaphores' lock right after waking it. A waiter
                 # that finds the ticket before the work is tracked completes nothing of it
                 # and falls back to waiting for the tracker's signal.
+                plain = work.on_complete is None
                 for semaphore, value in work.signals:
-                    semaphore.expect(value, completion, ticket)
+                    semaphore.expect(value, completion, ticket, plain)
             with completion.lock:  # the condition's lock (add notifies under it)
                 tracked = completion.add(work)
         for allocation in cleared:

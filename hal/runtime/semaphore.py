@@ -64,7 +64,7 @@ class Semaphore:
         self._watchers: list[Callable[[], None]] = []
         # (value, completion, backend ticket) of submitted work that will signal us.
         # Usually in increasing value order (a timeline): pruned from the front.
-        self._expected: collections.deque[tuple[int, Any, int]] = collections.deque()
+        self._expected: collections.deque[tuple[int, Any, int, bool]] = collections.deque()
         self.device = device
         # The queue of the device that created it (runtime use: another device's queue that
         # waits on it learns from it when that device closes); None for a free semaphore.
@@ -162,21 +162,32 @@ class Semaphore:
         value = _check_value("Semaphore.wait_async", value)
         await wait_points_async([(self, value)], "all", timeout, "Semaphore.wait_async")
 
-    def expect(self, value: int, completion: Any, ticket: int) -> None:
+    def expect(self, value: int, completion: Any, ticket: int, plain: bool = False) -> None:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
-        ``value`` when done (runtime use: lets an unbounded wait block on that ticket)."""
+        ``value`` when done (runtime use: lets an unbounded wait block on that ticket);
+        ``plain``: that work runs no host code at completion, so only the device can fail
+        it (a queue may then order work after it without waiting: :meth:`_queued_by`)."""
         with _changed_lock:
             expected = self._expected
             while expected and expected[0][0] <= self._value:
                 expected.popleft()
-            expected.append((value, completion, ticket))
+            expected.append((value, completion, ticket, plain))
+
+    def _queued_by(self, value: int, completion: Any) -> bool:
+        """Whether plain work already submitted to ``completion``'s queue brings the value
+        to ``value`` (runtime use: a later submission to that queue is ordered after it)."""
+        with _changed_lock:
+            for v, owner, _, plain in self._expected:
+                if v >= value:
+                    return owner is completion and plain
+        return False
 
     def _signalling_submission(self, value: int) -> tuple[Any, int] | None:
         """The earliest submitted work that brings the value to ``value``, if any. The
         queue notes its expectations in ticket order (under its submission lock), so the
         first match is the earliest."""
         with _changed_lock:
-            for v, completion, ticket in self._expected:
+            for v, completion, ticket, _ in self._expected:
                 if v >= value:
                     return completion, ticket
         return None

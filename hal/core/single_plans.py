@@ -106,14 +106,18 @@ def native_steps(record: TransferRecord, caps: DeviceCaps) -> tuple[NativeStep, 
     """The native transfers that :func:`single_plan` plans for ``record`` when that plan is
     nothing else (no dispatch, no buffers of its own), by role (see :data:`NativeStep`), so
     a caller can encode them straight into backend calls; None where the plan is more.
-    Pure but for the caches; raises nothing (``record`` passed recording's checks)."""
+    With the ``hal`` logger at debug, logs the plan's lowering record. Pure but for the
+    caches and that record; raises nothing (``record`` passed recording's checks)."""
     key = _key(caps, record)
     entry = _NATIVE.get(key)
     if entry is None or entry[0] is not caps:
         if len(_NATIVE) >= _TEMPLATES_MAX:
             _NATIVE.clear()
         entry = _NATIVE[key] = (caps, _native(_template_of(key, record, caps)))
-    return entry[1]
+    steps = entry[1]
+    if steps is not None and _log.isEnabledFor(logging.DEBUG):
+        single_plan(record, caps)  # the lowering record its plan logs, as the general path
+    return steps
 
 
 def _template_of(key: tuple[Any, ...], record: TransferRecord, caps: DeviceCaps) -> Plan | None:

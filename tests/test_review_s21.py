@@ -638,3 +638,25 @@ def test_native_cb_loss_while_encoding_is_unavailable(
     assert s.value == 0 and s.failure is None
     with pytest.raises(hal.UnavailableError):
         null.queue_fill(b, 0, 4, 0)
+
+
+def test_a_rejection_on_a_device_lost_meanwhile_is_a_loss_not_a_command_error(
+    null: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dawn reports calls on a device destroyed meanwhile as validation errors ("... is
+    lost", not flagged as a loss): seen on the H200 while threads submitted during a device
+    reset, as InvalidArgumentError naming command 0. The failure is asked of the backend's
+    probe first, so the submission raises UnavailableError."""
+    from hal.backends.protocol import BackendError
+    from hal.runtime.programs import wgpu_failure
+
+    backend: Any = null.backend
+    error = BackendError('[Device "hal"] is lost. - While calling CreateBuffer')
+    monkeypatch.setattr(backend, "probe_lost", lambda: "destroyed")
+    failure = wgpu_failure(null, [], error)
+    assert isinstance(failure, BackendError) and failure.lost
+    assert "destroyed" in str(failure)
+    monkeypatch.setattr(backend, "probe_lost", lambda: None)
+    failure = wgpu_failure(null, [], error)
+    assert isinstance(failure, hal.InvalidArgumentError)
+    assert "wgpu rejected the command buffer" in str(failure)

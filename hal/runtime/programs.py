@@ -237,13 +237,19 @@ def wgpu_failure(
     device: Device, segments: Sequence[Segment], error: BackendError
 ) -> HalError | BackendError:
     """The error for a backend error that escaped validation: the BackendError itself if the
-    device is lost (the executor marks it lost and raises UnavailableError), else
+    device is lost, also where only the backend's probe knows it (the executor marks it
+    lost and raises UnavailableError), else
     InvalidArgumentError naming the first command that wgpu rejects on its own. Only the
     error path pays for the search."""
     from hal.runtime.encoder import compile_plan
 
     if error.lost:
         return error
+    # Dawn reports calls on a device destroyed meanwhile (a reset) as validation errors
+    # ("... is lost"): ask the backend before blaming a command.
+    reason = device.backend.probe_lost()
+    if reason is not None:
+        return BackendError(f"{one_line(error)} (the device was lost: {reason})", lost=True)
     for index, segment in enumerate(segments):
         try:
             compile_plan(lower([segment], device.caps), device.encoding).encode()

@@ -236,14 +236,15 @@ def test_an_interrupt_after_taking_work_off_the_list_does_not_strand_it(gated: G
 def test_an_interrupt_before_tracking_released_work_does_not_lose_it(device: hal.Device) -> None:
     """Held-back work released by a host signal(): a KeyboardInterrupt landing in ``_submit``
     after the backend submission and the ticket, before ``completion.add`` (the CALL into
-    ``add``): ``_schedule_released`` sees a ticket and takes the work for submitted, but
-    nothing tracks it. It is neither completed nor failed: its semaphore hangs."""
+    ``add``, now in ``Queue._track_submitted``): ``_schedule_released`` saw a ticket and took
+    the work for submitted, but nothing tracked it, so its semaphore hung. Now the tracking
+    is resumed and the interrupt raised afterwards."""
     buffer = device.allocate_buffer(16)
     host, done = device.create_semaphore(), device.create_semaphore()
     device.queue_fill(buffer, 0, 16, 8, 1, wait=[(host, 1)], signal=[(done, 1)])
     with (
         pytest.raises(KeyboardInterrupt),
-        _interrupt_after(Queue._submit, "tracked = completion.add(work)") as fired,
+        _interrupt_after(Queue._track_submitted, "box.append(completion.add(work))") as fired,
     ):
         host.signal(1)
     assert fired

@@ -163,14 +163,19 @@ class Completion:
         return False
 
     def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
-        """``poll(*args)`` counted in :attr:`_pollers` while it runs."""
-        with self._lock:
-            self._pollers += 1
+        """``poll(*args)`` counted in :attr:`_pollers` while it runs (also where a
+        KeyboardInterrupt lands right after the count: a leaked count would stop the tracker
+        polling for good)."""
+        counted = False
         try:
+            with self._lock:
+                self._pollers += 1
+                counted = True
             return poll(*args)
         finally:
-            with self._lock:
-                self._pollers -= 1
+            if counted:
+                with self._lock:
+                    self._pollers -= 1
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
@@ -181,30 +186,51 @@ class Completion:
         ``ticket``. Each one succeeds or fails on its own: Work.complete and Work.abort
         contain what user code raises. A KeyboardInterrupt or SystemExit (a host wait's own
         thread) fails none of them: the rest is completed, then it propagates."""
-        with self._lock:
-            in_flight = self._in_flight
-            if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
-                done, self._in_flight = in_flight, []
-            else:
-                done = [w for w in in_flight if w.ticket <= ticket]
-                if done:
-                    self._in_flight = [w for w in in_flight if w.ticket > ticket]
-            if ticket > self._completed:
-                self._completed = ticket
-            if not self._in_flight:
-                self._stream_open = False
-            self._completing += len(done)
+        box: list[list[Work]] = []  # filled by _take_through the moment the work is taken
+        index = 0
+        released = False
         stop: BaseException | None = None
-        try:
-            for work in done:
-                stop = _settle(work, error) or stop
-        finally:
-            with self._lock:
-                self._completing -= len(done)
-                if done and self._idle_waiters:
-                    self.cond.notify_all()
+        while True:
+            # Resumed where an interrupt left it: taking the work, completing each item,
+            # releasing the count (Work.complete and abort may run twice: both idempotent).
+            try:
+                if not box:
+                    with self._lock:
+                        self._take_through(ticket, box)
+                done = box[0]
+                while index < len(done):
+                    stop = _settle(done[index], error) or stop
+                    index += 1
+                if not released:
+                    with self._lock:
+                        self._completing -= len(done)
+                        released = True
+                        if done and self._idle_waiters:
+                            self.cond.notify_all()
+                break
+            except (KeyboardInterrupt, SystemExit) as interrupt:
+                stop = stop or interrupt
         if stop is not None:
             raise stop
+
+    def _take_through(self, ticket: int, box: list[list[Work]]) -> None:
+        """Take the in-flight work with tickets <= ``ticket`` off the list into ``box``,
+        counted in ``_completing`` (call with the lock held). The list changes and ``box``
+        is filled with no call in between, so an interrupt cannot separate them."""
+        in_flight = self._in_flight
+        if in_flight and in_flight[-1].ticket <= ticket:  # the usual case: all of it
+            done, rest = in_flight, []
+        else:
+            done = [w for w in in_flight if w.ticket <= ticket]
+            rest = [w for w in in_flight if w.ticket > ticket] if done else in_flight
+        count = len(done)
+        self._completing += count
+        if ticket > self._completed:
+            self._completed = ticket
+        if not rest:
+            self._stream_open = False
+        self._in_flight = rest
+        box.append(done)
 
     def take_all(self) -> list[Work]:
         """Remove every in-flight operation (call with :attr:`cond` held)."""
@@ -297,8 +323,16 @@ class Completion:
                         self.wait_for(ticket)
                         return True
                     return False
-                if done >= ticket:
+                except Exception as error:  # a backend bug: never let it stop the tracker
+                    if tracker:
+                        self._finish_through(ticket, error)
+                        return True
+                    return False
+                if done > self._completed:
+                    # Also work older than ``ticket``: a host wait's poll is the only one
+                    # while it runs (the tracker leaves polling to it).
                     self.complete_through(done)
+                if done >= ticket:
                     return True
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -329,10 +363,11 @@ class Completion:
                 return True  # completed by the tracker or another waiter, or settled
             try:
                 done = backend.completed_ticket()
-            except BackendError:
+            except Exception:  # BackendError or a backend bug: the tracker reports it
                 return False
+            if done > self._completed:
+                self.complete_through(done)  # older work too (the tracker leaves it to us)
             if done >= ticket:
-                self.complete_through(done)
                 return True
             if time.perf_counter() >= deadline:
                 return False
@@ -345,7 +380,7 @@ class Completion:
         while True:
             try:
                 done = backend.completed_ticket()
-            except BackendError:
+            except Exception:
                 return False  # the blocking wait reports it
             if done >= oldest:
                 self.complete_through(done)

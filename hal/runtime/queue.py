@@ -98,9 +98,11 @@ class Work:
                 if failure is not None:
                     self.abort(failure)
                     return
-        if self.on_complete is not None:
+        callback = self.on_complete
+        if callback is not None:
+            self.on_complete = None  # so a completion resumed after an interrupt runs it once
             try:
-                self.on_complete()
+                callback()
             except BaseException as error:  # user code: it fails only this operation
                 self.abort(error)
                 return
@@ -397,8 +399,10 @@ class Queue:
             command_buffers = work.command_buffers
             if clears is not None:
                 command_buffers = [clears, *command_buffers]
+            stop: BaseException | None = None
             if command_buffers:
                 completion.note_submission()
+                before = self._last_ticket
                 try:
                     self._backend_submit(command_buffers, probe=work.held)
                 except UnavailableError as error:
@@ -406,25 +410,51 @@ class Queue:
                     for allocation in cleared:
                         allocation.retire()
                     return
-            work.command_buffers = []
-            # An operation without command buffers completes with the work before it.
-            ticket = work.ticket = self._last_ticket
-            if ticket:
-                # Noted before the tracker is woken (add), so that this thread does not
-                # contend with it for the semaphores' lock right after waking it. A waiter
-                # that finds the ticket before the work is tracked completes nothing of it
-                # and falls back to waiting for the tracker's signal.
-                plain = work.on_complete is None
-                for semaphore, value in work.signals:
-                    semaphore.expect(value, completion, ticket, plain)
-            with completion.lock:  # the condition's lock (add notifies under it)
-                tracked = completion.add(work)
+                except (KeyboardInterrupt, SystemExit) as interrupt:
+                    if self._last_ticket == before:  # it stopped the submission itself
+                        work.abort(AbortedError("queue operation: interrupted in its submission"))
+                        for allocation in cleared:
+                            allocation.retire()
+                        raise
+                    stop = interrupt  # submitted: tracked below, then raised
+            tracked, interrupted = self._track_submitted(work, completion)
+            stop = stop or interrupted
         for allocation in cleared:
             allocation.retire()
         if not tracked:
             # The tracker already stopped (a submission accepted while closing): complete
             # it on this thread.
             completion.wait_for(work.ticket)
+        if stop is not None:
+            raise stop
+
+    def _track_submitted(
+        self, work: Work, completion: Completion
+    ) -> tuple[bool, BaseException | None]:
+        """Hand submitted ``work`` to the completion tracker: whether it took it, and a
+        KeyboardInterrupt or SystemExit that landed meanwhile (resumed, so submitted work is
+        always tracked; a second ``add`` after an interrupt at its return is harmless, as
+        completing work twice is). Call with the submit lock held."""
+        stop: BaseException | None = None
+        box: list[bool] = []
+        while not box:
+            try:
+                work.command_buffers = []
+                # An operation without command buffers completes with the work before it.
+                ticket = work.ticket = self._last_ticket
+                if ticket:
+                    # Noted before the tracker is woken (add), so that this thread does not
+                    # contend with it for the semaphores' lock right after waking it. A
+                    # waiter that finds the ticket before the work is tracked completes
+                    # nothing of it and falls back to waiting for the tracker's signal.
+                    plain = work.on_complete is None
+                    for semaphore, value in work.signals:
+                        semaphore.expect(value, completion, ticket, plain)
+                with completion.lock:  # the condition's lock (add notifies under it)
+                    box.append(completion.add(work))
+            except (KeyboardInterrupt, SystemExit) as interrupt:
+                stop = stop or interrupt
+        return box[0], stop
 
     # -- shutdown and loss ------------------------------------------------------------------------
 

@@ -203,18 +203,37 @@ class Semaphore:
             self._watchers.remove(callback)
 
     def _notify_watchers(self) -> None:
-        with _changed_lock:
-            watchers, self._watchers = self._watchers, []
+        # Every watcher runs, whatever another raised: the queue's watchers release held-back
+        # work, and one operation's failure must not strand the others. A KeyboardInterrupt
+        # or SystemExit (this thread's) is raised once every watcher ran; where it lands
+        # between steps the walk resumes, running at most the interrupted watcher again (the
+        # queue's watchers re-check what is ready, so a second run changes nothing).
+        box: list[list[Callable[[], None]]] = []
+        index = retries = 0
         stop: BaseException | None = None
-        for callback in watchers:
-            # Every watcher runs, whatever another raised: the queue's watchers release
-            # held-back work, and one operation's failure must not strand the others.
+        while True:
             try:
-                callback()
+                if not box:
+                    with _changed_lock:
+                        box.append(self._watchers)
+                        self._watchers = []
+                watchers = box[0]
+                while index < len(watchers):
+                    callback = watchers[index]
+                    try:
+                        callback()
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException:  # pragma: no cover - the queue's callbacks never raise
+                        _log.exception("a semaphore watcher raised")
+                    index += 1
+                    retries = 0
+                break
             except (KeyboardInterrupt, SystemExit) as interrupt:
-                stop = stop or interrupt  # this thread's: raised once every watcher ran
-            except BaseException:  # pragma: no cover - the queue's callbacks never raise
-                _log.exception("a semaphore watcher raised")
+                stop = stop or interrupt
+                retries += 1
+                if retries > 2:  # a watcher that keeps raising it: go on without it
+                    index, retries = index + 1, 0
         if stop is not None:
             raise stop
 

@@ -265,11 +265,17 @@ class CommandBuffer:
         categories: CommandCategory,
         binding_capacity: int,
     ) -> None:
-        mode = coerce_flags("create_command_buffer", "mode", mode, CommandBufferMode)
-        categories = coerce_flags(
-            "create_command_buffer", "categories", categories, CommandCategory
-        )
-        binding_capacity = check_int("create_command_buffer", "binding_capacity", binding_capacity)
+        # Members and plain ints (the defaults) pass without the checks' calls.
+        if type(mode) is not CommandBufferMode:
+            mode = coerce_flags("create_command_buffer", "mode", mode, CommandBufferMode)
+        if type(categories) is not CommandCategory:
+            categories = coerce_flags(
+                "create_command_buffer", "categories", categories, CommandCategory
+            )
+        if type(binding_capacity) is not int or binding_capacity < 0:
+            binding_capacity = check_int(
+                "create_command_buffer", "binding_capacity", binding_capacity
+            )
         # Plain ints: IntFlag arithmetic (int() included) costs ~0.2-1 µs per operation;
         # a member's ``_value_`` is its int.
         bits: int = mode._value_

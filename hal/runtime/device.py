@@ -371,10 +371,8 @@ class Device:
         """A new command buffer in the initial state (call ``begin()``).
 
         Raises InvalidArgumentError for inconsistent mode bits or a negative capacity."""
-        from hal.runtime.command_buffer import CommandBuffer
-
         self.check_open("create_command_buffer")
-        return CommandBuffer(self, mode, categories, binding_capacity)
+        return self._ops.command_buffer(mode, categories, binding_capacity)
 
     def record(
         self,

@@ -37,7 +37,7 @@ class NativePrograms:
     construction (the record passed recording's checks; a native plan has no buffers of
     its own, so no device limit applies)."""
 
-    __slots__ = ("_device", "_full", "_program", "_views", "record", "resources", "steps")
+    __slots__ = ("_device", "_full", "_program", "record", "resources", "steps", "target", "views")
 
     def __init__(
         self,
@@ -51,11 +51,13 @@ class NativePrograms:
         # segments for a dump).
         record: TransferRecord = segments[0]
         self.record = record
-        self._views = views
+        # Subspans the commands named (a general-path command that recorded nothing).
+        self.views = views
         self.steps = steps
         # The record's buffers by role: 0 the target, 1 the source (a fill's target twice).
         target = record[0] if len(record) == 4 else record[2]
         source = record[0]
+        self.target: Buffer = target
         self.resources: tuple[Buffer, ...] = (target,) if target is source else (target, source)
         self._full: Programs | None = None
         self._program: NativeProgram | None = None
@@ -67,7 +69,7 @@ class NativePrograms:
             record = self.record
             plan = single_plan(record, self._device.caps)
             full = self._full = Programs(
-                self._device, lambda: [record_segment(record)], self._views, None, plan
+                self._device, lambda: [record_segment(record)], self.views, None, plan
             )
         return full
 
@@ -83,7 +85,7 @@ class NativePrograms:
         FailedPreconditionError when a buffer the command buffer uses was released."""
         for buffer in self.resources:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
-        for view in self._views:
+        for view in self.views:
             view.check_alive(_WHAT, "a buffer the command buffer uses")
         program = self._program
         if program is None:
@@ -137,7 +139,7 @@ class NativeProgram:
         try:
             return device.backend.encode(self._calls, label)
         except BackendError as error:
-            for buffer in (*self.resources, *self._owner._views):
+            for buffer in (*self.resources, *self._owner.views):
                 if buffer.is_released:
                     raise FailedPreconditionError(
                         f"{_WHAT}: a buffer the command buffer uses was released"

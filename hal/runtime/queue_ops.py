@@ -66,6 +66,12 @@ class QueueOps:
         """``queue_execute``: the arguments checked, then the executor's submission."""
         what = "queue_execute"
         waits, signals = points(what, wait, signal)
+        if (
+            type(command_buffers) is CommandBuffer
+            and binding_table is None
+            and self._lane.execute(command_buffers, waits, signals)
+        ):
+            return
         if command_buffers is not None and not isinstance(command_buffers, CommandBuffer):
             command_buffers = check_sequence(
                 what, "command_buffers", command_buffers, "CommandBuffers"
@@ -75,6 +81,14 @@ class QueueOps:
                 what, "binding_table", binding_table, "Buffers or BufferRefs"
             )
         self._executor.execute(command_buffers, waits, signals, binding_table)
+
+    def command_buffer(
+        self, mode: CommandBufferMode, categories: CommandCategory, binding_capacity: int
+    ) -> CommandBuffer:
+        """``create_command_buffer``: a new command buffer (the device checked it is open),
+        without a function-level import on every call. Raises InvalidArgumentError for
+        inconsistent mode bits or a negative capacity."""
+        return CommandBuffer(self._device, mode, categories, binding_capacity)
 
     def barrier(self, wait: WaitList, signal: WaitList) -> None:
         """``queue_barrier``: an operation without command buffers."""

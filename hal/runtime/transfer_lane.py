@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from hal.backends.protocol import BackendError
 from hal.core.single_plans import NativeStep, native_steps
 from hal.runtime.buffer import Buffer
-from hal.runtime.command_buffer import fast_copy_ok, fast_fill_ok
+from hal.runtime.command_buffer import CommandBuffer, fast_copy_ok, fast_fill_ok
 from hal.runtime.loss import backend_failure
+from hal.runtime.native_programs import NativePrograms
 from hal.runtime.queue import Work
 
 if TYPE_CHECKING:
@@ -107,6 +108,43 @@ class TransferLane:
         if steps is None:
             return False
         return self._queue_steps("queue_fill", steps, target, target, waits, signals)
+
+    def execute(
+        self, cb: CommandBuffer, waits: tuple[Point, ...], signals: tuple[Point, ...]
+    ) -> bool:
+        """``queue_execute`` of one command buffer of this device without a binding table
+        whose program is one native fill or copy (hal/runtime/native_programs.py): claimed,
+        its buffers held and its steps encoded into one Work, as ``queue_fill`` is. Declines
+        (False, nothing changed) for any other command buffer, an inline one with waits, an
+        active profile, a released buffer or a backend rejection that is not a loss; raises
+        what claiming raises (FailedPreconditionError: resubmitted ONE_SHOT) and
+        UnavailableError (the device was lost while encoding), as the general path does."""
+        programs = cb.programs
+        if (
+            type(programs) is not NativePrograms
+            or cb.device is not self._device
+            or (waits and cb.inline)
+            or self._profiler.active is not None
+        ):
+            return False
+        cb.claim()
+        target = programs.target
+        resources = programs.resources
+        source = resources[-1]
+        # Released meanwhile: the general path names it (after its own claim).
+        if target.is_released or source.is_released or any(v.is_released for v in programs.views):
+            cb.unclaim()
+            return False
+        try:
+            queued = self._queue_steps(
+                "queue_execute", programs.steps, target, source, waits, signals
+            )
+        except BaseException:
+            cb.unclaim()
+            raise
+        if not queued:
+            cb.unclaim()
+        return queued
 
     def _queue_steps(
         self,

@@ -124,7 +124,7 @@ def test_recipe_calls_equal_compile_plan(any_device: hal.Device) -> None:
         if isinstance(program, DispatchProgram):
             taken += 1
             compiled = compile_plan(general, any_device.encoding)
-            assert program._steps == compiled._steps
+            assert program.calls == compiled._steps
             assert frozenset(program.resources) == general.resources
             assert program.has_steps == bool(general.steps)
         _submit(any_device, cb)
@@ -142,8 +142,8 @@ def test_recipe_shared_by_programs_of_a_shape(null: hal.Device) -> None:
     assert isinstance(p1, DispatchProgram) and isinstance(p2, DispatchProgram)
     assert p1._owner.template.key == p2._owner.template.key
     assert null.dispatch_recipes[p1._owner.template.key] is not None
-    assert p1._steps != p2._steps and p1._steps == compile_plan(first.plan, null.encoding)._steps
-    assert p2._steps == compile_plan(second.plan, null.encoding)._steps
+    assert p1.calls != p2.calls and p1.calls == compile_plan(first.plan, null.encoding)._steps
+    assert p2.calls == compile_plan(second.plan, null.encoding)._steps
     assert p1.resources == (a,) and p2.resources == (b,)
 
 
@@ -156,16 +156,16 @@ def test_recipe_reuses_the_latest_calls_only_for_the_same_buffers(device: hal.De
     first = _record(device, noop, [a]).prepare(None)
     again = _record(device, noop, [a]).prepare(None)
     assert isinstance(first, DispatchProgram) and isinstance(again, DispatchProgram)
-    assert again._steps is first._steps
+    assert again.calls is first.calls
     a.release()
     for _ in range(3):
         b = device.allocate_buffer(256)
         cb = _record(device, noop, [b, b])
         program = cb.prepare(None)
         assert isinstance(program, DispatchProgram)
-        assert program._steps is not first._steps
+        assert program.calls is not first.calls
         compiled = compile_plan(cb.plan, device.encoding)
-        assert program._steps == compiled._steps
+        assert program.calls == compiled._steps
         _submit(device, cb)
         assert b.to_numpy(np.uint32)[0] == 2
         b.release()

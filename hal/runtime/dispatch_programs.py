@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hal.backends.protocol import BackendError
 from hal.core.dispatch_plans import DispatchTemplate, placeholder_index
 from hal.core.plan import ComputePass
-from hal.errors import FailedPreconditionError
+from hal.runtime.call_programs import CallsProgram
 from hal.runtime.executable import Executable
 from hal.runtime.programs import CheckedProgram, Programs, wgpu_failure
 
@@ -179,7 +179,7 @@ class DispatchPrograms:
     (its device's recipe is looked up on the first :meth:`prepare`, where the general path
     compiles: a pipeline created there fails there). Raises nothing at construction."""
 
-    __slots__ = ("_device", "_full", "_program", "_segments", "_views", "resources", "template")
+    __slots__ = ("_full", "_program", "_segments", "device", "resources", "template", "views")
 
     def __init__(
         self,
@@ -188,9 +188,9 @@ class DispatchPrograms:
         views: tuple[BufferLike, ...],
         template: DispatchTemplate,
     ) -> None:
-        self._device = device
+        self.device = device
         self._segments = segments
-        self._views = views
+        self.views = views
         self.template = template
         # The allocations among the template's objects: the plan's resources.
         self.resources: tuple[Buffer, ...] = tuple(
@@ -204,7 +204,7 @@ class DispatchPrograms:
         full = self._full
         if full is None:
             full = self._full = Programs(
-                self._device, self._segments, self._views, None, self.template.plan()
+                self.device, self._segments, self.views, None, self.template.plan()
             )
         return full
 
@@ -215,6 +215,10 @@ class DispatchPrograms:
         assert plan is not None
         return plan
 
+    def culprit_segments(self) -> Sequence[Segment]:
+        """The command buffer's segments (for naming a rejected command)."""
+        return self._segments
+
     def prepare(self, table: Any) -> DispatchProgram | CheckedProgram:
         """The program to encode (``table`` is ignored: no slots): from the device's recipe,
         or the general path's compiled program where the recipe does not cover the
@@ -223,18 +227,18 @@ class DispatchPrograms:
         the device was lost."""
         for buffer in self.resources:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
-        for view in self._views:
+        for view in self.views:
             view.check_alive(_WHAT, "a buffer the command buffer uses")
         program = self._program
         if program is None:
             try:
-                recipe = recipe_for(self._device, self.template)
+                recipe = recipe_for(self.device, self.template)
                 program = None if recipe is None else DispatchProgram(self, recipe)
             except BackendError as error:
                 # A buffer released by another thread since the checks: say so.
-                for view in (*self.resources, *self._views):
+                for view in (*self.resources, *self.views):
                     view.check_alive(_WHAT, "a buffer the command buffer uses")
-                raise wgpu_failure(self._device, self._segments, error) from None
+                raise wgpu_failure(self.device, self._segments, error) from None
             if program is None:
                 program = self.full().prepare(None)
             self._program = program
@@ -250,7 +254,7 @@ def _calls(owner: DispatchPrograms, recipe: Recipe, held: tuple[Any, ...]) -> li
     """The recipe's calls with the bind groups of the allocations whose handles are
     ``held`` (in ``recipe.allocations`` order), from the device's bind group cache.
     Raises BackendError (a bind group could not be created)."""
-    encoding = owner._device.encoding
+    encoding = owner.device.encoding
     get = encoding.bind_groups.get
     set_bind_group = encoding.backend.set_bind_group
     handles: list[Any] = [None] * len(owner.template.objects)
@@ -267,17 +271,14 @@ def _calls(owner: DispatchPrograms, recipe: Recipe, held: tuple[Any, ...]) -> li
     return steps
 
 
-class DispatchProgram:
+class DispatchProgram(CallsProgram):
     """A submission's program of :class:`DispatchPrograms`: the recipe's calls with this
     program's bind groups (from the device's cache); ``plan`` and ``encode_profiled`` are
     the general path's (made on first use)."""
 
-    __slots__ = ("_checked", "_owner", "_steps", "has_steps", "resources")
+    __slots__ = ()
 
     def __init__(self, owner: DispatchPrograms, recipe: Recipe) -> None:
-        self._owner = owner
-        self.resources = owner.resources
-        self._checked: CheckedProgram | None = None
         objects = owner.template.objects
         held = tuple([objects[i].allocation.handle for i in recipe.allocations])
         last = recipe.last
@@ -288,36 +289,4 @@ class DispatchProgram:
         else:
             steps = _calls(owner, recipe, held)
             recipe.last = (held, steps)
-        self._steps = steps  # holds its bind groups, as compile_plan's keepalive does
-        self.has_steps = bool(steps)
-
-    @property
-    def plan(self) -> Plan:
-        """The plan (the general path's: for the profiler and ``describe``)."""
-        return self._owner.plan
-
-    def checked(self) -> CheckedProgram:
-        """The general path's compiled program (for a profiled submission)."""
-        checked = self._checked
-        if checked is None:
-            checked = self._checked = self._owner.full().prepare(None)
-        return checked
-
-    def encode(self, label: str = "hal") -> Any:
-        """A new backend command buffer of the calls. Raises FailedPreconditionError (a
-        buffer released since the checks), InvalidArgumentError naming the command wgpu
-        rejects, or BackendError if the device was lost."""
-        owner = self._owner
-        try:
-            return owner._device.backend.encode(self._steps, label)
-        except BackendError as error:
-            for buffer in (*self.resources, *owner._views):
-                if buffer.is_released:
-                    raise FailedPreconditionError(
-                        f"{_WHAT}: a buffer the command buffer uses was released"
-                    ) from None
-            raise wgpu_failure(owner._device, owner._segments, error) from None
-
-    def encode_profiled(self, timer: Any) -> Any:
-        """:meth:`encode` with GPU timestamps: the general path's program does it."""
-        return self.checked().encode_profiled(timer)
+        super().__init__(owner, steps, bool(steps))

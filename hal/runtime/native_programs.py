@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hal.backends.protocol import BackendError
 from hal.core.segments import TransferRecord, record_segment
 from hal.core.single_plans import NativeStep, single_plan
-from hal.errors import FailedPreconditionError
-from hal.runtime.programs import CheckedProgram, Programs, wgpu_failure
+from hal.runtime.call_programs import CallsProgram
+from hal.runtime.programs import Programs
 
 if TYPE_CHECKING:
     from hal.core.plan import Plan
     from hal.core.refs import BufferLike
+    from hal.core.segments import Segment
     from hal.runtime.buffer import Buffer
     from hal.runtime.device import Device
 
@@ -37,7 +37,7 @@ class NativePrograms:
     construction (the record passed recording's checks; a native plan has no buffers of
     its own, so no device limit applies)."""
 
-    __slots__ = ("_device", "_full", "_program", "record", "resources", "steps", "target", "views")
+    __slots__ = ("_full", "_program", "device", "record", "resources", "steps", "target", "views")
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class NativePrograms:
         views: tuple[BufferLike, ...],
         steps: tuple[NativeStep, ...],
     ) -> None:
-        self._device = device
+        self.device = device
         # The record itself (a tuple: the command buffer may make its list's entries
         # segments for a dump).
         record: TransferRecord = segments[0]
@@ -67,9 +67,9 @@ class NativePrograms:
         full = self._full
         if full is None:
             record = self.record
-            plan = single_plan(record, self._device.caps)
+            plan = single_plan(record, self.device.caps)
             full = self._full = Programs(
-                self._device, lambda: [record_segment(record)], self.views, None, plan
+                self.device, lambda: [record_segment(record)], self.views, None, plan
             )
         return full
 
@@ -79,6 +79,10 @@ class NativePrograms:
         plan = self.full().plan
         assert plan is not None
         return plan
+
+    def culprit_segments(self) -> list[Segment]:
+        """The command buffer's one segment (for naming a rejected command)."""
+        return [record_segment(self.record)]
 
     def prepare(self, table: Any) -> NativeProgram:
         """The program to encode (``table`` is ignored: no slots). Raises
@@ -93,19 +97,15 @@ class NativePrograms:
         return program
 
 
-class NativeProgram:
+class NativeProgram(CallsProgram):
     """A submission's program of :class:`NativePrograms`: ``encode`` records the native
     calls into a new backend command buffer; ``plan`` and ``encode_profiled`` are the
     general path's (made on first use)."""
 
-    __slots__ = ("_calls", "_checked", "_owner", "has_steps", "resources")
+    __slots__ = ()
 
     def __init__(self, owner: NativePrograms) -> None:
-        self._owner = owner
-        self.resources = owner.resources
-        self.has_steps = True
-        self._checked: CheckedProgram | None = None
-        backend = owner._device.backend
+        backend = owner.device.backend
         handles = [buffer.allocation.handle for buffer in owner.resources]
         if len(handles) == 1:
             handles.append(handles[0])
@@ -117,36 +117,4 @@ class NativeProgram:
                 calls.append(
                     backend.copy_buffer(handles[role], offset, handles[other], other_offset, size)
                 )
-        self._calls = [(False, calls)]
-
-    @property
-    def plan(self) -> Plan:
-        """The plan (the general path's: for the profiler and ``describe``)."""
-        return self._owner.plan
-
-    def checked(self) -> CheckedProgram:
-        """The general path's compiled program (for a profiled submission)."""
-        checked = self._checked
-        if checked is None:
-            checked = self._checked = self._owner.full().prepare(None)
-        return checked
-
-    def encode(self, label: str = "hal") -> Any:
-        """A new backend command buffer of the native calls. Raises FailedPreconditionError
-        (a buffer released since the checks), InvalidArgumentError naming the command wgpu
-        rejects, or BackendError if the device was lost."""
-        device = self._owner._device
-        try:
-            return device.backend.encode(self._calls, label)
-        except BackendError as error:
-            for buffer in (*self.resources, *self._owner.views):
-                if buffer.is_released:
-                    raise FailedPreconditionError(
-                        f"{_WHAT}: a buffer the command buffer uses was released"
-                    ) from None
-            segments = [record_segment(self._owner.record)]
-            raise wgpu_failure(device, segments, error) from None
-
-    def encode_profiled(self, timer: Any) -> Any:
-        """:meth:`encode` with GPU timestamps: the general path's program does it."""
-        return self.checked().encode_profiled(timer)
+        super().__init__(owner, [(False, calls)], True)

@@ -309,9 +309,16 @@ def test_chain_links_run_in_order(device: hal.Device, monkeypatch: pytest.Monkey
         return result
 
     monkeypatch.setattr(type(queue), "_ordered", spy)
+    # Long work first, so the links' waits are not yet reached when they are submitted.
+    long = device.allocate_buffer(32 << 20)
+    with device.record() as slow:
+        for value in (3, 5, 7, 9):
+            slow.fill_buffer(long, 0, 32 << 20, value, 1)
+    device.queue_execute(slow)
     s = device.create_semaphore()
+    device.queue_execute(cb, signal=[(s, 1)])  # the first link, behind the long work
     n = 40
-    for i in range(n):
+    for i in range(1, n):
         device.queue_execute(cb, wait=[(s, i)], signal=[(s, i + 1)])
     s.wait(n, timeout=WAIT)
     assert counter.to_numpy(np.uint32)[0] == n

@@ -15,7 +15,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hal.core.checks import (
     check_binding_length,
@@ -239,6 +239,48 @@ def _still_valid(entry: tuple[Any, ...], grid: tuple[Any, ...]) -> bool:
         if buffer.permission_bits is not bits or buffer.is_released:
             return False
     return True
+
+
+def _whole_buffer_ref(
+    target: Any,
+    device: Any,
+    needs: tuple[int, int, int],
+    size_limit: int,
+    min_size: int,
+) -> Ref | None:
+    """The ref of a binding that is a whole root buffer of ``device`` or a BufferRef into
+    one, when every check of the general path passes (``needs``: the usage, access and
+    memory bits; the binding size limit and minimum), built without any message; None sends
+    the binding down the general path, which raises the right error."""
+    kind = type(target)
+    if kind is BufferRef:
+        buffer, offset, length = target.buffer, target.offset, target.length
+        if type(buffer) is not Buffer or type(offset) is not int:
+            return None
+        size = buffer.byte_length
+        if length is None:
+            length = size - offset
+        elif type(length) is not int:
+            return None
+        if not (offset >= 0 and length >= 0 and offset + length <= size):
+            return None
+    elif kind is Buffer:
+        buffer, offset, length = target, 0, target.byte_length
+    else:
+        return None
+    usage, access, memory = buffer.permission_bits
+    if (
+        buffer.allocated_buffer is not buffer
+        or buffer.device is not device
+        or usage & needs[0] != needs[0]
+        or access & needs[1] != needs[1]
+        or memory & needs[2] != needs[2]
+        or length > size_limit
+        or -(-length // 4) * 4 < min_size
+        or buffer.is_released
+    ):
+        return None
+    return Ref(buffer, None, offset, length)
 
 
 class CommandBufferState(enum.Enum):
@@ -823,39 +865,13 @@ class CommandBuffer:
         device = self.device
         refs: list[Ref | None] = [None] * len(bindings)
         checks = []
-        for index, (usage_bits, access_bits, memory_bits), size_limit, min_size in specs:
-            target = bindings[index]
-            kind = type(target)
-            if kind is BufferRef:
-                buffer, offset, length = target.buffer, target.offset, target.length
-                if type(buffer) is not Buffer or type(offset) is not int:
-                    return False
-                size = buffer.byte_length
-                if length is None:
-                    length = size - offset
-                elif type(length) is not int:
-                    return False
-                if not (offset >= 0 and length >= 0 and offset + length <= size):
-                    return False
-            elif kind is Buffer:
-                buffer, offset, length = target, 0, target.byte_length
-            else:
+        for index, needs, size_limit, min_size in specs:
+            ref = _whole_buffer_ref(bindings[index], device, needs, size_limit, min_size)
+            if ref is None:
                 return False
-            bits = buffer.permission_bits
-            usage, access, memory = bits
-            if (
-                buffer.allocated_buffer is not buffer
-                or buffer.device is not device
-                or usage & usage_bits != usage_bits
-                or access & access_bits != access_bits
-                or memory & memory_bits != memory_bits
-                or length > size_limit
-                or -(-length // 4) * 4 < min_size
-                or buffer.is_released
-            ):
-                return False
-            refs[index] = Ref(buffer, None, offset, length)
-            checks.append((buffer, bits))
+            refs[index] = ref
+            buffer = cast(Buffer, ref.buffer)
+            checks.append((buffer, buffer.permission_bits))
         for index in unused:
             if bindings[index] is not None and type(bindings[index]) not in (Buffer, BufferRef):
                 return False
@@ -1054,40 +1070,13 @@ class CommandBuffer:
         """The ref of a binding that is a whole root buffer or a BufferRef into one, when
         every check of the general path passes, built without any message; None sends the
         binding down the general path (which raises the right error)."""
-        kind = type(target)
-        if kind is BufferRef:
-            buffer, offset, length = target.buffer, target.offset, target.length
-            if type(buffer) is not Buffer or type(offset) is not int:
-                return None
-            size = buffer.byte_length
-            if length is None:
-                length = size - offset
-            elif type(length) is not int:
-                return None
-            if not (offset >= 0 and length >= 0 and offset + length <= size):
-                return None
-        elif kind is Buffer:
-            buffer, offset, length = target, 0, target.byte_length
-        else:
+        if not self._validate:
             return None
-        needs = _BINDING_BITS[binding.kind]
-        usage, access, memory = buffer.permission_bits
         limit = (
             caps.max_uniform_binding_size if binding.kind == "uniform" else caps.max_binding_size
         )
-        if (
-            not self._validate
-            or buffer.allocated_buffer is not buffer
-            or buffer.device is not self.device
-            or usage & needs[0] != needs[0]
-            or access & needs[1] != needs[1]
-            or memory & needs[2] != needs[2]
-            or length > limit
-            or -(-length // 4) * 4 < binding.min_size
-            or buffer.is_released
-        ):
-            return None
-        return Ref(buffer, None, offset, length)
+        needs = _BINDING_BITS[binding.kind]
+        return _whole_buffer_ref(target, self.device, needs, limit, binding.min_size)
 
     def _require_bindings(self, what: str, segment: DispatchSegment) -> None:
         """Merge the slot requirements of a recorded dispatch's bindings."""

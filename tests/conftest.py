@@ -21,6 +21,26 @@ def device() -> Iterator[hal.Device]:
         yield dev
 
 
+@pytest.fixture
+def null() -> Iterator[hal.Device]:
+    """A null-backend device of its own (GPU-free: native copies and clears, no kernels);
+    its backend named, so HAL_BACKEND (the GL configuration) does not apply to it."""
+    dev = hal.create_device(implementation="null", backend="null")
+    yield dev
+    dev.close()
+
+
+@pytest.fixture(params=["shared", "null"])
+def shared_or_null(request: pytest.FixtureRequest, device: hal.Device) -> Iterator[hal.Device]:
+    """The shared real device, then a null-backend device of its own."""
+    if request.param == "shared":
+        yield device
+        return
+    dev = hal.create_device(implementation="null", backend="null")
+    yield dev
+    dev.close()
+
+
 def dawn_backend_or_skip() -> str:
     """The backend of Dawn's first adapter (Dawn's own, whatever HAL_BACKEND says: the GL
     configuration sets it and Dawn has no GL backend); skips without wgpudawn or an adapter."""

@@ -8,7 +8,6 @@ shared device."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,23 +23,6 @@ from hal.runtime.programs import CheckedProgram
 from hal.runtime.queue import Work
 
 ONE_SHOT = hal.CommandBufferMode.ONE_SHOT
-
-
-@pytest.fixture
-def null() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null")
-    yield device
-    device.close()
-
-
-@pytest.fixture(params=["shared", "null"])
-def any_device(request: pytest.FixtureRequest, device: hal.Device) -> Iterator[hal.Device]:
-    if request.param == "shared":
-        yield device
-        return
-    null = hal.create_device(implementation="null")
-    yield null
-    null.close()
 
 
 def _record(
@@ -104,30 +86,30 @@ def _random_program(
     return cb
 
 
-def test_recipe_calls_equal_compile_plan(any_device: hal.Device) -> None:
+def test_recipe_calls_equal_compile_plan(shared_or_null: hal.Device) -> None:
     """For random programs (aliased, unaligned and overlapping bindings, two executables,
     barriers or none): the plan equals the general path's, the recipe's calls equal
     compile_plan's of that plan call for call, and the resources are the plan's."""
     rng = random.Random(21)
     executables = [
-        any_device.create_executable(hal.shader_path("noop.wgsl"), label=f"noop{i}")
+        shared_or_null.create_executable(hal.shader_path("noop.wgsl"), label=f"noop{i}")
         for i in range(2)
     ]
-    buffers: list[object] = [any_device.allocate_buffer(1024) for _ in range(3)]
+    buffers: list[object] = [shared_or_null.allocate_buffer(1024) for _ in range(3)]
     taken = 0
     for _ in range(150):
-        cb = _random_program(rng, any_device, executables, buffers)
+        cb = _random_program(rng, shared_or_null, executables, buffers)
         segments = list(cb.segments)
-        general = batch_transfers(lower(segments, any_device.caps), any_device.caps)
+        general = batch_transfers(lower(segments, shared_or_null.caps), shared_or_null.caps)
         assert cb.plan == general
         program = cb.prepare(None)
         if isinstance(program, DispatchProgram):
             taken += 1
-            compiled = compile_plan(general, any_device.encoding)
+            compiled = compile_plan(general, shared_or_null.encoding)
             assert program.calls == compiled._steps
             assert frozenset(program.resources) == general.resources
             assert program.has_steps == bool(general.steps)
-        _submit(any_device, cb)
+        _submit(shared_or_null, cb)
     assert taken >= 25  # the rest shadow a binding or stage parameters: not templated
 
 
@@ -243,12 +225,12 @@ def test_profiled_program_and_dump_are_the_general_paths(null: hal.Device) -> No
 # -- recording's fast path --------------------------------------------------------------------
 
 
-def test_fast_recording_equals_the_general_segment(any_device: hal.Device) -> None:
+def test_fast_recording_equals_the_general_segment(shared_or_null: hal.Device) -> None:
     """The first dispatch of a fresh cb records the segment the general path makes."""
-    noop = any_device.create_executable(hal.shader_path("noop.wgsl"))
-    a = any_device.allocate_buffer(1024)
+    noop = shared_or_null.create_executable(hal.shader_path("noop.wgsl"))
+    a = shared_or_null.allocate_buffer(1024)
     for target in (a, hal.BufferRef(a, 256, 256), hal.BufferRef(a, 4, None)):
-        cb = any_device.create_command_buffer(ONE_SHOT)
+        cb = shared_or_null.create_command_buffer(ONE_SHOT)
         cb.begin()
         cb.dispatch(noop, "touch", (2, 1, 1), bindings=[target])
         (fast,) = cb.segments
@@ -332,7 +314,7 @@ def test_ordered_only_after_plain_work_of_this_queue(null: hal.Device) -> None:
     device's queue."""
     queue = null._queue
     completion = queue.completion
-    other = hal.create_device(implementation="null")
+    other = hal.create_device(implementation="null", backend="null")
     try:
         cases = [
             (completion, True, True),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -20,23 +19,6 @@ from hal.core.single_plans import native_steps, single_plan
 from hal.runtime.native_programs import NativeProgram, NativePrograms
 from hal.runtime.programs import CheckedProgram
 from hal.runtime.transfer_lane import TransferLane
-
-
-@pytest.fixture
-def null() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null")
-    yield device
-    device.close()
-
-
-@pytest.fixture(params=["shared", "null"])
-def any_device(request: pytest.FixtureRequest, device: hal.Device) -> Iterator[hal.Device]:
-    if request.param == "shared":
-        yield device
-        return
-    null = hal.create_device(implementation="null")
-    yield null
-    null.close()
 
 
 def _runs_no_kernels(device: hal.Device) -> bool:
@@ -60,19 +42,19 @@ def _count_lane(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def test_queue_copy_and_fill_bytes_through_the_lane(
-    any_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+    shared_or_null: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Aligned copies to another buffer and zero fills take the lane, a copy within one
     buffer where its plan is native (WebGPU has no such native copy: a kernel there); the
     bytes land in semaphore order."""
     taken = _count_lane(monkeypatch)
     data = np.arange(256, dtype=np.uint8)
-    a = any_device.buffer_from_numpy(data)
-    b = any_device.buffer_from_numpy(np.full(256, 7, np.uint8))
-    s = any_device.create_semaphore()
-    any_device.queue_copy(a, 16, b, 64, 128, signal=[(s, 1)])
-    any_device.queue_fill(b, 96, 32, 0, wait=[(s, 1)], signal=[(s, 2)])
-    any_device.queue_copy(a, 0, a, 128, 64, wait=[(s, 2)], signal=[(s, 3)])
+    a = shared_or_null.buffer_from_numpy(data)
+    b = shared_or_null.buffer_from_numpy(np.full(256, 7, np.uint8))
+    s = shared_or_null.create_semaphore()
+    shared_or_null.queue_copy(a, 16, b, 64, 128, signal=[(s, 1)])
+    shared_or_null.queue_fill(b, 96, 32, 0, wait=[(s, 1)], signal=[(s, 2)])
+    shared_or_null.queue_copy(a, 0, a, 128, 64, wait=[(s, 2)], signal=[(s, 3)])
     s.wait(3, timeout=WAIT)
     expected_b = np.full(256, 7, np.uint8)
     expected_b[64:192] = data[16:144]
@@ -80,34 +62,34 @@ def test_queue_copy_and_fill_bytes_through_the_lane(
     expected_a = data.copy()
     expected_a[128:192] = data[0:64]
     assert np.array_equal(b.to_numpy(np.uint8), expected_b)
-    if not _runs_no_kernels(any_device):
+    if not _runs_no_kernels(shared_or_null):
         assert np.array_equal(a.to_numpy(np.uint8), expected_a)
-    within = native_steps((a, 0, a, 128, 64), any_device.caps) is not None
+    within = native_steps((a, 0, a, 128, 64), shared_or_null.caps) is not None
     assert taken == [True, True, within]
 
 
 def test_lane_declines_what_needs_more_than_native_calls(
-    any_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+    shared_or_null: hal.Device, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unaligned copies, patterned fills and views go the general path: same bytes."""
     taken = _count_lane(monkeypatch)
     data = np.arange(64, dtype=np.uint8)
-    a = any_device.buffer_from_numpy(data)
-    b = any_device.buffer_from_numpy(np.zeros(64, np.uint8))
-    s = any_device.create_semaphore()
-    any_device.queue_copy(a, 1, b, 3, 13, signal=[(s, 1)])
-    any_device.queue_fill(b, 32, 8, 0x01020304, wait=[(s, 1)], signal=[(s, 2)])
+    a = shared_or_null.buffer_from_numpy(data)
+    b = shared_or_null.buffer_from_numpy(np.zeros(64, np.uint8))
+    s = shared_or_null.create_semaphore()
+    shared_or_null.queue_copy(a, 1, b, 3, 13, signal=[(s, 1)])
+    shared_or_null.queue_fill(b, 32, 8, 0x01020304, wait=[(s, 1)], signal=[(s, 2)])
     view = hal.BufferView(b, 64, np.uint8)
-    any_device.queue_fill(view, 48, 4, 0, wait=[(s, 2)], signal=[(s, 3)])
+    shared_or_null.queue_fill(view, 48, 4, 0, wait=[(s, 2)], signal=[(s, 3)])
     s.wait(3, timeout=WAIT)
     expected = np.zeros(64, np.uint8)
     expected[3:16] = data[1:14]
     expected[32:40] = np.frombuffer(bytes([4, 3, 2, 1]) * 2, np.uint8)
-    if not _runs_no_kernels(any_device):
+    if not _runs_no_kernels(shared_or_null):
         assert np.array_equal(b.to_numpy(np.uint8), expected)
     # The copy's and the pattern fill's templates have a dispatch; the view is not a Buffer.
-    steps_copy = native_steps((a, 1, b, 3, 13), any_device.caps)
-    steps_fill = native_steps((b, 32, 8, 0x01020304), any_device.caps)
+    steps_copy = native_steps((a, 1, b, 3, 13), shared_or_null.caps)
+    steps_fill = native_steps((b, 32, 8, 0x01020304), shared_or_null.caps)
     assert taken[0] is (steps_copy is not None)
     assert taken[1] is (steps_fill is not None)
     assert taken[2] is False
@@ -228,24 +210,24 @@ def _one(device: hal.Device, kind: str, a: hal.Buffer, b: hal.Buffer) -> hal.Com
 
 
 @pytest.mark.parametrize("kind", ["fill", "copy"])
-def test_native_cb_bytes_plan_and_stats(any_device: hal.Device, kind: str) -> None:
+def test_native_cb_bytes_plan_and_stats(shared_or_null: hal.Device, kind: str) -> None:
     """A one-shot cb of one native fill or copy is planned natively; its bytes land and its
     plan, stats and dump are the general path's."""
     data = np.arange(32, dtype=np.uint8)
-    a = any_device.buffer_from_numpy(data)
-    b = any_device.buffer_from_numpy(np.full(32, 5, np.uint8))
-    cb = _one(any_device, kind, a, b)
+    a = shared_or_null.buffer_from_numpy(data)
+    b = shared_or_null.buffer_from_numpy(np.full(32, 5, np.uint8))
+    cb = _one(shared_or_null, kind, a, b)
     record = (b, 8, 16, 0) if kind == "fill" else (a, 4, b, 8, 16)
-    if native_steps(record, any_device.caps) is None:
+    if native_steps(record, shared_or_null.caps) is None:
         pytest.skip("this device plans the command with more than native calls")
     assert isinstance(cb.programs, NativePrograms)
-    s = any_device.create_semaphore()
-    any_device.queue_execute(cb, signal=[(s, 1)])
+    s = shared_or_null.create_semaphore()
+    shared_or_null.queue_execute(cb, signal=[(s, 1)])
     s.wait(1, timeout=WAIT)
     expected = np.full(32, 5, np.uint8)
     expected[8:24] = 0 if kind == "fill" else data[4:20]
     assert np.array_equal(b.to_numpy(np.uint8), expected)
-    assert cb.plan == single_plan(record, any_device.caps)
+    assert cb.plan == single_plan(record, shared_or_null.caps)
     assert cb.stats is not None and cb.stats.native_copies + cb.stats.native_clears == 1
     assert "plan:" in cb.dump() and ("copy" in cb.dump() or "fill" in cb.dump())
 

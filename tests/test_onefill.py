@@ -7,7 +7,6 @@ general path's errors everywhere else."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -20,23 +19,6 @@ from hal.runtime.command_buffer import CommandBufferState
 from hal.runtime.execution import Executor
 from hal.runtime.native_programs import NativePrograms
 from hal.runtime.transfer_lane import TransferLane
-
-
-@pytest.fixture
-def null() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null")
-    yield device
-    device.close()
-
-
-@pytest.fixture(params=["shared", "null"])
-def any_device(request: pytest.FixtureRequest, device: hal.Device) -> Iterator[hal.Device]:
-    if request.param == "shared":
-        yield device
-        return
-    null = hal.create_device(implementation="null")
-    yield null
-    null.close()
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
@@ -72,15 +54,15 @@ def _one(
 
 @pytest.mark.parametrize("kind", ["fill", "copy"])
 def test_one_command_cb_takes_the_lane(
-    any_device: hal.Device, kind: str, monkeypatch: pytest.MonkeyPatch
+    shared_or_null: hal.Device, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-shot cb of one native fill or copy is submitted by the lane, never by the
     executor's general submission; its bytes land in semaphore order."""
     data = np.arange(32, dtype=np.uint8)
-    a = any_device.buffer_from_numpy(data)
-    b = any_device.buffer_from_numpy(np.full(32, 5, np.uint8))
+    a = shared_or_null.buffer_from_numpy(data)
+    b = shared_or_null.buffer_from_numpy(np.full(32, 5, np.uint8))
     record = (b, 8, 16, 0) if kind == "fill" else (a, 4, b, 8, 16)
-    if native_steps(record, any_device.caps) is None:
+    if native_steps(record, shared_or_null.caps) is None:
         pytest.skip("this device plans the command with more than native calls")
     taken = _spy(monkeypatch)
 
@@ -88,11 +70,11 @@ def test_one_command_cb_takes_the_lane(
         raise AssertionError("the general submission ran")
 
     monkeypatch.setattr(Executor, "_submit", no_general)
-    s = any_device.create_semaphore()
-    first = _one(any_device, kind, a, b)
+    s = shared_or_null.create_semaphore()
+    first = _one(shared_or_null, kind, a, b)
     assert isinstance(first.programs, NativePrograms)
-    any_device.queue_execute(first, signal=[(s, 1)])
-    any_device.queue_execute(_one(any_device, kind, a, b), wait=[(s, 1)], signal=[(s, 2)])
+    shared_or_null.queue_execute(first, signal=[(s, 1)])
+    shared_or_null.queue_execute(_one(shared_or_null, kind, a, b), wait=[(s, 1)], signal=[(s, 2)])
     s.wait(2, timeout=WAIT)
     assert taken == [True, True]
     assert first.state is CommandBufferState.SUBMITTED
@@ -209,7 +191,7 @@ def test_lane_declines_inline_with_waits_foreign_cb_and_tables(
         null.queue_execute(inline, wait=[(s, 0)], signal=[(s, 1)])
     assert taken == [False]
     assert inline.state is CommandBufferState.EXECUTABLE
-    other = hal.create_device(implementation="null")
+    other = hal.create_device(implementation="null", backend="null")
     try:
         foreign = _one(other, "fill", other.allocate_buffer(32), other.allocate_buffer(32))
         with pytest.raises(

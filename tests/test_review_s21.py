@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,23 +25,6 @@ from conftest import WAIT
 import hal
 from hal.runtime import queue as queue_module
 from hal.runtime import semaphore as semaphore_module
-
-
-@pytest.fixture
-def null() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null")
-    yield device
-    device.close()
-
-
-@pytest.fixture(params=["shared", "null"])
-def any_device(request: pytest.FixtureRequest, device: hal.Device) -> Iterator[hal.Device]:
-    if request.param == "shared":
-        yield device
-        return
-    null = hal.create_device(implementation="null")
-    yield null
-    null.close()
 
 
 def _poll(condition: Callable[[], bool], seconds: float = WAIT) -> None:
@@ -224,12 +207,14 @@ def test_bug_interrupt_in_a_watcher_strands_held_back_work(
 # == regression tests: the one-point wait and the notify-only-while-asleep conditions ========
 
 
-def test_threads_waiting_with_short_deadlines_never_miss_a_wake_up(any_device: hal.Device) -> None:
+def test_threads_waiting_with_short_deadlines_never_miss_a_wake_up(
+    shared_or_null: hal.Device,
+) -> None:
     """8 threads × 40 rounds of one-point waits on work, on held-back work released by a
     host timer, ``any`` waits woken by a host signal, cross-thread waits and waits that
     must time out: each returns by its deadline (plus slack for a loaded machine) or sees
     its value, and the bytes of every copy land."""
-    device = any_device
+    device = shared_or_null
     buffers = [device.buffer_from_numpy(np.full(64, i + 1, np.uint8)) for i in range(8)]
     targets = [device.allocate_buffer(64) for _ in range(8)]
     problems: list[str] = []
@@ -318,7 +303,7 @@ def test_waits_on_another_devices_semaphore(null: hal.Device) -> None:
     """One-point and multi-point waits on a semaphore of another device, signalled by that
     device's work that is itself held back on a host signal: both wake, the lane's copy on
     this device ordered after the other device's fill."""
-    other = hal.create_device(implementation="null")
+    other = hal.create_device(implementation="null", backend="null")
     try:
         x = other.buffer_from_numpy(np.full(64, 3, np.uint8))
         h = other.create_semaphore()
@@ -442,13 +427,13 @@ def test_interrupt_asleep_in_wait_idle_leaves_it_consistent(
 # == regression tests: the lane =================================================================
 
 
-def test_lane_edges_bytes_and_order(any_device: hal.Device) -> None:
+def test_lane_edges_bytes_and_order(shared_or_null: hal.Device) -> None:
     """What the lane takes or declines keeps the general path's results: a copy from a
     buffer released while the copy is held back still copies; a subspan target lands at its
     offset and a range past it raises OutOfRangeError; a zero fill of the last bytes of an
     odd-sized allocation; zero-length operations still signal; a failed wait semaphore
     fails the signal with its cause."""
-    device = any_device
+    device = shared_or_null
     data = np.arange(256, dtype=np.uint8)
     a = device.buffer_from_numpy(data)
     b = device.buffer_from_numpy(np.zeros(256, np.uint8))
@@ -492,8 +477,8 @@ def test_lane_edges_bytes_and_order(any_device: hal.Device) -> None:
 def test_lane_refuses_another_devices_buffers_and_a_closed_device() -> None:
     """A target of another device is InvalidArgumentError naming the operation; after close
     the operations raise UnavailableError."""
-    device = hal.create_device(implementation="null")
-    other = hal.create_device(implementation="null")
+    device = hal.create_device(implementation="null", backend="null")
+    other = hal.create_device(implementation="null", backend="null")
     try:
         a = device.allocate_buffer(64)
         x = other.allocate_buffer(64)
@@ -513,12 +498,12 @@ def test_lane_refuses_another_devices_buffers_and_a_closed_device() -> None:
 # == regression tests: native one-command programs ==============================================
 
 
-def test_native_reusable_cb_submitted_from_threads(any_device: hal.Device) -> None:
+def test_native_reusable_cb_submitted_from_threads(shared_or_null: hal.Device) -> None:
     """One reusable cb of one native copy, submitted 25 times from each of 6 threads at once
     (each with its own semaphore), with and without an (ignored) binding table: every
     submission signals and the bytes are the copy's; once the source is released every
     submission raises FailedPreconditionError naming queue_execute and queues nothing."""
-    device = any_device
+    device = shared_or_null
     data = np.arange(128, dtype=np.uint8)
     a = device.buffer_from_numpy(data)
     b = device.allocate_buffer(128)
@@ -592,13 +577,13 @@ def test_native_one_shot_cb_raced_by_threads(null: hal.Device) -> None:
     assert np.array_equal(b.to_numpy(np.uint8), np.arange(64, dtype=np.uint8))
 
 
-def test_lane_copy_from_a_collected_source_still_copies(any_device: hal.Device) -> None:
+def test_lane_copy_from_a_collected_source_still_copies(shared_or_null: hal.Device) -> None:
     """The lane's Work holds allocations only (no keepalive of the Buffers): a held-back copy
     whose source Buffer is dropped and collected before its wait is reached still copies
     the source's bytes (the allocation lives until the copy completes)."""
     import gc
 
-    device = any_device
+    device = shared_or_null
     data = np.arange(256, dtype=np.uint8)
     a = device.buffer_from_numpy(data)
     b = device.buffer_from_numpy(np.zeros(256, np.uint8))

@@ -446,6 +446,7 @@ point_lists(
 for _target, _command in [
     ("Device.buffer_from_numpy", "buffer_from_numpy"),
     ("Device.buffer_view_from_numpy", "buffer_view_from_numpy"),
+    ("Allocator.buffer_from_numpy", "buffer_from_numpy"),
 ]:
     for _label, _array in [
         ("object-array", np.array([object()] * 4)),
@@ -456,7 +457,9 @@ for _target, _command in [
         case(
             _target,
             f"array={_label}",
-            lambda w, a=_array, c=_command: getattr(w.device, c)(a),
+            lambda w, a=_array, c=_command, t=_target: getattr(
+                w.device.allocator if t.startswith("Allocator") else w.device, c
+            )(a),
             IAE,
             _command,
             "array",
@@ -466,6 +469,12 @@ flags(
     "buffer_from_numpy",
     "usage",
     lambda w, v: w.device.buffer_from_numpy(np.zeros(4, np.uint8), usage=v),
+)
+flags(
+    "Allocator.buffer_from_numpy",
+    "buffer_from_numpy",
+    "usage",
+    lambda w, v: w.device.allocator.buffer_from_numpy(np.zeros(4, np.uint8), usage=v),
 )
 
 _BAD_HOST = [
@@ -1543,6 +1552,8 @@ NO_ARGUMENTS = {
     "Semaphore.expect": "the queue's hook",
     "Semaphore.watch": "the queue's hook",
     "Allocator.query_buffer_compatibility": "never raises: see its own test",
+    "Allocator.pool_statistics": "no arguments; never raises",
+    "Allocator.empty_pool": "no arguments; never raises",
     "hal.available_adapters": "never raises: an unknown implementation lists no adapters",
     "hal.BufferRef": "plain data; checked where used (the buffers() cases of every command)",
     "hal.SlotRef": "plain data; checked where used",

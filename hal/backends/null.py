@@ -209,8 +209,8 @@ class NullBackend(Backend):
 
     # -- submission ----------------------------------------------------------------------------
 
-    def clear_command_buffer(self, buffers: Sequence[Any]) -> Any:
-        return [(_clear, (buffer, 0, buffer.size)) for buffer in buffers]
+    def clear_command_buffer(self, buffers: Sequence[tuple[Any, int]]) -> Any:
+        return [(_clear, (buffer, offset, buffer.size - offset)) for buffer, offset in buffers]
 
     def copy_command_buffer(self, copies: Sequence[tuple[Any, int, Any, int, int]]) -> Any:
         return [(_copy, copy) for copy in copies]

@@ -282,8 +282,9 @@ class Backend:
 
     # -- submission and completion ----------------------------------------------------------
 
-    def clear_command_buffer(self, buffers: Sequence[Any]) -> Any:
-        """A command buffer that zeroes each of ``buffers`` entirely."""
+    def clear_command_buffer(self, buffers: Sequence[tuple[Any, int]]) -> Any:
+        """A command buffer that zeroes each (buffer, offset) of ``buffers`` from ``offset``
+        (a multiple of 4) to its end (offset 0: entirely)."""
         raise NotImplementedError
 
     def copy_command_buffer(self, copies: Sequence[tuple[Any, int, Any, int, int]]) -> Any:

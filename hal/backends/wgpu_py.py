@@ -360,11 +360,14 @@ class WgpuPyBackend(Backend):
 
     # -- submission and completion ----------------------------------------------------------
 
-    def clear_command_buffer(self, buffers: Sequence[Any]) -> Any:
+    def clear_command_buffer(self, buffers: Sequence[tuple[Any, int]]) -> Any:
         try:
             encoder = self.device.create_command_encoder(label="hal.zero")
-            for buffer in buffers:
-                encoder.clear_buffer(buffer)
+            for buffer, offset in buffers:
+                if offset:
+                    encoder.clear_buffer(buffer, offset)
+                else:
+                    encoder.clear_buffer(buffer)
             return encoder.finish()
         except wgpu.GPUError as error:
             raise translate(error) from None

@@ -30,7 +30,6 @@ from hal.enums import (
     CommandCategory,
     MemoryAccess,
     MemoryType,
-    coerce_flags,
 )
 from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
 from hal.runtime.adapters import AdapterInfo, available_adapters, describe, pick_adapter
@@ -133,6 +132,7 @@ class Device:
 
     def __init__(self, backend: Backend, info: AdapterInfo, label: str | None = None) -> None:
         from hal.runtime.allocator import Allocator
+        from hal.runtime.buffer_pool import BufferPool, pool_bytes
         from hal.runtime.collectives import Collectives
         from hal.runtime.encoder import BindGroupCache, Encoding
         from hal.runtime.executable import BuiltinKernels, ExecutableCache
@@ -165,7 +165,10 @@ class Device:
         self.dispatch_recipes: dict[tuple[Any, ...], Any] = {}
         # Recording's per-(executable, entry point) facts (hal/runtime/command_buffer.py).
         self.dispatch_facts: dict[tuple[int, str], Any] = {}
-        self.allocator: Allocator = Allocator(self, backend, queue, clears, bind_groups, self._host)
+        self._buffer_pool = BufferPool(backend, pool_bytes(), lambda: queue.lost is not None)
+        self.allocator: Allocator = Allocator(
+            self, backend, queue, clears, bind_groups, self._host, self._buffer_pool
+        )
         self._executor.use_collectives(Collectives(queue, self._host, self._host_calls))
         self._finalizer = weakref.finalize(self, Queue.shutdown, queue)
 
@@ -195,6 +198,7 @@ class Device:
         self._host_calls.close()
         self._queue.close()
         self._host.close()  # caller memory the registration cache pinned is released
+        self._buffer_pool.close()  # the allocator's idle buffers are destroyed
         self._bind_groups.clear()
 
     def __enter__(self) -> Device:
@@ -279,20 +283,15 @@ class Device:
         """Allocate a buffer holding a copy of ``array``'s bytes (C order). Raises as
         ``allocate_buffer``, and InvalidArgumentError for an array of Python objects or
         something that is not an array."""
-        data = _host_array("buffer_from_numpy", array)
-        usage = coerce_flags("buffer_from_numpy", "usage", usage, BufferUsage)
-        buffer = self.allocate_buffer(
-            data.nbytes, memory_type=memory_type, usage=usage | BufferUsage.TRANSFER_TARGET
-        )
-        self._host.write(buffer, 0, data.reshape(-1).view(np.uint8))
-        return buffer
+        return self.allocator.buffer_from_numpy(array, usage=usage, memory_type=memory_type)
 
     def buffer_view_from_numpy(self, array: np.ndarray) -> BufferView:
         """A :class:`BufferView` over a new buffer holding a copy of ``array``. Raises as
         :meth:`buffer_from_numpy`."""
+        from hal.runtime.allocator import host_array
         from hal.runtime.buffer import BufferView
 
-        data = _host_array("buffer_view_from_numpy", array)
+        data = host_array("buffer_view_from_numpy", array)
         return BufferView(self.buffer_from_numpy(data), data.shape, data.dtype)
 
     def transfer_h2d(self, data: Any, target: BufferTarget, target_offset: int = 0) -> None:
@@ -610,21 +609,6 @@ def _points(what: str, wait: Any, signal: Any) -> tuple[tuple[Any, ...], tuple[A
     from hal.runtime.semaphore import normalise_points
 
     return normalise_points(f"{what} wait", wait), normalise_points(f"{what} signal", signal)
-
-
-def _host_array(what: str, array: Any) -> np.ndarray:
-    """``array`` (anything ``np.asarray`` takes) as a C-contiguous array of plain bytes.
-    Raises InvalidArgumentError where that would hold Python objects (None, ``object()``,
-    ``dtype=object``) or numpy refuses it."""
-    try:
-        array = np.asarray(array)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgumentError(f"{what}: array is not array-like: {error}") from None
-    if array.dtype.hasobject:
-        raise InvalidArgumentError(
-            f"{what}: array of dtype {array.dtype} holds Python objects, not plain bytes"
-        )
-    return np.ascontiguousarray(array)
 
 
 def _caps(limits: dict[str, int], features: frozenset[str], info: AdapterInfo) -> DeviceCaps:

@@ -23,18 +23,19 @@ class PendingClears:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._lock = threading.Lock()
-        self._pending: list[tuple[Any, Allocation | None]] = []
+        self._pending: list[tuple[Any, int, Allocation | None]] = []
 
-    def add(self, allocation: Allocation) -> None:
-        """Clear a new allocation before anything else touches it (held until then)."""
+    def add(self, allocation: Allocation, offset: int = 0) -> None:
+        """Clear a new allocation's backend buffer from ``offset`` (a multiple of 4; 0: all
+        of it) to its end before anything else touches it (held until then)."""
         allocation.acquire()
         with self._lock:
-            self._pending.append((allocation.handle, allocation))
+            self._pending.append((allocation.handle, offset, allocation))
 
     def add_internal(self, handle: Any) -> None:
         """Clear an internal backend buffer before its first use."""
         with self._lock:
-            self._pending.append((handle, None))
+            self._pending.append((handle, 0, None))
 
     def take(self) -> tuple[Any, list[Allocation]]:
         """(a command buffer clearing every pending buffer or None, their allocations to
@@ -43,5 +44,5 @@ class PendingClears:
             pending, self._pending = self._pending, []
         if not pending:
             return None, []
-        command_buffer = self._backend.clear_command_buffer([handle for handle, _ in pending])
-        return command_buffer, [a for _, a in pending if a is not None]
+        command_buffer = self._backend.clear_command_buffer([(h, off) for h, off, _ in pending])
+        return command_buffer, [a for _, _, a in pending if a is not None]

@@ -10,7 +10,12 @@ import numpy as np
 from hal.backends.protocol import BackendError
 from hal.core.builtins import allocation_size
 from hal.enums import BufferUsage, MemoryAccess, MemoryType, coerce_flags
-from hal.errors import HalError, InvalidArgumentError, ResourceExhaustedError
+from hal.errors import (
+    HalError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from hal.runtime.buffer import Allocation, Buffer
 from hal.runtime.buffer_pool import PoolStatistics
 from hal.runtime.loss import backend_failure
@@ -170,9 +175,11 @@ class Allocator:
         """:meth:`allocate_buffer`; the caller overwrites bytes ``[0, written)`` before any
         other use, so a reused backend buffer is zeroed only past them."""
         device = self._device
-        if self._queue.lost is not None:
-            self._pool.clear()  # a lost device's buffers are never used again
-        device.check_open(what)
+        try:
+            device.check_open(what)
+        except UnavailableError:
+            self._pool.clear()  # a closed or lost device's buffers are never used again
+            raise
         size, memory_type, usage, access = self._request(what, size, memory_type, usage, access)
         memory_type = memory_type | MemoryType.DEVICE_VISIBLE
         if usage & (BufferUsage.MAPPING_SCOPED | BufferUsage.MAPPING_PERSISTENT):

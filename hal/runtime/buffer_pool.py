@@ -70,6 +70,8 @@ class BufferPool:
     first. Thread-safe: buffers come back from the completion thread too."""
 
     def __init__(self, backend: Backend, limit: int, lost: Callable[[], bool]) -> None:
+        """``lost``: whether the device is lost (without side effects: it is asked on the
+        completion thread too)."""
         self._backend = backend
         self.limit = max(0, limit)
         self._lost = lost
@@ -100,8 +102,9 @@ class BufferPool:
     def take(self, capacity: int, uniform: bool) -> Any:
         """An idle backend buffer of exactly this class (the most recently pooled), or None.
         Counts the allocation as reused or created."""
+        key = (capacity, uniform)
         with self._lock:
-            handles = self._free.get((capacity, uniform))
+            handles = self._free.get(key)
             if not handles or self._closed:
                 self._created += 1
                 return None
@@ -121,8 +124,6 @@ class BufferPool:
         uses) for reuse, destroying the least recently pooled past the bound; destroy it
         instead once the pool is off, closed or the device lost. Never raises."""
         doomed: list[Any] = []
-        # Asked before the lock: finding the device lost fails its in-flight work, whose
-        # buffers come back here.
         lost = capacity <= self.limit and self._lost()
         with self._lock:
             if capacity > self.limit or self._closed:

@@ -165,7 +165,7 @@ class Device:
         self.dispatch_recipes: dict[tuple[Any, ...], Any] = {}
         # Recording's per-(executable, entry point) facts (hal/runtime/command_buffer.py).
         self.dispatch_facts: dict[tuple[int, str], Any] = {}
-        self._buffer_pool = BufferPool(backend, pool_bytes(), lambda: queue.lost is not None)
+        self._buffer_pool = BufferPool(backend, pool_bytes(), lambda: queue.is_lost)
         self.allocator: Allocator = Allocator(
             self, backend, queue, clears, bind_groups, self._host, self._buffer_pool
         )

@@ -151,6 +151,13 @@ class Queue:
             return self.mark_lost(self._backend.lost_reason)
         return self._lost
 
+    @property
+    def is_lost(self) -> bool:
+        """True once the device was found lost, here or by the backend. Unlike :attr:`lost`
+        it takes nothing over (fails no work), so it is safe on any thread, the completion
+        thread's retirements included."""
+        return self._lost is not None or self._backend.lost_reason is not None
+
     # -- building work ---------------------------------------------------------------------
 
     def operation(

@@ -5,7 +5,9 @@ Rows, per size (4 KiB up to ``--max-size``), in GB/s of payload (median of the r
 upload (host -> device), each timed until the bytes are on the device:
 - ``hal transfer_h2d``: ``device.transfer_h2d(array, buf)`` then ``device.wait_idle()``.
 - ``hal queue_update``: ``device.queue_update(array, 0, buf, 0, n, signal=...)`` + wait.
-- ``hal buffer_from_numpy``: allocation + upload + ``wait_idle`` (the buffer is released).
+- ``hal buffer_from_numpy``: allocation + upload + ``wait_idle`` (the buffer is released;
+  from session 22 the next call's allocation reuses it through the allocator's free pool,
+  as a loop of allocations does: ``HAL_BUFFER_POOL_BYTES=0`` times new allocations).
 - ``wgpu write_buffer``: ``queue.write_buffer(buf, 0, array)``, ``queue.submit([])``,
   ``device._poll(True)`` on the raw wgpu-py device hal uses.
 - ``torch pinned h2d`` / ``torch pageable h2d``: ``dst.copy_(src, non_blocking=True)`` from

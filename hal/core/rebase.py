@@ -51,14 +51,17 @@ def table_shape(
     in ``direct`` (named by the command buffer itself)."""
     modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
     roots = [id(root) for _, root, _, _ in entries]
-    if len(set(roots)) != len(roots) or direct.intersection(roots):
+    if (len(roots) > 1 and len(set(roots)) != len(roots)) or not direct.isdisjoint(roots):
         return None
     # Whether each allocation is padded to whole 16-byte blocks: the unaligned copy's
     # 16-byte windows (lowering.copy16) are valid on another allocation only if it is too.
+    # (A list, not a generator: this runs once per new table.)
     limit = caps.max_buffer_size
     return tuple(
-        (base % modulus, size, pads_to_blocks(root.byte_length, limit))
-        for _, root, base, size in entries
+        [
+            (base % modulus, size, pads_to_blocks(root.byte_length, limit))
+            for _, root, base, size in entries
+        ]
     )
 
 

@@ -96,6 +96,60 @@ def test_new_table_at_other_offsets_in_flight(device: hal.Device) -> None:
         np.testing.assert_array_equal(buffer.to_numpy(np.uint32), model)
 
 
+def test_unevenly_spaced_group_sites(device: hal.Device) -> None:
+    """Slot groups at unevenly spaced calls of a pass (a direct buffer's group between them,
+    a repeated binding that sets no group, a slot group of two entries): the gather path of
+    the rebase, for 12 tables in flight."""
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+    direct = device.allocate_buffer(1024)
+    device.queue_fill(direct, 0, 1024, 0)
+    ex = device.create_executable(str(KERNELS / "xor_words.wgsl"))
+    cb = device.create_command_buffer(DEFAULT_MODE, binding_capacity=1)
+    cb.begin()
+    pattern = [("slot", 0), ("slot", 0), ("direct", 256), ("slot", 512), ("direct", 0)]
+    pattern += [("slot", 256), ("xor", 0), ("slot", 512), ("slot", 512), ("direct", 256)]
+    for kind, offset in pattern:
+        if kind == "xor":  # a two-entry group of slot ranges: slot [1024, 1072) -> [2048, ...)
+            bindings = [hal.SlotRef(0, 1024, 48), hal.SlotRef(0, 2048, 48)]
+            cb.dispatch(ex, "xor_copy", (1, 1, 1), constants=[KEY], bindings=bindings)
+        else:
+            target = (
+                hal.SlotRef(0, offset, 256)
+                if kind == "slot"
+                else hal.BufferRef(direct, offset, 256)
+            )
+            cb.dispatch(noop, "touch", (1, 1, 1), bindings=[target])
+        cb.execution_barrier()
+    cb.end()
+    sources = [random_bytes(48, seed=300 + i) for i in range(12)]
+    buffers = []
+    for data in sources:
+        buffer = device.allocate_buffer(4096)
+        device.queue_fill(buffer, 0, 4096, 0)
+        device.queue_update(data, 0, buffer, 1024, 48)
+        buffers.append(buffer)
+    done = device.create_semaphore()
+    for buffer in buffers:
+        device.queue_execute(cb, binding_table=[buffer])
+    device.queue_barrier(signal=[(done, 1)])
+    done.wait(1, timeout=WAIT)
+    direct_model = np.zeros(256, dtype=np.uint32)
+    slot_counts = np.zeros(1024, dtype=np.uint32)
+    for kind, offset in pattern:
+        if kind == "slot":
+            slot_counts[offset // 4] += 1
+        elif kind == "direct":
+            direct_model[offset // 4] += len(buffers)
+    np.testing.assert_array_equal(direct.to_numpy(np.uint32), direct_model)
+    for data, buffer in zip(sources, buffers, strict=True):
+        model = np.zeros(4096, dtype=np.uint8)
+        model[1024:1072] = data
+        model[2048:2096] = xor_key(data)
+        words = model.view(np.uint32).copy()
+        words += slot_counts
+        np.testing.assert_array_equal(buffer.to_numpy(np.uint32), words)
+
+
 def test_group_of_a_slot_and_a_direct_buffer(any_device: hal.Device) -> None:
     """A dispatch whose bind group has a slot entry beside a direct one (the multi-entry
     rebase path): xor_copy from slot 0 into a buffer the command buffer names directly, then

@@ -100,22 +100,53 @@ class _Patch:
     """What rebasing a program onto a set of moved allocations remakes: the moved bind
     groups of one entry (layout, binding, id of its resource, offset, size), the other moved
     groups (layout, per entry (binding, id of its resource, its handle, offset, size)), per
-    step that sets one a gather of its new call list from (old calls + the groups' new
-    calls, ``singles`` then ``groups`` in order), and the transfer sites that move."""
+    step that sets one how its new call list is made from its old calls and the groups' new
+    calls (``singles`` then ``groups`` in order: :func:`_pick`), and the transfer sites that
+    move."""
 
     singles: tuple[tuple[Any, int, int, int, int], ...]
     groups: tuple[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]], ...]
-    picks: tuple[tuple[int, Callable[[list[Call]], Sequence[Call]]], ...]
+    picks: tuple[tuple[int, Pick], ...]
     transfers: tuple[tuple[Any, ...], ...]
 
 
-def _gather(order: list[int]) -> Callable[[list[Call]], Sequence[Call]]:
-    """A function taking a list to the tuple of its items at ``order`` (itemgetter: one C
-    loop; it returns a bare item for one index, hence the wrapper)."""
+Pick = Callable[[Sequence["Call"], list["Call"]], Sequence["Call"]]
+"""A step's new calls from its old calls and the moved groups' new calls (see _pick)."""
+
+
+def _items(order: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function taking a sequence to the tuple of its items at ``order`` (itemgetter: one
+    C loop; it returns a bare item for one index, hence the wrapper)."""
     if len(order) == 1:
         only = order[0]
         return lambda items: (items[only],)
     return itemgetter(*order)
+
+
+def _pick(count: int, sites: dict[int, int]) -> Pick:
+    """How a step of ``count`` calls whose positions ``sites`` (position -> group number)
+    set a moved group gets its new calls. Where the sites are evenly spaced (a group before
+    each dispatch), a copy and one slice assignment of the groups' calls in site order;
+    else one gather from the old calls followed by the new ones."""
+    positions = sorted(sites)
+    values = _items([sites[p] for p in positions])
+    if len(positions) > 1:
+        start, step = positions[0], positions[1] - positions[0]
+        stop = positions[-1] + 1
+        if positions == list(range(start, stop, step)):
+
+            def spaced(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
+                out = list(calls)
+                out[start:stop:step] = values(new_calls)
+                return out
+
+            return spaced
+    gather = _items([count + sites[p] if p in sites else p for p in range(count)])
+
+    def gathered(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
+        return gather([*calls, *new_calls])
+
+    return gathered
 
 
 def _handle(region: Region, aux: dict[AuxBuffer, Any]) -> Any:
@@ -206,10 +237,10 @@ class Program:
         keepalive: list[Any] = [self._keepalive, *groups]
         steps = list(self._steps)
         for index, pick in patch.picks:
-            # One C-level gather per step: the old calls, each moved group's site taking
-            # the group's new call (``pick`` indexes old calls + new_calls).
+            # C-level copies per step: the old calls, each moved group's site taking the
+            # group's new call.
             is_pass, calls = steps[index]
-            steps[index] = (is_pass, pick([*calls, *new_calls]))
+            steps[index] = (is_pass, pick(calls, new_calls))
         if patch.transfers:
             aux = self.aux
 
@@ -259,9 +290,7 @@ class Program:
                     targets.setdefault(index, {})[position] = number
             picks = []
             for index, positions in sorted(targets.items()):
-                count = len(self._steps[index][1])
-                order = [count + positions[p] if p in positions else p for p in range(count)]
-                picks.append((index, _gather(order)))
+                picks.append((index, _pick(len(self._steps[index][1]), positions)))
             moved_transfers = tuple(
                 site
                 for site in transfers

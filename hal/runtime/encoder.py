@@ -41,7 +41,7 @@ class BindGroupCache:
 
     def get(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> Any:
         """The bind group of ``layout`` for (binding, wgpu buffer, offset, size) entries."""
-        if len(entries) == 1:  # most groups: no list to build for the key
+        if len(entries) == 1:  # most groups: no list to build (Program.rebased builds it too)
             b, buf, off, size = entries[0]
             key: tuple[Any, ...] = (id(layout), (b, id(buf), off, size))
         else:
@@ -58,13 +58,11 @@ class BindGroupCache:
                 self._by_buffer.setdefault(id(buf), set()).add(key)
         return group
 
-    def get_one(self, layout: Any, binding: int, buffer: Any, offset: int, size: int) -> Any:
-        """:meth:`get` of a one-entry group, without building the entries on a hit (a
-        rebase for a new binding table looks up one per slot binding)."""
-        found = self._groups.get((id(layout), (binding, id(buffer), offset, size)))
-        if found is not None:
-            return found[0]
-        return self.get(layout, ((binding, buffer, offset, size),))
+    def find(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The cached entry (group, layout, buffers) under ``key`` as :meth:`get` makes it,
+        or None: for :meth:`Program.rebased`'s one-entry groups, which build the key from
+        ids they hold without the entries (one lookup per slot binding per new table)."""
+        return self._groups.get(key)
 
     def forget(self, handle: Any) -> None:
         """Drop the bind groups that reference the backend buffer ``handle``."""
@@ -98,13 +96,13 @@ its handle, offset, size), and the (step index, call position) pairs that set it
 @dataclass(frozen=True, slots=True)
 class _Patch:
     """What rebasing a program onto a set of moved allocations remakes: the moved bind
-    groups of one entry (layout, binding, id of its resource, offset, size), the other moved
+    groups of one entry (layout, its id, binding, id of its resource, offset, size), the other moved
     groups (layout, per entry (binding, id of its resource, its handle, offset, size)), per
     step that sets one how its new call list is made from its old calls and the groups' new
     calls (``singles`` then ``groups`` in order: :func:`_pick`), and the transfer sites that
     move."""
 
-    singles: tuple[tuple[Any, int, int, int, int], ...]
+    singles: tuple[tuple[Any, int, int, int, int, int], ...]
     groups: tuple[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]], ...]
     picks: tuple[tuple[int, Pick], ...]
     transfers: tuple[tuple[Any, ...], ...]
@@ -212,24 +210,33 @@ class Program:
         program keeps owning them). Raises BackendError."""
         patch = self._patches.get(tuple(rebase)) or self._patch_for(rebase)
         bind_groups = self._encoding.bind_groups
-        get_one = bind_groups.get_one
         set_bind_group = self._backend.set_bind_group
-        # Each moved allocation's new backend buffer and offset shift, looked up once.
-        moved = {key: (root.allocation.handle, shift) for key, (root, shift) in rebase.items()}
+        # Each moved allocation's new backend buffer, its id and the offset shift, once.
+        moved = {}
+        for key, (root, shift) in rebase.items():
+            handle = root.allocation.handle
+            moved[key] = (handle, id(handle), shift)
         # One-entry groups on a moved allocation (the usual slot binding): what
-        # rebase_region makes of each region, without the Region.
-        groups = [
-            get_one(layout, b, moved[resource][0], offset + moved[resource][1], size)
-            for layout, b, resource, offset, size in patch.singles
-        ]
+        # rebase_region makes of each region, without the Region; looked up under
+        # BindGroupCache.get's key for one entry (same module), created by get on a miss.
+        find = bind_groups.find
+        groups = []
+        for layout, layout_id, b, resource, offset, size in patch.singles:
+            handle, handle_id, shift = moved[resource]
+            found = find((layout_id, (b, handle_id, offset + shift, size)))
+            groups.append(
+                found[0]
+                if found is not None
+                else bind_groups.get(layout, ((b, handle, offset + shift, size),))
+            )
         for layout, specs in patch.groups:
             entries = []
             for b, resource, fixed, offset, size in specs:
-                found = moved.get(resource)
-                if found is None:
+                new = moved.get(resource)
+                if new is None:
                     entries.append((b, fixed, offset, size))
                 else:
-                    entries.append((b, found[0], offset + found[1], size))
+                    entries.append((b, new[0], offset + new[2], size))
             groups.append(bind_groups.get(layout, tuple(entries)))
         new_calls = [set_bind_group(0, group) for group in groups]
         # This program's objects by reference (not copied: a long program keeps hundreds),
@@ -269,7 +276,7 @@ class Program:
         patch = self._patches.get(key)
         if patch is None:
             groups, transfers = self._grouped_sites()
-            singles: list[tuple[Any, int, int, int, int]] = []
+            singles: list[tuple[Any, int, int, int, int, int]] = []
             general: list[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]]] = []
             sites: list[tuple[tuple[int, int], ...]] = []
             general_sites: list[tuple[tuple[int, int], ...]] = []
@@ -278,7 +285,7 @@ class Program:
                     continue
                 if len(specs) == 1:
                     b, resource, _, offset, size = specs[0]
-                    singles.append((layout, b, resource, offset, size))
+                    singles.append((layout, id(layout), b, resource, offset, size))
                     sites.append(places)
                 else:
                     general.append((layout, specs))

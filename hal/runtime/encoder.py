@@ -38,6 +38,11 @@ class BindGroupCache:
         self._lock = threading.RLock()
         self._groups: dict[tuple[Any, ...], Any] = {}
         self._by_buffer: dict[int, set[tuple[Any, ...]]] = {}
+        # The cached entry (group, layout, buffers, the call setting the group at index 0)
+        # under a key as get() makes it, or None: for Program.rebased's one-entry groups,
+        # which build the key from ids they hold (one lookup per slot binding per new
+        # table: the dict's own get, no Python frame).
+        self.find: Callable[[tuple[Any, ...]], tuple[Any, ...] | None] = self._groups.get
 
     def get(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> Any:
         """The bind group of ``layout`` for (binding, wgpu buffer, offset, size) entries."""
@@ -53,16 +58,13 @@ class BindGroupCache:
         with self._lock:
             # Holding the layout and buffers keeps their ids from being reused by new objects
             # while the entry exists.
-            self._groups[key] = (group, layout, tuple(e[1] for e in entries))
+            # With the call that sets it at index 0 (the usual one), made once: a rebase
+            # for a new table takes it from here (see find).
+            call = self._backend.set_bind_group(0, group)
+            self._groups[key] = (group, layout, tuple(e[1] for e in entries), call)
             for _, buf, _, _ in entries:
                 self._by_buffer.setdefault(id(buf), set()).add(key)
         return group
-
-    def find(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """The cached entry (group, layout, buffers) under ``key`` as :meth:`get` makes it,
-        or None: for :meth:`Program.rebased`'s one-entry groups, which build the key from
-        ids they hold without the entries (one lookup per slot binding per new table)."""
-        return self._groups.get(key)
 
     def forget(self, handle: Any) -> None:
         """Drop the bind groups that reference the backend buffer ``handle``."""
@@ -221,14 +223,17 @@ class Program:
         # BindGroupCache.get's key for one entry (same module), created by get on a miss.
         find = bind_groups.find
         groups = []
+        new_calls: list[Call] = []
         for layout, layout_id, b, resource, offset, size in patch.singles:
             handle, handle_id, shift = moved[resource]
             found = find((layout_id, (b, handle_id, offset + shift, size)))
-            groups.append(
-                found[0]
-                if found is not None
-                else bind_groups.get(layout, ((b, handle, offset + shift, size),))
-            )
+            if found is None:
+                group = bind_groups.get(layout, ((b, handle, offset + shift, size),))
+                groups.append(group)
+                new_calls.append(set_bind_group(0, group))
+            else:
+                groups.append(found[0])
+                new_calls.append(found[3])
         for layout, specs in patch.groups:
             entries = []
             for b, resource, fixed, offset, size in specs:
@@ -237,8 +242,9 @@ class Program:
                     entries.append((b, fixed, offset, size))
                 else:
                     entries.append((b, new[0], offset + new[2], size))
-            groups.append(bind_groups.get(layout, tuple(entries)))
-        new_calls = [set_bind_group(0, group) for group in groups]
+            group = bind_groups.get(layout, tuple(entries))
+            groups.append(group)
+            new_calls.append(set_bind_group(0, group))
         # This program's objects by reference (not copied: a long program keeps hundreds),
         # then the new calls' own.
         keepalive: list[Any] = [self._keepalive, *groups]

@@ -10,7 +10,9 @@
   median over reps of new ÷ same;
 - ``fill``: the one-fill command buffer round trip (``Hal.fill_round_trip``) beside
   ``queue_fill`` and ``queue_copy`` round trips (µs, best of ``reps`` medians of 50), and
-  raw wgpu-py's ``clear_buffer`` round trip on a real device.
+  raw wgpu-py's ``clear_buffer`` round trip on a real device;
+- ``rawtable`` (a real device): the table row by hand in raw wgpu-py, the same buffer's
+  bind groups vs another buffer's each submission (what wgpu-native itself pays).
 
 ``ab`` runs ``run`` in fresh processes for each tree in turn (order alternated per round)
 and prints each tree's medians over the rounds: the trees share the machine's load alike.
@@ -29,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,6 +70,8 @@ def run(kind: str, what: str, reps: int) -> dict[str, float]:
         out["same"], out["new"] = min(same), min(new)
         out["ratio"] = statistics.median(n / s for n, s in zip(new, same, strict=True))
         out["fresh"] = _best_median(lambda: h.replay_fresh(cb, 100), 15, reps)
+    elif what == "rawtable":
+        out = _raw_table(eager.Raw(device), reps)
     else:
         semaphore = h.semaphore
 
@@ -91,6 +96,57 @@ def run(kind: str, what: str, reps: int) -> dict[str, float]:
         out = {name: min(values) for name, values in found.items()}
     device.close()
     return out
+
+
+def _raw_table(raw: Any, reps: int) -> dict[str, float]:
+    """The table row by hand in raw wgpu-py (wgpu-native only): 100 x (set_bind_group of
+    one of 8 groups on one buffer + dispatch) encoded and submitted, the groups of the same
+    buffer each time or of one of 32 buffers in turn (groups made up front): what wgpu-native
+    itself pays for a different buffer each submission, µs per dispatch, submit side."""
+    device, ffi, lib = raw.device, raw.ffi, raw.lib
+    usage = raw.wgpu.BufferUsage
+    layout = raw.pipeline.get_bind_group_layout(0)
+    groups = []
+    for _ in range(32):
+        buffer = device.create_buffer(
+            size=4096, usage=usage.STORAGE | usage.COPY_SRC | usage.COPY_DST
+        )
+        resource = {"buffer": buffer, "size": 256}
+        groups.append(
+            [
+                device.create_bind_group(
+                    layout=layout,
+                    entries=[{"binding": 0, "resource": dict(resource, offset=256 * i)}],
+                )
+                for i in range(8)
+            ]
+        )
+
+    def submit(chosen: list[Any]) -> float:
+        start = time.perf_counter()
+        encoder = device.create_command_encoder()
+        compute = encoder.begin_compute_pass()
+        compute.set_pipeline(raw.pipeline)
+        for i in range(100):
+            compute.set_bind_group(0, chosen[i % 8])
+            compute.dispatch_workgroups(1, 1, 1)
+        compute.end()
+        handles = ffi.new("WGPUCommandBuffer[]", [encoder.finish()._internal])
+        index = lib.wgpuQueueSubmitForIndex(device.queue._internal, 1, handles)
+        elapsed = time.perf_counter() - start
+        lib.wgpuDevicePoll(device._internal, True, ffi.new("WGPUSubmissionIndex*", index))
+        return elapsed / 100
+
+    cycle = iter(range(1 << 30))
+    same, new = [], []
+    for _ in range(reps):
+        same.append(_best_median(lambda: submit(groups[0]), 15, 1))
+        new.append(_best_median(lambda: submit(groups[next(cycle) % 32]), 15, 1))
+    return {
+        "raw_same": min(same),
+        "raw_new": min(new),
+        "raw_ratio": statistics.median(n / s for n, s in zip(new, same, strict=True)),
+    }
 
 
 def ab(rounds: int, kind: str, what: str, trees: list[str], reps: int) -> None:

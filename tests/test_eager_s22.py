@@ -317,3 +317,44 @@ def test_record_raises_what_creating_beginning_and_ending_raise(null: hal.Device
     with pytest.raises(hal.UnavailableError), null.record():
         ran.append(3)
     assert ran == []
+
+
+def test_rebase_onto_equals_shape_then_rebase_for(null: hal.Device) -> None:
+    """hal/core/rebase.py ``rebase_onto`` (the latest template's one-pass check) is
+    ``rebase_for`` exactly when ``table_shape`` of the new table equals the template's, and
+    None otherwise, over random tables: offsets, sizes, padded and unpadded allocations,
+    shared allocations, allocations the command buffer names directly."""
+    import random
+
+    from hal.core.rebase import rebase_for, rebase_onto, table_shape
+
+    class Root:
+        def __init__(self, byte_length: int) -> None:
+            self.byte_length = byte_length
+
+    caps = null.caps
+    rng = random.Random(22)
+    limit = caps.max_buffer_size
+    roots = [Root(rng.choice([16, 100, 4096, limit - 4, limit - 12, limit])) for _ in range(8)]
+    matched = 0
+    for _ in range(3000):
+        count = rng.randint(1, 3)
+        size = rng.choice([16, 48, 256])
+
+        def table(count: int, size: int) -> list[tuple[Root, Root, int, int]]:
+            chosen = [rng.choice(roots) for _ in range(count)]
+            return [(r, r, rng.choice([0, 4, 256, 512, 260]), size) for r in chosen]
+
+        old = table(count, size)
+        direct = frozenset([id(roots[0])]) if rng.random() < 0.2 else frozenset()
+        shape = table_shape(old, caps, direct)  # type: ignore[arg-type]
+        if shape is None:
+            continue
+        new = table(count, rng.choice([size, size, 48]))
+        got = rebase_onto(old, shape, new, caps, direct)  # type: ignore[arg-type]
+        if table_shape(new, caps, direct) == shape:  # type: ignore[arg-type]
+            matched += 1
+            assert got == rebase_for(old, new)  # type: ignore[arg-type]
+        else:
+            assert got is None
+    assert matched > 100

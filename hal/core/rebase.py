@@ -31,6 +31,7 @@ __all__ = [
     "Rebase",
     "direct_allocations",
     "rebase_for",
+    "rebase_onto",
     "rebase_plan",
     "rebase_region",
     "table_shape",
@@ -71,6 +72,36 @@ def rebase_for(old: Sequence[Entry], new: Sequence[Entry]) -> Rebase:
         id(old_root): (new_root, new_base - old_base)
         for (_, old_root, old_base, _), (_, new_root, new_base, _) in zip(old, new, strict=True)
     }
+
+
+def rebase_onto(
+    old: Sequence[Entry],
+    shape: tuple[tuple[int, int, bool], ...],
+    new: Sequence[Entry],
+    caps: DeviceCaps,
+    direct: frozenset[int],
+) -> Rebase | None:
+    """``rebase_for(old, new)`` when ``new`` has ``shape``, the shape of table ``old``
+    (``table_shape(new, caps, direct) == shape``), else None: one pass over the entries and
+    no shape built (a command buffer's usual new table has the shape of its latest one)."""
+    modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
+    limit = caps.max_buffer_size
+    rebase: Rebase = {}
+    for (_, old_root, old_base, _), (remainder, length, pads), (_, root, base, size) in zip(
+        old, shape, new, strict=True
+    ):
+        if (
+            size != length
+            or base % modulus != remainder
+            or pads_to_blocks(root.byte_length, limit) != pads
+        ):
+            return None
+        rebase[id(old_root)] = (root, base - old_base)
+    if len(new) > 1 and len({id(root) for _, root, _, _ in new}) != len(new):
+        return None
+    if direct and not direct.isdisjoint([id(root) for _, root, _, _ in new]):
+        return None
+    return rebase
 
 
 def rebase_region(region: Region, rebase: Rebase) -> Region:

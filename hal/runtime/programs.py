@@ -21,6 +21,7 @@ from hal.core.rebase import (
     Rebase,
     direct_allocations,
     rebase_for,
+    rebase_onto,
     rebase_plan,
     table_shape,
 )
@@ -61,6 +62,18 @@ def lowered_plan(segments: Sequence[Segment | TransferRecord], caps: DeviceCaps)
     planning declines: the lowering takes them as they are). Raises what lowering raises."""
     return _plan(segments, caps)  # type: ignore[arg-type]
 
+
+_Template = tuple[
+    Plan,
+    list[Any],
+    "CheckedProgram",
+    tuple[Any, ...],
+    tuple[int, ...],
+    tuple[tuple[int, int, bool], ...],
+]
+"""A template of a command buffer with slots: the plan lowered for a table, that table's
+entries, its program, the plan's allocations no slot moves, the slots whose allocations it
+uses, and the table's shape (hal/core/rebase.py)."""
 
 SegmentSource = Sequence[Segment] | Callable[[], Sequence[Segment]]
 """The segments a program was lowered from, or how to get them (only the error path reads
@@ -104,6 +117,7 @@ class Programs:
         "_cache",
         "_device",
         "_direct",
+        "_last_template",
         "_latest",
         "_plan",
         "_segments",
@@ -130,10 +144,10 @@ class Programs:
         self._slots = slots
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
         # Per table shape, a plan and the entries it was lowered for (hal/core/rebase.py).
-        self._templates: dict[
-            tuple[tuple[int, int, bool], ...],
-            tuple[Plan, list[Any], CheckedProgram, tuple[Any, ...], tuple[int, ...]],
-        ] = {}
+        # (plan, entries, program, fixed allocations, used slots, shape); the latest used
+        # is tried first.
+        self._templates: dict[tuple[tuple[int, int, bool], ...], _Template] = {}
+        self._last_template: _Template | None = None
         self._direct = (
             frozenset() if slots is None else direct_allocations(_segments_of(self._segments))
         )
@@ -186,15 +200,25 @@ class Programs:
         """The program for a new table: the plan of an earlier table of the same shape
         rebased onto these entries (no lowering), else lowered now."""
         caps = self._device.caps
-        shape = table_shape(entries, caps, self._direct)
-        template = None if shape is None else self._templates.get(shape)
 
         def segments() -> list[Segment]:
             return slots.resolve(_WHAT, _segments_of(self._segments), entries)
 
+        # The latest template first: a table of its shape is rebased in one pass, without
+        # making the shape (hal/core/rebase.py rebase_onto); else the shape picks one.
+        shape: tuple[tuple[int, int, bool], ...] | None = None
+        rebase = None
+        template = self._last_template
         if template is not None:
-            old_plan, old_entries, old_program, fixed, used = template
-            rebase = rebase_for(old_entries, entries)
+            rebase = rebase_onto(template[1], template[5], entries, caps, self._direct)
+        if rebase is None:
+            shape = table_shape(entries, caps, self._direct)
+            template = None if shape is None else self._templates.get(shape)
+            if template is not None:
+                rebase = rebase_for(template[1], entries)
+        if template is not None and rebase is not None:
+            self._last_template = template
+            old_plan, _, old_program, fixed, used, _ = template
             # What submitting needs is the resources and the template's step structure (no
             # Plan is made: the rebased steps are made only if someone looks, cb.plan). The
             # resources: the template's own that no slot moves, then the used slots' new
@@ -216,7 +240,9 @@ class Programs:
             slot_roots = {id(root): i for i, (_, root, _, _) in enumerate(entries)}
             fixed = tuple(r for r in plan.resources if id(r) not in slot_roots)
             used = tuple(sorted(slot_roots[id(r)] for r in plan.resources if id(r) in slot_roots))
-            self._templates[shape] = (plan, entries, program, fixed, used)
+            self._templates[shape] = self._last_template = (
+                plan, entries, program, fixed, used, shape,
+            )  # fmt: skip
         return program
 
     def _check_alive(self, resources: frozenset[Any]) -> None:

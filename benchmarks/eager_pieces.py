@@ -175,6 +175,8 @@ def ab(rounds: int, kind: str, what: str, trees: list[str], reps: int) -> None:
 
 
 def main() -> None:
+    """``run KIND WHAT REPS`` or ``ab ROUNDS KIND WHAT TREE...`` (REPS from the environment,
+    default 3); anything else prints the usage and exits."""
     args = sys.argv[1:]
     if args[:1] == ["run"] and len(args) == 4:
         print(json.dumps(run(args[1], args[2], int(args[3]))))

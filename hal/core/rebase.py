@@ -83,7 +83,8 @@ def rebase_onto(
 ) -> Rebase | None:
     """``rebase_for(old, new)`` when ``new`` has ``shape``, the shape of table ``old``
     (``table_shape(new, caps, direct) == shape``), else None: one pass over the entries and
-    no shape built (a command buffer's usual new table has the shape of its latest one)."""
+    no shape built (a command buffer's usual new table has the shape of its latest one).
+    Pure; raises nothing (the entries passed the table's checks)."""
     modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
     limit = caps.max_buffer_size
     rebase: Rebase = {}

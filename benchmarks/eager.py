@@ -14,7 +14,8 @@ interleaved in a fresh random order per round so machine load hits every system 
 Rows: round trips (one-fill command buffer; ``queue_copy`` 256 B), one-shot 1000 disjoint
 256 B fills and copies, one-shot tiny dispatch chains (N = 1, 10, 1000 or 2000), replay of a
 reusable command buffer at N = 10000 and its floor (the same compiled plan's raw native calls),
-replay with a new binding table each submission vs the same table, bounded vs unbounded wait,
+replay with a new binding table each submission (32 buffers cycled) vs the same table, and
+with a fresh buffer each submission (a row of its own), bounded vs unbounded wait,
 a chain of 1000 dependent submissions, and ``end()`` time per command at 1k/10k/100k mixed
 commands. Medians; JSON + Markdown (+ a PNG plot when matplotlib is importable).
 
@@ -321,6 +322,16 @@ class Hal:
         self.semaphore.wait(value, timeout=TIMEOUT)
         return submitted / n
 
+    def replay_fresh(self, cb: Any, n: int) -> float:
+        """:meth:`replay` with a binding table of one new 4096-byte buffer, allocated before
+        the timing and released after the wait: what a user passing new buffers sees (its
+        bind groups created, the buffer's first-use zeroing in the same submission)."""
+        buffer = self.device.allocate_buffer(4096)
+        try:
+            return self.replay(cb, n, [buffer])
+        finally:
+            buffer.release()
+
     def replay_floor(self, cb: Any, n: int) -> float:
         """The same compiled plan's raw calls alone: encode + submit, no hal queue."""
         program = cb.prepare(None)
@@ -507,6 +518,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {
             "hal, same table": lambda: h.replay(with_slots, 100, tables[0]),
             "hal, new table each time": lambda: h.replay(with_slots, 100, tables[next(cycle) % 32]),
+        },
+    )
+    # A row of its own: a released buffer's teardown lands in later submissions (wgpu-native
+    # destroys it at a later poll), which must not be charged to the row above.
+    row(
+        "replay with a fresh buffer each submission, N = 100, submit side (µs/dispatch)",
+        {
+            "hal, same table": lambda: h.replay(with_slots, 100, tables[0]),
+            "hal, fresh buffer each time": lambda: h.replay_fresh(with_slots, 100),
         },
     )
     row(

@@ -38,7 +38,7 @@ __all__ = [
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
 """A recorded encoder call: ``function(target, *args)``, target a pass or an encoder."""
 
-Step = tuple[bool, list[Call]]
+Step = tuple[bool, Sequence[Call]]
 """One step of a compiled program: (inside a compute pass?, its calls)."""
 
 LayoutEntry = tuple[int, str, bool]

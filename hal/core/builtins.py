@@ -106,7 +106,9 @@ def pads_to_blocks(size: int, max_buffer_size: int) -> bool:
     """Whether :func:`allocation_size` pads a ``size``-byte allocation to whole 16-byte
     blocks: then any window inside its first ``size`` bytes rounds up to whole blocks inside
     the allocation."""
-    return allocation_size(size, max_buffer_size) % 16 == 0
+    # allocation_size's two cases, inline (a rebase computes this per slot per new table):
+    # whole blocks always pad; the word fallback pads where it happens to be whole blocks.
+    return max(16, -(-size // 16) * 16) <= max_buffer_size or max(4, -(-size // 4) * 4) % 16 == 0
 
 
 def workgroups_for(units: int, limit: int = MAX_WORKGROUPS) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "Rebase",
     "direct_allocations",
     "rebase_for",
+    "rebase_onto",
     "rebase_plan",
     "rebase_region",
     "table_shape",
@@ -51,14 +52,17 @@ def table_shape(
     in ``direct`` (named by the command buffer itself)."""
     modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
     roots = [id(root) for _, root, _, _ in entries]
-    if len(set(roots)) != len(roots) or direct.intersection(roots):
+    if (len(roots) > 1 and len(set(roots)) != len(roots)) or not direct.isdisjoint(roots):
         return None
     # Whether each allocation is padded to whole 16-byte blocks: the unaligned copy's
     # 16-byte windows (lowering.copy16) are valid on another allocation only if it is too.
+    # (A list, not a generator: this runs once per new table.)
     limit = caps.max_buffer_size
     return tuple(
-        (base % modulus, size, pads_to_blocks(root.byte_length, limit))
-        for _, root, base, size in entries
+        [
+            (base % modulus, size, pads_to_blocks(root.byte_length, limit))
+            for _, root, base, size in entries
+        ]
     )
 
 
@@ -68,6 +72,37 @@ def rebase_for(old: Sequence[Entry], new: Sequence[Entry]) -> Rebase:
         id(old_root): (new_root, new_base - old_base)
         for (_, old_root, old_base, _), (_, new_root, new_base, _) in zip(old, new, strict=True)
     }
+
+
+def rebase_onto(
+    old: Sequence[Entry],
+    shape: tuple[tuple[int, int, bool], ...],
+    new: Sequence[Entry],
+    caps: DeviceCaps,
+    direct: frozenset[int],
+) -> Rebase | None:
+    """``rebase_for(old, new)`` when ``new`` has ``shape``, the shape of table ``old``
+    (``table_shape(new, caps, direct) == shape``), else None: one pass over the entries and
+    no shape built (a command buffer's usual new table has the shape of its latest one).
+    Pure; raises nothing (the entries passed the table's checks)."""
+    modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
+    limit = caps.max_buffer_size
+    rebase: Rebase = {}
+    for (_, old_root, old_base, _), (remainder, length, pads), (_, root, base, size) in zip(
+        old, shape, new, strict=True
+    ):
+        if (
+            size != length
+            or base % modulus != remainder
+            or pads_to_blocks(root.byte_length, limit) != pads
+        ):
+            return None
+        rebase[id(old_root)] = (root, base - old_base)
+    if len(new) > 1 and len({id(root) for _, root, _, _ in new}) != len(new):
+        return None
+    if direct and not direct.isdisjoint([id(root) for _, root, _, _ in new]):
+        return None
+    return rebase
 
 
 def rebase_region(region: Region, rebase: Rebase) -> Region:

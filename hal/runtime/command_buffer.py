@@ -292,6 +292,14 @@ class CommandBufferState(enum.Enum):
     SUBMITTED = "submitted"  # a ONE_SHOT buffer after its submission
 
 
+# The states as module constants: an Enum member looked up on its class costs ~60 ns (the
+# metaclass), and recording and submission compare or set the state several times a command.
+_INITIAL = CommandBufferState.INITIAL
+_RECORDING = CommandBufferState.RECORDING
+_EXECUTABLE = CommandBufferState.EXECUTABLE
+_SUBMITTED = CommandBufferState.SUBMITTED
+
+
 class CommandBuffer:
     """A recorded sequence of HAL commands (see API.md, "Command buffers").
 
@@ -340,7 +348,7 @@ class CommandBuffer:
         self.inline = bool(bits & _INLINE_BIT)
         self.categories = categories
         self.binding_capacity = binding_capacity
-        self.state = CommandBufferState.INITIAL
+        self.state = _INITIAL
         # Segments, and TransferRecord tuples for the fast paths' fills and copies (made
         # into segments only where needed: :meth:`_recorded`); ``_records`` counts those.
         self._segments: list[Any] = []
@@ -377,14 +385,14 @@ class CommandBuffer:
 
     def begin(self) -> None:
         """Start recording. Raises FailedPreconditionError unless the buffer is new."""
-        if self.state is CommandBufferState.RECORDING:
+        if self.state is _RECORDING:
             raise FailedPreconditionError("begin: the command buffer is already recording")
-        if self.state is not CommandBufferState.INITIAL:
+        if self.state is not _INITIAL:
             raise FailedPreconditionError(
                 "begin: the command buffer was already recorded; re-recording is not allowed"
             )
         self.device.check_open("begin")
-        self.state = CommandBufferState.RECORDING
+        self.state = _RECORDING
 
     def end(self) -> None:
         """Finish recording and lower the segments into a plan (at submission instead, per
@@ -392,7 +400,7 @@ class CommandBuffer:
 
         Raises FailedPreconditionError unless recording, UnavailableError once the device is
         closed, ResourceExhaustedError if the plan's own buffers exceed the device limits."""
-        if self.state is not CommandBufferState.RECORDING:
+        if self.state is not _RECORDING:
             raise FailedPreconditionError(
                 f"end: the command buffer is not recording (state {self.state.value})"
             )
@@ -405,7 +413,7 @@ class CommandBuffer:
                 # One fill or copy of native transfers only: encoded straight into backend
                 # calls (hal/runtime/native_programs.py), its plan made if someone looks.
                 self._programs = NativePrograms(self.device, segments, tuple(self._views), steps)
-                self.state = CommandBufferState.EXECUTABLE
+                self.state = _EXECUTABLE
                 return
         if records and records == len(segments):
             # Only fast-path fills and copies: planned from the records themselves, their
@@ -418,7 +426,7 @@ class CommandBuffer:
                 self._programs = Programs(
                     self.device, lambda: record_segments(segments), tuple(self._views), None, plan
                 )
-                self.state = CommandBufferState.EXECUTABLE
+                self.state = _EXECUTABLE
                 return
         slots = self._slots if self._slots.count else None
         if records and slots is None and not has_collectives(segments) and _beyond_direct(segments):
@@ -428,16 +436,16 @@ class CommandBuffer:
             self._programs = Programs(
                 self.device, lambda: record_segments(segments), tuple(self._views), None, plan
             )
-            self.state = CommandBufferState.EXECUTABLE
+            self.state = _EXECUTABLE
             return
         if slots is None and not records and dispatch_program(segments):
             # A few dispatches and barriers (the eager kernel call): planned from a template
             # and encoded from the device's recipe of it (hal/runtime/dispatch_programs.py).
             self._programs = self._dispatch_programs(segments)
-            self.state = CommandBufferState.EXECUTABLE
+            self.state = _EXECUTABLE
             return
         self._programs = make_programs(self.device, self._recorded(), tuple(self._views), slots)
-        self.state = CommandBufferState.EXECUTABLE
+        self.state = _EXECUTABLE
 
     def _dispatch_programs(self, segments: list[Segment]) -> Programs | DispatchPrograms:
         """The programs of a short dispatch program: from its template, or the general
@@ -459,7 +467,7 @@ class CommandBuffer:
 
     def _begin_command(self, what: str, category: int) -> None:
         self.device.check_open(what)
-        if self.state is not CommandBufferState.RECORDING:
+        if self.state is not _RECORDING:
             raise FailedPreconditionError(
                 f"{what}: the command buffer is not in a recording state "
                 f"(state {self.state.value}; call begin() first)"
@@ -551,7 +559,7 @@ class CommandBuffer:
         InvalidArgumentError for stages that are not ExecutionStage bits, a negative or
         non-int ``flags`` and barrier lists that are not sequences."""
         what = "execution_barrier"
-        if self.state is CommandBufferState.RECORDING:
+        if self.state is _RECORDING:
             self.device.check_open(what)  # a barrier needs no category
         else:
             self._begin_command(what, 0)  # raises the right error
@@ -635,7 +643,7 @@ class CommandBuffer:
         ``pattern_length``. Raises InvalidArgumentError, OutOfRangeError,
         PermissionDeniedError, FailedPreconditionError."""
         what = "fill_buffer"
-        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+        if self.state is _RECORDING and self._transfers_ok:
             self.device.check_open(what)
         else:
             self._begin_command(what, _TRANSFER)  # raises the right error
@@ -723,7 +731,7 @@ class CommandBuffer:
         Ranges in one allocation must not overlap. Raises InvalidArgumentError (overlap),
         OutOfRangeError, PermissionDeniedError, FailedPreconditionError."""
         what = "copy_buffer"
-        if self.state is CommandBufferState.RECORDING and self._transfers_ok:
+        if self.state is _RECORDING and self._transfers_ok:
             self.device.check_open(what)
         else:
             self._begin_command(what, _TRANSFER)  # raises the right error
@@ -792,7 +800,7 @@ class CommandBuffer:
         what = "dispatch"
         key = None
         if (
-            self.state is CommandBufferState.RECORDING
+            self.state is _RECORDING
             and self._dispatches_ok
             and type(workgroup_count) is tuple
             and type(entry_point) is str
@@ -1164,7 +1172,7 @@ class CommandBuffer:
     def lower_naive(self) -> Plan:
         """The same segments lowered with one compute pass per dispatch (for comparisons).
         Raises FailedPreconditionError if the buffer is not ended or uses slots."""
-        if self.state is CommandBufferState.INITIAL or self.state is CommandBufferState.RECORDING:
+        if self.state is _INITIAL or self.state is _RECORDING:
             raise FailedPreconditionError("lower_naive: the command buffer is not ended")
         if self._slots.count:
             raise FailedPreconditionError("lower_naive: the command buffer uses binding slots")
@@ -1178,16 +1186,17 @@ class CommandBuffer:
         so two threads can never both submit it. Undo with :meth:`unclaim`."""
         what = "queue_execute"
         with self._lock:
-            if self.state in (CommandBufferState.INITIAL, CommandBufferState.RECORDING):
+            state = self.state
+            if state is _INITIAL or state is _RECORDING:
                 raise FailedPreconditionError(
                     f"{what}: the command buffer has not been ended (state {self.state.value})"
                 )
-            if self.state is CommandBufferState.SUBMITTED:
+            if state is _SUBMITTED:
                 raise FailedPreconditionError(
                     f"{what}: the ONE_SHOT command buffer was already submitted"
                 )
             if self.one_shot:
-                self.state = CommandBufferState.SUBMITTED
+                self.state = _SUBMITTED
             self._submissions += 1
 
     def unclaim(self) -> None:
@@ -1195,7 +1204,7 @@ class CommandBuffer:
         with self._lock:
             self._submissions -= 1
             if self.one_shot:
-                self.state = CommandBufferState.EXECUTABLE
+                self.state = _EXECUTABLE
 
     @property
     def programs(self) -> Programs | SplitPrograms | NativePrograms | DispatchPrograms | None:

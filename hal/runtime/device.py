@@ -35,7 +35,6 @@ from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableE
 from hal.runtime.adapters import AdapterInfo, available_adapters, describe, pick_adapter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from contextlib import AbstractContextManager
 
     from hal.core.refs import BufferTarget
@@ -60,6 +59,37 @@ _WANTED_FEATURES = (
     "shader-f16",
     "subgroup",
 )
+
+
+class _Recording:
+    """What :meth:`Device.record` returns: a class, not a ``contextlib.contextmanager``
+    generator (that made a decorated function, a generator and its frames per call: ~4 µs of
+    a one-fill round trip's ~23 on the null backend)."""
+
+    __slots__ = ("_args", "_cb", "_device")
+
+    def __init__(
+        self,
+        device: Device,
+        mode: CommandBufferMode,
+        categories: CommandCategory,
+        binding_capacity: int,
+    ) -> None:
+        self._device = device
+        self._args = (mode, categories, binding_capacity)
+
+    def __enter__(self) -> CommandBuffer:
+        """A new command buffer, begun (raises what creating and beginning one raise)."""
+        cb = self._device.create_command_buffer(*self._args)
+        cb.begin()
+        self._cb = cb
+        return cb
+
+    def __exit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> None:
+        """End the command buffer unless the block raised (its exception then propagates,
+        the command buffer left recording, as before)."""
+        if kind is None:
+            self._cb.end()
 
 
 def create_device(
@@ -380,17 +410,10 @@ class Device:
         binding_capacity: int = 0,
     ) -> AbstractContextManager[CommandBuffer]:
         """``with device.record() as cb:`` creates a command buffer, begins it, and ends it
-        when the block exits without an exception."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def recording() -> Iterator[CommandBuffer]:
-            cb = self.create_command_buffer(mode, categories, binding_capacity)
-            cb.begin()
-            yield cb
-            cb.end()
-
-        return recording()
+        when the block exits without an exception. Entering raises what
+        :meth:`create_command_buffer` and ``begin()`` raise; leaving raises what ``end()``
+        raises."""
+        return _Recording(self, mode, categories, binding_capacity)
 
     # -- queue operations -------------------------------------------------------------------
 

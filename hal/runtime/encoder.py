@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from hal.core.builtins import BuiltinKernel
@@ -37,10 +38,19 @@ class BindGroupCache:
         self._lock = threading.RLock()
         self._groups: dict[tuple[Any, ...], Any] = {}
         self._by_buffer: dict[int, set[tuple[Any, ...]]] = {}
+        # The cached entry (group, layout, buffers, the call setting the group at index 0)
+        # under a key as get() makes it, or None: for Program.rebased's one-entry groups,
+        # which build the key from ids they hold (one lookup per slot binding per new
+        # table: the dict's own get, no Python frame).
+        self.find: Callable[[tuple[Any, ...]], tuple[Any, ...] | None] = self._groups.get
 
     def get(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> Any:
         """The bind group of ``layout`` for (binding, wgpu buffer, offset, size) entries."""
-        key = (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
+        if len(entries) == 1:  # most groups: no list to build (Program.rebased builds it too)
+            b, buf, off, size = entries[0]
+            key: tuple[Any, ...] = (id(layout), (b, id(buf), off, size))
+        else:
+            key = (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
         found = self._groups.get(key)
         if found is not None:
             return found[0]
@@ -48,7 +58,10 @@ class BindGroupCache:
         with self._lock:
             # Holding the layout and buffers keeps their ids from being reused by new objects
             # while the entry exists.
-            self._groups[key] = (group, layout, tuple(e[1] for e in entries))
+            # With the call that sets it at index 0 (the usual one), made once: a rebase
+            # for a new table takes it from here (see find).
+            call = self._backend.set_bind_group(0, group)
+            self._groups[key] = (group, layout, tuple(e[1] for e in entries), call)
             for _, buf, _, _ in entries:
                 self._by_buffer.setdefault(id(buf), set()).add(key)
         return group
@@ -82,6 +95,60 @@ _GroupSites = tuple[Any, tuple[tuple[int, int, Any, int, int], ...], tuple[tuple
 its handle, offset, size), and the (step index, call position) pairs that set it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Patch:
+    """What rebasing a program onto a set of moved allocations remakes: the moved bind
+    groups of one entry (layout, its id, binding, id of its resource, offset, size), the other moved
+    groups (layout, per entry (binding, id of its resource, its handle, offset, size)), per
+    step that sets one how its new call list is made from its old calls and the groups' new
+    calls (``singles`` then ``groups`` in order: :func:`_pick`), and the transfer sites that
+    move."""
+
+    singles: tuple[tuple[Any, int, int, int, int, int], ...]
+    groups: tuple[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]], ...]
+    picks: tuple[tuple[int, Pick], ...]
+    transfers: tuple[tuple[Any, ...], ...]
+
+
+Pick = Callable[[Sequence["Call"], list["Call"]], Sequence["Call"]]
+"""A step's new calls from its old calls and the moved groups' new calls (see _pick)."""
+
+
+def _items(order: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function taking a sequence to the tuple of its items at ``order`` (itemgetter: one
+    C loop; it returns a bare item for one index, hence the wrapper)."""
+    if len(order) == 1:
+        only = order[0]
+        return lambda items: (items[only],)
+    return itemgetter(*order)
+
+
+def _pick(count: int, sites: dict[int, int]) -> Pick:
+    """How a step of ``count`` calls whose positions ``sites`` (position -> group number)
+    set a moved group gets its new calls. Where the sites are evenly spaced (a group before
+    each dispatch), a copy and one slice assignment of the groups' calls in site order;
+    else one gather from the old calls followed by the new ones."""
+    positions = sorted(sites)
+    values = _items([sites[p] for p in positions])
+    if len(positions) > 1:
+        start, step = positions[0], positions[1] - positions[0]
+        stop = positions[-1] + 1
+        if positions == list(range(start, stop, step)):
+
+            def spaced(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
+                out = list(calls)
+                out[start:stop:step] = values(new_calls)
+                return out
+
+            return spaced
+    gather = _items([count + sites[p] if p in sites else p for p in range(count)])
+
+    def gathered(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
+        return gather([*calls, *new_calls])
+
+    return gathered
+
+
 def _handle(region: Region, aux: dict[AuxBuffer, Any]) -> Any:
     """The backend buffer of ``region``: the plan's own (``aux``) or its allocation's."""
     resource = region.resource
@@ -102,6 +169,7 @@ class Program:
         "_encoding",
         "_grouped",
         "_keepalive",
+        "_patches",
         "_sites",
         "_steps",
         "aux",
@@ -116,6 +184,8 @@ class Program:
         keepalive: list[Any],
         encoding: Encoding,
         sites: list[tuple[Any, ...]] | None = None,
+        *,
+        owns_aux: bool = True,
     ) -> None:
         self.plan = plan
         self._steps = steps
@@ -126,66 +196,125 @@ class Program:
         # Where each call that names a buffer sits (see rebased()).
         self._sites = sites or []
         self._grouped: tuple[list[_GroupSites], list[tuple[Any, ...]]] | None = None
-        for buffer in aux.values():
-            weakref.finalize(self, encoding.bind_groups.forget, buffer)
+        self._patches: dict[tuple[int, ...], _Patch] = {}
+        if owns_aux:
+            # A rebased program shares its template's aux buffers: only the owner's end may
+            # drop their bind groups (the template's calls still use them).
+            for buffer in aux.values():
+                weakref.finalize(self, encoding.bind_groups.forget, buffer)
 
-    def rebased(self, plan: Plan, rebase: Rebase) -> Program:
-        """This program for ``plan`` — this program's plan rebased by ``rebase``
-        (hal/core/rebase.py) — with only the calls that name a rebased allocation remade:
-        a new binding table costs what its slots' calls cost, not a compilation. Shares the
-        aux buffers (queue order keeps submissions from overlapping). Raises BackendError."""
-        aux = self.aux
-
-        def handle(region: Region) -> Any:
-            resource = region.resource
-            return aux[resource] if isinstance(resource, AuxBuffer) else resource.allocation.handle
-
-        groups, transfers = self._grouped_sites()
-        steps = list(self._steps)
-        copied: dict[int, list[Call]] = {}
-        # This program's objects by reference (not copied: a long program keeps hundreds),
-        # then the new calls' own.
-        keepalive: list[Any] = [self._keepalive]
-
-        def calls_of(index: int) -> list[Call]:
-            calls = copied.get(index)
-            if calls is None:
-                calls = copied[index] = list(steps[index][1])
-                steps[index] = (steps[index][0], calls)
-            return calls
-
-        # Many dispatches share a bind group: each group's call is remade once and put at
-        # every position that sets it.
-        shift_of = rebase.get
-        get_group = self._encoding.bind_groups.get
+    def rebased(self, rebase: Rebase) -> Program:
+        """This program moved onto other buffers by ``rebase`` (hal/core/rebase.py), with
+        only the calls that name a rebased allocation remade: a new binding table costs what
+        its slots' bind groups cost, not a compilation. Its :attr:`plan` is this program's
+        (the step structure both share; hal/core/rebase.py ``rebase_plan`` makes the moved
+        one). Shares the aux buffers (queue order keeps submissions from overlapping; this
+        program keeps owning them). Raises BackendError."""
+        patch = self._patches.get(tuple(rebase)) or self._patch_for(rebase)
+        bind_groups = self._encoding.bind_groups
         set_bind_group = self._backend.set_bind_group
-        for layout, specs, places in groups:
+        # Each moved allocation's new backend buffer, its id and the offset shift, once.
+        moved = {}
+        for key, (root, shift) in rebase.items():
+            handle = root.allocation.handle
+            moved[key] = (handle, id(handle), shift)
+        # One-entry groups on a moved allocation (the usual slot binding): what
+        # rebase_region makes of each region, without the Region; looked up under
+        # BindGroupCache.get's key for one entry (same module), created by get on a miss.
+        find = bind_groups.find
+        groups = []
+        new_calls: list[Call] = []
+        for layout, layout_id, b, resource, offset, size in patch.singles:
+            handle, handle_id, shift = moved[resource]
+            found = find((layout_id, (b, handle_id, offset + shift, size)))
+            if found is None:
+                group = bind_groups.get(layout, ((b, handle, offset + shift, size),))
+                groups.append(group)
+                new_calls.append(set_bind_group(0, group))
+            else:
+                groups.append(found[0])
+                new_calls.append(found[3])
+        for layout, specs in patch.groups:
             entries = []
-            moved = False
             for b, resource, fixed, offset, size in specs:
-                shift = shift_of(resource)
-                if shift is None:
+                new = moved.get(resource)
+                if new is None:
                     entries.append((b, fixed, offset, size))
                 else:
-                    # What rebase_region makes of the region, without the Region.
-                    moved = True
-                    entries.append((b, shift[0].allocation.handle, offset + shift[1], size))
-            if not moved:
-                continue
-            group = get_group(layout, tuple(entries))
-            keepalive.append(group)
-            call = set_bind_group(0, group)
-            last = -1
-            calls: list[Call] = []
-            for index, position in places:
-                if index != last:
-                    calls, last = calls_of(index), index
-                calls[position] = call
-        for kind, index, position, regions in transfers:
-            moved_call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
-            if moved_call is not None:
-                calls_of(index)[position] = moved_call
-        return Program(plan, steps, aux, keepalive, self._encoding)
+                    entries.append((b, new[0], offset + new[2], size))
+            group = bind_groups.get(layout, tuple(entries))
+            groups.append(group)
+            new_calls.append(set_bind_group(0, group))
+        # This program's objects by reference (not copied: a long program keeps hundreds),
+        # then the new calls' own.
+        keepalive: list[Any] = [self._keepalive, *groups]
+        steps = list(self._steps)
+        for index, pick in patch.picks:
+            # C-level copies per step: the old calls, each moved group's site taking the
+            # group's new call.
+            is_pass, calls = steps[index]
+            steps[index] = (is_pass, pick(calls, new_calls))
+        if patch.transfers:
+            aux = self.aux
+
+            def handle(region: Region) -> Any:
+                resource = region.resource
+                if isinstance(resource, AuxBuffer):
+                    return aux[resource]
+                return resource.allocation.handle
+
+            copied: dict[int, list[Call]] = {}
+            for kind, index, position, regions in patch.transfers:
+                moved_call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
+                assert moved_call is not None  # the patch keeps only transfers that move
+                own = copied.get(index)
+                if own is None:
+                    own = copied[index] = list(steps[index][1])
+                    steps[index] = (steps[index][0], own)
+                own[position] = moved_call
+        return Program(self.plan, steps, self.aux, keepalive, self._encoding, owns_aux=False)
+
+    def _patch_for(self, rebase: Rebase) -> _Patch:
+        """What rebasing by ``rebase`` remakes, which depends only on the allocations it
+        moves (a template is rebased for every new table, always moving its slots' own):
+        made once per set of moved allocations."""
+        key = tuple(rebase)
+        patch = self._patches.get(key)
+        if patch is None:
+            groups, transfers = self._grouped_sites()
+            singles: list[tuple[Any, int, int, int, int, int]] = []
+            general: list[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]]] = []
+            sites: list[tuple[tuple[int, int], ...]] = []
+            general_sites: list[tuple[tuple[int, int], ...]] = []
+            for layout, specs, places in groups:
+                if not any(resource in rebase for _, resource, _, _, _ in specs):
+                    continue
+                if len(specs) == 1:
+                    b, resource, _, offset, size = specs[0]
+                    singles.append((layout, id(layout), b, resource, offset, size))
+                    sites.append(places)
+                else:
+                    general.append((layout, specs))
+                    general_sites.append(places)
+            # New calls are made singles first, then the others: number the groups so.
+            targets: dict[int, dict[int, int]] = {}
+            for number, places in enumerate([*sites, *general_sites]):
+                for index, position in places:
+                    targets.setdefault(index, {})[position] = number
+            picks = []
+            for index, positions in sorted(targets.items()):
+                picks.append((index, _pick(len(self._steps[index][1]), positions)))
+            moved_transfers = tuple(
+                site
+                for site in transfers
+                if any(id(region.resource) in rebase for _, region in site[3])
+            )
+            if len(self._patches) >= 8:  # a template sees one set; other callers, a few
+                self._patches.clear()
+            patch = self._patches[key] = _Patch(
+                tuple(singles), tuple(general), tuple(picks), moved_transfers
+            )
+        return patch
 
     def _grouped_sites(self) -> tuple[list[_GroupSites], list[tuple[Any, ...]]]:
         """The sites by bind group (layout, per entry (binding, id of its resource, its

@@ -21,6 +21,7 @@ from hal.core.rebase import (
     Rebase,
     direct_allocations,
     rebase_for,
+    rebase_onto,
     rebase_plan,
     table_shape,
 )
@@ -61,6 +62,18 @@ def lowered_plan(segments: Sequence[Segment | TransferRecord], caps: DeviceCaps)
     planning declines: the lowering takes them as they are). Raises what lowering raises."""
     return _plan(segments, caps)  # type: ignore[arg-type]
 
+
+_Template = tuple[
+    Plan,
+    list[Any],
+    "CheckedProgram",
+    tuple[Any, ...],
+    tuple[int, ...],
+    tuple[tuple[int, int, bool], ...],
+]
+"""A template of a command buffer with slots: the plan lowered for a table, that table's
+entries, its program, the plan's allocations no slot moves, the slots whose allocations it
+uses, and the table's shape (hal/core/rebase.py)."""
 
 SegmentSource = Sequence[Segment] | Callable[[], Sequence[Segment]]
 """The segments a program was lowered from, or how to get them (only the error path reads
@@ -104,6 +117,7 @@ class Programs:
         "_cache",
         "_device",
         "_direct",
+        "_last_template",
         "_latest",
         "_plan",
         "_segments",
@@ -130,9 +144,10 @@ class Programs:
         self._slots = slots
         self._cache: dict[tuple[Any, ...], CheckedProgram] = {}
         # Per table shape, a plan and the entries it was lowered for (hal/core/rebase.py).
-        self._templates: dict[
-            tuple[tuple[int, int, bool], ...], tuple[Plan, list[Any], CheckedProgram]
-        ] = {}
+        # (plan, entries, program, fixed allocations, used slots, shape); the latest used
+        # is tried first.
+        self._templates: dict[tuple[tuple[int, int, bool], ...], _Template] = {}
+        self._last_template: _Template | None = None
         self._direct = (
             frozenset() if slots is None else direct_allocations(_segments_of(self._segments))
         )
@@ -162,7 +177,7 @@ class Programs:
         if slots is None:
             assert self._plan is not None
             # Released buffers first, compiled or not: wgpu refuses to bind a destroyed one.
-            self._check_alive(self._plan)
+            self._check_alive(self._plan.resources)
             program = self._cache.get(())
             if program is None:
                 program = self._cache[()] = self._compile(self._plan, self._segments)
@@ -171,52 +186,67 @@ class Programs:
         key = slots.key(entries)
         program = self._cache.get(key)
         if program is None:
+            # Checks its plan's buffers (released ones) itself, before encoding anything.
             program = self._table_program(slots, entries)
             if len(self._cache) >= _PROGRAM_CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = program
+        else:
+            self._check_alive(program.resources)
         self._latest = program
-        self._check_alive(program.plan)
         return program
 
     def _table_program(self, slots: SlotRequirements, entries: list[Any]) -> CheckedProgram:
         """The program for a new table: the plan of an earlier table of the same shape
         rebased onto these entries (no lowering), else lowered now."""
         caps = self._device.caps
-        shape = table_shape(entries, caps, self._direct)
-        template = None if shape is None else self._templates.get(shape)
 
         def segments() -> list[Segment]:
             return slots.resolve(_WHAT, _segments_of(self._segments), entries)
 
+        # The latest template first: a table of its shape is rebased in one pass, without
+        # making the shape (hal/core/rebase.py rebase_onto); else the shape picks one.
+        shape: tuple[tuple[int, int, bool], ...] | None = None
+        rebase = None
+        template = self._last_template
         if template is not None:
-            old_plan, old_entries, old_program = template
-            rebase = rebase_for(old_entries, entries)
-            # What submitting needs of the plan is its resources and step structure; the
-            # rebased steps are made only if someone looks (cb.plan).
-            resources = frozenset(
-                [rebase[id(r)][0] if id(r) in rebase else r for r in old_plan.resources]
-            )
-            # The constructor, not dataclasses.replace (~3x slower): once per new table.
-            plan = Plan(
-                old_plan.steps, old_plan.staging, old_plan.constants, old_plan.scratch_size,
-                old_plan.read_scratch_size, resources, old_plan.stats, old_plan.notes,
-            )  # fmt: skip
-            self._check_alive(plan)
-            program = old_program.rebased(plan, rebase, segments)
+            rebase = rebase_onto(template[1], template[5], entries, caps, self._direct)
+        if rebase is None:
+            shape = table_shape(entries, caps, self._direct)
+            template = None if shape is None else self._templates.get(shape)
+            if template is not None:
+                rebase = rebase_for(template[1], entries)
+        if template is not None and rebase is not None:
+            self._last_template = template
+            old_plan, _, old_program, fixed, used, _ = template
+            # What submitting needs is the resources and the template's step structure (no
+            # Plan is made: the rebased steps are made only if someone looks, cb.plan). The
+            # resources: the template's own that no slot moves, then the used slots' new
+            # allocations.
+            resources = frozenset([*fixed, *[entries[i][1] for i in used]])
+            self._check_alive(resources)
+            program = old_program.rebased(rebase, resources, segments)
             program.describe_with(lambda: rebase_plan(old_plan, rebase))
             return program
         resolved = segments()
         plan = _plan(resolved, caps)
         check_plan_limits(_WHAT, plan, caps)
-        self._check_alive(plan)
+        self._check_alive(plan.resources)
         program = self._compile(plan, resolved)
         if shape is not None:
-            self._templates[shape] = (plan, entries, program)
+            # Per template, what rebasing its resources needs: the allocations no slot
+            # moves, and the slots whose allocations the plan uses (table_shape: one
+            # allocation per slot, none named directly).
+            slot_roots = {id(root): i for i, (_, root, _, _) in enumerate(entries)}
+            fixed = tuple(r for r in plan.resources if id(r) not in slot_roots)
+            used = tuple(sorted(slot_roots[id(r)] for r in plan.resources if id(r) in slot_roots))
+            self._templates[shape] = self._last_template = (
+                plan, entries, program, fixed, used, shape,
+            )  # fmt: skip
         return program
 
-    def _check_alive(self, plan: Plan) -> None:
-        for buffer in plan.resources:
+    def _check_alive(self, resources: frozenset[Any]) -> None:
+        for buffer in resources:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
         for buffer in self._views:
             buffer.check_alive(_WHAT, "a buffer the command buffer uses")
@@ -228,7 +258,7 @@ class Programs:
             program = compile_plan(plan, self._device.encoding)
         except BackendError as error:
             # A buffer released by another thread since _check_alive: say so.
-            self._check_alive(plan)
+            self._check_alive(plan.resources)
             raise wgpu_failure(self._device, _segments_of(segments), error) from None
         return CheckedProgram(self._device, program, segments, self._views)
 
@@ -282,14 +312,16 @@ class CheckedProgram:
         program: Program,
         segments: SegmentSource,
         views: tuple[BufferLike, ...] = (),
+        resources: frozenset[Any] | None = None,
     ) -> None:
         self._device = device
         self._program = program
         self._segments = segments
         self._views = views
         self.plan = program.plan
-        # What a submission reads of the plan: the buffers to hold, whether to encode.
-        self.resources = program.plan.resources
+        # What a submission reads of the plan: the buffers to hold, whether to encode (a
+        # rebased program's own buffers: its plan is the template's, see rebased()).
+        self.resources = program.plan.resources if resources is None else resources
         self.has_steps = bool(program.plan.steps)
         self._full_plan: Plan | Callable[[], Plan] = program.plan
 
@@ -305,19 +337,24 @@ class CheckedProgram:
             plan = self._full_plan = plan()
         return plan
 
-    def rebased(self, plan: Plan, rebase: Rebase, segments: SegmentSource) -> CheckedProgram:
+    def rebased(
+        self, rebase: Rebase, resources: frozenset[Any], segments: SegmentSource
+    ) -> CheckedProgram:
         """This program rebased onto other buffers (see Program.rebased): no compilation.
-        Raises as :meth:`encode` does, naming the release of a buffer first."""
+        ``resources`` are the allocations the rebased program uses (:attr:`resources`);
+        its :attr:`plan` stays this one's (the step structure both share; the plan on its
+        own buffers is :meth:`full_plan`, set with :meth:`describe_with`). Raises as
+        :meth:`encode` does, naming the release of a buffer first."""
         try:
-            program = self._program.rebased(plan, rebase)
+            program = self._program.rebased(rebase)
         except BackendError as error:
             raise self._failure(error) from None
-        return CheckedProgram(self._device, program, segments, self._views)
+        return CheckedProgram(self._device, program, segments, self._views, resources)
 
     def _failure(self, error: BackendError) -> HalError | BackendError:
         # A buffer released by another thread after the submission's checks comes first:
         # wgpu then rejects it as destroyed, which is the release's doing, not the command's.
-        for buffer in (*self.plan.resources, *self._views):
+        for buffer in (*self.resources, *self._views):
             if buffer.is_released:
                 return FailedPreconditionError(
                     f"{_WHAT}: a buffer the command buffer uses was released"

@@ -129,10 +129,14 @@ class TransferLane:
             return False
         cb.claim()
         target = programs.target
-        resources = programs.resources
-        source = resources[-1]
+        source = programs.resources[-1]
+        views = programs.views
         # Released meanwhile: the general path names it (after its own claim).
-        if target.is_released or source.is_released or any(v.is_released for v in programs.views):
+        if (
+            target.is_released
+            or (source is not target and source.is_released)
+            or (views and any(v.is_released for v in views))
+        ):
             cb.unclaim()
             return False
         try:
@@ -156,13 +160,17 @@ class TransferLane:
         signals: tuple[Point, ...],
     ) -> bool:
         """Hold the buffers, encode ``steps`` on their handles and schedule the Work."""
-        allocations = [target.allocation]
+        held = target.allocation
+        held.acquire()
+        allocations = [held]
+        released = held.released
         if source is not target:
-            allocations.append(source.allocation)
-        for allocation in allocations:
-            allocation.acquire()
+            other = source.allocation
+            other.acquire()
+            allocations.append(other)
+            released = released or other.released
         # Released by another thread since the checks: the general path names it.
-        if any(allocation.released for allocation in allocations):
+        if released:
             _retire(allocations)
             return False
         try:

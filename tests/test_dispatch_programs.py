@@ -153,6 +153,27 @@ def test_recipe_reuses_the_latest_calls_only_for_the_same_buffers(device: hal.De
         b.release()
 
 
+def test_recipe_on_a_pooled_handle_makes_new_bind_groups(device: hal.Device) -> None:
+    """The free pool gives a released buffer's backend handle to the next allocation of its
+    size: the recipe's latest calls (bound to the released buffer's forgotten bind groups)
+    are not reused for it (reusing them encoded a destroyed bind group: wgpu-core aborted
+    the process), and the new buffer counts its own dispatches."""
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+    a = device.allocate_buffer(256)
+    _submit(device, _record(device, noop, [a, a]))
+    handle = a.allocation.handle
+    a.release()
+    device.wait_idle(WAIT)
+    for _ in range(3):
+        b = device.allocate_buffer(256)
+        if b.allocation.handle is not handle:
+            pytest.skip("the free pool is off (HAL_BUFFER_POOL_BYTES=0)")
+        _submit(device, _record(device, noop, [b, b]))
+        np.testing.assert_array_equal(b.to_numpy(np.uint32)[:2], [2, 0])
+        b.release()
+        device.wait_idle(WAIT)
+
+
 def test_released_buffer_fails_and_queues_nothing(null: hal.Device) -> None:
     """A buffer released after end(): FailedPreconditionError, nothing signalled, the
     one-shot cb given back (still executable)."""

@@ -54,8 +54,8 @@ class Recipe:
     """The compiled form of one template plan on one device: per compute pass its calls
     (a :class:`GroupSite` at each position that sets a bind group, listed in ``sites`` as
     (pass, position, site)), the object indices of the allocations it binds and of the
-    plan's resources. Holds pipelines and calls, never an allocation; ``last`` the latest
-    program's bind groups and their buffers' backend handles (never a hal Buffer)."""
+    plan's resources. Holds pipelines and calls; ``last`` the latest program's calls and
+    the allocations they bind (never a hal Buffer)."""
 
     __slots__ = ("allocations", "last", "passes", "resource_indices", "sites", "template")
 
@@ -72,9 +72,11 @@ class Recipe:
         self.sites = sites
         self.allocations = allocations
         self.resource_indices = resource_indices
-        # The latest program's (allocation handles, calls). The handles are held, so an
+        # The latest program's (allocations, calls). The allocations are held, so an
         # identity match is the same live buffers: a released one fails check_alive first,
-        # and a new buffer never has a held handle.
+        # and a new buffer never has a held allocation. Not the backend handles: the free
+        # pool (hal/runtime/buffer_pool.py) gives a released buffer's handle to a new
+        # allocation, whose bind groups are new (the old ones were forgotten at release).
         self.last: tuple[tuple[Any, ...], list[Any]] | None = None
 
 
@@ -280,13 +282,13 @@ class DispatchProgram(CallsProgram):
 
     def __init__(self, owner: DispatchPrograms, recipe: Recipe) -> None:
         objects = owner.template.objects
-        held = tuple([objects[i].allocation.handle for i in recipe.allocations])
+        held = tuple([objects[i].allocation for i in recipe.allocations])
         last = recipe.last
         if last is not None and _same(last[0], held):
             # The same buffers as the recipe's latest program (an eager caller running one
             # kernel again): its calls, bind groups included, are this program's.
             steps = last[1]
         else:
-            steps = _calls(owner, recipe, held)
+            steps = _calls(owner, recipe, tuple([a.handle for a in held]))
             recipe.last = (held, steps)
         super().__init__(owner, steps, bool(steps))

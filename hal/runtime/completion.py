@@ -7,7 +7,10 @@ threads' submissions (wgpu-native 29 on a GPU: ``Backend.tracker_poll_s``) it po
 blocking instead, sleeping between polls, while submissions stream. An unbounded host wait on
 one ticket blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the
 work on its own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so
-does a bounded one where the backend's wait has a real timeout (Dawn, null).
+does a bounded one where the backend's wait has a real timeout (Dawn, null). While such a
+host wait blocks for the oldest work in flight, the tracker stays parked instead of blocking in
+the backend beside it (two threads woken by one completion fight for the GIL: on Dawn ~25 µs
+of the round trip whenever the tracker ran first); it takes over when the wait gives up.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ class Completion:
         # Host waits polling the backend now (poll_for / poll_backoff): the tracker leaves
         # the polling to them.
         self._pollers = 0
+        # Tickets of the host waits blocked in the backend on their own thread now (changed
+        # under the lock): while one of them is the oldest work in flight, the tracker stays
+        # parked on the condition instead of blocking in the backend beside it (see
+        # _yields_to_waiter), and a waiter leaving wakes it where work is left
+        # (_tracker_yielding: parked for that reason, not idle).
+        self._direct: list[int] = []
+        self._tracker_yielding = False
         # Work taken off the in-flight list and not yet completed (changed under the lock):
         # wait_idle waits for it too, so it never returns before the signals.
         self._completing = 0
@@ -155,12 +165,42 @@ class Completion:
             remaining = slice_s if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self.wait_for(ticket, min(remaining, slice_s))
+            self._blocked(ticket, min(remaining, slice_s))
             return True
         if deadline is None:
-            self.wait_for(ticket)
+            self._blocked(ticket, None)
             return True
         return False
+
+    def _blocked(self, ticket: int, timeout: float | None) -> None:
+        """:meth:`wait_for` ``(ticket, timeout)`` on a host wait's own thread, noted in
+        :attr:`_direct` while it runs, so that the tracker does not block in the backend
+        beside it: two threads woken by one completion contend for the GIL (and on Dawn
+        both enter ``wgpuInstanceWaitAny``), which cost the waiter ~25 µs a round trip
+        whenever the tracker ran first. Leaving wakes a parked tracker (also where a
+        KeyboardInterrupt lands right after the note: a leaked note would keep the tracker
+        parked while that ticket is the oldest in flight)."""
+        noted = False
+        try:
+            with self._lock:
+                self._direct.append(ticket)
+                noted = True
+            self.wait_for(ticket, timeout)
+        finally:
+            if noted:
+                with self._lock:
+                    self._direct.remove(ticket)
+                    if self._tracker_yielding and self._in_flight:
+                        self.cond.notify_all()
+
+    def _yields_to_waiter(self) -> bool:
+        """Whether the tracker should leave the oldest work in flight to a host wait that
+        blocks in the backend for it on its own thread now (call with the lock held): that
+        wait completes it (and everything older) the moment it finishes, or wakes the
+        tracker when it gives up. Only for the oldest ticket: a wait for later work would
+        complete the older work only once the later finished."""
+        direct = self._direct
+        return bool(direct) and bool(self._in_flight) and min(direct) <= self._in_flight[0].ticket
 
     def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
         """``poll(*args)`` counted in :attr:`_pollers` while it runs (also where a
@@ -273,11 +313,22 @@ class Completion:
     def _track(self) -> None:
         while True:
             with self.cond:
-                while not self._in_flight and not self._closing:
-                    self.cond.wait()
-                if not self._in_flight:
-                    self._stopped = True
-                    return
+                while True:
+                    if not self._in_flight:
+                        if self._closing:
+                            self._stopped = True
+                            return
+                        self.cond.wait()  # idle: add() wakes it
+                    elif self._yields_to_waiter():
+                        # A host wait completes the oldest work: woken when it leaves with
+                        # work left, by new work after the list emptied (add) or by close().
+                        self._tracker_yielding = True
+                        try:
+                            self.cond.wait()
+                        finally:
+                            self._tracker_yielding = False
+                    else:
+                        break
                 oldest = self._in_flight[0].ticket
             if self._backend.spin_s > 0 and self._spin(oldest):
                 continue
@@ -397,7 +448,7 @@ class Completion:
                     if not self._in_flight:
                         break
                     last = self._in_flight[-1].ticket
-                self.wait_for(last)
+                self._blocked(last, None)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while self._in_flight or self._completing:

@@ -1,4 +1,5 @@
-"""The completion thread yields to a host wait that blocks in the backend itself (session 22).
+"""The completion thread yields to a host wait that blocks in the backend itself, and stands
+by after one (session 22).
 
 A host wait for the oldest work in flight blocks in the backend's wait on its own thread and
 completes the work there; the tracker, woken by the submission, used to block in the backend
@@ -10,10 +11,11 @@ deadline, an interrupt): every completion still happens, with the right bytes.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 from conftest import WAIT, dawn_backend_or_skip
 
 import hal
+import hal.runtime.completion as completion_module
 
 TRACKER = "hal-completion"
 
@@ -234,3 +237,127 @@ def test_dawn_round_trips_complete_on_the_waiting_thread_alone(
             assert np.array_equal(target.to_numpy(np.uint32), data)
     finally:
         device.close()
+
+
+# -- standing by: after a host wait completed work itself, quiet submissions do not wake the
+# tracker; it looks for unclaimed work every STANDBY_S, and a consumer that needs it (a
+# watcher, a host thread asleep, a host call, a bounded wait_idle) wakes it at once.
+
+FAST = 5.0
+"""Seconds within which a woken tracker completes work (STANDBY_S is set far beyond it)."""
+
+
+@pytest.fixture
+def standing_by(null_device: hal.Device, monkeypatch: pytest.MonkeyPatch) -> Iterator[hal.Device]:
+    """A null device whose tracker, once a host wait completed work itself, stands by for a
+    minute and looks for unclaimed work only every 30 s: only a wake-up completes quiet
+    work in time."""
+    monkeypatch.setattr(completion_module, "STANDBY_S", 30.0)
+    monkeypatch.setattr(completion_module, "LINGER_S", 60.0)
+    _round_trip(null_device)
+    yield null_device
+    monkeypatch.setattr(completion_module, "STANDBY_S", 0.001)
+    monkeypatch.setattr(completion_module, "LINGER_S", 0.0)
+    null_device.queue_barrier()  # not quiet after the fixture's waits: wakes the tracker
+
+
+def _round_trip(device: hal.Device) -> None:
+    """A copy waited for on this thread (so the tracker stands by), bytes checked."""
+    data = np.arange(8, dtype=np.uint8) * 3
+    buffers = _buffers(device, data)
+    device.wait_idle()
+    semaphore = _copy(device, buffers)
+    semaphore.wait(1)
+    assert np.array_equal(buffers[1].to_numpy(np.uint8), data)
+
+
+def _standing_by(device: hal.Device) -> None:
+    """Let ``device`` go idle and its tracker settle into standing by (it may still be
+    finishing the work a wait_idle waited for: it would find later work without a wake)."""
+    device.wait_idle()
+    time.sleep(0.05)
+
+
+def _within(seconds: float, reached: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not reached():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_quiet_work_nobody_waits_for_completes_within_the_standby_slice(
+    null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fire and forget while the tracker stands by: the semaphore is signalled (seen by
+    polling, no hal wait) once the tracker looks again, bytes exact."""
+    monkeypatch.setattr(completion_module, "STANDBY_S", 0.05)
+    monkeypatch.setattr(completion_module, "LINGER_S", 60.0)
+    _round_trip(null_device)
+    data = np.arange(16, dtype=np.uint8) + 1
+    buffers = _buffers(null_device, data)  # (its upload's waits are host waits too)
+    semaphore = _copy(null_device, buffers)
+    start = time.monotonic()
+    assert _within(FAST, lambda: semaphore.query() == 1)
+    assert time.monotonic() - start < FAST
+    assert np.array_equal(buffers[1].to_numpy(np.uint8), data)
+    monkeypatch.setattr(completion_module, "LINGER_S", 0.0)
+
+
+def test_a_watcher_after_a_quiet_submission_wakes_the_tracker(
+    standing_by: hal.Device,
+) -> None:
+    """wait_async registers watchers after the work was submitted quietly: it returns in
+    time (the tracker was woken), not after the 30 s slice."""
+    data = np.arange(32, dtype=np.uint8)
+    buffers = _buffers(standing_by, data)
+    _standing_by(standing_by)
+    semaphore = _copy(standing_by, buffers)
+
+    async def wait() -> None:
+        await semaphore.wait_async(1, timeout=FAST)
+
+    start = time.monotonic()
+    asyncio.run(wait())
+    assert time.monotonic() - start < FAST
+    assert np.array_equal(buffers[1].to_numpy(np.uint8), data)
+
+
+def test_a_multi_point_wait_after_a_quiet_submission_wakes_the_tracker(
+    standing_by: hal.Device,
+) -> None:
+    """A wait on two points sleeps on the shared condition (no backend wait of its own):
+    it wakes the tracker for the quiet work and returns in time."""
+    first, second = np.arange(8, dtype=np.uint8), np.arange(8, 16, dtype=np.uint8)
+    a, b = _buffers(standing_by, first), _buffers(standing_by, second)
+    _standing_by(standing_by)
+    sa, sb = _copy(standing_by, a), _copy(standing_by, b)
+    standing_by.wait_semaphores([(sa, 1), (sb, 1)], "all", timeout=FAST)
+    assert np.array_equal(a[1].to_numpy(np.uint8), first)
+    assert np.array_equal(b[1].to_numpy(np.uint8), second)
+
+
+def test_a_host_call_during_standby_runs_in_time(standing_by: hal.Device) -> None:
+    """Work with host code at completion is never quiet: a host call queued behind a copy
+    runs without any wait for it."""
+    data = np.full(8, 9, dtype=np.uint8)
+    buffers = _buffers(standing_by, data)
+    _standing_by(standing_by)
+    first = _copy(standing_by, buffers)
+    seen: list[bytes] = []
+    standing_by.queue_host_call(lambda: seen.append(bytes(data)), wait=[(first, 1)])
+    assert _within(FAST, lambda: bool(seen))
+    assert seen == [bytes(data)]
+
+
+def test_a_bounded_wait_idle_during_standby_returns_in_time(standing_by: hal.Device) -> None:
+    """wait_idle with a timeout leaves the work to the tracker: it wakes it."""
+    data = np.arange(8, dtype=np.uint8) + 40
+    buffers = _buffers(standing_by, data)
+    _standing_by(standing_by)
+    semaphore = _copy(standing_by, buffers)
+    start = time.monotonic()
+    standing_by.wait_idle(timeout=FAST)
+    assert time.monotonic() - start < FAST
+    assert semaphore.query() == 1

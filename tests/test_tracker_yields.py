@@ -361,3 +361,30 @@ def test_a_bounded_wait_idle_during_standby_returns_in_time(standing_by: hal.Dev
     standing_by.wait_idle(timeout=FAST)
     assert time.monotonic() - start < FAST
     assert semaphore.query() == 1
+
+
+def test_quiet_work_behind_a_long_host_wait_completes_when_it_ends(
+    standing_by: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host wait (another thread) holds the oldest work for a while; quiet work submitted
+    behind it, that nobody waits for, completes once that wait ends (its leaving wakes the
+    tracker: the 30 s slice would be too late), bytes exact."""
+    gate = Gate(standing_by.backend, monkeypatch)
+    older, newer = np.arange(16, dtype=np.uint8), np.arange(16, dtype=np.uint8) * 2
+    first_buffers, second_buffers = _buffers(standing_by, older), _buffers(standing_by, newer)
+    _standing_by(standing_by)
+    gate.close(standing_by)
+    first = _copy(standing_by, first_buffers)
+    waiter = threading.Thread(target=first.wait, args=(1, WAIT))
+    waiter.start()
+    assert gate.entered.wait(WAIT)
+    time.sleep(0.01)  # the tracker looks twice meanwhile (every ms): a long wait
+    second = _copy(standing_by, second_buffers)
+    time.sleep(0.05)
+    assert second.query() == 0
+    gate.open.set()
+    waiter.join(WAIT)
+    assert first.query() == 1
+    assert _within(FAST, lambda: second.query() == 1)
+    assert np.array_equal(first_buffers[1].to_numpy(np.uint8), older)
+    assert np.array_equal(second_buffers[1].to_numpy(np.uint8), newer)

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["LINGER_S", "STANDBY_S", "STREAM_WINDOW_S", "Completion"]
 
 _CLOSE_TIMEOUT = 10.0
+_CLAIMED_STANDBY_S = 0.1
+"""The longest the tracker stands by while a host wait holds the oldest work (that wait wakes
+it when it leaves, at the latest after its 10 ms slice): a safety net, not a latency."""
 _FIRST_POLL_SLEEP_S = 20e-6
 STREAM_WINDOW_S = 0.1
 """Seconds after a submission behind unfinished work during which waits poll (see
@@ -76,6 +79,7 @@ class Completion:
         # not wake it, so that a submit-and-wait round trip costs no thread wake-up (on the
         # H200 host ~20 µs of a ~75 µs Dawn round trip). Changed under the lock.
         self._standby = False
+        self._standby_claimed = False  # standing by while a host wait holds the oldest work
         self._linger_until = 0.0
         self._lingers = backend.bounded_waits
         # Work taken off the in-flight list and not yet completed (changed under the lock):
@@ -222,7 +226,9 @@ class Completion:
                     self._direct.remove(ticket)
                     if self._lingers:
                         self._linger_until = time.monotonic() + LINGER_S
-                    if (self._tracker_yielding or self._standby) and self._in_flight:
+                    if self._standby_claimed or (
+                        (self._tracker_yielding or self._standby) and self._in_flight
+                    ):
                         self.cond.notify_all()
 
     def _yields_to_waiter(self) -> bool:
@@ -343,6 +349,7 @@ class Completion:
         return self._backend.bounded_waits and self._backend.spin_s <= 0
 
     def _track(self) -> None:
+        seen = 0  # the oldest ticket a host wait held at the last standby look
         while True:
             with self.cond:
                 while True:
@@ -353,12 +360,20 @@ class Completion:
                         return
                     if not self._closing and time.monotonic() < self._linger_until:
                         # Standing by: quiet submissions do not wake it (add), so it looks
-                        # for work itself every STANDBY_S.
+                        # for work itself every STANDBY_S. Where a host wait holds the same
+                        # oldest work as one look ago (a long wait), whatever is submitted
+                        # runs after it, and that wait wakes the tracker when it leaves
+                        # (_blocked): it stops looking meanwhile (a short round trip never
+                        # gets there, so its end costs no wake-up).
+                        oldest = self._in_flight[0].ticket if self._in_flight else 0
+                        claimed = oldest > 0 and oldest == seen
+                        seen = oldest
                         self._standby = True
+                        self._standby_claimed = claimed
                         try:
-                            self.cond.wait(STANDBY_S)
+                            self.cond.wait(_CLAIMED_STANDBY_S if claimed else STANDBY_S)
                         finally:
-                            self._standby = False
+                            self._standby = self._standby_claimed = False
                     elif self._in_flight:
                         # A host wait completes the oldest work: woken when it leaves with
                         # work left, by new work after the list emptied (add) or by close().

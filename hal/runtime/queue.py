@@ -453,7 +453,11 @@ class Queue:
                 # Quiet: only a host wait that completes it itself may want it (no host code
                 # at completion, nothing watching or asleep on its semaphores): a standing-by
                 # tracker is not woken for it (hal/runtime/completion.py).
-                quiet = work.on_complete is None and not any(s.awaited for s, _ in work.signals)
+                quiet = work.on_complete is None
+                for semaphore, _ in work.signals if quiet else ():
+                    if semaphore.awaited:
+                        quiet = False
+                        break
                 with completion.lock:  # the condition's lock (add notifies under it)
                     box.append(completion.add(work, quiet))
             except (KeyboardInterrupt, SystemExit) as interrupt:

@@ -46,6 +46,7 @@ import mmap
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -126,8 +127,9 @@ def _fresh(adapter: AdapterDescription) -> Any:
 
 class _CommandBuffer:
     """A finished raw command buffer (what :meth:`DawnBackend.encode` returns): its handle as
-    ``_internal``, as wgpudawn's objects have it (``queue.submit`` takes it), released when
-    dropped."""
+    ``_internal``, as wgpudawn's objects have it (``queue.submit`` takes it), released by
+    :meth:`DawnBackend.submit` once submitted (a command buffer is submitted once), else
+    when dropped."""
 
     __slots__ = ("_internal", "_release")
 
@@ -135,28 +137,29 @@ class _CommandBuffer:
         self._internal = handle
         self._release = release
 
+    def release(self) -> None:
+        """Release the handle now (once): ``_internal`` becomes None."""
+        handle, self._internal = self._internal, None
+        if handle is not None:
+            # webgpu.h: wgpuCommandBufferRelease(commandBuffer); safe from any thread under
+            # implicit device synchronisation (Dawn's reference counts are atomic).
+            self._release(handle)
+
     def __del__(self) -> None:
-        # webgpu.h: wgpuCommandBufferRelease(commandBuffer); safe from any thread under
-        # implicit device synchronisation (Dawn's reference counts are atomic).
-        self._release(self._internal)
+        self.release()
 
 
-class _WorkDone:
-    """One submission's work-done future: ``_state`` and ``_wgpu_future_id`` as wgpudawn's
-    promises have them, so waits treat both alike."""
+def _work_done_callback(backend: Callable[[], DawnBackend | None]) -> Callable[..., None]:
+    """The webgpu.h WGPUQueueWorkDoneCallback of one backend (held weakly): its ticket is
+    the callback's userdata2."""
+    ffi = _modules["ffi"]
 
-    __slots__ = ("_state", "_wgpu_future_id", "status")
+    def callback(status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
+        owner = backend()
+        if owner is not None:
+            owner._on_work_done(int(status), int(ffi.cast("uintptr_t", userdata2)))
 
-    def __init__(self) -> None:
-        self._state = "pending"
-        self._wgpu_future_id = 0
-        self.status = -1
-
-    def callback(self, status: int, message: Any, userdata1: Any, userdata2: Any) -> None:
-        """webgpu.h WGPUQueueWorkDoneCallback (fires inside WaitAny / ProcessEvents)."""
-        self.status = int(status)
-        success = int(_modules["lib"].WGPUQueueWorkDoneStatus_Success)
-        self._state = "done" if self.status == success else "failed"
+    return callback
 
 
 def _serialised(method: _F) -> _F:
@@ -202,12 +205,26 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         self.host_memory_buffers = host_memory
         self._host_usage = int(wgpudawn.BufferUsage.COPY_SRC | wgpudawn.BufferUsage.COPY_DST)
         self._host_alignment = 0
-        self._pending: collections.deque[tuple[int, Any]] = collections.deque()
+        # (ticket, work-done future id) of each submission not yet known finished.
+        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+        # The highest ticket whose work-done callback reported success, and the first one
+        # that reported a failure (its ticket and status), both set by _on_work_done.
+        self._finished = 0
+        self._work_failed: tuple[int, int] | None = None
         self._lost_promise = getattr(device, "_lost_promise", None)
         self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
+        self._work_done_ok = int(self._lib.WGPUQueueWorkDoneStatus_Success)
+        # One work-done callback for every submission, its ticket in userdata2: no callback
+        # registered (nor object made) per submission. wgpudawn's static callback entry
+        # dispatches on userdata1 (its callback registry); the registered function holds the
+        # backend weakly, and the entry goes with the backend.
+        callbacks = _modules["callbacks"]
+        userdata = callbacks.register(_work_done_callback(weakref.ref(self)), once=False)
+        weakref.finalize(self, callbacks.unregister, userdata)
         self._work_done_info = self._ffi.new("WGPUQueueWorkDoneCallbackInfo *")
         self._work_done_info.mode = self._lib.WGPUCallbackMode_AllowProcessEvents
         self._work_done_info.callback = _modules["c_callback"]("WGPUQueueWorkDoneCallback")
+        self._work_done_info.userdata1 = userdata
 
     @classmethod
     def open(cls, adapter: AdapterDescription, features: Sequence[str], label: str) -> Backend:
@@ -401,44 +418,52 @@ class DawnBackend(RawCalls, WgpuPyBackend):
     @_serialised
     def submit(self, command_buffers: Sequence[Any]) -> int:
         """Submit and register the submission's work-done future; returns its ticket."""
-        ffi = self._ffi
+        ffi, lib = self._ffi, self._lib
         handles = ffi.new("WGPUCommandBuffer[]", [cb._internal for cb in command_buffers])
+        queue = self.queue._internal
         # webgpu.h: wgpuQueueSubmit(queue, count, commands), error-checked
-        self._libf.wgpuQueueSubmit(self.queue._internal, len(command_buffers), handles)
-        self._submitted += 1
-        self._pending.append((self._submitted, self._work_done()))
-        return self._submitted
-
-    def _work_done(self) -> _WorkDone:
-        """Register ``wgpuQueueOnSubmittedWorkDone`` for everything submitted so far (under
-        the lock). Leaner than wgpudawn's promise: one registered callback, no promise."""
-        done = _WorkDone()
+        self._libf.wgpuQueueSubmit(queue, len(command_buffers), handles)
+        # Released here, under the lock, not when the runtime drops them: that would be a
+        # C call (the GIL let go) right after the tracker was woken for this submission, and
+        # the tracker would run before the host wait that follows could claim the work.
+        for cb in command_buffers:
+            if type(cb) is _CommandBuffer:
+                cb.release()
+        ticket = self._submitted = self._submitted + 1
         info = self._work_done_info
-        # wgpudawn's static callback entry dispatches on userdata1 (its callback registry).
-        info.userdata1 = _modules["callbacks"].register(done.callback)
+        info.userdata2 = ffi.cast("void *", ticket)
         # webgpu.h: WGPUFuture wgpuQueueOnSubmittedWorkDone(queue, callbackInfo)
-        done._wgpu_future_id = self._lib.wgpuQueueOnSubmittedWorkDone(
-            self.queue._internal, info[0]
-        ).id
-        return done
+        self._pending.append((ticket, lib.wgpuQueueOnSubmittedWorkDone(queue, info[0]).id))
+        return ticket
+
+    def _on_work_done(self, status: int, ticket: int) -> None:
+        """A submission's work-done callback (fires inside WaitAny / ProcessEvents, under
+        the lock): note the ticket finished, or its failure."""
+        if status == self._work_done_ok:
+            if ticket > self._finished:
+                self._finished = ticket
+        elif self._work_failed is None:
+            self._work_failed = (ticket, status)
 
     def _settle(self) -> None:
         """Drop the pending submissions up to the newest whose future completed (call
         under the lock). Only a waited future's callback fires in ``WaitAny``, so earlier
-        ones may still look pending: one queue runs in order, so they finished too."""
-        pending = self._pending
-        newest = 0
-        for ticket, done in pending:
-            if done._state != "pending":
-                newest = ticket
-        while pending and pending[0][0] <= newest:
-            ticket, done = pending.popleft()
-            self._completed = max(self._completed, ticket)
-            if done._state == "failed":
-                # A work-done future fails only when the device is lost (or torn down).
-                reason = self._lost_info() or f"submitted work did not complete: {done.status}"
-                self.note_lost(reason)
-                raise BackendError(reason, lost=True)
+        ones may not have reported: one queue runs in order, so they finished too."""
+        failed = self._work_failed
+        if failed is not None:
+            # A work-done future fails only when the device is lost (or torn down).
+            pending = self._pending
+            while pending and pending[0][0] < failed[0]:
+                self._completed = max(self._completed, pending.popleft()[0])
+            reason = self._lost_info() or f"submitted work did not complete: {failed[1]}"
+            self.note_lost(reason)
+            raise BackendError(reason, lost=True)
+        finished = self._finished
+        if finished > self._completed:
+            self._completed = finished
+            pending = self._pending
+            while pending and pending[0][0] <= finished:
+                pending.popleft()
 
     @_serialised
     def completed_ticket(self) -> int:
@@ -467,21 +492,36 @@ class DawnBackend(RawCalls, WgpuPyBackend):
                     return True
                 if self.lost_reason is not None:
                     raise BackendError(self.lost_reason, lost=True)
-                target = next(p for t, p in self._pending if t >= ticket)
+                # The first submission at or after ``ticket`` (``ticket`` itself, but for
+                # a ticket some other path completed).
+                target, future = next(p for p in self._pending if p[0] >= ticket)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            self._block(target, remaining)
+            self._wait_future(future, remaining, functools.partial(self._finished_through, target))
+
+    def _finished_through(self, ticket: int) -> bool:
+        """Whether a work-done callback reported ``ticket`` (or a later one) finished."""
+        return self._finished >= ticket
 
     def _block(self, promise: Any, timeout: float | None) -> bool:
-        """Wait for ``promise``'s future: True once it completed, False after ``timeout``
-        seconds (None: no limit). Outside the lock under implicit synchronisation."""
+        """Wait for ``promise``'s future (a wgpudawn promise: a map): True once it
+        completed, False after ``timeout`` seconds (None: no limit)."""
+        return self._wait_future(
+            promise._wgpu_future_id, timeout, lambda: promise._state != "pending"
+        )
+
+    def _wait_future(self, future: int, timeout: float | None, done: Callable[[], bool]) -> bool:
+        """Wait for the future with id ``future`` until ``done()``: True then, False after
+        ``timeout`` seconds (None: no limit); also True when the device was found lost (the
+        caller finds the loss). Outside the lock under implicit synchronisation, in slices
+        that look for a loss."""
         info = self._ffi.new("WGPUFutureWaitInfo *")
-        info.future.id = promise._wgpu_future_id
+        info.future.id = future
         budget = None if timeout is None else max(0, int(timeout * 1e9))
         wait_any = self._lib.wgpuInstanceWaitAny  # raw: wgpudawn's wrapper would raise
         # other threads' pending errors here
-        while promise._state == "pending":
+        while not done():
             step = _LONG_SLICE_NS if self.implicit_sync else _SLICE_NS
             if budget is not None:
                 if budget <= 0:
@@ -489,6 +529,7 @@ class DawnBackend(RawCalls, WgpuPyBackend):
                 step = min(step, budget)
                 budget -= step
             if self.implicit_sync:
+                # webgpu.h: WGPUWaitStatus wgpuInstanceWaitAny(instance, count, futures, ns)
                 status = wait_any(self._instance, 1, info, step)
             else:
                 with self._dawn:

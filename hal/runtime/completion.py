@@ -7,7 +7,15 @@ threads' submissions (wgpu-native 29 on a GPU: ``Backend.tracker_poll_s``) it po
 blocking instead, sleeping between polls, while submissions stream. An unbounded host wait on
 one ticket blocks in ``backend.wait`` itself (:meth:`Completion.wait_for`) and completes the
 work on its own thread, saving the tracker's wake-up (~33 µs per hand-off on the H100 host); so
-does a bounded one where the backend's wait has a real timeout (Dawn, null).
+does a bounded one where the backend's wait has a real timeout (Dawn, null). While such a
+host wait blocks for the oldest work in flight, the tracker stays parked instead of blocking in
+the backend beside it (two threads woken by one completion fight for the GIL: on Dawn ~25 µs
+of the round trip whenever the tracker ran first); it takes over when the wait gives up. Where
+waits are bounded (Dawn, null), for :data:`LINGER_S` after such a wait the tracker stands by:
+a quiet submission (``add``) does not wake it, so a submit-and-wait loop pays no thread wake-up
+per round trip (~20 µs on the H200 host); it looks for work no wait took every
+:data:`STANDBY_S`, and consumers that need it sooner wake it (:meth:`Completion.kick`: a
+watcher, a host thread asleep on semaphores, a bounded ``wait_idle``).
 """
 
 from __future__ import annotations
@@ -25,13 +33,23 @@ if TYPE_CHECKING:
     from hal.backends.protocol import Backend
     from hal.runtime.queue import Work
 
-__all__ = ["STREAM_WINDOW_S", "Completion"]
+__all__ = ["LINGER_S", "STANDBY_S", "STREAM_WINDOW_S", "Completion"]
 
 _CLOSE_TIMEOUT = 10.0
+_CLAIMED_STANDBY_S = 0.1
+"""The longest the tracker stands by while a host wait holds the oldest work (that wait wakes
+it when it leaves, at the latest after its 10 ms slice): a safety net, not a latency."""
 _FIRST_POLL_SLEEP_S = 20e-6
 STREAM_WINDOW_S = 0.1
 """Seconds after a submission behind unfinished work during which waits poll (see
 ``Completion._polls_instead``)."""
+LINGER_S = 0.02
+"""Seconds after a host wait completed work on its own thread during which the tracker stands
+by (where the backend's waits are bounded): it wakes every :data:`STANDBY_S` to look for work,
+and a submission nobody is known to wait for does not wake it (see ``Completion.add``)."""
+STANDBY_S = 0.001
+"""While standing by, the longest the tracker sleeps before it looks for work that no host
+wait took: the most a quiet submission's completion waits for the tracker."""
 
 
 class Completion:
@@ -49,6 +67,21 @@ class Completion:
         # Host waits polling the backend now (poll_for / poll_backoff): the tracker leaves
         # the polling to them.
         self._pollers = 0
+        # Tickets of the host waits blocked in the backend on their own thread now (changed
+        # under the lock): while one of them is the oldest work in flight, the tracker stays
+        # parked on the condition instead of blocking in the backend beside it (see
+        # _yields_to_waiter), and a waiter leaving wakes it where work is left
+        # (_tracker_yielding: parked for that reason, not idle).
+        self._direct: list[int] = []
+        self._tracker_yielding = False
+        # Standing by (bounded-wait backends, within LINGER_S of a host wait that completed
+        # work itself): the tracker sleeps in STANDBY_S slices and a quiet submission does
+        # not wake it, so that a submit-and-wait round trip costs no thread wake-up (on the
+        # H200 host ~20 µs of a ~75 µs Dawn round trip). Changed under the lock.
+        self._standby = False
+        self._standby_claimed = False  # standing by while a host wait holds the oldest work
+        self._linger_until = 0.0
+        self._lingers = backend.bounded_waits
         # Work taken off the in-flight list and not yet completed (changed under the lock):
         # wait_idle waits for it too, so it never returns before the signals.
         self._completing = 0
@@ -75,20 +108,31 @@ class Completion:
         """The highest ticket whose work was completed (or failed) so far."""
         return self._completed
 
-    def add(self, work: Work) -> bool:
-        """Track submitted ``work`` (call with :attr:`cond` held). False when the tracker
-        has stopped (after :meth:`close`): the caller then completes it with
-        :meth:`wait_for`."""
+    def add(self, work: Work, quiet: bool = False) -> bool:
+        """Track submitted ``work`` (call with :attr:`cond` held). ``quiet``: nothing is
+        known to wait for it but a host wait that completes it itself (no host callback, no
+        watcher, no sleeper): a standing-by tracker is not woken for it and finds it within
+        :data:`STANDBY_S` unless a host wait takes it first (:meth:`kick` wakes it for a
+        consumer that comes later). False when the tracker has stopped (after
+        :meth:`close`): the caller then completes it with :meth:`wait_for`."""
         in_flight = self._in_flight
         if in_flight:
             self._behind_at = time.monotonic()
             self._stream_open = True
         in_flight.append(work)
-        if len(in_flight) == 1:
+        if len(in_flight) == 1 and not (quiet and self._standby):
             # Only an empty list puts the tracker to sleep on the condition; otherwise it is
             # waiting for older work and finds this after it.
             self.cond.notify_all()
         return not self._stopped
+
+    def kick(self) -> None:
+        """Wake a standing-by tracker now: a consumer that needs it (a watcher, a sleeping
+        host wait) arrived after a quiet submission. Costs nothing otherwise."""
+        if self._standby:
+            with self._lock:
+                if self._standby:
+                    self.cond.notify_all()
 
     def wait_for(self, ticket: int, timeout: float | None = None) -> bool:
         """Block in the backend until ``ticket`` finished, then complete it on this thread;
@@ -155,12 +199,46 @@ class Completion:
             remaining = slice_s if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self.wait_for(ticket, min(remaining, slice_s))
+            self._blocked(ticket, min(remaining, slice_s))
             return True
         if deadline is None:
-            self.wait_for(ticket)
+            self._blocked(ticket, None)
             return True
         return False
+
+    def _blocked(self, ticket: int, timeout: float | None) -> None:
+        """:meth:`wait_for` ``(ticket, timeout)`` on a host wait's own thread, noted in
+        :attr:`_direct` while it runs, so that the tracker does not block in the backend
+        beside it: two threads woken by one completion contend for the GIL (and on Dawn
+        both enter ``wgpuInstanceWaitAny``), which cost the waiter ~25 µs a round trip
+        whenever the tracker ran first. Leaving wakes a parked tracker (also where a
+        KeyboardInterrupt lands right after the note: a leaked note would keep the tracker
+        parked while that ticket is the oldest in flight)."""
+        noted = False
+        try:
+            with self._lock:
+                self._direct.append(ticket)
+                noted = True
+            self.wait_for(ticket, timeout)
+        finally:
+            if noted:
+                with self._lock:
+                    self._direct.remove(ticket)
+                    if self._lingers:
+                        self._linger_until = time.monotonic() + LINGER_S
+                    if self._standby_claimed or (
+                        (self._tracker_yielding or self._standby) and self._in_flight
+                    ):
+                        self.cond.notify_all()
+
+    def _yields_to_waiter(self) -> bool:
+        """Whether the tracker should leave the oldest work in flight to a host wait that
+        blocks in the backend for it on its own thread now (call with the lock held): that
+        wait completes it (and everything older) the moment it finishes, or wakes the
+        tracker when it gives up. Only for the oldest ticket: a wait for later work would
+        complete the older work only once the later finished."""
+        direct = self._direct
+        return bool(direct) and bool(self._in_flight) and min(direct) <= self._in_flight[0].ticket
 
     def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
         """``poll(*args)`` counted in :attr:`_pollers` while it runs (also where a
@@ -271,13 +349,41 @@ class Completion:
         return self._backend.bounded_waits and self._backend.spin_s <= 0
 
     def _track(self) -> None:
+        seen = 0  # the oldest ticket a host wait held at the last standby look
         while True:
             with self.cond:
-                while not self._in_flight and not self._closing:
-                    self.cond.wait()
-                if not self._in_flight:
-                    self._stopped = True
-                    return
+                while True:
+                    if self._in_flight and not self._yields_to_waiter():
+                        break
+                    if not self._in_flight and self._closing:
+                        self._stopped = True
+                        return
+                    if not self._closing and time.monotonic() < self._linger_until:
+                        # Standing by: quiet submissions do not wake it (add), so it looks
+                        # for work itself every STANDBY_S. Where a host wait holds the same
+                        # oldest work as one look ago (a long wait), whatever is submitted
+                        # runs after it, and that wait wakes the tracker when it leaves
+                        # (_blocked): it stops looking meanwhile (a short round trip never
+                        # gets there, so its end costs no wake-up).
+                        oldest = self._in_flight[0].ticket if self._in_flight else 0
+                        claimed = oldest > 0 and oldest == seen
+                        seen = oldest
+                        self._standby = True
+                        self._standby_claimed = claimed
+                        try:
+                            self.cond.wait(_CLAIMED_STANDBY_S if claimed else STANDBY_S)
+                        finally:
+                            self._standby = self._standby_claimed = False
+                    elif self._in_flight:
+                        # A host wait completes the oldest work: woken when it leaves with
+                        # work left, by new work after the list emptied (add) or by close().
+                        self._tracker_yielding = True
+                        try:
+                            self.cond.wait()
+                        finally:
+                            self._tracker_yielding = False
+                    else:
+                        self.cond.wait()  # idle: add() wakes it
                 oldest = self._in_flight[0].ticket
             if self._backend.spin_s > 0 and self._spin(oldest):
                 continue
@@ -397,8 +503,9 @@ class Completion:
                     if not self._in_flight:
                         break
                     last = self._in_flight[-1].ticket
-                self.wait_for(last)
+                self._blocked(last, None)
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.kick()  # this wait leaves the work to the tracker
         with self.cond:
             while self._in_flight or self._completing:
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -457,8 +457,16 @@ class Queue:
                     plain = work.on_complete is None
                     for semaphore, value in work.signals:
                         semaphore.expect(value, completion, ticket, plain)
+                # Quiet: only a host wait that completes it itself may want it (no host code
+                # at completion, nothing watching or asleep on its semaphores): a standing-by
+                # tracker is not woken for it (hal/runtime/completion.py).
+                quiet = work.on_complete is None
+                for semaphore, _ in work.signals if quiet else ():
+                    if semaphore.awaited:
+                        quiet = False
+                        break
                 with completion.lock:  # the condition's lock (add notifies under it)
-                    box.append(completion.add(work))
+                    box.append(completion.add(work, quiet))
             except (KeyboardInterrupt, SystemExit) as interrupt:
                 stop = stop or interrupt
         return box[0], stop

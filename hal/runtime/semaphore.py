@@ -192,10 +192,23 @@ class Semaphore:
                     return completion, ticket
         return None
 
+    @property
+    def awaited(self) -> bool:
+        """Whether something waits for this semaphore's next change other than a host wait
+        that completes the work itself (runtime use): a watcher, or any host thread asleep
+        on the semaphores' shared condition. A submission signalling an awaited semaphore
+        wakes a standing-by completion thread (hal/runtime/completion.py ``add``)."""
+        return bool(self._watchers) or _sleepers[0] > 0
+
     def watch(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once at the next change (signal or failure)."""
+        """Call ``callback`` once at the next change (signal or failure). Wakes the
+        completion threads of the submitted work that will signal the semaphore, where they
+        stand by (the work may have been submitted quietly, before this watcher came)."""
         with _changed_lock:
             self._watchers.append(callback)
+            completions = [c for v, c, _, _ in self._expected if v > self._value]
+        for completion in completions:
+            completion.kick()
 
     def _unwatch(self, callback: Callable[[], None]) -> None:
         """Forget ``callback`` if it has not run yet."""
@@ -397,18 +410,32 @@ def _sleep_until(
     pairs: tuple[Point, ...], mode: str, deadline: float | None, timeout: float | None
 ) -> None:
     """Sleep on the shared condition until ``pairs`` are reached (all or any). Raises
-    DeadlineExceededError past ``deadline``, AbortedError for a failed semaphore."""
-    with _changed_lock:
-        while not _reached(pairs, mode):
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise DeadlineExceededError(
-                    f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
-                )
+    DeadlineExceededError past ``deadline``, AbortedError for a failed semaphore. The
+    completion threads of the work already submitted for them are woken where they stand by
+    (a sleeper is counted before that, so work submitted from now on wakes them itself)."""
+    counted = False
+    try:
+        with _changed_lock:
+            if _reached(pairs, mode):
+                return
             _sleepers[0] += 1
-            try:
+            counted = True
+            completions = [
+                c for semaphore, value in pairs for v, c, _, _ in semaphore._expected if v >= value
+            ]
+        for completion in completions:
+            completion.kick()
+        with _changed_lock:
+            while not _reached(pairs, mode):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceededError(
+                        f"wait: {len(pairs)} semaphore point(s) not reached within {timeout} s"
+                    )
                 _changed.wait(remaining)
-            finally:
+    finally:
+        if counted:
+            with _changed_lock:
                 _sleepers[0] -= 1
 
 

@@ -5,6 +5,8 @@ and ``HAL_BUFFER_POOL_BYTES`` hold, and running out of memory empties the pool a
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -237,3 +239,53 @@ def test_a_failed_upload_releases_its_buffer(
     assert buffer.allocation.handle is handle
     np.testing.assert_array_equal(buffer.to_numpy(), np.zeros(4096, np.uint8))
     buffer.release()
+
+
+def test_a_late_forget_never_drops_the_next_owners_bind_groups(
+    device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """release() of a buffer in flight, its thread preempted before the bind groups are
+    forgotten (a sleep stands in for the preemption), while the work finishes: the handle is
+    pooled only after the forget, and dispatches on the next allocation keep their bind
+    groups (a late forget of the shared handle freed them under the recipe's calls: wgpu-core
+    aborted the process)."""
+    from hal.runtime.encoder import BindGroupCache
+
+    forget = BindGroupCache.forget
+    releasing = threading.Event()
+
+    def slow_forget(self: BindGroupCache, handle: Any) -> None:
+        if threading.current_thread().name == "releaser":
+            releasing.set()
+            time.sleep(0.3)
+        forget(self, handle)
+
+    monkeypatch.setattr(BindGroupCache, "forget", slow_forget)
+    noop = device.create_executable(hal.shader_path("noop.wgsl"))
+
+    def touch(buffer: hal.Buffer) -> None:
+        cb = device.create_command_buffer(hal.CommandBufferMode.ONE_SHOT)
+        cb.begin()
+        cb.dispatch(noop, "touch", (1, 1, 1), bindings=[buffer])
+        cb.end()
+        done = device.create_semaphore()
+        device.queue_execute(cb, signal=[(done, 1)])
+        done.wait(1, timeout=WAIT)
+
+    a = device.allocate_buffer(256)
+    gate = device.create_semaphore()
+    device.queue_fill(a, 0, 256, 0, wait=[(gate, 1)])  # a stays in flight until the gate
+    releaser = threading.Thread(target=a.release, name="releaser")
+    releaser.start()
+    assert releasing.wait(WAIT)
+    gate.signal(1)
+    device.wait_idle(WAIT)  # a's work is done while its release is still forgetting
+    b = device.allocate_buffer(256)
+    assert b.allocation.handle is not a.allocation.handle  # not pooled before the forget
+    touch(b)
+    releaser.join(WAIT)
+    c = device.allocate_buffer(256)  # now a's handle is in the pool
+    for buffer in (b, c, b, c):
+        touch(buffer)
+    np.testing.assert_array_equal(b.to_numpy(np.uint32)[:1], [3])
+    np.testing.assert_array_equal(c.to_numpy(np.uint32)[:1], [2])

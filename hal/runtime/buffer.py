@@ -90,16 +90,18 @@ class Allocation:
     def release(self) -> None:
         """Free the memory once no submitted operation uses it (idempotent)."""
         with self.lock:
-            first = not self.released
+            if self.released:
+                return
             self.released = True
-            destroy = self.in_flight == 0 and not self.destroyed
-            if destroy:
-                self.destroyed = True
-        if first:
+            # Held while the bind groups are forgotten, so the memory is freed only after:
+            # freed first, the free pool could give the handle to a new allocation whose
+            # groups a late forget would then drop while its programs still encode them.
+            self.in_flight += 1
+        try:
             with contextlib.suppress(Exception):
                 self.on_release(self.handle)
-        if destroy:
-            self.on_free(self.handle)
+        finally:
+            self.retire()
 
 
 class Buffer(BufferLike):

@@ -23,6 +23,7 @@ eighth of their power of two, so at most 12.5 % more memory) only while the pool
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import threading
@@ -109,7 +110,8 @@ class BufferPool:
                 self._created += 1
                 return None
             handle = handles.pop()
-            del self._order[id(handle)]
+            # pop, not del: a KeyboardInterrupt inside put() may have left _order behind
+            self._order.pop(id(handle), None)
             self._bytes -= capacity
             self._reused += 1
             return handle
@@ -136,7 +138,8 @@ class BufferPool:
                 self._bytes += capacity
                 while self._bytes > self.limit:
                     _, ((size, flag), old) = self._order.popitem(last=False)
-                    self._free[(size, flag)].remove(old)
+                    with contextlib.suppress(KeyError, ValueError):  # see take()
+                        self._free[(size, flag)].remove(old)
                     self._bytes -= size
                     self._evicted += 1
                     doomed.append(old)

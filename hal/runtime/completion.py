@@ -20,6 +20,7 @@ watcher, a host thread asleep on semaphores, a bounded ``wait_idle``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -217,19 +218,35 @@ class Completion:
         noted = False
         try:
             with self._lock:
-                self._direct.append(ticket)
                 noted = True
+                self._direct.append(ticket)
             self.wait_for(ticket, timeout)
         finally:
             if noted:
+                self._leave_direct(ticket)
+
+    def _leave_direct(self, ticket: int) -> None:
+        """Drop :meth:`_blocked`'s note and wake a parked tracker, even where a
+        KeyboardInterrupt lands while the lock is taken (it is re-raised after): a leaked
+        note would park the tracker for as long as that ticket is the oldest in flight."""
+        interrupted: BaseException | None = None
+        while True:
+            try:
                 with self._lock:
-                    self._direct.remove(ticket)
+                    # Absent only where an interrupt fell between ``noted`` and the append.
+                    with contextlib.suppress(ValueError):
+                        self._direct.remove(ticket)
                     if self._lingers:
                         self._linger_until = time.monotonic() + LINGER_S
                     if self._standby_claimed or (
                         (self._tracker_yielding or self._standby) and self._in_flight
                     ):
                         self.cond.notify_all()
+                break
+            except KeyboardInterrupt as error:
+                interrupted = error
+        if interrupted is not None:
+            raise interrupted
 
     def _yields_to_waiter(self) -> bool:
         """Whether the tracker should leave the oldest work in flight to a host wait that

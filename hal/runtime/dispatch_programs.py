@@ -252,10 +252,22 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
+class _Steps(list[Any]):
+    """A program's steps, holding the bind groups its calls name: a raw call holds only
+    the group's C pointer, and the device's cache drops a group when its buffer is
+    released (the program may still be encoded meanwhile, from ``Recipe.last``)."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, steps: list[Any], groups: list[Any]) -> None:
+        super().__init__(steps)
+        self.groups = groups
+
+
 def _calls(owner: DispatchPrograms, recipe: Recipe, held: tuple[Any, ...]) -> list[Any]:
     """The recipe's calls with the bind groups of the allocations whose handles are
-    ``held`` (in ``recipe.allocations`` order), from the device's bind group cache.
-    Raises BackendError (a bind group could not be created)."""
+    ``held`` (in ``recipe.allocations`` order), from the device's bind group cache; the
+    list holds the groups. Raises BackendError (a bind group could not be created)."""
     encoding = owner.device.encoding
     get = encoding.bind_groups.get
     set_bind_group = encoding.backend.set_bind_group
@@ -264,13 +276,16 @@ def _calls(owner: DispatchPrograms, recipe: Recipe, held: tuple[Any, ...]) -> li
         handles[i] = handle
     steps: list[tuple[bool, list[Any]]] = [(True, list(calls)) for calls in recipe.passes]
     made: dict[int, Any] = {}
+    groups: list[Any] = []
     for index, position, site in recipe.sites:
         call = made.get(id(site))
         if call is None:
             entries = tuple([(b, handles[i], off, size) for b, i, off, size in site.entries])
-            call = made[id(site)] = set_bind_group(0, get(site.layout, entries))
+            group = get(site.layout, entries)
+            groups.append(group)
+            call = made[id(site)] = set_bind_group(0, group)
         steps[index][1][position] = call
-    return steps
+    return _Steps(steps, groups)
 
 
 class DispatchProgram(CallsProgram):

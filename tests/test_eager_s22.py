@@ -319,6 +319,23 @@ def test_record_raises_what_creating_beginning_and_ending_raise(null: hal.Device
     assert ran == []
 
 
+def test_one_record_object_runs_one_block_at_a_time(null: hal.Device) -> None:
+    """A device.record() object reused: one block after another each make their own
+    command buffer; nested use raises FailedPreconditionError (it ended the inner cb twice
+    and left the outer one recording) and the outer block still ends its own."""
+    recording = null.record()
+    with recording as first:
+        pass
+    with recording as second:
+        pass
+    assert first is not second
+    assert first.state is second.state is hal.CommandBufferState.EXECUTABLE
+    nested = pytest.raises(hal.FailedPreconditionError, match=r"^record: .*already running")
+    with recording as outer, nested, recording:
+        pass
+    assert outer.state is hal.CommandBufferState.EXECUTABLE
+
+
 def test_rebase_onto_equals_shape_then_rebase_for(null: hal.Device) -> None:
     """hal/core/rebase.py ``rebase_onto`` (the latest template's one-pass check) is
     ``rebase_for`` exactly when ``table_shape`` of the new table equals the template's, and

@@ -388,3 +388,65 @@ def test_quiet_work_behind_a_long_host_wait_completes_when_it_ends(
     assert _within(FAST, lambda: second.query() == 1)
     assert np.array_equal(first_buffers[1].to_numpy(np.uint8), older)
     assert np.array_equal(second_buffers[1].to_numpy(np.uint8), newer)
+
+
+def test_a_note_leaked_by_an_interrupt_never_parks_the_tracker(null_device: hal.Device) -> None:
+    """A KeyboardInterrupt landing in a host wait's ``finally`` (at the line that drops its
+    note, simulated with a trace function) leaks the note: work nobody waits for still
+    completes, host calls run and a bounded wait_idle returns (the tracker yielded to a
+    completed ticket's note for good before)."""
+    import linecache
+
+    device = null_device
+    buffers = _buffers(device, np.arange(256, dtype=np.uint32))
+    first = _copy(device, buffers)
+    fired = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name != "_blocked" or frame.f_code.co_filename != (
+            completion_module.__file__
+        ):
+            return None
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            if event == "line" and not fired and "self._leave_direct(ticket)" in line:
+                fired.append(frame.f_lineno)
+                raise KeyboardInterrupt
+            return local
+
+        return local
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            first.wait(1, timeout=WAIT)
+    finally:
+        sys.settrace(None)
+    assert fired, "the interrupt point was not reached"
+    time.sleep(completion_module.LINGER_S + 0.01)
+    quiet = _copy(device, buffers)
+    _reached_without_waiting(quiet, 1)
+    ran = threading.Event()
+    device.queue_host_call(ran.set, wait=[(quiet, 1)])
+    assert ran.wait(WAIT)
+    device.wait_idle(WAIT)
+    np.testing.assert_array_equal(buffers[1].to_numpy(np.uint32), np.arange(256, dtype=np.uint32))
+
+
+def test_a_leaked_note_on_work_in_flight_is_taken_over(
+    null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A note left for work still in flight (its host wait gone without dropping it): the
+    tracker leaves that work to the wait for one period only, then completes it itself."""
+    device = null_device
+    gate = Gate(device.backend, monkeypatch)
+    buffers = _buffers(device, np.arange(64, dtype=np.uint32))
+    gate.close(device)
+    semaphore = _copy(device, buffers)
+    completion = device._queue.completion  # the note itself, as an interrupt leaves it
+    with completion.cond:
+        completion._direct.append(completion._in_flight[0].ticket)
+    gate.open.set()
+    _reached_without_waiting(semaphore, 1)
+    np.testing.assert_array_equal(buffers[1].to_numpy(np.uint32), np.arange(64, dtype=np.uint32))

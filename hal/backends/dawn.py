@@ -211,6 +211,10 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         # that reported a failure (its ticket and status), both set by _on_work_done.
         self._finished = 0
         self._work_failed: tuple[int, int] | None = None
+        # Callbacks fire in ProcessEvents under the lock, but also in a WaitAny made outside
+        # it (implicit device synchronisation): the check-then-store of _finished is guarded
+        # so that two of them never move it back.
+        self._finished_lock = threading.Lock()
         self._lost_promise = getattr(device, "_lost_promise", None)
         self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
         self._work_done_ok = int(self._lib.WGPUQueueWorkDoneStatus_Success)
@@ -437,13 +441,14 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         return ticket
 
     def _on_work_done(self, status: int, ticket: int) -> None:
-        """A submission's work-done callback (fires inside WaitAny / ProcessEvents, under
-        the lock): note the ticket finished, or its failure."""
-        if status == self._work_done_ok:
-            if ticket > self._finished:
-                self._finished = ticket
-        elif self._work_failed is None:
-            self._work_failed = (ticket, status)
+        """A submission's work-done callback (fires inside WaitAny / ProcessEvents): note
+        the ticket finished, or its failure."""
+        with self._finished_lock:
+            if status == self._work_done_ok:
+                if ticket > self._finished:
+                    self._finished = ticket
+            elif self._work_failed is None:
+                self._work_failed = (ticket, status)
 
     def _settle(self) -> None:
         """Drop the pending submissions up to the newest whose future completed (call

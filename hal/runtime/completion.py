@@ -253,9 +253,9 @@ class Completion:
         blocks in the backend for it on its own thread now (call with the lock held): that
         wait completes it (and everything older) the moment it finishes, or wakes the
         tracker when it gives up. Only for the oldest ticket: a wait for later work would
-        complete the older work only once the later finished."""
-        direct = self._direct
-        return bool(direct) and bool(self._in_flight) and min(direct) <= self._in_flight[0].ticket
+        complete the older work only once the later finished. Membership, not ``min``: a
+        note an interrupt leaked for work since completed never matches later work."""
+        return bool(self._in_flight) and self._in_flight[0].ticket in self._direct
 
     def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
         """``poll(*args)`` counted in :attr:`_pollers` while it runs (also where a
@@ -369,8 +369,14 @@ class Completion:
         seen = 0  # the oldest ticket a host wait held at the last standby look
         while True:
             with self.cond:
+                yielded = 0  # the oldest ticket it left to a host wait for a whole period
                 while True:
                     if self._in_flight and not self._yields_to_waiter():
+                        break
+                    if self._in_flight and self._in_flight[0].ticket == yielded:
+                        # Left to a host wait for a whole period and still in flight: take
+                        # it over (a note leaked by an interrupt would otherwise park the
+                        # tracker for good; a real long wait only gains a second waiter).
                         break
                     if not self._in_flight and self._closing:
                         self._stopped = True
@@ -395,8 +401,10 @@ class Completion:
                         # A host wait completes the oldest work: woken when it leaves with
                         # work left, by new work after the list emptied (add) or by close().
                         self._tracker_yielding = True
+                        held = self._in_flight[0].ticket
                         try:
-                            self.cond.wait()
+                            if not self.cond.wait(_CLAIMED_STANDBY_S):
+                                yielded = held
                         finally:
                             self._tracker_yielding = False
                     else:

@@ -31,7 +31,12 @@ from hal.enums import (
     MemoryAccess,
     MemoryType,
 )
-from hal.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
+from hal.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    UnavailableError,
+)
 from hal.runtime.adapters import AdapterInfo, available_adapters, describe, pick_adapter
 
 if TYPE_CHECKING:
@@ -77,9 +82,17 @@ class _Recording:
     ) -> None:
         self._device = device
         self._args = (mode, categories, binding_capacity)
+        self._cb: CommandBuffer | None = None
 
     def __enter__(self) -> CommandBuffer:
-        """A new command buffer, begun (raises what creating and beginning one raise)."""
+        """A new command buffer, begun (raises what creating and beginning one raise, and
+        FailedPreconditionError when this object's ``with`` block is already running: one
+        block at a time, each ``device.record()`` call makes its own)."""
+        if self._cb is not None:
+            raise FailedPreconditionError(
+                "record: this recording's with-block is already running (nested use of one "
+                "device.record() object); call device.record() again for another"
+            )
         cb = self._device.create_command_buffer(*self._args)
         cb.begin()
         self._cb = cb
@@ -88,8 +101,9 @@ class _Recording:
     def __exit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> None:
         """End the command buffer unless the block raised (its exception then propagates,
         the command buffer left recording, as before)."""
-        if kind is None:
-            self._cb.end()
+        cb, self._cb = self._cb, None
+        if kind is None and cb is not None:
+            cb.end()
 
 
 def create_device(

@@ -54,6 +54,7 @@ class Executor:
         self._profiler = profiler
         self._collectives: Collectives | None = None
         self._has_host_steps: Callable[[Sequence[CommandBuffer]], bool] | None = None
+        self._has_host_step: Callable[[CommandBuffer], bool] | None = None
 
     @property
     def queue(self) -> Queue:
@@ -68,11 +69,12 @@ class Executor:
     def use_collectives(self, collectives: Collectives) -> None:
         """Run command buffers with collectives through ``collectives`` (the device wires it
         once its host transfers exist)."""
-        from hal.runtime.collectives import has_host_steps
+        from hal.runtime.collectives import has_host_step, has_host_steps
 
         self._collectives = collectives
         # Looked up once, not imported on every submission.
         self._has_host_steps = has_host_steps
+        self._has_host_step = has_host_step
 
     def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
         kind = _command_buffer_type()
@@ -138,9 +140,11 @@ class Executor:
             raise InvalidArgumentError(
                 f"{what}: an inline-execution command buffer cannot wait on semaphores"
             )
-        has_host_steps = self._has_host_steps
-        if has_host_steps is not None and has_host_steps((cb,)):
-            self._submit(what, [cb], waits, signals, None)  # collectives: split below
+        has_host_step = self._has_host_step
+        if has_host_step is not None and has_host_step(cb):
+            # Collectives: the general path's split.
+            if not self.execute_split([cb], waits, signals, None):
+                self._submit(what, [cb], waits, signals, None)
             return
         self._submit_single(what, cb, waits, signals)
 

@@ -2,8 +2,8 @@
 export XDG_RUNTIME_DIR=/tmp/hal-xdg-$(id -u)
 A=(); B=()
 for i in $(seq $3); do
-  A+=($(cd /tmp/rtbase && PYTHONPATH=/tmp/rtbase $ENVX /work/main/.venv/bin/python /tmp/rtw/ab.py $1 $2 2>/dev/null | tail -1))
-  B+=($(cd /work/wt-rt && PYTHONPATH=/work/wt-rt $ENVX /work/main/.venv/bin/python /tmp/rtw/ab.py $1 $2 2>/dev/null | tail -1))
+  A+=($(cd /tmp/rtbase && PYTHONPATH=/tmp/rtbase $ENVX /work/main/.venv/bin/python $(dirname $(readlink -f $0))/roundtrip_ab_s22.py $1 $2 2>/dev/null | tail -1))
+  B+=($(cd /work/wt-rt && PYTHONPATH=/work/wt-rt $ENVX /work/main/.venv/bin/python $(dirname $(readlink -f $0))/roundtrip_ab_s22.py $1 $2 2>/dev/null | tail -1))
 done
 python3 -c "
 import sys,statistics as st

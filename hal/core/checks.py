@@ -73,6 +73,11 @@ def timeout_seconds(what: str, timeout: Any) -> float | None:
     an int or float (bools and strings included)."""
     if timeout is None:
         return None
+    kind = type(timeout)
+    if (kind is float or kind is int) and 0 <= timeout < UNBOUNDED_TIMEOUT:
+        # The common case (NaN and negatives fail the comparison, bools are not int by
+        # type): the general checks below give the same result.
+        return float(timeout)
     if isinstance(timeout, (bool, np.bool_)) or not isinstance(
         timeout, (int, float, np.integer, np.floating)
     ):

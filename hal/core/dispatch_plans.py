@@ -24,6 +24,7 @@ from typing import Any
 
 from hal.core.batching import batch_transfers
 from hal.core.caps import DeviceCaps
+from hal.core.frozen import constructor
 from hal.core.lowering import log_plan, lower
 from hal.core.plan import ComputePass, Plan
 from hal.core.plan_templates import Placeholder, substitute
@@ -72,14 +73,16 @@ def dispatch_program(segments: Sequence[Segment]) -> bool:
 
 def _shape(
     segments: Sequence[Segment], caps: DeviceCaps
-) -> tuple[tuple[Any, ...], list[Any], list[Any]] | None:
+) -> tuple[tuple[Any, ...], list[Any], list[Any], list[Any]] | None:
     """The template key of ``segments``, the distinct objects it names (executables and
-    allocations, in order of first appearance: the key names them by position) and the
-    executables among them, each once (the key holds their ids); None where
+    allocations, in order of first appearance: the key names them by position), the
+    executables among them, each once (the key holds their ids), and the allocations among
+    them (in the same order); None where
     a binding is unresolved or the program names more objects than there are placeholders."""
     key: list[Any] = [id(caps)]
     objects: list[Any] = []
     executables: list[Any] = []
+    buffers: list[Any] = []
     index: dict[int, int] = {}
     barrier: Any = None
     barrier_key: Any = None
@@ -103,6 +106,7 @@ def _shape(
             if found is None:
                 found = index[id(buffer)] = len(objects)
                 objects.append(buffer)
+                buffers.append(buffer)
             bindings.append((found, ref.offset, ref.length))
         # The layout is the executable's own for the entry point: named by the two.
         executable = s.executable
@@ -114,14 +118,18 @@ def _shape(
         key.append((id(executable), kernel, s.entry_point, s.workgroups, s.constants, *bindings))
     if len(objects) > len(_PLACEHOLDERS):
         return None
-    return tuple(key), objects, executables
+    return tuple(key), objects, executables, buffers
 
 
 def _same(held: list[weakref.ref[Any]], executables: list[Any]) -> bool:
     """Whether a template's executables are still these (ids may be reused once dead)."""
-    return len(held) == len(executables) and all(
-        w() is e for w, e in zip(held, executables, strict=True)
-    )
+    if len(held) != len(executables):
+        return False
+    # A loop, not all() over a generator: this runs at every end() of an eager call.
+    for w, e in zip(held, executables):  # noqa: B905, SIM110 - equal lengths; no generator
+        if w() is not e:
+            return False
+    return True
 
 
 def _template(plan: Plan, objects: list[Any]) -> Plan | None:
@@ -152,11 +160,13 @@ def _general(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
 class DispatchTemplate:
     """A program's template: ``key`` names its shape, ``template`` is the shape's plan (shared
     by every program of the shape) with a placeholder for each of ``objects`` (executables
-    and allocations in order of first appearance; :func:`placeholder_index` says which)."""
+    and allocations in order of first appearance; :func:`placeholder_index` says which);
+    ``resources`` the allocations among them, in the same order."""
 
     key: tuple[Any, ...]
     objects: tuple[Any, ...]
     template: Plan
+    resources: tuple[Any, ...]
 
     def plan(self) -> Plan:
         """The program's plan: the template with its objects put back (what the general
@@ -164,6 +174,9 @@ class DispatchTemplate:
         return substitute(
             self.template, {id(_PLACEHOLDERS[i]): o for i, o in enumerate(self.objects)}
         )
+
+
+_make_template = constructor(DispatchTemplate)
 
 
 def placeholder_index(thing: Any) -> int | None:
@@ -180,7 +193,7 @@ def dispatch_template(segments: Sequence[Segment], caps: DeviceCaps) -> Dispatch
     shape = _shape(segments, caps)
     if shape is None:
         return _general(segments, caps)
-    key, objects, executables = shape
+    key, objects, executables, buffers = shape
     entry = _TEMPLATES.get(key)
     if entry is None or entry[0] is not caps or not _same(entry[1], executables):
         plan = _general(segments, caps)
@@ -190,7 +203,7 @@ def dispatch_template(segments: Sequence[Segment], caps: DeviceCaps) -> Dispatch
     template = entry[2]
     if template is None:
         return _general(segments, caps)
-    found = DispatchTemplate(key, tuple(objects), template)
+    found = _make_template(key, tuple(objects), template, tuple(buffers))
     if _log.isEnabledFor(logging.DEBUG):
         log_plan(len(segments), found.plan(), caps)
     return found
@@ -215,7 +228,7 @@ def dispatch_plan(segments: Sequence[Segment], caps: DeviceCaps) -> Plan:
     shape = _shape(segments, caps)
     if shape is None:
         return _general(segments, caps)
-    key, objects, executables = shape
+    key, objects, executables, _ = shape
     entry = _TEMPLATES.get(key)
     if entry is not None and (entry[0] is not caps or not _same(entry[1], executables)):
         entry = None

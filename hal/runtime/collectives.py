@@ -180,6 +180,12 @@ def has_host_steps(cbs: Sequence[CommandBuffer]) -> bool:
     return any(isinstance(cb.programs, SplitPrograms) for cb in cbs)
 
 
+def has_host_step(cb: CommandBuffer) -> bool:
+    """Whether ``cb`` has collectives (:func:`has_host_steps` of one command buffer, without
+    the generator)."""
+    return isinstance(cb.programs, SplitPrograms)
+
+
 # -- submission --------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from hal.core.collectives import (
     side_lengths,
 )
 from hal.core.dispatch_plans import DispatchTemplate, dispatch_program, dispatch_template
+from hal.core.frozen import constructor
 from hal.core.lowering import LoweringOptions, lower
 from hal.core.refs import BufferLike, BufferRef, BufferTarget, Ref, SlotRef
 from hal.core.segments import (
@@ -280,7 +281,12 @@ def _whole_buffer_ref(
         or buffer.is_released
     ):
         return None
-    return Ref(buffer, None, offset, length)
+    return _make_ref(buffer, None, offset, length)
+
+
+# The fast path's objects built without the frozen dataclasses' per-field object.__setattr__.
+_make_ref = constructor(Ref)
+_make_dispatch = constructor(DispatchSegment)
 
 
 class CommandBufferState(enum.Enum):
@@ -813,7 +819,8 @@ class CommandBuffer:
             # its key alive, so equal ids are the same objects; what can change since is
             # checked (the grid's types, a release, a permission change).
             key = (id(executable), entry_point, workgroup_count, *map(id, bindings))
-            hit = self._fast_dispatches.get(key)
+            fast = self._fast_dispatches
+            hit = fast.get(key) if fast else None  # a new command buffer has no repeats
             if hit is not None and _still_valid(hit, workgroup_count):
                 self._segments.append(hit[0])
                 return
@@ -883,7 +890,7 @@ class CommandBuffer:
         for index in unused:
             if bindings[index] is not None and type(bindings[index]) not in (Buffer, BufferRef):
                 return False
-        segment = DispatchSegment(executable, entry_point, layout, grid, None, b"", tuple(refs))
+        segment = _make_dispatch(executable, entry_point, layout, grid, None, b"", tuple(refs))
         self._segments.append(segment)
         self._fast_dispatches[key] = (segment, tuple(checks), executable, tuple(bindings))
         return True

@@ -195,9 +195,7 @@ class DispatchPrograms:
         self.views = views
         self.template = template
         # The allocations among the template's objects: the plan's resources.
-        self.resources: tuple[Buffer, ...] = tuple(
-            [o for o in template.objects if type(o) is not Executable]
-        )
+        self.resources: tuple[Buffer, ...] = template.resources
         self._full: Programs | None = None
         self._program: DispatchProgram | CheckedProgram | None = None
 
@@ -228,7 +226,8 @@ class DispatchPrograms:
         released, InvalidArgumentError naming the command wgpu rejects, or BackendError if
         the device was lost."""
         for buffer in self.resources:
-            buffer.check_alive(_WHAT, "a buffer the command buffer uses")
+            if buffer.is_released:  # checked inline: the call only where it raises
+                buffer.check_alive(_WHAT, "a buffer the command buffer uses")
         for view in self.views:
             view.check_alive(_WHAT, "a buffer the command buffer uses")
         program = self._program
@@ -249,7 +248,13 @@ class DispatchPrograms:
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """Whether two tuples hold the same objects (by identity, in order)."""
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        return False
+    # A loop, not all() over a generator: this runs at every eager submission.
+    for x, y in zip(a, b):  # noqa: B905, SIM110 - equal lengths; no generator
+        if x is not y:
+            return False
+    return True
 
 
 class _Steps(list[Any]):

@@ -54,6 +54,7 @@ class Executor:
         self._profiler = profiler
         self._collectives: Collectives | None = None
         self._has_host_steps: Callable[[Sequence[CommandBuffer]], bool] | None = None
+        self._has_host_step: Callable[[CommandBuffer], bool] | None = None
 
     @property
     def queue(self) -> Queue:
@@ -68,11 +69,12 @@ class Executor:
     def use_collectives(self, collectives: Collectives) -> None:
         """Run command buffers with collectives through ``collectives`` (the device wires it
         once its host transfers exist)."""
-        from hal.runtime.collectives import has_host_steps
+        from hal.runtime.collectives import has_host_step, has_host_steps
 
         self._collectives = collectives
         # Looked up once, not imported on every submission.
         self._has_host_steps = has_host_steps
+        self._has_host_step = has_host_step
 
     def _check(self, what: str, cbs: list[CommandBuffer], has_waits: bool) -> None:
         kind = _command_buffer_type()
@@ -119,6 +121,68 @@ class Executor:
         ):
             return
         self._submit(what, cbs, waits, signals, binding_table)
+
+    def execute_single(
+        self, cb: CommandBuffer, waits: tuple[Any, ...], signals: tuple[Any, ...]
+    ) -> None:
+        """:meth:`execute` of one user command buffer without a binding table, with the
+        ``waits`` and ``signals`` the device normalised: the same checks in the same order
+        with the same messages (:meth:`_check` of a one-item list), without the list
+        building and the collectives scan of the general path; a command buffer with
+        collectives takes that path. Raises what :meth:`execute` raises; a rejected call
+        queues nothing and leaves the command buffer as it was."""
+        what = "queue_execute"
+        if cb.device is not self._device:
+            raise InvalidArgumentError(
+                f"{what}: command_buffers[0] is not a command buffer of this device"
+            )
+        if cb.inline and waits:
+            raise InvalidArgumentError(
+                f"{what}: an inline-execution command buffer cannot wait on semaphores"
+            )
+        has_host_step = self._has_host_step
+        if has_host_step is not None and has_host_step(cb):
+            # Collectives: the general path's split.
+            if not self.execute_split([cb], waits, signals, None):
+                self._submit(what, [cb], waits, signals, None)
+            return
+        self._submit_single(what, cb, waits, signals)
+
+    def _submit_single(
+        self, what: str, cb: CommandBuffer, waits: tuple[Any, ...], signals: tuple[Any, ...]
+    ) -> None:
+        """:meth:`_submit` of one command buffer without a binding table (no lists of
+        claims and programs to build); a rejected call gives back everything it took."""
+        claimed = False
+        allocations: list[Allocation] = []
+        profile = self._profiler.active
+        try:
+            cb.claim()
+            claimed = True
+            program = cb.prepare(None)
+            for buffer in program.resources:
+                allocation = buffer.allocation
+                allocation.acquire()
+                allocations.append(allocation)
+                if allocation.released:
+                    raise FailedPreconditionError(
+                        f"{what}: a buffer the command buffer uses was released"
+                    )
+            if profile is None:
+                # An empty plan has nothing for the GPU: it completes like a queue barrier.
+                encoded = [program.encode()] if program.has_steps else []
+                work = Work(encoded, allocations, waits, signals, program)
+            else:
+                encoded, record = profile.encode([cb], [program])
+                work = Work(encoded, allocations, waits, signals, program)
+                profile.attach(record, work)
+        except BackendError as error:  # the device was lost (anything else is a HalError)
+            self._undo([cb] if claimed else [], allocations)
+            raise backend_failure(self._queue, what, error) from None
+        except BaseException:
+            self._undo([cb] if claimed else [], allocations)
+            raise
+        self._queue.schedule(work)
 
     def execute_one(
         self, cb: CommandBuffer, waits: tuple[Any, ...], signals: tuple[Any, ...]

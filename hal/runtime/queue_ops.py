@@ -36,6 +36,8 @@ __all__ = ["QueueOps", "points"]
 
 _ONE_SHOT = CommandBufferMode.ONE_SHOT
 _TRANSFER = CommandCategory.TRANSFER
+_EXECUTE_WAIT = "queue_execute wait"
+_EXECUTE_SIGNAL = "queue_execute signal"
 
 
 def points(what: str, wait: Any, signal: Any) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
@@ -65,12 +67,14 @@ class QueueOps:
     ) -> None:
         """``queue_execute``: the arguments checked, then the executor's submission."""
         what = "queue_execute"
-        waits, signals = points(what, wait, signal)
-        if (
-            type(command_buffers) is CommandBuffer
-            and binding_table is None
-            and self._lane.execute(command_buffers, waits, signals)
-        ):
+        # The argument names of the messages as constants: no string built per call.
+        waits = () if type(wait) is tuple and not wait else normalise_points(_EXECUTE_WAIT, wait)
+        signals = normalise_points(_EXECUTE_SIGNAL, signal)
+        if type(command_buffers) is CommandBuffer and binding_table is None:
+            # One command buffer (the eager round trip): the transfer lane's, or the
+            # executor's one-buffer submission with the general path's checks.
+            if not self._lane.execute(command_buffers, waits, signals):
+                self._executor.execute_single(command_buffers, waits, signals)
             return
         if command_buffers is not None and not isinstance(command_buffers, CommandBuffer):
             command_buffers = check_sequence(

@@ -40,6 +40,12 @@ class PendingClears:
     def take(self) -> tuple[Any, list[Allocation]]:
         """(a command buffer clearing every pending buffer or None, their allocations to
         retire once it was submitted)."""
+        if not self._pending:
+            # Nothing pending (nearly every submission): no lock. A clear added before
+            # this submission was made (the allocation happened before it, on this thread
+            # or one it synchronised with) is seen; one racing with it belongs to a buffer
+            # this submission cannot use yet.
+            return None, []
         with self._lock:
             pending, self._pending = self._pending, []
         if not pending:

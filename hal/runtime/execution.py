@@ -160,14 +160,7 @@ class Executor:
             cb.claim()
             claimed = True
             program = cb.prepare(None)
-            for buffer in program.resources:
-                allocation = buffer.allocation
-                allocation.acquire()
-                allocations.append(allocation)
-                if allocation.released:
-                    raise FailedPreconditionError(
-                        f"{what}: a buffer the command buffer uses was released"
-                    )
+            _acquire(what, program, allocations)
             if profile is None:
                 # An empty plan has nothing for the GPU: it completes like a queue barrier.
                 encoded = [program.encode()] if program.has_steps else []
@@ -212,14 +205,7 @@ class Executor:
                 claimed.append(cb)
             programs = [cb.prepare(binding_table) for cb in cbs]
             for program in programs:
-                for buffer in program.resources:
-                    allocation = buffer.allocation
-                    allocation.acquire()
-                    allocations.append(allocation)
-                    if allocation.released:
-                        raise FailedPreconditionError(
-                            f"{what}: a buffer the command buffer uses was released"
-                        )
+                _acquire(what, program, allocations)
             if profile is None:
                 # An empty plan has nothing for the GPU: it completes like a queue barrier.
                 encoded = [program.encode() for program in programs if program.has_steps]
@@ -263,3 +249,15 @@ class Executor:
         """The backend command buffer of an ended internal command buffer without a
         binding table (edge writes of staged transfers); not claimed."""
         return cb.prepare(None).encode()
+
+
+def _acquire(what: str, program: Any, allocations: list[Allocation]) -> None:
+    """Hold ``program``'s allocations for a submission, appending each to ``allocations``
+    (the caller gives them back if the submission is rejected). Raises
+    FailedPreconditionError where one was released meanwhile."""
+    for buffer in program.resources:
+        allocation = buffer.allocation
+        allocation.acquire()
+        allocations.append(allocation)
+        if allocation.released:
+            raise FailedPreconditionError(f"{what}: a buffer the command buffer uses was released")

@@ -41,9 +41,36 @@ def test_constructor_refuses_what_init_does_more_for() -> None:
     class NoSlots:
         x: int
 
-    for cls in (Post, Mutable, NoSlots, int):
+    @dataclass(frozen=True, slots=True)
+    class Shadows:
+        self: int
+        other: int
+
+    @dataclass(frozen=True, slots=True)
+    class Private:
+        _cls: int
+
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        y: int
+
+    for cls in (Post, Mutable, NoSlots, int, Shadows, Private, Derived):
         with pytest.raises(TypeError):
             constructor(cls)
+
+
+def test_timeouts_past_floats_range() -> None:
+    """An int timeout too large for a float waits forever (None), a hugely negative one is
+    refused like any negative (it raised a bare OverflowError)."""
+    from hal.core.checks import timeout_seconds
+
+    assert timeout_seconds("wait", 10**400) is None
+    with pytest.raises(hal.InvalidArgumentError, match="non-negative"):
+        timeout_seconds("wait", -(10**400))
 
 
 def _device() -> hal.Device:

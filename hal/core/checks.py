@@ -84,7 +84,10 @@ def timeout_seconds(what: str, timeout: Any) -> float | None:
         raise InvalidArgumentError(
             f"{what}: timeout {timeout!r} must be a number of seconds or None"
         )
-    seconds = float(timeout)
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int past float's range: negative, or "forever"
+        seconds = -math.inf if timeout < 0 else math.inf
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgumentError(
             f"{what}: timeout {timeout!r} must be a non-negative number of seconds (0 polls, "

@@ -23,8 +23,9 @@ def constructor(cls: type[_T]) -> Callable[..., _T]:
     """A function taking ``cls``'s fields positionally, in declaration order, and returning
     the instance its ``__init__`` would (without ``__init__``'s checks: the caller passes
     every field, of the right type). Raises TypeError for a class that is not a frozen,
-    slotted dataclass, or that has a ``__post_init__`` or a field that is not an init field
-    (its ``__init__`` does more than set the fields)."""
+    slotted dataclass, or that has a ``__post_init__``, a field that is not an init field
+    (its ``__init__`` does more than set the fields), an inherited field, or a field named
+    ``self`` or starting with ``_`` (the generated code's own names)."""
     if not dataclasses.is_dataclass(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a slotted dataclass")
     params = getattr(cls, "__dataclass_params__", None)
@@ -36,6 +37,12 @@ def constructor(cls: type[_T]) -> Callable[..., _T]:
     if any(not f.init for f in fields):
         raise TypeError(f"{cls.__name__} has a field that __init__ does not take")
     names = [f.name for f in fields]
+    for name in names:
+        # The generated function's own names: a field called so would shadow them.
+        if name == "self" or name.startswith("_"):
+            raise TypeError(f"{cls.__name__}: field {name!r} clashes with the generated code")
+        if name not in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: field {name!r} is inherited, not its own slot")
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     for i, name in enumerate(names):
         scope[f"_set{i}"] = cls.__dict__[name].__set__

@@ -344,7 +344,7 @@ def pipeline_section(device: hal.Device, size: int, reps: int) -> None:
             obj, view = staging.new_bytes(size)
             addr = np.frombuffer(view, np.uint8).ctypes.data
             lo, hi = (addr + 2 * _MIB - 1) & ~(2 * _MIB - 1), (addr + size) & ~(2 * _MIB - 1)
-            staging._populate(lo, hi - lo)
+            staging.populate(lo, hi - lo)
             pool._read_pooled(buf, 0, view)
             return obj
 
@@ -397,7 +397,7 @@ def bytes_section(device: hal.Device, size: int, reps: int) -> None:
                 address = np.frombuffer(view, np.uint8).ctypes.data
                 lo = (address + 2 * _MIB - 1) & ~(2 * _MIB - 1)
                 hi = (address + size) & ~(2 * _MIB - 1)
-                staging._populate(lo, hi - lo)
+                staging.populate(lo, hi - lo)
                 if how == "wrapped":
                     pool.wrap = True
                     try:

@@ -263,6 +263,28 @@ def time_transfer(
     return workloads.replay_seconds(device, cb, reps) / workloads.TRANSFERS_PER_SUBMIT
 
 
+def _backend_timer(device: hal.Device, program: Any, reps: int) -> Callable[[], float]:
+    """A timer of ``program`` (anything with ``encode()``) submitted ``reps`` times straight
+    through the backend, back to back, one wait at the end, seconds per transfer of
+    :data:`workloads.TRANSFERS_PER_SUBMIT`."""
+    backend = device.backend
+
+    def run(count: int) -> None:
+        ticket = 0
+        for _ in range(count):
+            with backend.submission_lock:
+                ticket = backend.submit([program.encode()])
+        backend.wait(ticket)
+
+    def timer() -> float:
+        run(2)
+        start = time.perf_counter()
+        run(reps)
+        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
+
+    return timer
+
+
 def plan_timer(
     device: hal.Device, source: hal.Buffer, target: hal.Buffer, size: int, transfers: str, reps: int
 ) -> Callable[[], float]:
@@ -281,22 +303,7 @@ def plan_timer(
     program = compile_plan(
         lower(cb.segments, device.caps, LoweringOptions(transfers=transfers)), device.encoding
     )
-    backend = device.backend
-
-    def run(count: int) -> None:
-        ticket = 0
-        for _ in range(count):
-            with backend.submission_lock:
-                ticket = backend.submit([program.encode()])
-        backend.wait(ticket)
-
-    def timer() -> float:
-        run(2)
-        start = time.perf_counter()
-        run(reps)
-        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
-
-    return timer
+    return _backend_timer(device, program, reps)
 
 
 def _torch_copy(size: int, reps: int) -> Callable[[], float | None] | None:
@@ -377,22 +384,7 @@ def raw_timer(device: hal.Device, cb: hal.CommandBuffer, reps: int) -> Callable[
     tracker: what the GPU work costs without hal's submission path), seconds per transfer
     of :data:`workloads.TRANSFERS_PER_SUBMIT`."""
     program = cb.prepare(None)
-    backend = device.backend
-
-    def run(count: int) -> None:
-        ticket = 0
-        for _ in range(count):
-            with backend.submission_lock:
-                ticket = backend.submit([program.encode()])
-        backend.wait(ticket)
-
-    def timer() -> float:
-        run(2)
-        start = time.perf_counter()
-        run(reps)
-        return (time.perf_counter() - start) / reps / workloads.TRANSFERS_PER_SUBMIT
-
-    return timer
+    return _backend_timer(device, program, reps)
 
 
 def _transfer_cbs(device: hal.Device, src: hal.Buffer, dst: hal.Buffer, size: int) -> list[Any]:

@@ -185,7 +185,7 @@ def host_memory_modes(
             # Fresh pages faulted in writable over the copy threads (what a readback into
             # a new bytes object costs before the GPU can write it).
             pages = np.frombuffer(fresh[0], np.uint8)
-            staging._populate(pages.ctypes.data, size)
+            staging.populate(pages.ctypes.data, size)
 
         result["diag: wrap (pin) a host array's pages"] = ("diagnostic", wrap_only)
         result["diag: fault in fresh pages"] = ("diagnostic", fault_in, new_pages)

@@ -8,6 +8,7 @@ buffers are single-use.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -255,14 +256,7 @@ class Program:
             is_pass, calls = steps[index]
             steps[index] = (is_pass, pick(calls, new_calls))
         if patch.transfers:
-            aux = self.aux
-
-            def handle(region: Region) -> Any:
-                resource = region.resource
-                if isinstance(resource, AuxBuffer):
-                    return aux[resource]
-                return resource.allocation.handle
-
+            handle = functools.partial(_handle, aux=self.aux)
             copied: dict[int, list[Call]] = {}
             for kind, index, position, regions in patch.transfers:
                 moved_call = self._rebased_transfer(kind, regions, rebase, handle, keepalive)
@@ -407,12 +401,7 @@ def compile_plan(plan: Plan, encoding: Encoding) -> Program:
     aux = _create_aux(plan, encoding)
     backend = encoding.backend
 
-    def handle(region: Region) -> Any:
-        resource = region.resource
-        if isinstance(resource, AuxBuffer):
-            return aux[resource]
-        return resource.allocation.handle
-
+    handle = functools.partial(_handle, aux=aux)
     keepalive: list[Any] = []
     steps: list[Step] = []
     sites: list[tuple[Any, ...]] = []

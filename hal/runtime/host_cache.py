@@ -98,72 +98,92 @@ def _data_pointer(array: np.ndarray) -> int:
     return int(array.__array_interface__["data"][0])
 
 
-class CachedMemory:
-    """One cached owner's page-aligned interior ``[address, address+size)``, wrapped as
-    host-memory buffers of ``piece`` bytes as the pieces are first used. ``users``
-    transfers hold it; ``doomed`` entries are destroyed once none does."""
+class WrappedPieces:
+    """Host memory ``[address, address+size)`` wrapped as host-memory buffers of ``piece``
+    bytes, each piece faulted in and wrapped on first use: the staging pool's own regions
+    (hal/runtime/staging.py) and cached caller memory (:class:`CachedMemory`)."""
 
-    __slots__ = (
-        "_lock",
-        "address",
-        "data",
-        "doomed",
-        "handles",
-        "nbytes",
-        "piece",
-        "ref",
-        "size",
-        "users",
-    )
+    __slots__ = ("address", "handles", "piece", "size")
 
-    def __init__(
-        self, ref: weakref.ref[Any], data: int, nbytes: int, address: int, size: int, piece: int
-    ) -> None:
-        self.ref = ref
-        self.data = data
-        self.nbytes = nbytes
+    def __init__(self, address: int, size: int, piece: int) -> None:
         self.address = address
         self.size = size
         self.piece = piece
         self.handles: list[Any] = [None] * -(-size // piece)
-        self.users = 0
-        self.doomed = False
-        self._lock = threading.Lock()
 
     def spans(
         self, backend: Backend, begin: int, position: int, size: int
     ) -> Iterator[tuple[Any, int, int, int]]:
-        """``(buffer, buffer offset, position, size)`` covering interior bytes ``[begin,
-        begin+size)``, which are range positions ``[position, position+size)``; pieces not
-        yet wrapped are faulted in and wrapped as they come (BackendError if refused)."""
+        """``(buffer, buffer offset, position, size)`` covering bytes ``[begin,
+        begin+size)`` of the memory, which are range positions ``[position,
+        position+size)``; pieces not yet wrapped are wrapped as they come (BackendError
+        if refused)."""
         end = begin + size
-        for k in range(begin // self.piece, -(-end // self.piece)):
-            lo, hi = max(begin, k * self.piece), min(end, (k + 1) * self.piece)
-            yield self._handle(backend, k), lo - k * self.piece, position + lo - begin, hi - lo
-
-    def _handle(self, backend: Backend, k: int) -> Any:
-        # Under the entry's lock: two threads transferring the same array never wrap the
-        # same pages twice. No reference to the owner goes to Dawn (``keep`` None): the
-        # cache's weak reference decides when the wrap is destroyed.
-        from hal.runtime.staging import _populate
-
-        with self._lock:
+        piece = self.piece
+        for k in range(begin // piece, -(-end // piece)):
+            lo, hi = max(begin, k * piece), min(end, (k + 1) * piece)
             handle = self.handles[k]
             if handle is None:
-                start = self.address + k * self.piece
-                length = min(self.piece, self.size - k * self.piece)
-                _populate(start, length)  # faults taken in parallel, not one by one in the pin
-                handle = self.handles[k] = backend.wrap_host_memory(start, length, None)
-            return handle
+                handle = self._wrap(backend, k)
+            yield handle, lo - k * piece, position + lo - begin, hi - lo
+
+    def _wrap(self, backend: Backend, k: int) -> Any:
+        """Fault piece ``k`` in and wrap it (BackendError if refused)."""
+        from hal.runtime.staging import populate
+
+        start = self.address + k * self.piece
+        length = min(self.piece, self.size - k * self.piece)
+        populate(start, length)  # faults taken in parallel, not one by one in the pin
+        handle = self.handles[k] = backend.wrap_host_memory(
+            start, length, self._keep(k * self.piece, length)
+        )
+        return handle
+
+    def _keep(self, offset: int, length: int) -> Any:
+        """What the wrap of ``[offset, offset+length)`` keeps alive (None: nothing)."""
+        return None
+
+    def _take_handles(self) -> list[Any]:
+        handles, self.handles = self.handles, [None] * len(self.handles)
+        return handles
 
     def destroy(self, backend: Backend) -> None:
         """Destroy the wrapped pieces (no GPU work uses them). Never raises."""
-        with self._lock:
-            handles, self.handles = self.handles, [None] * len(self.handles)
-        for handle in handles:
+        for handle in self._take_handles():
             if handle is not None:
                 with contextlib.suppress(BackendError):
                     backend.destroy_buffer(handle)
+
+
+class CachedMemory(WrappedPieces):
+    """One cached owner's page-aligned interior ``[address, address+size)``, wrapped as
+    host-memory buffers of ``piece`` bytes as the pieces are first used. ``users``
+    transfers hold it; ``doomed`` entries are destroyed once none does."""
+
+    __slots__ = ("_lock", "data", "doomed", "nbytes", "ref", "users")
+
+    def __init__(
+        self, ref: weakref.ref[Any], data: int, nbytes: int, address: int, size: int, piece: int
+    ) -> None:
+        super().__init__(address, size, piece)
+        self.ref = ref
+        self.data = data
+        self.nbytes = nbytes
+        self.users = 0
+        self.doomed = False
+        self._lock = threading.Lock()
+
+    def _wrap(self, backend: Backend, k: int) -> Any:
+        # Under the entry's lock: two threads transferring the same array never wrap the
+        # same pages twice. No reference to the owner goes to Dawn (``_keep`` None): the
+        # cache's weak reference decides when the wrap is destroyed.
+        with self._lock:
+            handle = self.handles[k]
+            return handle if handle is not None else super()._wrap(backend, k)
+
+    def _take_handles(self) -> list[Any]:
+        with self._lock:
+            return super()._take_handles()
 
 
 def _died(cache: weakref.ref[HostCache]) -> Callable[[Any], None]:
@@ -227,11 +247,7 @@ class HostCache:
             with self._lock:
                 return self._lookup(owner, data, nbytes, start, size, piece, doomed)
         finally:
-            for entry in doomed:
-                entry.destroy(self.backend)
-            if doomed:
-                with contextlib.suppress(BackendError):
-                    self.backend.poll()  # Dawn releases the memory once events are processed
+            self._destroy(doomed)
 
     def _lookup(
         self,
@@ -299,11 +315,7 @@ class HostCache:
             self._died.clear()
             for key in [k for k, e in self._entries.items() if e.ref() is None]:
                 self._forget(key, doomed)
-        for entry in doomed:
-            entry.destroy(self.backend)
-        if doomed:
-            with contextlib.suppress(BackendError):
-                self.backend.poll()
+        self._destroy(doomed)
 
     def clear(self) -> None:
         """Release every entry (idle ones now, those in use when their transfer ends) and
@@ -314,8 +326,13 @@ class HostCache:
             self._seen.clear()
             for key in list(self._entries):
                 self._forget(key, doomed)
+        self._destroy(doomed)
+
+    def _destroy(self, doomed: list[CachedMemory]) -> None:
+        """Destroy ``doomed`` entries (taken out under the lock) outside it, then let the
+        implementation free them. Never raises."""
         for entry in doomed:
             entry.destroy(self.backend)
         if doomed:
             with contextlib.suppress(BackendError):
-                self.backend.poll()
+                self.backend.poll()  # Dawn releases the memory once events are processed

@@ -62,7 +62,7 @@ import numpy as np
 
 from hal.backends.protocol import BackendError
 from hal.errors import UnavailableError
-from hal.runtime.host_cache import CACHE_BYTES, CachedMemory, HostCache
+from hal.runtime.host_cache import CACHE_BYTES, CachedMemory, HostCache, WrappedPieces
 
 if TYPE_CHECKING:
     from hal.backends.protocol import Backend
@@ -286,7 +286,7 @@ _POPULATE_WRITE = 23  # Linux 5.14+: fault pages in writable, contents kept
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 
 
-def _populate(address: int, size: int) -> None:
+def populate(address: int, size: int) -> None:
     """Fault ``[address, address+size)`` (page-aligned) in writable, over ``COPY_THREADS``
     threads. Fresh pages cost a page fault and a zeroing each on first touch; wrapping them
     would take those faults one by one inside the driver, so they are taken in parallel
@@ -319,13 +319,13 @@ def _host_address(view: memoryview) -> int | None:
     return int(np.frombuffer(view, np.uint8).ctypes.data)
 
 
-class _Region:
+class _Region(WrappedPieces):
     """Host pages of the pool's own, wrapped as host-memory buffers piece by piece (pieces
     are wrapped on first use): the memory of large ``to_numpy`` results, handed out as the
     array's memory and reused once that array was collected. Leased to one transfer (or
     one live array) at a time; no GPU work uses it while leased out."""
 
-    __slots__ = ("address", "filled", "handles", "piece", "size", "view")
+    __slots__ = ("filled", "view")
 
     def __init__(self, size: int, alignment: int, piece: int) -> None:
         step = max(alignment, _HUGE)
@@ -339,39 +339,14 @@ class _Region:
         start = -address % step
         if hasattr(mmap, "MADV_HUGEPAGE"):
             pages.madvise(mmap.MADV_HUGEPAGE, start, length)  # before the first touch
+        super().__init__(address + start, length, piece)
         self.view = base[start : start + length]
-        self.address = address + start
-        self.size = length
-        self.piece = piece
-        self.handles: list[Any] = [None] * -(-length // piece)
         self.filled = False  # filled once (through the pool): its pages are faulted in
 
-    def spans(
-        self, backend: Backend, begin: int, position: int, size: int
-    ) -> Iterator[tuple[Any, int, int, int]]:
-        """``(buffer, buffer offset, position, size)`` covering region bytes ``[begin,
-        begin+size)``, which are range positions ``[position, position+size)``; pieces not
-        yet wrapped are faulted in and wrapped as they come (BackendError if refused)."""
-        end = begin + size
-        for k in range(begin // self.piece, -(-end // self.piece)):
-            lo, hi = max(begin, k * self.piece), min(end, (k + 1) * self.piece)
-            if self.handles[k] is None:
-                length = min(self.piece, self.size - k * self.piece)
-                _populate(self.address + k * self.piece, length)
-                piece_view = self.view[k * self.piece : k * self.piece + length]
-                self.handles[k] = backend.wrap_host_memory(
-                    self.address + k * self.piece, length, piece_view
-                )
-            yield self.handles[k], lo - k * self.piece, position + lo - begin, hi - lo
-
-    def destroy(self, backend: Backend) -> None:
-        """Destroy the wrapped pieces (no GPU work uses them); the pages are freed once
-        the implementation released them and no array uses them. Never raises."""
-        handles, self.handles = self.handles, [None] * len(self.handles)
-        for handle in handles:
-            if handle is not None:
-                with contextlib.suppress(BackendError):
-                    backend.destroy_buffer(handle)
+    def _keep(self, offset: int, length: int) -> Any:
+        # The wrap keeps the pages' memoryview: they are freed once the implementation
+        # released them and no array uses them.
+        return self.view[offset : offset + length]
 
 
 def _returned(pool: weakref.ref[StagingPool], region: _Region) -> None:
@@ -935,7 +910,7 @@ class StagingPool:
         for position in range(lo, hi, piece):
             size = min(piece, hi - position)
             if fresh:
-                _populate(address + position, size)
+                populate(address + position, size)
             handle = self.backend.wrap_host_memory(address + position, size, keep)
             wrapped.append(handle)
             yield handle, 0, position, size

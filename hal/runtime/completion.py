@@ -20,7 +20,6 @@ watcher, a host thread asleep on semaphores, a bounded ``wait_idle``).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -163,7 +162,7 @@ class Completion:
             return True
         # A KeyboardInterrupt or SystemExit (a host wait's own thread) propagates and touches
         # nothing: the work is still in flight, and the tracker completes it.
-        self.complete_through(ticket)
+        self._finish_through(ticket, None)  # complete_through, one call fewer
         return True
 
     def wait_direct(
@@ -192,7 +191,7 @@ class Completion:
                 poll = min(poll, deadline - time.monotonic())
             if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):
                 return True
-        if self._polls_instead():
+        if backend.tracker_poll_s > 0 and self._polls_instead():
             # A stream of submissions that a blocking wait would hold off: poll on, sleeping.
             return self._polled(self.poll_backoff, ticket, deadline, settled)
         if backend.bounded_waits:
@@ -200,7 +199,7 @@ class Completion:
             remaining = slice_s if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._blocked(ticket, min(remaining, slice_s))
+            self._blocked(ticket, remaining if remaining < slice_s else slice_s)
             return True
         if deadline is None:
             self._blocked(ticket, None)
@@ -233,9 +232,12 @@ class Completion:
         while True:
             try:
                 with self._lock:
-                    # Absent only where an interrupt fell between ``noted`` and the append.
-                    with contextlib.suppress(ValueError):
+                    # Absent only where an interrupt fell between ``noted`` and the append
+                    # (try/except: contextlib.suppress costs ~0.2 µs a round trip).
+                    try:  # noqa: SIM105
                         self._direct.remove(ticket)
+                    except ValueError:
+                        pass
                     if self._lingers:
                         self._linger_until = time.monotonic() + LINGER_S
                     if self._standby_claimed or (

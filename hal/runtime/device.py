@@ -225,6 +225,9 @@ class Device:
 
     def check_open(self, what: str) -> None:
         """Raise UnavailableError (naming ``what``) once the device is closed or lost."""
+        # The open device (every command of a round trip asks, ~5 times): no property call.
+        if not self._closed and self._queue._lost is None and self._backend.lost_reason is None:
+            return
         if self._closed:
             raise UnavailableError(f"{what}: the device is closed")
         lost = self._queue.lost

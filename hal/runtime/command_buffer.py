@@ -514,20 +514,6 @@ class CommandBuffer:
             self._views.add(view)
         return ref
 
-    def _fast_transfer(
-        self,
-        buffer: Buffer,
-        offset: int,
-        length: int,
-        needs: tuple[int, int, int],
-        size: int | None = None,
-    ) -> bool:
-        """Whether a whole (root) buffer of this device passes every check of a validated
-        transfer range (within its first ``size`` bytes: a BufferView's), without building
-        any message; False sends the command down the general path, which raises the right
-        error."""
-        return self._validate and transfer_ok(self.device, buffer, offset, length, needs, size)
-
     def _fast_copy(
         self,
         source: Buffer,
@@ -538,8 +524,11 @@ class CommandBuffer:
         source_size: int | None,
         target_size: int | None,
     ) -> bool:
-        """:meth:`_fast_transfer` of a copy's source and target in one call (the copy's
-        hot path), and that ranges in one allocation do not overlap."""
+        """Whether a validated copy's whole (root) source and target buffers of this device
+        pass every check of their transfer ranges (within their first ``*_size`` bytes where
+        a BufferView's) in one call (the copy's hot path), and that ranges in one allocation
+        do not overlap, without building any message; False sends the command down the
+        general path, which raises the right error."""
         return self._validate and fast_copy_ok(
             self.device, source, source_offset, target, target_offset, length, source_size,
             target_size,
@@ -665,7 +654,8 @@ class CommandBuffer:
             and pattern_length is None
             and not (offset | length) & 3
             and -0x80000000 <= pattern <= 0xFFFFFFFF
-            and self._fast_transfer(buffer, offset, length, _FILL_NEEDS, size)
+            and self._validate  # the range checks of a validated transfer, inline
+            and transfer_ok(self.device, buffer, offset, length, _FILL_NEEDS, size)
         ):
             # The common case (a 4-byte int pattern on a whole buffer or a view of one),
             # checked inline and kept as a record (hal.core.segments.TransferRecord).

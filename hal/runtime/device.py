@@ -93,7 +93,10 @@ class _Recording:
                 "record: this recording's with-block is already running (nested use of one "
                 "device.record() object); call device.record() again for another"
             )
-        cb = self._device.create_command_buffer(*self._args)
+        # create_command_buffer's body (one call fewer per round trip).
+        device = self._device
+        device.check_open("create_command_buffer")
+        cb = device._ops.command_buffer(*self._args)
         cb.begin()
         self._cb = cb
         return cb

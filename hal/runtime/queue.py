@@ -415,7 +415,8 @@ class Queue:
                 command_buffers = [clears, *command_buffers]
             stop: BaseException | None = None
             if command_buffers:
-                completion.note_submission()
+                if completion._in_flight:  # Completion.note_submission, without its call
+                    completion.note_submission()
                 before = self._last_ticket
                 try:
                     self._backend_submit(command_buffers, probe=work.held)

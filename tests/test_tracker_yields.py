@@ -390,15 +390,31 @@ def test_quiet_work_behind_a_long_host_wait_completes_when_it_ends(
     assert np.array_equal(second_buffers[1].to_numpy(np.uint8), newer)
 
 
-def test_a_note_leaked_by_an_interrupt_never_parks_the_tracker(null_device: hal.Device) -> None:
+def test_a_note_leaked_by_an_interrupt_never_parks_the_tracker(
+    null_device: hal.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A KeyboardInterrupt landing in a host wait's ``finally`` (at the line that drops its
     note, simulated with a trace function) leaks the note: work nobody waits for still
     completes, host calls run and a bounded wait_idle returns (the tracker yielded to a
-    completed ticket's note for good before)."""
+    completed ticket's note for good before). The wait's first backend wait gives up, so
+    that the note is the ``finally``'s to drop (a completion on the waiting thread drops it
+    itself since session 23: tests/test_round_trip_s23.py interrupts that)."""
     import linecache
 
     device = null_device
+    backend = device.backend
+    original = backend.wait_bounded
+    gave_up: list[int] = []
+
+    def give_up_once(ticket: int, timeout: float) -> bool:
+        if not gave_up and threading.current_thread() is threading.main_thread():
+            gave_up.append(ticket)
+            return False
+        return original(ticket, timeout)
+
     buffers = _buffers(device, np.arange(256, dtype=np.uint32))
+    device.wait_idle()
+    monkeypatch.setattr(backend, "wait_bounded", give_up_once)
     first = _copy(device, buffers)
     fired = []
 

@@ -108,7 +108,11 @@ def native_steps(record: TransferRecord, caps: DeviceCaps) -> tuple[NativeStep, 
     a caller can encode them straight into backend calls; None where the plan is more.
     With the ``hal`` logger at debug, logs the plan's lowering record. Pure but for the
     caches and that record; raises nothing (``record`` passed recording's checks)."""
-    key = _key(caps, record)
+    # _key, inlined (every eager fill or copy asks).
+    if len(record) == 4:
+        key: tuple[Any, ...] = (id(caps), record[1], record[2], record[3])
+    else:
+        key = (id(caps), record[1], record[3], record[4], record[0] is record[2])
     entry = _NATIVE.get(key)
     if entry is None or entry[0] is not caps:
         if len(_NATIVE) >= _TEMPLATES_MAX:

@@ -362,7 +362,8 @@ class CommandBuffer:
         self._validate = not bits & _UNVALIDATED_BIT
         # Whether transfer commands pass _begin_command's category check (their fast path).
         self._transfers_ok = not self._validate or bool(self._category_bits & _TRANSFER)
-        self._slots = SlotRequirements()
+        # Made by the first command that names a slot (:meth:`_slot_requirements`).
+        self._slots: SlotRequirements | None = None
         self._programs: Programs | SplitPrograms | NativePrograms | DispatchPrograms | None = None
         self._staged_bytes = 0
         self._submissions = 0
@@ -434,7 +435,7 @@ class CommandBuffer:
                 )
                 self.state = _EXECUTABLE
                 return
-        slots = self._slots if self._slots.count else None
+        slots = self._slots if self._slots is not None and self._slots.count else None
         if records and slots is None and not has_collectives(segments) and _beyond_direct(segments):
             # Fast-path records beside other commands (direct planning declines those): the
             # lowering takes the records as they are, lowering repeats without a segment.
@@ -514,20 +515,6 @@ class CommandBuffer:
             self._views.add(view)
         return ref
 
-    def _fast_transfer(
-        self,
-        buffer: Buffer,
-        offset: int,
-        length: int,
-        needs: tuple[int, int, int],
-        size: int | None = None,
-    ) -> bool:
-        """Whether a whole (root) buffer of this device passes every check of a validated
-        transfer range (within its first ``size`` bytes: a BufferView's), without building
-        any message; False sends the command down the general path, which raises the right
-        error."""
-        return self._validate and transfer_ok(self.device, buffer, offset, length, needs, size)
-
     def _fast_copy(
         self,
         source: Buffer,
@@ -538,8 +525,11 @@ class CommandBuffer:
         source_size: int | None,
         target_size: int | None,
     ) -> bool:
-        """:meth:`_fast_transfer` of a copy's source and target in one call (the copy's
-        hot path), and that ranges in one allocation do not overlap."""
+        """Whether a validated copy's whole (root) source and target buffers of this device
+        pass every check of their transfer ranges (within their first ``*_size`` bytes where
+        a BufferView's) in one call (the copy's hot path), and that ranges in one allocation
+        do not overlap, without building any message; False sends the command down the
+        general path, which raises the right error."""
         return self._validate and fast_copy_ok(
             self.device, source, source_offset, target, target_offset, length, source_size,
             target_size,
@@ -547,9 +537,17 @@ class CommandBuffer:
 
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
         """Merge what a recorded command needs of slot range ``ref`` into its slot."""
+        slots = self._slot_requirements()
         if self._validate:
-            return self._slots.require(ref, argument, usage, access, _DEVICE_VISIBLE)
-        return self._slots.require(ref, argument, usage & _WGPU_USAGE, 0, 0)
+            return slots.require(ref, argument, usage, access, _DEVICE_VISIBLE)
+        return slots.require(ref, argument, usage & _WGPU_USAGE, 0, 0)
+
+    def _slot_requirements(self) -> SlotRequirements:
+        """The slot requirements, made on first use (most command buffers name no slot)."""
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = SlotRequirements()
+        return slots
 
     # -- commands -------------------------------------------------------------------------
 
@@ -632,7 +630,7 @@ class CommandBuffer:
         flags = check_int("advise_buffer", "flags", flags)
         self._segments.append(AdviseSegment(ref, flags))
         if ref.slot is not None:
-            self._slots.name(ref.slot)
+            self._slot_requirements().name(ref.slot)
 
     discard_buffer = advise_buffer
 
@@ -665,7 +663,8 @@ class CommandBuffer:
             and pattern_length is None
             and not (offset | length) & 3
             and -0x80000000 <= pattern <= 0xFFFFFFFF
-            and self._fast_transfer(buffer, offset, length, _FILL_NEEDS, size)
+            and self._validate  # the range checks of a validated transfer, inline
+            and transfer_ok(self.device, buffer, offset, length, _FILL_NEEDS, size)
         ):
             # The common case (a 4-byte int pattern on a whole buffer or a view of one),
             # checked inline and kept as a record (hal.core.segments.TransferRecord).
@@ -1181,7 +1180,7 @@ class CommandBuffer:
         Raises FailedPreconditionError if the buffer is not ended or uses slots."""
         if self.state is _INITIAL or self.state is _RECORDING:
             raise FailedPreconditionError("lower_naive: the command buffer is not ended")
-        if self._slots.count:
+        if self._slots is not None and self._slots.count:
             raise FailedPreconditionError("lower_naive: the command buffer uses binding slots")
         return lower(self._recorded(), self.device.caps, LoweringOptions(naive=True))
 

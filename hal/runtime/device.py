@@ -93,7 +93,10 @@ class _Recording:
                 "record: this recording's with-block is already running (nested use of one "
                 "device.record() object); call device.record() again for another"
             )
-        cb = self._device.create_command_buffer(*self._args)
+        # create_command_buffer's body (one call fewer per round trip).
+        device = self._device
+        device.check_open("create_command_buffer")
+        cb = device._ops.command_buffer(*self._args)
         cb.begin()
         self._cb = cb
         return cb
@@ -225,6 +228,9 @@ class Device:
 
     def check_open(self, what: str) -> None:
         """Raise UnavailableError (naming ``what``) once the device is closed or lost."""
+        # The open device (every command of a round trip asks, ~5 times): no property call.
+        if not self._closed and self._queue._lost is None and self._backend.lost_reason is None:
+            return
         if self._closed:
             raise UnavailableError(f"{what}: the device is closed")
         lost = self._queue.lost

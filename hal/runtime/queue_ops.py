@@ -43,7 +43,9 @@ _EXECUTE_SIGNAL = "queue_execute signal"
 def points(what: str, wait: Any, signal: Any) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
     """A queue operation's wait and signal lists, validated before the operation does
     anything (a rejected call changes nothing). Raises InvalidArgumentError, OutOfRangeError."""
-    return normalise_points(f"{what} wait", wait), normalise_points(f"{what} signal", signal)
+    # No wait (the common case): nothing to normalise.
+    waits = () if type(wait) is tuple and not wait else normalise_points(f"{what} wait", wait)
+    return waits, normalise_points(f"{what} signal", signal)
 
 
 class QueueOps:

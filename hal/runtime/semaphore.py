@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hal.core.checks import check_int, timeout_seconds
+from hal.core.checks import UNBOUNDED_TIMEOUT, check_int, timeout_seconds
 from hal.errors import (
     AbortedError,
     DeadlineExceededError,
@@ -146,7 +146,13 @@ class Semaphore:
             return
         # wait_points of this one point, without its list checks.
         pairs = ((self, value),)
-        seconds = timeout_seconds("Semaphore.wait", timeout)
+        kind = type(timeout)
+        if timeout is None:
+            seconds = None
+        elif (kind is float or kind is int) and 0 <= timeout < UNBOUNDED_TIMEOUT:
+            seconds = timeout + 0.0  # timeout_seconds' common case, without its call
+        else:
+            seconds = timeout_seconds("Semaphore.wait", timeout)
         deadline = None if seconds is None else time.monotonic() + seconds
         _wait_in_backend(pairs, "all", deadline)
         if self._failure is None and self._value >= value:
@@ -162,16 +168,18 @@ class Semaphore:
         value = _check_value("Semaphore.wait_async", value)
         await wait_points_async([(self, value)], "all", timeout, "Semaphore.wait_async")
 
-    def expect(self, value: int, completion: Any, ticket: int, plain: bool = False) -> None:
+    def expect(self, value: int, completion: Any, ticket: int, plain: bool = False) -> bool:
         """Note that submitted work with ``ticket`` (tracked by ``completion``) signals
         ``value`` when done (runtime use: lets an unbounded wait block on that ticket);
         ``plain``: that work runs no host code at completion, so only the device can fail
-        it (a queue may then order work after it without waiting: :meth:`_queued_by`)."""
+        it (a queue may then order work after it without waiting: :meth:`_queued_by`).
+        Returns :attr:`awaited` (read under the same lock: the submission's one look)."""
         with _changed_lock:
             expected = self._expected
             while expected and expected[0][0] <= self._value:
                 expected.popleft()
             expected.append((value, completion, ticket, plain))
+            return bool(self._watchers) or _sleepers[0] > 0
 
     def _queued_by(self, value: int, completion: Any) -> bool:
         """Whether plain work already submitted to ``completion``'s queue brings the value
@@ -349,6 +357,17 @@ def normalise_points(what: str, points: WaitList | Iterable[Point] | None) -> tu
     if kind is tuple or kind is list:  # the common case, checked without isinstance chains
         if not points:
             return ()
+        one: Any = points
+        if len(one) == 1:  # one point (a round trip's signal): no list to build
+            item = one[0]
+            if (
+                type(item) is tuple
+                and len(item) == 2
+                and type(item[0]) is Semaphore
+                and type(item[1]) is int
+                and 0 <= item[1] <= MAX_VALUE
+            ):
+                return one if kind is tuple else (item,)
         fast = []
         for item in points:
             if type(item) is not tuple or len(item) != 2:
@@ -452,11 +471,23 @@ def _wait_in_backend(pairs: tuple[Point, ...], mode: str, deadline: float | None
     the deadline (the caller then raises)."""
     semaphore, value = pairs[0]
     settled = lambda: _settled(pairs, mode)  # noqa: E731 - made once, polled many times
-    while not _reached(pairs, mode):
-        pending = semaphore._signalling_submission(value)
-        if pending is None:
-            return  # a host signal, or work not yet submitted: wait for the signal itself
-        completion, ticket = pending
+    # One point: "all" and "any" agree, so :func:`_reached` and
+    # :meth:`Semaphore._signalling_submission` are inlined (the eager round trip's wait:
+    # each call is ~0.1 µs of it).
+    while True:
+        failure = semaphore._failure
+        if failure is not None:
+            raise AbortedError(f"wait: semaphore failed: {failure}", failure)
+        if semaphore._value >= value:
+            return
+        with _changed_lock:
+            for entry in semaphore._expected:
+                if entry[0] >= value:
+                    break
+            else:
+                # A host signal, or work not yet submitted: wait for the signal itself.
+                return
+        _, completion, ticket, _ = entry
         if not completion.wait_direct(ticket, deadline, _BACKEND_SLICE_S, settled):
             return  # the tracker (or another thread) completes that work, or the deadline
 

@@ -10,8 +10,10 @@ work on its own thread, saving the tracker's wake-up (~33 µs per hand-off on th
 does a bounded one where the backend's wait has a real timeout (Dawn, null). While such a
 host wait blocks for the oldest work in flight, the tracker stays parked instead of blocking in
 the backend beside it (two threads woken by one completion fight for the GIL: on Dawn ~25 µs
-of the round trip whenever the tracker ran first); it takes over when the wait gives up. Where
-waits are bounded (Dawn, null), for :data:`LINGER_S` after such a wait the tracker stands by:
+of the round trip whenever the tracker ran first); so it does while a host wait polls for that
+work (wgpu-native on a GPU, where the tracker's blocking poll would hold the waiter's polls
+off), and it takes over when the wait gives up. For :data:`LINGER_S` after such a wait (on
+every backend) the tracker stands by:
 a quiet submission (``add``) does not wake it, so a submit-and-wait loop pays no thread wake-up
 per round trip (~20 µs on the H200 host); it looks for work no wait took every
 :data:`STANDBY_S`, and consumers that need it sooner wake it (:meth:`Completion.kick`: a
@@ -81,7 +83,10 @@ class Completion:
         self._standby = False
         self._standby_claimed = False  # standing by while a host wait holds the oldest work
         self._linger_until = 0.0
-        self._lingers = backend.bounded_waits
+        # Every backend: where waits cannot be bounded (wgpu-native), a host wait still
+        # polls on its own thread (waiter_poll_s) or blocks there (unbounded), and a bounded
+        # one that leaves the work to the tracker kicks it (semaphore.py _sleep_until).
+        self._lingers = True
         # Work taken off the in-flight list and not yet completed (changed under the lock):
         # wait_idle waits for it too, so it never returns before the signals.
         self._completing = 0
@@ -193,7 +198,10 @@ class Completion:
             # them, and they return by the deadline, which its blocking poll cannot.
             if deadline is not None:
                 poll = min(poll, deadline - time.monotonic())
-            if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):
+            blocks_next = deadline is None and not backend.bounded_waits
+            if poll > 0 and self._polled(
+                self.poll_for, ticket, poll, settled, blocks_next=blocks_next
+            ):
                 return True
         if backend.tracker_poll_s > 0 and self._polls_instead():
             # A stream of submissions that a blocking wait would hold off: poll on, sleeping.
@@ -266,20 +274,40 @@ class Completion:
         note an interrupt leaked for work since completed never matches later work."""
         return bool(self._in_flight) and self._in_flight[0].ticket in self._direct
 
-    def _polled(self, poll: Callable[..., bool], *args: object) -> bool:
-        """``poll(*args)`` counted in :attr:`_pollers` while it runs (also where a
-        KeyboardInterrupt lands right after the count: a leaked count would stop the tracker
-        polling for good)."""
+    def _polled(
+        self, poll: Callable[..., bool], ticket: int, *args: object, blocks_next: bool = False
+    ) -> bool:
+        """``poll(ticket, *args)`` (a host wait's polls for ``ticket``) counted in
+        :attr:`_pollers` and noted in :attr:`_direct` while it runs, so that the tracker
+        neither polls beside it nor blocks in the backend for that work: on wgpu-native a
+        blocking poll holds the device's fence lock, so the host wait's own polls queued
+        behind the tracker's and both threads woke together at completion (~35 µs of a
+        one-dispatch round trip on the H200 host). Leaving wakes a parked tracker, which
+        takes over work the polls gave up on — unless ``blocks_next`` (an unbounded wait
+        that blocks in the backend next, noted again there) and the polls gave up. Also
+        where a KeyboardInterrupt lands right after the count: a leaked count would stop the
+        tracker polling for good."""
         counted = False
+        hand_on = False  # the polls gave up and the blocking wait that follows notes again
         try:
             with self._lock:
                 self._pollers += 1
                 counted = True
-            return poll(*args)
+                self._direct.append(ticket)
+            done = poll(ticket, *args)
+            hand_on = blocks_next and not done
+            return done
         finally:
             if counted:
                 with self._lock:
                     self._pollers -= 1
+                    if hand_on:
+                        try:  # noqa: SIM105 - absent where an interrupt fell before the append
+                            self._direct.remove(ticket)
+                        except ValueError:
+                            pass
+                if not hand_on:
+                    self._leave_direct(ticket)
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""
@@ -395,12 +423,22 @@ class Completion:
 
     def _track(self) -> None:
         seen = 0  # the oldest ticket a host wait held at the last standby look
+        unclaimed = 0  # the oldest ticket no host wait held at the last standby look
         while True:
             with self.cond:
                 yielded = 0  # the oldest ticket it left to a host wait for a whole period
+                looked = False  # woken by a standby slice's end, not by a notify
                 while True:
                     if self._in_flight and not self._yields_to_waiter():
-                        break
+                        oldest = self._in_flight[0].ticket
+                        lingering = not self._closing and time.monotonic() < self._linger_until
+                        if not looked or oldest == unclaimed or not lingering:
+                            break
+                        # Quiet work a look found unclaimed gets one more slice: its host
+                        # wait may not have begun yet (the submitting thread let the GIL go
+                        # between its submission and its wait: the tracker blocking in the
+                        # backend beside that wait costs it ~35 µs on the H200 host).
+                        unclaimed = oldest
                     if self._in_flight and self._in_flight[0].ticket == yielded:
                         # Left to a host wait for a whole period and still in flight: take
                         # it over (a note leaked by an interrupt would otherwise park the
@@ -416,13 +454,16 @@ class Completion:
                         # runs after it, and that wait wakes the tracker when it leaves
                         # (_blocked): it stops looking meanwhile (a short round trip never
                         # gets there, so its end costs no wake-up).
-                        oldest = self._in_flight[0].ticket if self._in_flight else 0
+                        held = self._yields_to_waiter()
+                        oldest = self._in_flight[0].ticket if held else 0
                         claimed = oldest > 0 and oldest == seen
                         seen = oldest
                         self._standby = True
                         self._standby_claimed = claimed
                         try:
-                            self.cond.wait(_CLAIMED_STANDBY_S if claimed else STANDBY_S)
+                            looked = not self.cond.wait(
+                                _CLAIMED_STANDBY_S if claimed else STANDBY_S
+                            )
                         finally:
                             self._standby = self._standby_claimed = False
                     elif self._in_flight:
@@ -435,8 +476,10 @@ class Completion:
                                 yielded = held
                         finally:
                             self._tracker_yielding = False
+                        looked = False
                     else:
                         self.cond.wait()  # idle: add() wakes it
+                        looked = False
                 oldest = self._in_flight[0].ticket
             if self._backend.spin_s > 0 and self._spin(oldest):
                 continue
@@ -558,9 +601,12 @@ class Completion:
                     last = self._in_flight[-1].ticket
                 self._blocked(last, None)
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.kick()  # this wait leaves the work to the tracker
         with self.cond:
             while self._in_flight or self._completing:
+                if self._standby:
+                    # This wait leaves the work to the tracker: wake it (only where work is
+                    # left, so that an idle device's tracker stays standing by).
+                    self.cond.notify_all()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

@@ -198,10 +198,7 @@ class Completion:
             # them, and they return by the deadline, which its blocking poll cannot.
             if deadline is not None:
                 poll = min(poll, deadline - time.monotonic())
-            blocks_next = deadline is None and not backend.bounded_waits
-            if poll > 0 and self._polled(
-                self.poll_for, ticket, poll, settled, blocks_next=blocks_next
-            ):
+            if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):
                 return True
         if backend.tracker_poll_s > 0 and self._polls_instead():
             # A stream of submissions that a blocking wait would hold off: poll on, sleeping.
@@ -274,40 +271,48 @@ class Completion:
         note an interrupt leaked for work since completed never matches later work."""
         return bool(self._in_flight) and self._in_flight[0].ticket in self._direct
 
-    def _polled(
-        self, poll: Callable[..., bool], ticket: int, *args: object, blocks_next: bool = False
-    ) -> bool:
+    def _polled(self, poll: Callable[..., bool], ticket: int, *args: object) -> bool:
         """``poll(ticket, *args)`` (a host wait's polls for ``ticket``) counted in
         :attr:`_pollers` and noted in :attr:`_direct` while it runs, so that the tracker
         neither polls beside it nor blocks in the backend for that work: on wgpu-native a
         blocking poll holds the device's fence lock, so the host wait's own polls queued
         behind the tracker's and both threads woke together at completion (~35 µs of a
         one-dispatch round trip on the H200 host). Leaving wakes a parked tracker, which
-        takes over work the polls gave up on — unless ``blocks_next`` (an unbounded wait
-        that blocks in the backend next, noted again there) and the polls gave up. Also
-        where a KeyboardInterrupt lands right after the count: a leaked count would stop the
-        tracker polling for good."""
+        takes over work the polls gave up on (past ``waiter_poll_s``, 2 ms on GPUs, the
+        tracker may then block beside an unbounded wait: a cost only such long work pays).
+        Also where a KeyboardInterrupt lands anywhere (see :meth:`_leave_polls`)."""
         counted = False
-        hand_on = False  # the polls gave up and the blocking wait that follows notes again
         try:
             with self._lock:
                 self._pollers += 1
                 counted = True
                 self._direct.append(ticket)
-            done = poll(ticket, *args)
-            hand_on = blocks_next and not done
-            return done
+            return poll(ticket, *args)
         finally:
             if counted:
+                self._leave_polls(ticket)
+
+    def _leave_polls(self, ticket: int) -> None:
+        """Undo :meth:`_polled`'s count and note as :meth:`_leave_direct` does (linger, wake
+        a parked tracker where work is left), in steps a KeyboardInterrupt cannot split (it
+        is re-raised after): a leaked count stops the tracker polling, a leaked note parks
+        it."""
+        interrupted: BaseException | None = None
+        counted = True
+        while True:
+            try:
                 with self._lock:
-                    self._pollers -= 1
-                    if hand_on:
-                        try:  # noqa: SIM105 - absent where an interrupt fell before the append
-                            self._direct.remove(ticket)
-                        except ValueError:
-                            pass
-                if not hand_on:
-                    self._leave_direct(ticket)
+                    if counted:
+                        self._pollers -= 1
+                        counted = False
+                break
+            except KeyboardInterrupt as error:
+                interrupted = error
+        try:
+            self._leave_direct(ticket)
+        finally:
+            if interrupted is not None:
+                raise interrupted
 
     def complete_through(self, ticket: int) -> None:
         """Complete every in-flight operation with a ticket <= ``ticket``."""

@@ -351,7 +351,7 @@ class Program:
             keys = patch.keys
             if shift:
                 keys = tuple(
-                    [(layout, b, offset + shift, size) for layout, b, offset, size in keys]
+                    [(layout_id, b, offset + shift, size) for layout_id, b, offset, size in keys]
                 )
             per = bind_groups.singles_of(id(handle))
             found = [None] * len(keys) if per is None else list(map(per.get, keys))

@@ -87,6 +87,18 @@ def rebase_onto(
     Pure; raises nothing (the entries passed the table's checks)."""
     modulus = max(caps.storage_alignment, caps.uniform_alignment, 16)
     limit = caps.max_buffer_size
+    if len(new) == 1:  # one slot (the usual table): no loop, no duplicates to look for
+        ((_, old_root, old_base, _),) = old
+        ((remainder, length, pads),) = shape
+        _, root, base, size = new[0]
+        if (
+            size != length
+            or base % modulus != remainder
+            or pads_to_blocks(root.byte_length, limit) != pads
+            or (direct and id(root) in direct)
+        ):
+            return None
+        return {id(old_root): (root, base - old_base)}
     rebase: Rebase = {}
     for (_, old_root, old_base, _), (remainder, length, pads), (_, root, base, size) in zip(
         old, shape, new, strict=True
@@ -98,7 +110,7 @@ def rebase_onto(
         ):
             return None
         rebase[id(old_root)] = (root, base - old_base)
-    if len(new) > 1 and len({id(root) for _, root, _, _ in new}) != len(new):
+    if len({id(root) for _, root, _, _ in new}) != len(new):
         return None
     if direct and not direct.isdisjoint([id(root) for _, root, _, _ in new]):
         return None

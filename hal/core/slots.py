@@ -259,7 +259,7 @@ class SlotRequirements:
     def key(entries: Sequence[Entry]) -> tuple[tuple[int, int, int], ...]:
         """What identifies a resolution: equal keys give equal resolved segments (the roots
         are kept alive by the plans cached under their keys, so ids are not reused)."""
-        return tuple((id(root), base, size) for _, root, base, size in entries)
+        return tuple([(id(root), base, size) for _, root, base, size in entries])
 
     @staticmethod
     def resolve(what: str, segments: Sequence[Segment], entries: Sequence[Entry]) -> list[Segment]:

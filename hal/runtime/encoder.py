@@ -30,46 +30,115 @@ __all__ = ["BindGroupCache", "Encoding", "Program", "compile_plan"]
 
 class BindGroupCache:
     """Bind groups keyed by (layout, (binding, buffer, offset, size)...), shared by every
-    command buffer of a device; entries of a buffer are dropped when it is released."""
+    command buffer of a device; entries of a buffer are dropped when it is released.
+
+    An entry is (group, layout, buffers, the call setting the group at index 0): holding the
+    layout and buffers keeps their ids from being reused by new objects while it exists.
+    One-entry groups (most: a slot binding, a dispatch's one buffer) are kept per buffer,
+    under (id of the layout, binding, offset, size), so that a rebase finds a moved
+    allocation's groups with one lookup of the buffer and one C-level map over keys its
+    patch holds (:meth:`singles_of`); the others under (id of the layout, (binding, id of
+    the buffer, offset, size)...)."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         # Re-entrant: a Program's finaliser (forget) can run from garbage collection
         # inside get() while the lock is held, which deadlocked an 8-thread stress test.
         self._lock = threading.RLock()
-        self._groups: dict[tuple[Any, ...], Any] = {}
+        self._groups: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._by_buffer: dict[int, set[tuple[Any, ...]]] = {}
-        # The cached entry (group, layout, buffers, the call setting the group at index 0)
-        # under a key as get() makes it, or None: for Program.rebased's one-entry groups,
-        # which build the key from ids they hold (one lookup per slot binding per new
-        # table: the dict's own get, no Python frame).
-        self.find: Callable[[tuple[Any, ...]], tuple[Any, ...] | None] = self._groups.get
+        self._singles: dict[int, dict[tuple[int, int, int, int], tuple[Any, ...]]] = {}
+        # id of a backend buffer -> its one-entry groups' entries by (id of the layout,
+        # binding, offset, size), or None: the dict's own get (no Python frame), for
+        # Program.rebased. A dict it returns may be dropped by a concurrent forget; it stays
+        # valid to read (its entries hold their groups).
+        self.singles_of: Callable[[int], dict[tuple[int, int, int, int], Any] | None] = (
+            self._singles.get
+        )
 
     def get(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> Any:
         """The bind group of ``layout`` for (binding, wgpu buffer, offset, size) entries."""
-        if len(entries) == 1:  # most groups: no list to build (Program.rebased builds it too)
+        if len(entries) == 1:  # most groups: no list to build
             b, buf, off, size = entries[0]
-            key: tuple[Any, ...] = (id(layout), (b, id(buf), off, size))
+            per = self._singles.get(id(buf))
+            if per is not None:
+                found = per.get((id(layout), b, off, size))
+                if found is not None:
+                    return found[0]
         else:
-            key = (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
-        found = self._groups.get(key)
-        if found is not None:
-            return found[0]
+            found = self._groups.get(
+                (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
+            )
+            if found is not None:
+                return found[0]
+        return self._make(layout, entries)[0]
+
+    def entry(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> tuple[Any, ...]:
+        """The cache entry of :meth:`get`'s group: (group, layout, buffers, the call setting
+        the group at index 0). Raises BackendError (the group could not be made)."""
+        if len(entries) == 1:
+            b, buf, off, size = entries[0]
+            per = self._singles.get(id(buf))
+            found = None if per is None else per.get((id(layout), b, off, size))
+        else:
+            found = self._groups.get(
+                (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
+            )
+        return self._make(layout, entries) if found is None else found
+
+    def _make(self, layout: Any, entries: tuple[tuple[int, Any, int, int], ...]) -> tuple[Any, ...]:
+        """A new group's entry, cached. Raises BackendError."""
         group = self._backend.create_bind_group(layout, entries)
         with self._lock:
-            # Holding the layout and buffers keeps their ids from being reused by new objects
-            # while the entry exists.
             # With the call that sets it at index 0 (the usual one), made once: a rebase
-            # for a new table takes it from here (see find).
-            call = self._backend.set_bind_group(0, group)
-            self._groups[key] = (group, layout, tuple(e[1] for e in entries), call)
-            for _, buf, _, _ in entries:
-                self._by_buffer.setdefault(id(buf), set()).add(key)
-        return group
+            # for a new table takes it from here.
+            entry = (
+                group,
+                layout,
+                tuple([e[1] for e in entries]),
+                self._backend.set_bind_group(0, group),
+            )
+            if len(entries) == 1:
+                b, buf, off, size = entries[0]
+                self._singles.setdefault(id(buf), {})[(id(layout), b, off, size)] = entry
+            else:
+                key = (id(layout), *[(b, id(buf), off, size) for b, buf, off, size in entries])
+                self._groups[key] = entry
+                for _, buf, _, _ in entries:
+                    self._by_buffer.setdefault(id(buf), set()).add(key)
+        return entry
+
+    def fill(
+        self,
+        handle: Any,
+        layouts: Sequence[Any],
+        keys: Sequence[tuple[int, int, int, int]],
+        found: list[Any],
+    ) -> None:
+        """Make the one-entry groups on the backend buffer ``handle`` that ``found`` misses
+        (None; one per key, (id of the layout, binding, offset, size), of ``layouts`` in
+        turn) and put their entries there, cached under one lock (a new buffer's groups:
+        no lookups again). Raises BackendError (the ones made before are cached)."""
+        backend = self._backend
+        made = []
+        try:
+            for number, entry in enumerate(found):
+                if entry is None:
+                    layout = layouts[number]
+                    key = keys[number]
+                    group = backend.create_bind_group(layout, ((key[1], handle, key[2], key[3]),))
+                    entry = (group, layout, (handle,), backend.set_bind_group(0, group))
+                    made.append((key, entry))
+                    found[number] = entry
+        finally:
+            if made:
+                with self._lock:
+                    self._singles.setdefault(id(handle), {}).update(made)
 
     def forget(self, handle: Any) -> None:
         """Drop the bind groups that reference the backend buffer ``handle``."""
         with self._lock:
+            self._singles.pop(id(handle), None)
             for key in self._by_buffer.pop(id(handle), ()):
                 self._groups.pop(key, None)
 
@@ -78,6 +147,7 @@ class BindGroupCache:
         with self._lock:
             self._groups.clear()
             self._by_buffer.clear()
+            self._singles.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,42 +169,97 @@ its handle, offset, size), and the (step index, call position) pairs that set it
 @dataclass(frozen=True, slots=True)
 class _Patch:
     """What rebasing a program onto a set of moved allocations remakes: the moved bind
-    groups of one entry (layout, its id, binding, id of its resource, offset, size), the other moved
-    groups (layout, per entry (binding, id of its resource, its handle, offset, size)), per
-    step that sets one how its new call list is made from its old calls and the groups' new
-    calls (``singles`` then ``groups`` in order: :func:`_pick`), and the transfer sites that
-    move."""
+    groups of one entry (layout, id of its resource, and its key in the bind group cache's
+    one-entry groups before the shift: id of the layout, binding, offset, size), the other
+    moved groups (layout, per entry (binding, id of its resource, its handle, offset,
+    size)), per step that sets one how its new call list is made from its old calls and the
+    groups' new calls (``singles`` then ``groups`` in order: :func:`_pick`), and the
+    transfer sites that move. ``sole`` is the id of the one allocation every moved group
+    is on when they are all one-entry groups (the usual slot bindings), with their keys
+    in ``keys`` and layouts in ``layouts``; else None."""
 
-    singles: tuple[tuple[Any, int, int, int, int, int], ...]
+    singles: tuple[tuple[Any, int, tuple[int, int, int, int]], ...]
     groups: tuple[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]], ...]
     picks: tuple[tuple[int, Pick], ...]
     transfers: tuple[tuple[Any, ...], ...]
+    sole: int | None
+    keys: tuple[tuple[int, int, int, int], ...]
+    layouts: tuple[Any, ...]
 
 
 Pick = Callable[[Sequence["Call"], list["Call"]], Sequence["Call"]]
 """A step's new calls from its old calls and the moved groups' new calls (see _pick)."""
 
+_CALL = itemgetter(3)
+"""A bind group cache entry's call setting the group at index 0."""
 
-def _items(order: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """A function taking a sequence to the tuple of its items at ``order`` (itemgetter: one
-    C loop; it returns a bare item for one index, hence the wrapper)."""
-    if len(order) == 1:
+
+def _items(order: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A function taking a sequence to the sequence of its items at ``order``. Where
+    ``order`` repeats a shorter order (groups cycled: dispatch i binds group i % k), the
+    short gather repeated (list repetition is a C copy); else itemgetter (one C loop; it
+    returns a bare item for one index, hence the wrapper)."""
+    count = len(order)
+    if count == 1:
         only = order[0]
         return lambda items: (items[only],)
+    period = _period(order)
+    if period <= count // 2:
+        times, rest = divmod(count, period)
+        if list(order[:period]) == list(range(period)):  # the first items, in order
+
+            def repeated(items: Sequence[Any]) -> list[Any]:
+                head = list(items[:period])
+                return head * times + head[:rest]
+
+            return repeated
+        short = _items(order[:period])
+
+        def gathered(items: Sequence[Any]) -> list[Any]:
+            head = list(short(items))
+            return head * times + head[:rest]
+
+        return gathered
     return itemgetter(*order)
 
 
-def _pick(count: int, sites: dict[int, int]) -> Pick:
-    """How a step of ``count`` calls whose positions ``sites`` (position -> group number)
-    set a moved group gets its new calls. Where the sites are evenly spaced (a group before
-    each dispatch), a copy and one slice assignment of the groups' calls in site order;
-    else one gather from the old calls followed by the new ones."""
+def _period(order: Sequence[int]) -> int:
+    """The smallest p with order[i] == order[i - p] for every i >= p (the prefix function's
+    last value: linear, at patch time)."""
+    border = [0] * len(order)
+    k = 0
+    for i in range(1, len(order)):
+        while k and order[i] != order[k]:
+            k = border[k - 1]
+        if order[i] == order[k]:
+            k += 1
+        border[i] = k
+    return len(order) - border[-1]
+
+
+def _pick(count: int, sites: dict[int, int], groups: int) -> Pick:
+    """How a step of ``count`` calls whose positions ``sites`` (position -> group number of
+    ``groups``) set a moved group gets its new calls. Where the sites are evenly spaced (a
+    group before each dispatch), a copy and one slice assignment of the groups' calls in
+    site order; else one gather from the old calls followed by the new ones."""
     positions = sorted(sites)
-    values = _items([sites[p] for p in positions])
+    order = [sites[p] for p in positions]
+    values = _items(order)
     if len(positions) > 1:
         start, step = positions[0], positions[1] - positions[0]
         stop = positions[-1] + 1
         if positions == list(range(start, stop, step)):
+            times, rest = divmod(len(order), groups)
+            if order == list(range(groups)) * times + list(range(rest)):
+                # The groups in turn (dispatch i binds group i % groups): the new calls
+                # repeated, with no gather.
+
+                def cycled(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
+                    out = list(calls)
+                    out[start:stop:step] = new_calls * times + new_calls[:rest]
+                    return out
+
+                return cycled
 
             def spaced(calls: Sequence[Call], new_calls: list[Call]) -> Sequence[Call]:
                 out = list(calls)
@@ -195,7 +320,7 @@ class Program:
         self._backend = encoding.backend
         self._encoding = encoding
         # Where each call that names a buffer sits (see rebased()).
-        self._sites = sites or []
+        self._sites: Sequence[tuple[Any, ...]] = sites or ()
         self._grouped: tuple[list[_GroupSites], list[tuple[Any, ...]]] | None = None
         self._patches: dict[tuple[int, ...], _Patch] = {}
         if owns_aux:
@@ -213,42 +338,52 @@ class Program:
         program keeps owning them). Raises BackendError."""
         patch = self._patches.get(tuple(rebase)) or self._patch_for(rebase)
         bind_groups = self._encoding.bind_groups
-        set_bind_group = self._backend.set_bind_group
-        # Each moved allocation's new backend buffer, its id and the offset shift, once.
-        moved = {}
-        for key, (root, shift) in rebase.items():
-            handle = root.allocation.handle
-            moved[key] = (handle, id(handle), shift)
+        singles = patch.singles
         # One-entry groups on a moved allocation (the usual slot binding): what
-        # rebase_region makes of each region, without the Region; looked up under
-        # BindGroupCache.get's key for one entry (same module), created by get on a miss.
-        find = bind_groups.find
-        groups = []
-        new_calls: list[Call] = []
-        for layout, layout_id, b, resource, offset, size in patch.singles:
-            handle, handle_id, shift = moved[resource]
-            found = find((layout_id, (b, handle_id, offset + shift, size)))
-            if found is None:
-                group = bind_groups.get(layout, ((b, handle, offset + shift, size),))
-                groups.append(group)
-                new_calls.append(set_bind_group(0, group))
-            else:
-                groups.append(found[0])
-                new_calls.append(found[3])
-        for layout, specs in patch.groups:
-            entries = []
-            for b, resource, fixed, offset, size in specs:
-                new = moved.get(resource)
-                if new is None:
-                    entries.append((b, fixed, offset, size))
-                else:
-                    entries.append((b, new[0], offset + new[2], size))
-            group = bind_groups.get(layout, tuple(entries))
-            groups.append(group)
-            new_calls.append(set_bind_group(0, group))
-        # This program's objects by reference (not copied: a long program keeps hundreds),
-        # then the new calls' own.
-        keepalive: list[Any] = [self._keepalive, *groups]
+        # rebase_region makes of each region, without the Region; their cache entries
+        # (BindGroupCache: group first, the call setting it last), made on a miss.
+        found: list[Any]
+        sole = patch.sole
+        if sole is not None:
+            # All on one allocation: one lookup of its groups, one C-level map over the keys.
+            root, shift = rebase[sole]
+            handle = root.allocation.handle
+            keys = patch.keys
+            if shift:
+                keys = tuple(
+                    [(layout_id, b, offset + shift, size) for layout_id, b, offset, size in keys]
+                )
+            per = bind_groups.singles_of(id(handle))
+            found = [None] * len(keys) if per is None else list(map(per.get, keys))
+            if not all(found):  # entries are non-empty tuples: a miss is the only false one
+                bind_groups.fill(handle, patch.layouts, keys, found)
+        else:
+            # Each moved allocation's new backend buffer and the offset shift, once.
+            moved = {}
+            for key, (root, shift) in rebase.items():
+                moved[key] = (root.allocation.handle, shift)
+            found = []
+            for layout, resource, (layout_id, b, offset, size) in singles:
+                handle, shift = moved[resource]
+                per = bind_groups.singles_of(id(handle))
+                entry = None if per is None else per.get((layout_id, b, offset + shift, size))
+                if entry is None:
+                    entry = bind_groups.entry(layout, ((b, handle, offset + shift, size),))
+                found.append(entry)
+            for layout, specs in patch.groups:
+                entries = []
+                for b, resource, fixed, offset, size in specs:
+                    new = moved.get(resource)
+                    if new is None:
+                        entries.append((b, fixed, offset, size))
+                    else:
+                        entries.append((b, new[0], offset + new[1], size))
+                found.append(bind_groups.entry(layout, tuple(entries)))
+        new_calls: list[Call] = list(map(_CALL, found))
+        # The new groups (their cache entries hold them), then this program's objects by
+        # reference (not copied: a long program keeps hundreds).
+        keepalive: list[Any] = found
+        found.append(self._keepalive)
         steps = list(self._steps)
         for index, pick in patch.picks:
             # C-level copies per step: the old calls, each moved group's site taking the
@@ -266,7 +401,18 @@ class Program:
                     own = copied[index] = list(steps[index][1])
                     steps[index] = (steps[index][0], own)
                 own[position] = moved_call
-        return Program(self.plan, steps, self.aux, keepalive, self._encoding, owns_aux=False)
+        # As the constructor makes it with owns_aux=False (no sites: never rebased again).
+        program = _new_program(Program)
+        program.plan = self.plan
+        program._steps = steps
+        program.aux = self.aux
+        program._keepalive = keepalive
+        program._backend = self._backend
+        program._encoding = self._encoding
+        program._sites = ()
+        program._grouped = None
+        program._patches = {}
+        return program
 
     def _patch_for(self, rebase: Rebase) -> _Patch:
         """What rebasing by ``rebase`` remakes, which depends only on the allocations it
@@ -276,7 +422,7 @@ class Program:
         patch = self._patches.get(key)
         if patch is None:
             groups, transfers = self._grouped_sites()
-            singles: list[tuple[Any, int, int, int, int, int]] = []
+            singles: list[tuple[Any, int, tuple[int, int, int, int]]] = []
             general: list[tuple[Any, tuple[tuple[int, int, Any, int, int], ...]]] = []
             sites: list[tuple[tuple[int, int], ...]] = []
             general_sites: list[tuple[tuple[int, int], ...]] = []
@@ -285,7 +431,7 @@ class Program:
                     continue
                 if len(specs) == 1:
                     b, resource, _, offset, size = specs[0]
-                    singles.append((layout, id(layout), b, resource, offset, size))
+                    singles.append((layout, resource, (id(layout), b, offset, size)))
                     sites.append(places)
                 else:
                     general.append((layout, specs))
@@ -297,16 +443,29 @@ class Program:
                     targets.setdefault(index, {})[position] = number
             picks = []
             for index, positions in sorted(targets.items()):
-                picks.append((index, _pick(len(self._steps[index][1]), positions)))
+                picks.append(
+                    (
+                        index,
+                        _pick(len(self._steps[index][1]), positions, len(singles) + len(general)),
+                    )
+                )
             moved_transfers = tuple(
                 site
                 for site in transfers
                 if any(id(region.resource) in rebase for _, region in site[3])
             )
+            on = {resource for _, resource, _ in singles}
+            sole = next(iter(on)) if len(on) == 1 and not general else None
             if len(self._patches) >= 8:  # a template sees one set; other callers, a few
                 self._patches.clear()
             patch = self._patches[key] = _Patch(
-                tuple(singles), tuple(general), tuple(picks), moved_transfers
+                tuple(singles),
+                tuple(general),
+                tuple(picks),
+                moved_transfers,
+                sole,
+                tuple([key for _, _, key in singles]),
+                tuple([layout for layout, _, _ in singles]),
             )
         return patch
 
@@ -369,6 +528,9 @@ class Program:
         """``encode`` with ``timer`` (hal/runtime/profiling.py) called around every dispatch
         and native transfer to write timestamps. Raises BackendError."""
         return self._backend.encode_profiled(self._steps, timer, label)
+
+
+_new_program = object.__new__
 
 
 def _create_aux(plan: Plan, encoding: Encoding) -> dict[AuxBuffer, Any]:

@@ -9,6 +9,7 @@ for the first command wgpu rejects on its own, so the HalError names it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -200,35 +201,19 @@ class Programs:
         """The program for a new table: the plan of an earlier table of the same shape
         rebased onto these entries (no lowering), else lowered now."""
         caps = self._device.caps
-
-        def segments() -> list[Segment]:
-            return slots.resolve(_WHAT, _segments_of(self._segments), entries)
-
         # The latest template first: a table of its shape is rebased in one pass, without
         # making the shape (hal/core/rebase.py rebase_onto); else the shape picks one.
-        shape: tuple[tuple[int, int, bool], ...] | None = None
-        rebase = None
         template = self._last_template
         if template is not None:
             rebase = rebase_onto(template[1], template[5], entries, caps, self._direct)
-        if rebase is None:
-            shape = table_shape(entries, caps, self._direct)
-            template = None if shape is None else self._templates.get(shape)
-            if template is not None:
-                rebase = rebase_for(template[1], entries)
-        if template is not None and rebase is not None:
+            if rebase is not None:
+                return self._rebased(template, rebase, slots, entries)
+        shape = table_shape(entries, caps, self._direct)
+        template = None if shape is None else self._templates.get(shape)
+        if template is not None:
             self._last_template = template
-            old_plan, _, old_program, fixed, used, _ = template
-            # What submitting needs is the resources and the template's step structure (no
-            # Plan is made: the rebased steps are made only if someone looks, cb.plan). The
-            # resources: the template's own that no slot moves, then the used slots' new
-            # allocations.
-            resources = frozenset([*fixed, *[entries[i][1] for i in used]])
-            self._check_alive(resources)
-            program = old_program.rebased(rebase, resources, segments)
-            program.describe_with(lambda: rebase_plan(old_plan, rebase))
-            return program
-        resolved = segments()
+            return self._rebased(template, rebase_for(template[1], entries), slots, entries)
+        resolved = slots.resolve(_WHAT, _segments_of(self._segments), entries)
         plan = _plan(resolved, caps)
         check_plan_limits(_WHAT, plan, caps)
         self._check_alive(plan.resources)
@@ -244,6 +229,24 @@ class Programs:
                 plan, entries, program, fixed, used, shape,
             )  # fmt: skip
         return program
+
+    def _rebased(
+        self, template: _Template, rebase: Rebase, slots: SlotRequirements, entries: list[Any]
+    ) -> CheckedProgram:
+        """``template``'s program rebased onto ``entries`` by ``rebase`` (no lowering)."""
+        old_plan, _, old_program, fixed, used, _ = template
+        # What submitting needs is the resources and the template's step structure (no
+        # Plan is made: the rebased steps are made only if someone looks, cb.plan, and the
+        # resolved segments only if wgpu rejects the program). The resources: the
+        # template's own that no slot moves, then the used slots' new allocations.
+        resources = frozenset([*fixed, *[entries[i][1] for i in used]])
+        self._check_alive(resources)
+        return old_program.rebased(
+            rebase,
+            resources,
+            functools.partial(_resolved, self, slots, entries),
+            functools.partial(rebase_plan, old_plan, rebase),
+        )
 
     def _check_alive(self, resources: frozenset[Any]) -> None:
         for buffer in resources:
@@ -291,6 +294,12 @@ def wgpu_failure(
     return InvalidArgumentError(f"{_WHAT}: wgpu rejected the command buffer: {one_line(error)}")
 
 
+def _resolved(programs: Programs, slots: SlotRequirements, entries: list[Any]) -> list[Segment]:
+    """The segments of ``programs`` resolved onto a table's ``entries`` (a rebased
+    program's, made only on the error path)."""
+    return slots.resolve(_WHAT, _segments_of(programs._segments), entries)
+
+
 class CheckedProgram:
     """A compiled program (:class:`hal.runtime.encoder.Program`) whose wgpu errors at encoding
     become HalErrors naming the command that caused them. Everything else is delegated."""
@@ -325,11 +334,6 @@ class CheckedProgram:
         self.has_steps = bool(program.plan.steps)
         self._full_plan: Plan | Callable[[], Plan] = program.plan
 
-    def describe_with(self, make: Callable[[], Plan]) -> None:
-        """Make :meth:`full_plan` build the plan with ``make`` on first use (a rebased
-        program's :attr:`plan` shares the template's steps: same structure, older regions)."""
-        self._full_plan = make
-
     def full_plan(self) -> Plan:
         """The plan with every region on this program's buffers (what ``cb.plan`` shows)."""
         plan = self._full_plan
@@ -338,18 +342,33 @@ class CheckedProgram:
         return plan
 
     def rebased(
-        self, rebase: Rebase, resources: frozenset[Any], segments: SegmentSource
+        self,
+        rebase: Rebase,
+        resources: frozenset[Any],
+        segments: Callable[[], Sequence[Segment]],
+        plan: Callable[[], Plan],
     ) -> CheckedProgram:
         """This program rebased onto other buffers (see Program.rebased): no compilation.
         ``resources`` are the allocations the rebased program uses (:attr:`resources`);
         its :attr:`plan` stays this one's (the step structure both share; the plan on its
-        own buffers is :meth:`full_plan`, set with :meth:`describe_with`). Raises as
-        :meth:`encode` does, naming the release of a buffer first."""
+        own buffers is :meth:`full_plan`, made by ``plan`` on first use; ``segments`` makes
+        the segments for the error path). Raises as :meth:`encode` does, naming the release
+        of a buffer first."""
         try:
             program = self._program.rebased(rebase)
         except BackendError as error:
             raise self._failure(error) from None
-        return CheckedProgram(self._device, program, segments, self._views, resources)
+        # As the constructor makes it (plan and has_steps are this one's: the same steps).
+        checked = _new_checked(CheckedProgram)
+        checked._device = self._device
+        checked._program = program
+        checked._segments = segments
+        checked._views = self._views
+        checked.plan = self.plan
+        checked.resources = resources
+        checked.has_steps = self.has_steps
+        checked._full_plan = plan
+        return checked
 
     def _failure(self, error: BackendError) -> HalError | BackendError:
         # A buffer released by another thread after the submission's checks comes first:
@@ -378,3 +397,6 @@ class CheckedProgram:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._program, name)
+
+
+_new_checked = object.__new__

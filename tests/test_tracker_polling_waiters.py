@@ -124,8 +124,8 @@ def test_the_tracker_leaves_work_to_a_polling_host_wait(
     timeout: float | None,
 ) -> None:
     """Round trips whose work finishes within the host wait's polls, after a first one (a
-    submit-and-wait loop): the tracker makes no backend call at all (no blocking wait beside the polls), the waiter completes the work
-    on its own thread, bytes exact."""
+    submit-and-wait loop): the tracker makes no backend call at all (no blocking wait
+    beside the polls), the waiter completes the work on its own thread, bytes exact."""
     gate = _gate(device, monkeypatch, poll_s=5.0)
     me = threading.current_thread().name
     for round_trip in range(4):

@@ -459,8 +459,7 @@ class Completion:
                         # runs after it, and that wait wakes the tracker when it leaves
                         # (_blocked): it stops looking meanwhile (a short round trip never
                         # gets there, so its end costs no wake-up).
-                        held = self._yields_to_waiter()
-                        oldest = self._in_flight[0].ticket if held else 0
+                        oldest = self._in_flight[0].ticket if self._yields_to_waiter() else 0
                         claimed = oldest > 0 and oldest == seen
                         seen = oldest
                         self._standby = True

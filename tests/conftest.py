@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import linecache
 import os
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +23,44 @@ def device() -> Iterator[hal.Device]:
     """The default device, with native immediates where the adapter has them."""
     with hal.create_device() as dev:
         yield dev
+
+
+@pytest.fixture
+def no_forced_switches() -> Iterator[None]:
+    """No forced GIL hand-over during the test: another thread (the completion tracker) runs
+    only where the test's thread lets the GIL go (blocks, sleeps, a C call)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    yield
+    sys.setswitchinterval(interval)
+
+
+@contextlib.contextmanager
+def interrupt_on_line(filename: str, functions: set[str], marker: str) -> Iterator[list[int]]:
+    """Raise KeyboardInterrupt once, on the first executed line containing ``marker`` in one
+    of ``functions`` of ``filename`` (a trace function: an interrupt "landing anywhere").
+    Yields the list that gets that line's number once it fired."""
+    fired: list[int] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if code.co_name not in functions or code.co_filename != filename:
+            return None
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            if event == "line" and not fired and marker in line:
+                fired.append(frame.f_lineno)
+                raise KeyboardInterrupt
+            return local
+
+        return local
+
+    sys.settrace(tracer)
+    try:
+        yield fired
+    finally:
+        sys.settrace(None)
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ messages and interrupt safety."""
 
 from __future__ import annotations
 
-import linecache
 import math
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import WAIT
+from conftest import WAIT, interrupt_on_line
 
 import hal
 import hal.runtime.completion as completion_module
@@ -201,28 +199,13 @@ def test_an_interrupt_where_the_completion_drops_the_note_leaks_nothing(
     device.wait_idle(WAIT)
     s = device.create_semaphore()
     device.queue_copy(source, 0, target, 0, 1024, signal=[(s, 1)])
-    fired: list[int] = []
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        code = frame.f_code
-        if code.co_name != "_finish_through" or code.co_filename != completion_module.__file__:
-            return None
-
-        def local(frame: Any, event: str, arg: Any) -> Any:
-            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-            if event == "line" and not fired and marker in line:
-                fired.append(frame.f_lineno)
-                raise KeyboardInterrupt
-            return local
-
-        return local
-
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            s.wait(1, timeout=WAIT)
-    finally:
-        sys.settrace(None)
+    # The note drop is Completion._drop_note, called from _finish_through's release.
+    where = {"_finish_through", "_drop_note"}
+    with (
+        interrupt_on_line(completion_module.__file__, where, marker) as fired,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        s.wait(1, timeout=WAIT)
     assert fired, "the interrupt point was not reached"
     completion = device._queue.completion
     assert s.query() == 1

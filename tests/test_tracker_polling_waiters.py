@@ -12,10 +12,8 @@ wgpu-native: no bounded waits, polls first, and its work "runs" until a gate ope
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,20 +27,9 @@ TRACKER = "hal-completion"
 
 
 @pytest.fixture
-def device() -> Iterator[hal.Device]:
-    device = hal.create_device(implementation="null", backend="null")
-    yield device
-    device.close()
-
-
-@pytest.fixture
-def no_forced_switches() -> Iterator[None]:
-    """No forced GIL hand-over: the tracker runs only where the waiting thread lets the GIL
-    go (the gate's polls sleep, as a C poll releases it)."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)
-    yield
-    sys.setswitchinterval(interval)
+def device(null: hal.Device) -> hal.Device:
+    """A null device of its own (conftest's ``null``): the gate patches its backend."""
+    return null
 
 
 class PollGate:

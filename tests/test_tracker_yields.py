@@ -12,7 +12,6 @@ deadline, an interrupt): every completion still happens, with the right bytes.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import WAIT, dawn_backend_or_skip
+from conftest import WAIT, dawn_backend_or_skip, interrupt_on_line
 
 import hal
 import hal.runtime.completion as completion_module
@@ -33,16 +32,6 @@ def null_device() -> Iterator[hal.Device]:
     device = hal.create_device(implementation="null", backend="null")
     yield device
     device.close()
-
-
-@pytest.fixture
-def no_forced_switches() -> Iterator[None]:
-    """No forced GIL hand-over within a test's few µs between a submission and its wait: the
-    tracker, woken by the submission, runs only once the waiting thread blocks."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)
-    yield
-    sys.setswitchinterval(interval)
 
 
 class Gate:
@@ -399,8 +388,6 @@ def test_a_note_leaked_by_an_interrupt_never_parks_the_tracker(
     completed ticket's note for good before). The wait's first backend wait gives up, so
     that the note is the ``finally``'s to drop (a completion on the waiting thread drops it
     itself since session 23: tests/test_round_trip_s23.py interrupts that)."""
-    import linecache
-
     device = null_device
     backend = device.backend
     original = backend.wait_bounded
@@ -416,29 +403,13 @@ def test_a_note_leaked_by_an_interrupt_never_parks_the_tracker(
     device.wait_idle()
     monkeypatch.setattr(backend, "wait_bounded", give_up_once)
     first = _copy(device, buffers)
-    fired = []
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code.co_name != "_blocked" or frame.f_code.co_filename != (
-            completion_module.__file__
-        ):
-            return None
-
-        def local(frame: Any, event: str, arg: Any) -> Any:
-            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-            if event == "line" and not fired and "self._leave_direct(ticket)" in line:
-                fired.append(frame.f_lineno)
-                raise KeyboardInterrupt
-            return local
-
-        return local
-
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            first.wait(1, timeout=WAIT)
-    finally:
-        sys.settrace(None)
+    with (
+        interrupt_on_line(
+            completion_module.__file__, {"_blocked"}, "self._leave_direct(ticket)"
+        ) as fired,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        first.wait(1, timeout=WAIT)
     assert fired, "the interrupt point was not reached"
     time.sleep(completion_module.LINGER_S + 0.01)
     quiet = _copy(device, buffers)

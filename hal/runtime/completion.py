@@ -83,10 +83,6 @@ class Completion:
         self._standby = False
         self._standby_claimed = False  # standing by while a host wait holds the oldest work
         self._linger_until = 0.0
-        # Every backend: where waits cannot be bounded (wgpu-native), a host wait still
-        # polls on its own thread (waiter_poll_s) or blocks there (unbounded), and a bounded
-        # one that leaves the work to the tracker kicks it (semaphore.py _sleep_until).
-        self._lingers = True
         # Work taken off the in-flight list and not yet completed (changed under the lock):
         # wait_idle waits for it too, so it never returns before the signals.
         self._completing = 0
@@ -244,23 +240,26 @@ class Completion:
         while True:
             try:
                 with self._lock:
-                    # Absent only where an interrupt fell between ``noted`` and the append
-                    # (try/except: contextlib.suppress costs ~0.2 µs a round trip).
-                    try:  # noqa: SIM105
-                        self._direct.remove(ticket)
-                    except ValueError:
-                        pass
-                    if self._lingers:
-                        self._linger_until = time.monotonic() + LINGER_S
-                    if self._standby_claimed or (
-                        (self._tracker_yielding or self._standby) and self._in_flight
-                    ):
-                        self.cond.notify_all()
+                    self._drop_note(ticket)
                 break
             except KeyboardInterrupt as error:
                 interrupted = error
         if interrupted is not None:
             raise interrupted
+
+    def _drop_note(self, ticket: int) -> None:
+        """Drop a host wait's note for ``ticket``, start the tracker's standby
+        (:data:`LINGER_S`) and wake it where it is parked with work left (call with the lock
+        held; safe to repeat after an interrupt: nothing in it can fail)."""
+        # Absent only where an interrupt fell between a wait's ``noted`` and its append
+        # (try/except: contextlib.suppress costs ~0.2 µs a round trip).
+        try:  # noqa: SIM105
+            self._direct.remove(ticket)
+        except ValueError:
+            pass
+        self._linger_until = time.monotonic() + LINGER_S
+        if self._standby_claimed or ((self._tracker_yielding or self._standby) and self._in_flight):
+            self.cond.notify_all()
 
     def _yields_to_waiter(self) -> bool:
         """Whether the tracker should leave the oldest work in flight to a host wait that
@@ -351,17 +350,7 @@ class Completion:
                         if done and self._idle_waiters:
                             self.cond.notify_all()
                         if left is not None:
-                            # _leave_direct's body (there: why; nothing it calls can fail).
-                            try:  # noqa: SIM105
-                                self._direct.remove(ticket)
-                            except ValueError:
-                                pass
-                            if self._lingers:
-                                self._linger_until = time.monotonic() + LINGER_S
-                            if self._standby_claimed or (
-                                (self._tracker_yielding or self._standby) and self._in_flight
-                            ):
-                                self.cond.notify_all()
+                            self._drop_note(ticket)
                             left.append(True)  # last: an interrupt before it leaves it empty
                 break
             except (KeyboardInterrupt, SystemExit) as interrupt:

@@ -94,29 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     handles = ffi.new("WGPUCommandBuffer[1]")
     raw_queue = queue._internal
 
-    def raw() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        cb = program.encode()
-        queue.submit([cb])
-        t1 = time.perf_counter()
-        queue.on_submitted_work_done_sync()
-        return t1 - t0, time.perf_counter() - t1
+    def halves(submit: Callable[[Any], Any], wait: Callable[[Any], object]) -> Mode:
+        """A mode that encodes and ``submit``s (the submit half), then ``wait``s for what
+        ``submit`` returned (the wait half)."""
 
-    def backend_mode() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        cb = program.encode()
-        ticket = backend.submit([cb])
-        t1 = time.perf_counter()
-        backend.wait(ticket)
-        return t1 - t0, time.perf_counter() - t1
+        def run() -> tuple[float, float]:
+            t0 = time.perf_counter()
+            submitted = submit(program.encode())
+            t1 = time.perf_counter()
+            wait(submitted)
+            return t1 - t0, time.perf_counter() - t1
 
-    def bsub_rawwait() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        cb = program.encode()
-        backend.submit([cb])
-        t1 = time.perf_counter()
+        return run
+
+    def raw_wait(_: Any) -> None:
         queue.on_submitted_work_done_sync()
-        return t1 - t0, time.perf_counter() - t1
+
+    raw = halves(lambda cb: queue.submit([cb]), raw_wait)
+    backend_mode = halves(lambda cb: backend.submit([cb]), backend.wait)
+    bsub_rawwait = halves(lambda cb: backend.submit([cb]), raw_wait)
 
     def cffi_mode(info: Any, late: bool = False) -> Mode:
         def run() -> tuple[float, float]:

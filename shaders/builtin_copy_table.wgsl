@@ -1,27 +1,29 @@
 // hal builtin: many small copies between two buffers in one dispatch (hal/core/batching.py).
-// Workgroup k does table entry k: (source begin, target begin, length, unused), bytes
-// relative to the bound windows, at any alignment: interior target words are assembled from
-// two source words with a funnel shift, the first and last are patched byte by byte. The
-// lowering only batches copies whose target words are pairwise distinct and never read by
-// another entry. Both buffer bindings are read_write so one buffer may be bound twice.
+// Table entry k is (source begin, target begin, length, unused), bytes relative to the bound
+// windows, at any alignment; the table binding holds exactly the entries. Workgroup g does
+// entries g, g + groups, ... (a CPU adapter dispatches few workgroups, a GPU one per entry).
+// Interior target words are assembled from two source words with a funnel shift, the first
+// and last are patched byte by byte. The lowering only batches copies whose target words are
+// pairwise distinct and never read by another entry. Both buffer bindings are read_write so
+// one buffer may be bound twice.
 @group(0) @binding(0) var<storage, read_write> source_words: array<u32>;
 @group(0) @binding(1) var<storage, read_write> target_words: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<vec4<u32>>;
+
+// Invocations per workgroup: 256 on GPUs, fewer on CPU adapters (hal/runtime/executable.py).
+override lanes: u32 = 256u;
 
 fn source_byte(p: u32) -> u32 {
   return (source_words[p >> 2u] >> ((p & 3u) * 8u)) & 0xffu;
 }
 
-@compute @workgroup_size(256)
-fn copy_table(@builtin(workgroup_id) group: vec3<u32>,
-              @builtin(local_invocation_index) lane: u32) {
-  let entry = table[group.x];
+fn copy_entry(entry: vec4<u32>, lane: u32) {
   let src_begin = entry.x;
   let dst_begin = entry.y;
   let dst_end = dst_begin + entry.z;
   let first = dst_begin / 4u;
   let count = (dst_end + 3u) / 4u - first;
-  for (var i = lane; i < count; i += 256u) {
+  for (var i = lane; i < count; i += lanes) {
     let w = first + i;
     let t = w * 4u;
     if (t >= dst_begin && t + 4u <= dst_end) {
@@ -45,5 +47,15 @@ fn copy_table(@builtin(workgroup_id) group: vec3<u32>,
       }
       target_words[w] = value;
     }
+  }
+}
+
+@compute @workgroup_size(lanes)
+fn copy_table(@builtin(workgroup_id) group: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lane: u32) {
+  let entries = arrayLength(&table);
+  for (var k = group.x; k < entries; k += groups.x) {
+    copy_entry(table[k], lane);
   }
 }

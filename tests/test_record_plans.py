@@ -64,6 +64,8 @@ def random_records(rng: random.Random) -> tuple[list[TransferRecord], DeviceCaps
         values["max_workgroups"] = rng.choice([3, 8, 9])
     if rng.random() < 0.2:
         values["max_binding_size"] = rng.choice([4096, 1 << 14])
+    if rng.random() < 0.2:
+        values["table_workgroups"] = rng.choice([1, 16])
     c = DeviceCaps(**values)
     fills = rng.random() < 0.5
     zero = rng.random() < 0.4

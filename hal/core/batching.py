@@ -42,6 +42,7 @@ from hal.core.plan import (
 __all__ = [
     "BATCH_MAX_BYTES",
     "BATCH_MIN_RUN",
+    "TABLE_ENTRY",
     "batch_transfers",
     "builtin_transfers",
     "table_entries",
@@ -61,7 +62,9 @@ its own, unless it joins a neighbouring one)."""
 _FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
 _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4, BuiltinKernel.COPY16)
 _TABLES = (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
-_ENTRY = struct.Struct("<4I")
+TABLE_ENTRY = _ENTRY = struct.Struct("<4I")
+"""One table entry of the table kernels: four little-endian u32 (a fill's begin, end, pattern,
+0; a copy's source begin, target begin, length, 0)."""
 
 
 class _Transfer(NamedTuple):
@@ -262,28 +265,39 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     alignment = run.caps.storage_alignment
     first = run.transfers[0]
     target = _window(first.target, run.low, run.high, alignment)
-    flat: list[int] = []  # packed at once: one struct call per run, not per entry
+    pack = _ENTRY.pack
+    base = target.offset
     if first.source is None:
-        base = target.offset
-        for t in run.transfers:
-            flat += (t.start - base, t.end - base, t.pattern, 0)
-        return _table_step(target, None, flat, table, alignment)
+        transfers = run.transfers
+        entries = b"".join([pack(t.start - base, t.end - base, t.pattern, 0) for t in transfers])
+        return _table_step(target, None, entries, table, alignment, run.caps.table_workgroups)
     source = _window(first.source, run.source_low, run.source_high, alignment)
-    base, source_base = target.offset, source.offset
-    for t in run.transfers:
-        flat += (t.source_start - source_base, t.start - base, t.end - t.start, 0)
-    return _table_step(target, source, flat, table, alignment)
+    source_base = source.offset
+    entries = b"".join(
+        [
+            pack(t.source_start - source_base, t.start - base, t.end - t.start, 0)
+            for t in run.transfers
+        ]
+    )
+    return _table_step(target, source, entries, table, alignment, run.caps.table_workgroups)
 
 
 def _table_step(
-    target: Region, source: Region | None, flat: list[int], table: bytearray, alignment: int
+    target: Region,
+    source: Region | None,
+    entries: bytes,
+    table: bytearray,
+    alignment: int,
+    workgroups: int,
 ) -> Dispatch:
     """The FILL_TABLE (``source`` None) or COPY_TABLE dispatch over binding windows
-    ``target`` (and ``source``) whose entries are ``flat`` (four words each, relative to the
-    windows), the entries appended to ``table`` at an aligned offset. Raises nothing."""
+    ``target`` (and ``source``) whose ``entries`` are packed 16-byte table entries
+    (:data:`TABLE_ENTRY`, relative to the windows), appended to ``table`` at an aligned
+    offset, on one workgroup per entry up to ``workgroups`` (past it each loops over
+    several). Raises nothing."""
     offset = -(-len(table) // alignment) * alignment
     table.extend(bytes(offset - len(table)))
-    count = len(flat) // 4
+    count = len(entries) // 16
     if source is None:
         kernel = BuiltinKernel.FILL_TABLE
         bindings: tuple[tuple[int, str, Region], ...] = ((0, "storage", target),)
@@ -292,15 +306,15 @@ def _table_step(
         kernel = BuiltinKernel.COPY_TABLE
         bindings = ((0, "storage", source), (1, "storage", target))
         table_binding = 2
-    table.extend(struct.pack(f"<{len(flat)}I", *flat))
-    entries = Region(AuxBuffer.CONSTANTS, offset, 16 * count)
+    table.extend(entries)
+    window = Region(AuxBuffer.CONSTANTS, offset, 16 * count)
     return Dispatch(
         kernel,
         kernel.entry_point,
-        (*bindings, (table_binding, "read-only-storage", entries)),
+        (*bindings, (table_binding, "read-only-storage", window)),
         b"",
         None,
-        (count, 1, 1),
+        (count if count < workgroups else workgroups, 1, 1),
         None,
         f"builtin.{kernel.entry_point}[{count}]",
     )

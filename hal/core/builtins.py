@@ -15,6 +15,10 @@ from typing import Any
 from hal.errors import InvalidArgumentError
 
 __all__ = [
+    "CPU_TABLE_LANES",
+    "CPU_TABLE_WORKGROUPS",
+    "TABLE_KERNELS",
+    "TABLE_LANES",
     "WORKGROUP_SIZE",
     "BuiltinKernel",
     "allocation_size",
@@ -41,6 +45,18 @@ CPU_WORD_WORKGROUPS = 4096
 """The word kernels' grid on a CPU adapter, which pays per workgroup (lavapipe: a 16 MiB
 unaligned copy 39 ms on 4096 workgroups, 76 ms on 65535)."""
 
+TABLE_LANES = 256
+"""Invocations per workgroup of the table kernels (``builtin_*_table.wgsl``) on a GPU."""
+
+CPU_TABLE_LANES = 8
+"""The table kernels' invocations per workgroup on a CPU adapter: llvmpipe runs a workgroup's
+invocations as loops of its SIMD width (8 lanes of 32 bits on AVX2), so a 256-lane workgroup
+doing a 64-word entry spends three quarters of its time on idle lanes."""
+
+CPU_TABLE_WORKGROUPS = 16
+"""The table kernels' grid on a CPU adapter (each workgroup loops over every
+``CPU_TABLE_WORKGROUPS``-th entry): lavapipe pays per workgroup; a few per core suffice."""
+
 
 class BuiltinKernel(enum.Enum):
     """A builtin kernel: its shader file and entry point."""
@@ -58,6 +74,10 @@ class BuiltinKernel(enum.Enum):
     def entry_point(self) -> str:
         """The WGSL entry point name."""
         return self.value[1]
+
+
+TABLE_KERNELS = frozenset({BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE})
+"""The kernels that take a table of ranges (hal/core/batching.py) and the ``lanes`` constant."""
 
 
 def _shaders() -> Any:

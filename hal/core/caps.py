@@ -18,7 +18,9 @@ class DeviceCaps:
     the lowering stages constants into a uniform buffer); ``max_binding_size`` bounds one
     storage binding window; ``max_workgroups`` bounds one dispatch dimension;
     ``word_workgroups`` is the grid of the builtin word (unaligned) kernels, which loop over
-    their range; ``costs`` is the adapter's measured transfer cost model.
+    their range; ``table_workgroups`` caps the grid of the table kernels (batched small
+    transfers), which loop over their entries; ``costs`` is the adapter's measured transfer
+    cost model.
     ``padded_allocations`` says that every root allocation is padded as
     :func:`hal.core.builtins.allocation_size` says (the device's allocator does), so the
     unaligned builtin copy may bind windows rounded up to whole 16-byte blocks; stand-in
@@ -33,6 +35,7 @@ class DeviceCaps:
     max_uniform_binding_size: int = 64 << 10
     max_workgroups: int = 65535
     word_workgroups: int = 65535
+    table_workgroups: int = 65535
     max_buffer_size: int = (1 << 31) - 1
     padded_allocations: bool = False
     costs: TransferCosts = field(default_factory=TransferCosts)

@@ -27,6 +27,7 @@ from hal.core.batching import (
     BATCH_MAX_BYTES,
     BATCH_MIN_NATIVE,
     BATCH_MIN_RUN,
+    TABLE_ENTRY,
     _join_passes,
     _runs,
     _stats,
@@ -309,26 +310,34 @@ def record_plan(records: Sequence[TransferRecord], caps: DeviceCaps) -> Plan | N
     shortest = BATCH_MIN_NATIVE if native else BATCH_MIN_RUN
     if any(stop - start < shortest for start, stop, *_ in bounds):
         return None  # a short run stays lowered transfer by transfer: the general path
-    alignment = caps.storage_alignment
+    alignment, workgroups = caps.storage_alignment, caps.table_workgroups
     table = bytearray()
     dispatches = []
     resources: set[object] = set()
+    pack = TABLE_ENTRY.pack
     for start, stop, target, source, low, high, source_low, source_high in bounds:
         window = _window(target, low, high, alignment)
         base = window.offset
-        flat: list[int] = []
         resources.add(target)
         if source is None:
-            for _, offset, size, word in records[start:stop]:  # type: ignore[misc]
-                flat += (offset - base, offset + size - base, word, 0)
-            dispatches.append(_table_step(window, None, flat, table, alignment))
+            entries = b"".join(
+                [
+                    pack(r[1] - base, r[1] + r[2] - base, r[3], 0)  # (target, offset, size, word)
+                    for r in records[start:stop]
+                ]
+            )
+            dispatches.append(_table_step(window, None, entries, table, alignment, workgroups))
             continue
         resources.add(source)
         source_window = _window(source, source_low, source_high, alignment)
         source_base = source_window.offset
-        for _, source_offset, _, offset, size in records[start:stop]:  # type: ignore[misc]
-            flat += (source_offset - source_base, offset - base, size, 0)
-        dispatches.append(_table_step(window, source_window, flat, table, alignment))
+        entries = b"".join(
+            [
+                pack(r[1] - source_base, r[3] - base, r[4], 0)  # type: ignore[misc]
+                for r in records[start:stop]  # (source, source offset, target, offset, size)
+            ]
+        )
+        dispatches.append(_table_step(window, source_window, entries, table, alignment, workgroups))
     n = len(records)
     clears = sum(len(r) == 4 for r in records) if native else 0
     steps: list[Step] = [ComputePass(tuple(dispatches))]
@@ -363,54 +372,61 @@ def _record_runs(
     target: object = None
     source: object = None
     low = high = top = source_low = source_high = 0
+    # The verdict of the previous record's (kind, size, flag): most programs repeat one, so
+    # the key is compared, not built and looked up, per record.
+    kind = size_seen = -1
+    flag_seen = False
+    note = ""
     for i, record in enumerate(records):
         if len(record) == 4:
             t, start, size, word = record
-            s, source_start = None, 0
-            key = (0, size, word == 0)
+            s, source_start, flag, this = None, 0, word == 0, 0
         else:
             s, source_start, t, start, size = record
             if s is t:
                 return None
-            key = (1, size, not (source_start | start | size) & 3)
-        verdict = verdicts.get(key)
-        if verdict is None:
-            verdict = _record_verdict(builder, key)
+            flag, this = not (source_start | start | size) & 3, 1
+        if size != size_seen or this != kind or flag is not flag_seen:
+            key = (this, size, flag)
+            verdict = verdicts.get(key)
             if verdict is None:
+                verdict = _record_verdict(builder, key)
+                if verdict is None:
+                    return None
+                verdicts[key] = verdict
+            if native is None:
+                native = verdict[0]
+            elif verdict[0] is not native:
                 return None
-            verdicts[key] = verdict
-        if native is None:
-            native = verdict[0]
-        elif verdict[0] is not native:
-            return None
-        notes.append(verdict[1])
+            kind, size_seen, flag_seen, note = this, size, flag, verdict[1]
+        notes.append(note)
         end = start + size
-        source_end = source_start + size
         # _Run.accepts, in its order: a mismatch or a span too wide starts a new run.
-        joins = (
-            t is target
-            and s is source
-            and i - first < limit
-            and (end if end > high else high) - (start if start < low else low) <= span
-        )
-        if joins and start // 4 < top:
-            return None
-        if joins and s is not None:
-            joins = (source_end if source_end > source_high else source_high) - (
-                source_start if source_start < source_low else source_low
-            ) <= span
-        if joins:
-            high = end if end > high else high
-            low = start if start < low else low
-            top = (end + 3) // 4 if (end + 3) // 4 > top else top
-            source_low = source_start if source_start < source_low else source_low
-            source_high = source_end if source_end > source_high else source_high
-            continue
+        if t is target and s is source and i - first < limit:
+            new_high = end if end > high else high
+            new_low = start if start < low else low
+            if new_high - new_low <= span:
+                if start // 4 < top:
+                    return None
+                if s is None:
+                    high, low = new_high, new_low
+                    top = (end + 3) // 4
+                    if size > source_high:  # a fill's "source" range is [0, size)
+                        source_high = size
+                    continue
+                source_end = source_start + size
+                new_source_high = source_end if source_end > source_high else source_high
+                new_source_low = source_start if source_start < source_low else source_low
+                if new_source_high - new_source_low <= span:
+                    high, low = new_high, new_low
+                    top = (end + 3) // 4
+                    source_low, source_high = new_source_low, new_source_high
+                    continue
         if i:
             bounds.append((first, i, target, source, low, high, source_low, source_high))
         first, target, source = i, t, s
         low, high, top = start, end, (end + 3) // 4
-        source_low, source_high = source_start, source_end
+        source_low, source_high = source_start, source_start + size
     bounds.append((first, len(records), target, source, low, high, source_low, source_high))
     assert native is not None
     return native, notes, bounds

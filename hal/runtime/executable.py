@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hal.backends.protocol import BackendError
-from hal.core.builtins import BuiltinKernel, shader_source
+from hal.core.builtins import TABLE_KERNELS, TABLE_LANES, BuiltinKernel, shader_source
 from hal.core.layout import BindingLayout, EntryPointLayout, entry_point_layouts
 from hal.core.wgsl import ModuleInfo, reflect, rewrite_immediates
 from hal.core.wgsl_overrides import check_override_constants
@@ -289,12 +289,15 @@ def _read_source(source: str | os.PathLike[str]) -> str:
 
 
 class BuiltinKernels:
-    """The builtin executables of one device (hal/core/builtins.py), compiled at creation."""
+    """The builtin executables of one device (hal/core/builtins.py), compiled at creation;
+    the table kernels with ``table_lanes`` invocations per workgroup."""
 
-    def __init__(self, cache: ExecutableCache) -> None:
+    def __init__(self, cache: ExecutableCache, table_lanes: int = TABLE_LANES) -> None:
         self._executables: dict[BuiltinKernel, Executable] = {
             kernel: cache.get(
-                shader_source(kernel.value[0]), None, f"hal.builtin.{kernel.entry_point}"
+                shader_source(kernel.value[0]),
+                {"lanes": table_lanes} if kernel in TABLE_KERNELS else None,
+                f"hal.builtin.{kernel.entry_point}",
             )
             for kernel in BuiltinKernel
         }

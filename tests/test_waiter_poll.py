@@ -1,9 +1,12 @@
-"""Host waits that poll wgpu-native without blocking on their own thread (issue 10).
+"""Host waits that poll without blocking on their own thread (issues 10 and 11), on
+wgpu-native and on Dawn.
 
 wgpu-native's only blocking wait (``wgpuDevicePoll(wait = true)``) has no timeout, so a bounded
-host wait used to sleep until the completion thread handed the work over. On a GPU a wait now
-first polls ``wgpuDevicePoll(wait = false)`` for up to ``HAL_WAIT_POLL_US`` on its own thread
-and completes small work there. These tests force the poll on lavapipe (where it is off by
+host wait used to sleep until the completion thread handed the work over; Dawn's
+``wgpuInstanceWaitAny`` entered while the work still runs wakes ~15 µs late. On a GPU a wait
+now first polls the backend's non-blocking ``completed_ticket`` (``wgpuDevicePoll(wait =
+false)``, ``wgpuInstanceProcessEvents``) for up to ``HAL_WAIT_POLL_US`` on its own thread and
+completes small work there. These tests force the poll on lavapipe (where it is off by
 default: it would take the cores that run the GPU work) and pin that the waiting thread itself
 completes the work, that the deadline holds while polling, and the defaults.
 """
@@ -21,23 +24,49 @@ from conftest import WAIT
 import hal
 
 
-def _wgpu_native_device(monkeypatch: pytest.MonkeyPatch, poll_us: str | None) -> hal.Device:
+@pytest.fixture(params=["wgpu-native", "dawn"])
+def implementation(request: pytest.FixtureRequest) -> str:
+    """Each WebGPU implementation whose backend polls."""
+    return str(request.param)
+
+
+def _device(monkeypatch: pytest.MonkeyPatch, poll_us: str | None, implementation: str) -> Any:
     if poll_us is None:
         monkeypatch.delenv("HAL_WAIT_POLL_US", raising=False)
     else:
         monkeypatch.setenv("HAL_WAIT_POLL_US", poll_us)
     try:
-        return hal.create_device(implementation="wgpu-native")
-    except hal.UnavailableError as error:  # pragma: no cover - a machine without wgpu-native
+        return hal.create_device(implementation=implementation)
+    except hal.UnavailableError as error:  # pragma: no cover - a machine without it
         pytest.skip(str(error))
 
 
+def _hold_blocking_waits(
+    monkeypatch: pytest.MonkeyPatch, backend: Any, released: threading.Event
+) -> None:
+    """Make the backend's blocking waits (``wait``, and Dawn's ``wait_bounded``) return nothing
+    until ``released`` is set: only non-blocking polls can complete work meanwhile."""
+    original_wait, original_bounded = backend.wait, backend.wait_bounded
+
+    def held_wait(ticket: int) -> None:
+        released.wait(WAIT)
+        original_wait(ticket)
+
+    def held_bounded(ticket: int, timeout: float | None) -> bool:
+        if not released.wait(WAIT if timeout is None else min(timeout, WAIT)):
+            return False
+        return bool(original_bounded(ticket, timeout))
+
+    monkeypatch.setattr(backend, "wait", held_wait)
+    monkeypatch.setattr(backend, "wait_bounded", held_bounded)
+
+
 def test_a_wait_polls_and_completes_the_work_on_its_own_thread(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, implementation: str
 ) -> None:
     """With the tracker's blocking poll held off, only the waiting thread's non-blocking polls
     can complete the copy: the bounded wait returns with the bytes in place."""
-    device = _wgpu_native_device(monkeypatch, "5000000")
+    device = _device(monkeypatch, "5000000", implementation)
     try:
         backend: Any = device.backend
         assert backend.waiter_poll_s == pytest.approx(5.0)
@@ -53,15 +82,13 @@ def test_a_wait_polls_and_completes_the_work_on_its_own_thread(
         target = device.allocate_buffer(512)
         semaphore = device.create_semaphore()
         released = threading.Event()
-        original_wait = backend.wait
         monkeypatch.setattr(backend, "completed_ticket", recording)
-        monkeypatch.setattr(backend, "wait", lambda ticket: released.wait(WAIT))
+        _hold_blocking_waits(monkeypatch, backend, released)
         try:
             device.queue_copy(source, 0, target, 0, 512, signal=[(semaphore, 1)])
             semaphore.wait(1, timeout=WAIT)
             assert semaphore.query() == 1
         finally:
-            monkeypatch.setattr(backend, "wait", original_wait)
             released.set()
         assert threading.current_thread().name in polls
         assert np.array_equal(target.to_numpy(np.uint8), data)
@@ -69,21 +96,17 @@ def test_a_wait_polls_and_completes_the_work_on_its_own_thread(
         device.close()
 
 
-def test_a_polling_bounded_wait_keeps_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_polling_bounded_wait_keeps_its_deadline(
+    monkeypatch: pytest.MonkeyPatch, implementation: str
+) -> None:
     """Polls that never see the work finish stop at the wait's deadline (not the longer poll
     budget): DeadlineExceededError in time; the tracker completes the work later."""
-    device = _wgpu_native_device(monkeypatch, "10000000")  # 10 s of polling allowed
+    device = _device(monkeypatch, "10000000", implementation)  # 10 s of polling allowed
     try:
         backend: Any = device.backend
         released = threading.Event()
-        original_wait = backend.wait
-
-        def held_wait(ticket: int) -> None:
-            released.wait(WAIT)
-            original_wait(ticket)
-
         monkeypatch.setattr(backend, "completed_ticket", lambda: 0)
-        monkeypatch.setattr(backend, "wait", held_wait)
+        _hold_blocking_waits(monkeypatch, backend, released)
         buffer = device.allocate_buffer(16)
         semaphore = device.create_semaphore()
         device.queue_fill(buffer, 0, 16, 7, 1, signal=[(semaphore, 1)])
@@ -100,20 +123,22 @@ def test_a_polling_bounded_wait_keeps_its_deadline(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(("setting", "expected"), [("250", 250e-6), ("-3", 0.0), ("nan", 0.0)])
 def test_the_poll_budget_comes_from_hal_wait_poll_us(
-    monkeypatch: pytest.MonkeyPatch, setting: str, expected: float
+    monkeypatch: pytest.MonkeyPatch, setting: str, expected: float, implementation: str
 ) -> None:
-    device = _wgpu_native_device(monkeypatch, setting)
+    device = _device(monkeypatch, setting, implementation)
     try:
         assert device.backend.waiter_poll_s == pytest.approx(expected)  # type: ignore[attr-defined]
     finally:
         device.close()
 
 
-def test_no_polling_by_default_on_a_cpu_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_polling_by_default_on_a_cpu_adapter(
+    monkeypatch: pytest.MonkeyPatch, implementation: str
+) -> None:
     """On a CPU adapter (lavapipe, llvmpipe) the default is 0: polling would take the cores
     the GPU work runs on. A malformed value falls back to the default."""
     for setting in (None, "fast"):
-        device = _wgpu_native_device(monkeypatch, setting)
+        device = _device(monkeypatch, setting, implementation)
         try:
             if device.info.adapter_type != "cpu":
                 pytest.skip("a GPU adapter: the default polls")

@@ -50,7 +50,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError, Step
+from hal.backends.protocol import (
+    AdapterDescription,
+    Backend,
+    BackendError,
+    Step,
+    waiter_poll_seconds,
+)
 from hal.backends.raw_calls import RawCalls
 from hal.backends.wgpu_py import WgpuPyBackend, describe_adapters, translate
 
@@ -255,7 +261,11 @@ class DawnBackend(RawCalls, WgpuPyBackend):
             )
         except Exception as error:
             raise translate(error) from None
-        return cls(device, frozenset(features), implicit, host_memory)
+        backend = cls(device, frozenset(features), implicit, host_memory)
+        # A host wait polls first on a GPU (protocol.waiter_poll_seconds): a WaitAny entered
+        # while the work still runs wakes ~15 µs after it finished, a poll within a few.
+        backend.waiter_poll_s = waiter_poll_seconds(adapter.adapter_type)
+        return backend
 
     def _classify(self, error: BackendError) -> BackendError:
         """``error``, marked lost (and the loss recorded) when the device is lost."""

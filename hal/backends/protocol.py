@@ -17,6 +17,7 @@ arguments — the runtime validates before it calls them (API.md: nothing invali
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "WAITER_POLL_US",
     "AdapterDescription",
     "Backend",
     "BackendError",
@@ -33,6 +35,8 @@ __all__ = [
     "LayoutEntry",
     "Step",
     "Timer",
+    "env_seconds",
+    "waiter_poll_seconds",
 ]
 
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -47,6 +51,34 @@ has a dynamic offset)."""
 
 BindGroupEntry = tuple[int, Any, int, int]
 """A bind group entry: (binding, backend buffer, offset, size)."""
+
+
+def env_seconds(name: str, default_us: float) -> float:
+    """Environment variable ``name`` read as microseconds (``default_us`` when unset or
+    malformed), in seconds; negative and NaN read as 0."""
+    try:
+        value = float(os.environ.get(name, default_us))
+    except ValueError:
+        value = default_us
+    return max(0.0, value) * 1e-6  # max(0.0, nan) is 0.0
+
+
+WAITER_POLL_US = 2000.0
+"""How long a host wait polls without blocking by default (discrete and integrated adapters)."""
+
+
+def waiter_poll_seconds(adapter_type: str) -> float:
+    """:attr:`Backend.waiter_poll_s` for an adapter of ``adapter_type``: how long a host wait
+    on one submission polls :meth:`Backend.completed_ticket` on its own thread before
+    leaving the work to the tracker or blocking in the backend. ``HAL_WAIT_POLL_US``, by
+    default 2000 µs on GPUs and 0 on CPU adapters, where polling would take the cores that
+    run the GPU work. Measured on the H200: wgpu-native's blocking poll has no timeout, so
+    without polls a bounded wait always paid the tracker's wake-up and hand-off (a one-fill
+    round trip took 1.19× its unbounded form); Dawn's ``wgpuInstanceWaitAny`` entered before
+    the work finished cost a round trip ~15 µs more than one entered after it
+    (benchmarks/dawn_round_trip.py: the ``cffi`` rows against ``raw``). Most small
+    submissions finish within the poll."""
+    return env_seconds("HAL_WAIT_POLL_US", 0.0 if adapter_type == "cpu" else WAITER_POLL_US)
 
 
 class BackendError(Exception):

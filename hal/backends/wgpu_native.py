@@ -17,13 +17,19 @@ device opens as a plain :class:`WgpuPyBackend`.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from hal.backends.protocol import AdapterDescription, Backend, BackendError, Step
+from hal.backends.protocol import (
+    AdapterDescription,
+    Backend,
+    BackendError,
+    Step,
+    env_seconds,
+    waiter_poll_seconds,
+)
 from hal.backends.raw_calls import RawCalls
 from hal.backends.wgpu_py import WgpuPyBackend, translate
 
@@ -87,16 +93,6 @@ class _MapRequest:
         self.info.callback = callback
 
 
-def _env_seconds(name: str, default_us: float) -> float:
-    """``name`` read as microseconds (``default_us`` when unset or malformed), in seconds;
-    negative and NaN read as 0."""
-    try:
-        value = float(os.environ.get(name, default_us))
-    except ValueError:
-        value = default_us
-    return max(0.0, value) * 1e-6  # max(0.0, nan) is 0.0
-
-
 def _spin_seconds() -> float:
     """The completion tracker's spin, ``HAL_POLL_SPIN_US`` (default 0: never). Measured on
     the H200 with nothing else running: a round trip waited by ``wgpuDevicePoll(wait=True)``
@@ -107,7 +103,7 @@ def _spin_seconds() -> float:
     # submitting thread (wgpu-core's device locks, the GIL) more than it saved: record +
     # end + queue_execute + wait of one dispatch took 328 µs with a 2 ms spin, 198 without
     # (benchmarks/profile_round_trip.py); only a lone waiter gains (wait_strategies.py).
-    return _env_seconds("HAL_POLL_SPIN_US", 0.0)
+    return env_seconds("HAL_POLL_SPIN_US", 0.0)
 
 
 _TRACKER_POLL_US = 250.0
@@ -125,22 +121,7 @@ def _tracker_poll_seconds(adapter_type: str) -> float:
     ``queue_execute`` ran at 1969 GB/s against 2066 submitted raw on the H200). The sleeps
     double from ~20 µs, so short work is seen at once and long work costs a poll every 250
     µs."""
-    return _env_seconds("HAL_TRACKER_POLL_US", 0.0 if adapter_type == "cpu" else _TRACKER_POLL_US)
-
-
-_WAITER_POLL_US = 2000.0
-"""How long a host wait polls without blocking by default (discrete and integrated adapters)."""
-
-
-def _waiter_poll_seconds(adapter_type: str) -> float:
-    """How long a host wait on one submission polls ``wgpuDevicePoll(wait = false)`` on its
-    own thread before leaving the work to the tracker (bounded waits) or blocking in
-    ``wgpuDevicePoll(wait = true)`` (unbounded ones): ``HAL_WAIT_POLL_US``, by default
-    2000 µs on GPUs and 0 on CPU adapters, where polling would take the cores that run the
-    GPU work. wgpu-native's blocking poll has no timeout, so without this a bounded wait
-    always paid the tracker's wake-up and hand-off (a one-fill round trip took 1.19× its
-    unbounded form on the H200); most small submissions finish within the poll."""
-    return _env_seconds("HAL_WAIT_POLL_US", 0.0 if adapter_type == "cpu" else _WAITER_POLL_US)
+    return env_seconds("HAL_TRACKER_POLL_US", 0.0 if adapter_type == "cpu" else _TRACKER_POLL_US)
 
 
 class _WorkDone:
@@ -198,7 +179,7 @@ class WgpuNativeBackend(RawCalls, WgpuPyBackend):
         backend = super().open(adapter, features, label)
         assert isinstance(backend, WgpuNativeBackend)
         spin = _spin_seconds() if _WORK_DONE else 0.0
-        poll = _waiter_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
+        poll = waiter_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
         tracker = _tracker_poll_seconds(adapter.adapter_type) if _WORK_DONE else 0.0
         if spin > 0 or poll > 0 or tracker > 0:
             backend.spin_s = spin

@@ -190,8 +190,9 @@ class Completion:
             return False
         poll = backend.waiter_poll_s
         if poll > 0:
-            # Non-blocking polls first (wgpu-native on a GPU): small work finishes within
-            # them, and they return by the deadline, which its blocking poll cannot.
+            # Non-blocking polls first (on a GPU): small work finishes within them; they
+            # return by the deadline, which wgpu-native's blocking poll cannot, and see the
+            # work done sooner than Dawn's WaitAny wakes.
             if deadline is not None:
                 poll = min(poll, deadline - time.monotonic())
             if poll > 0 and self._polled(self.poll_for, ticket, poll, settled):

@@ -136,7 +136,9 @@ def test_dawn_bounded_wait_blocks_in_timed_wait_any_on_this_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """On Dawn the waiting thread itself waits (with a finite timeout) for a real GPU copy;
-    the bytes are there; a ticket already finished answers a zero timeout with True."""
+    the bytes are there; a ticket already finished answers a zero timeout with True. The
+    wait's polls are off: on a GPU they would finish the copy before the blocking wait."""
+    monkeypatch.setenv("HAL_WAIT_POLL_US", "0")
     device = hal.create_device(implementation="dawn", backend=dawn_backend_or_skip())
     try:
         backend: Any = device.backend

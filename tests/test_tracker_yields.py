@@ -189,7 +189,9 @@ def test_dawn_round_trips_complete_on_the_waiting_thread_alone(
     monkeypatch: pytest.MonkeyPatch, no_forced_switches: None
 ) -> None:
     """On Dawn, a round trip of a real copy with an unbounded and with a bounded wait: only
-    the waiting thread waits in the backend (TimedWaitAny), never the tracker beside it."""
+    the waiting thread waits in the backend (TimedWaitAny), never the tracker beside it. The
+    waits' polls are off: on a GPU they would finish the copies before any blocking wait."""
+    monkeypatch.setenv("HAL_WAIT_POLL_US", "0")
     device = hal.create_device(implementation="dawn", backend=dawn_backend_or_skip())
     try:
         backend: Any = device.backend

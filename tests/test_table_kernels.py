@@ -33,16 +33,31 @@ def gridded(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         yield dev
 
 
-def _table_dispatches(cb: hal.CommandBuffer, kernel: BuiltinKernel) -> list[Any]:
+def _run_and_compare(
+    device: hal.Device,
+    cb: hal.CommandBuffer,
+    kernel: BuiltinKernel,
+    target: hal.Buffer,
+    expected: np.ndarray,
+) -> None:
+    """Check that ``cb``'s plan batched into ``kernel`` dispatches on min(entries, the
+    device's table workgroups) workgroups, run it, and compare ``target`` with numpy."""
     plan = cb.plan
     assert plan is not None
-    return [
+    tables = [
         d
         for step in plan.steps
         if isinstance(step, ComputePass)
         for d in step.dispatches
         if d.kernel is kernel
     ]
+    assert tables, plan
+    for d in tables:
+        entries = d.bindings[-1][2].size // 16
+        assert d.workgroups == (min(entries, device.caps.table_workgroups), 1, 1)
+    device.queue_execute(cb)
+    device.wait_idle(60)
+    np.testing.assert_array_equal(target.to_numpy(), expected)
 
 
 def _ranges(rng: random.Random, count: int, stride: int) -> list[tuple[int, int]]:
@@ -70,14 +85,7 @@ def test_table_fills_write_exact_bytes_on_every_grid(gridded: hal.Device) -> Non
         cb.fill_buffer(target, start, length, pattern, 1)
         expected[start : start + length] = pattern
     cb.end()
-    tables = _table_dispatches(cb, BuiltinKernel.FILL_TABLE)
-    assert tables, cb.plan
-    for d in tables:
-        entries = d.bindings[-1][2].size // 16
-        assert d.workgroups == (min(entries, gridded.caps.table_workgroups), 1, 1)
-    gridded.queue_execute(cb)
-    gridded.wait_idle(60)
-    np.testing.assert_array_equal(target.to_numpy(), expected)
+    _run_and_compare(gridded, cb, BuiltinKernel.FILL_TABLE, target, expected)
 
 
 def test_table_copies_write_exact_bytes_on_every_grid(gridded: hal.Device) -> None:
@@ -95,14 +103,7 @@ def test_table_copies_write_exact_bytes_on_every_grid(gridded: hal.Device) -> No
         cb.copy_buffer(source, source_offset, target, start, length)
         expected[start : start + length] = data[source_offset : source_offset + length]
     cb.end()
-    tables = _table_dispatches(cb, BuiltinKernel.COPY_TABLE)
-    assert tables, cb.plan
-    for d in tables:
-        entries = d.bindings[-1][2].size // 16
-        assert d.workgroups == (min(entries, gridded.caps.table_workgroups), 1, 1)
-    gridded.queue_execute(cb)
-    gridded.wait_idle(60)
-    np.testing.assert_array_equal(target.to_numpy(), expected)
+    _run_and_compare(gridded, cb, BuiltinKernel.COPY_TABLE, target, expected)
 
 
 def test_the_default_grid_follows_the_adapter_type() -> None:

@@ -48,6 +48,7 @@ SUBSET = (
     "tests/test_hostile.py",
     "tests/test_host_access.py",
     "tests/test_transfers_fast.py",
+    "tests/test_table_kernels.py",
     "tests/test_binding_tables.py",
     "tests/test_table_rebase.py",
     "tests/test_constants_typed.py",

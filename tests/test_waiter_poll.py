@@ -4,15 +4,17 @@ wgpu-native and on Dawn.
 wgpu-native's only blocking wait (``wgpuDevicePoll(wait = true)``) has no timeout, so a bounded
 host wait used to sleep until the completion thread handed the work over; Dawn's
 ``wgpuInstanceWaitAny`` entered while the work still runs wakes ~15 µs late. On a GPU a wait
-now first polls the backend's non-blocking ``completed_ticket`` (``wgpuDevicePoll(wait =
-false)``, ``wgpuInstanceProcessEvents``) for up to ``HAL_WAIT_POLL_US`` on its own thread and
-completes small work there. These tests force the poll on lavapipe (where it is off by
-default: it would take the cores that run the GPU work) and pin that the waiting thread itself
-completes the work, that the deadline holds while polling, and the defaults.
+now first polls the backend's non-blocking ``poll_ticket`` (``wgpuDevicePoll(wait =
+false)``; on Dawn a zero-timeout ``wgpuInstanceWaitAny``) for up to ``HAL_WAIT_POLL_US`` on
+its own thread and completes small work there. These tests force the poll on lavapipe (where
+it is off by default: it would take the cores that run the GPU work) and pin that the waiting
+thread itself completes the work, that the deadline holds while polling, that a Dawn poll
+never waits for another thread's wait, and the defaults.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from typing import Any
@@ -71,18 +73,18 @@ def test_a_wait_polls_and_completes_the_work_on_its_own_thread(
         backend: Any = device.backend
         assert backend.waiter_poll_s == pytest.approx(5.0)
         polls: list[str] = []
-        original = backend.completed_ticket
+        original = backend.poll_ticket
 
-        def recording() -> int:
+        def recording(ticket: int) -> int:
             polls.append(threading.current_thread().name)
-            return int(original())
+            return int(original(ticket))
 
         data = np.arange(512, dtype=np.uint8)
         source = device.buffer_from_numpy(data)
         target = device.allocate_buffer(512)
         semaphore = device.create_semaphore()
         released = threading.Event()
-        monkeypatch.setattr(backend, "completed_ticket", recording)
+        monkeypatch.setattr(backend, "poll_ticket", recording)
         _hold_blocking_waits(monkeypatch, backend, released)
         try:
             device.queue_copy(source, 0, target, 0, 512, signal=[(semaphore, 1)])
@@ -105,7 +107,7 @@ def test_a_polling_bounded_wait_keeps_its_deadline(
     try:
         backend: Any = device.backend
         released = threading.Event()
-        monkeypatch.setattr(backend, "completed_ticket", lambda: 0)
+        monkeypatch.setattr(backend, "poll_ticket", lambda ticket: 0)
         _hold_blocking_waits(monkeypatch, backend, released)
         buffer = device.allocate_buffer(16)
         semaphore = device.create_semaphore()
@@ -145,3 +147,69 @@ def test_no_polling_by_default_on_a_cpu_adapter(
             assert device.backend.waiter_poll_s == 0.0  # type: ignore[attr-defined]
         finally:
             device.close()
+
+
+def test_a_dawn_poll_does_not_wait_for_another_devices_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two Dawn devices of one process: while X's long submission runs (X's completion thread
+    in ``wgpuInstanceWaitAny`` for it), a tiny round trip on Y polls and returns long before
+    X's work ends, and a third thread's Dawn call is not held up. Polling through
+    ``wgpuInstanceProcessEvents`` under the process's Dawn lock made both wait for X's work:
+    ProcessEvents returns only once the other thread's WaitAny does (found in review)."""
+    monkeypatch.setenv("HAL_WAIT_POLL_US", "2000")
+    size = 64 << 20
+    try:
+        x = hal.create_device(implementation="dawn")
+    except hal.UnavailableError as error:  # pragma: no cover - a machine without Dawn
+        pytest.skip(str(error))
+    y = hal.create_device(implementation="dawn")
+    try:
+        assert y.backend.waiter_poll_s == pytest.approx(2e-3)  # type: ignore[attr-defined]
+        source, target = x.allocate_buffer(size), x.allocate_buffer(size)
+        long_work = x.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+        long_work.begin()
+        for k in range(6):  # one submission of six 64 MiB copies
+            a, b = (source, target) if k % 2 == 0 else (target, source)
+            long_work.copy_buffer(a, 0, b, 0, size)
+            long_work.execution_barrier()
+        long_work.end()
+        x_done, y_done = x.create_semaphore(), y.create_semaphore()
+        alone: list[float] = []  # X's work by itself: what a wait that waits for it costs
+        for value in (1, 2):
+            start = time.perf_counter()
+            x.queue_execute(long_work, signal=[(x_done, value)])
+            x_done.wait(value, timeout=WAIT)
+            alone.append(time.perf_counter() - start)
+        if min(alone) < 0.015:  # pragma: no cover - a machine too fast to tell
+            pytest.skip("X's copies take too little time to overlap Y's round trip")
+        small = y.allocate_buffer(256)
+        trips: list[float] = []
+        side: list[float] = []
+        for value in range(3, 9):
+            x.queue_execute(long_work, signal=[(x_done, value)])
+            time.sleep(0.003)  # X's tracker is in WaitAny for it now
+
+            def third() -> None:
+                time.sleep(0.001)  # while Y's wait polls
+                start = time.perf_counter()
+                x.allocate_buffer(256).release()
+                side.append(time.perf_counter() - start)
+
+            thread = threading.Thread(target=third)
+            thread.start()
+            start = time.perf_counter()
+            y.queue_fill(small, 0, 256, value, 1, signal=[(y_done, value)])
+            y_done.wait(value, timeout=WAIT)
+            trips.append(time.perf_counter() - start)
+            thread.join(WAIT)
+            x_done.wait(value, timeout=WAIT)
+        assert small.to_numpy(np.uint8).tolist() == [8] * 256
+        # Y's round trip and the third thread's call are independent of X's work (through
+        # ProcessEvents they took about as long as X's remaining copies).
+        limit = min(alone) / 3
+        assert statistics.median(trips) < limit, (trips, alone)
+        assert statistics.median(side) < limit, (side, alone)
+    finally:
+        x.close()
+        y.close()

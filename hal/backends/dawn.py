@@ -221,6 +221,9 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         # it (implicit device synchronisation): the check-then-store of _finished is guarded
         # so that two of them never move it back.
         self._finished_lock = threading.Lock()
+        # (ticket, its future's wait info) of the latest poll_ticket: a host wait polls one
+        # ticket many times.
+        self._polled: tuple[int, Any] | None = None
         self._lost_promise = getattr(device, "_lost_promise", None)
         self._wait_ok = (self._lib.WGPUWaitStatus_Success, self._lib.WGPUWaitStatus_TimedOut)
         self._work_done_ok = int(self._lib.WGPUQueueWorkDoneStatus_Success)
@@ -262,8 +265,8 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         except Exception as error:
             raise translate(error) from None
         backend = cls(device, frozenset(features), implicit, host_memory)
-        # A host wait polls first on a GPU (protocol.waiter_poll_seconds): a WaitAny entered
-        # while the work still runs wakes ~15 µs after it finished, a poll within a few.
+        # A host wait polls first on a GPU (protocol.waiter_poll_seconds, poll_ticket): a
+        # WaitAny entered while the work still runs wakes ~15 µs after it finished.
         backend.waiter_poll_s = waiter_poll_seconds(adapter.adapter_type)
         return backend
 
@@ -486,6 +489,46 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         self._lib.wgpuInstanceProcessEvents(self._instance)
         self._settle()
         return self._completed
+
+    def poll_ticket(self, ticket: int) -> int:
+        """Without blocking, the highest ticket known finished, looking at ``ticket``'s
+        submission: a zero-timeout ``wgpuInstanceWaitAny`` on its work-done future (outside
+        the lock under implicit synchronisation). Not ``wgpuInstanceProcessEvents``, which
+        waits until any other thread's WaitAny returns (hal's completion thread of any Dawn
+        device of the process waits there in 100 ms slices) and would hold the process's Dawn
+        lock meanwhile. A host wait polls one ticket many times: its future's wait info is
+        kept, and the lock is taken again only once the future completed. BackendError
+        (lost=True) on a lost device."""
+        if self._completed >= ticket:
+            return self._completed
+        polled = self._polled
+        if polled is not None and polled[0] == ticket:
+            info = polled[1]
+        else:
+            with self._dawn:
+                self._settle()
+                if self._completed >= ticket:
+                    return self._completed
+                future = next((f for t, f in self._pending if t >= ticket), None)
+            if future is None:
+                return self._completed
+            info = self._ffi.new("WGPUFutureWaitInfo *")
+            info.future.id = future
+            self._polled = (ticket, info)  # one tuple: another poller reads it whole
+        wait_any = self._lib.wgpuInstanceWaitAny
+        # webgpu.h: WGPUWaitStatus wgpuInstanceWaitAny(instance, count, futures, ns)
+        if self.implicit_sync:
+            status = wait_any(self._instance, 1, info, 0)
+        else:
+            with self._dawn:
+                status = wait_any(self._instance, 1, info, 0)
+        if status not in self._wait_ok:
+            raise BackendError(f"wgpuInstanceWaitAny failed with status {int(status)}")
+        if not info.completed and self._work_failed is None:
+            return self._completed
+        with self._dawn:
+            self._settle()  # the future's callback fired inside WaitAny
+            return self._completed
 
     @_serialised
     def poll(self) -> None:

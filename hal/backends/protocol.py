@@ -69,7 +69,7 @@ WAITER_POLL_US = 2000.0
 
 def waiter_poll_seconds(adapter_type: str) -> float:
     """:attr:`Backend.waiter_poll_s` for an adapter of ``adapter_type``: how long a host wait
-    on one submission polls :meth:`Backend.completed_ticket` on its own thread before
+    on one submission polls :meth:`Backend.poll_ticket` on its own thread before
     leaving the work to the tracker or blocking in the backend. ``HAL_WAIT_POLL_US``, by
     default 2000 µs on GPUs and 0 on CPU adapters, where polling would take the cores that
     run the GPU work. Measured on the H200: wgpu-native's blocking poll has no timeout, so
@@ -155,7 +155,7 @@ class Backend:
         #: Seconds the completion tracker polls :meth:`completed_ticket` without blocking
         #: before it blocks in :meth:`wait` (0: never; where a blocking wait is as fast).
         self.spin_s = 0.0
-        #: Seconds a host wait on one ticket may poll :meth:`completed_ticket` without
+        #: Seconds a host wait on one ticket may poll :meth:`poll_ticket` without
         #: blocking, on its own thread, before it leaves the work to the tracker or to
         #: :meth:`wait` (0: never). For backends without :attr:`bounded_waits` this is what
         #: lets a bounded wait skip the tracker's hand-off and still return by its deadline.
@@ -346,6 +346,13 @@ class Backend:
         """Process finished work without blocking; the highest ticket known finished (every
         earlier one finished too), 0 where the implementation cannot tell."""
         return 0
+
+    def poll_ticket(self, ticket: int) -> int:
+        """:meth:`completed_ticket` for a host wait polling for ``ticket`` (submitted): never
+        blocks; the highest ticket known finished. The default is :meth:`completed_ticket`;
+        Dawn looks at that submission alone (its event processing waits for other threads'
+        waits). Raises BackendError."""
+        return self.completed_ticket()
 
     # -- mapping (staging buffers only) -------------------------------------------------------
 

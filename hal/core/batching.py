@@ -5,9 +5,11 @@ dispatches, and each costs a ``set_immediates`` + ``dispatch`` (plus wgpu's barr
 two dispatches writing one buffer): microseconds of host and GPU time for a few hundred bytes.
 This pass, run on the finished plan, replaces every run of consecutive small builtin fills
 (or copies) of one buffer inside a compute pass with one dispatch of a table kernel
-(``builtin_fill_table.wgsl`` / ``builtin_copy_table.wgsl``): workgroup ``k`` does entry ``k``
-of a table of ranges stored in the plan's CONSTANTS buffer. Edge bytes are exact as before
-(the same read-modify-write of edge words).
+(``builtin_fill_table.wgsl`` / ``builtin_copy_table.wgsl``) over a table of ranges stored in
+the plan's CONSTANTS buffer: on a GPU workgroup ``k`` does entry ``k``; where
+``DeviceCaps.table_workgroups`` caps the grid (CPU adapters), each workgroup loops over every
+``table_workgroups``-th entry. Edge bytes are exact as before (the same read-modify-write of
+edge words).
 
 Merging runs the fills of a run concurrently, so it only merges what is independent at word
 granularity: no two entries write the same 4-byte word, and no entry reads a word another

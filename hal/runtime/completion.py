@@ -552,13 +552,13 @@ class Completion:
         another way; also True as soon as ``settled()`` (the waiter's semaphores were
         reached or failed some other way). A backend failure is left to the tracker's
         blocking wait to report."""
-        backend = self._backend
+        poll = self._backend.poll_ticket
         deadline = time.perf_counter() + seconds
         while True:
             if self._completed >= ticket or settled():
                 return True  # completed by the tracker or another waiter, or settled
             try:
-                done = backend.completed_ticket()
+                done = poll(ticket)
             except Exception:  # BackendError or a backend bug: the tracker reports it
                 return False
             if done > self._completed:

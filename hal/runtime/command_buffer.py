@@ -229,19 +229,6 @@ def dispatch_facts(
     return entry[1:]
 
 
-def _still_valid(entry: tuple[Any, ...], grid: tuple[Any, ...]) -> bool:
-    """Whether a fast-path repeat with ``grid`` (equal to the cached one) records the
-    cached segment: the grid is of ints (``1.0 == 1``), no buffer was released and no
-    buffer's permissions changed."""
-    x, y, z = grid
-    if type(x) is not int or type(y) is not int or type(z) is not int:
-        return False
-    for buffer, bits in entry[1]:
-        if buffer.permission_bits is not bits or buffer.is_released:
-            return False
-    return True
-
-
 def _whole_buffer_ref(
     target: Any,
     device: Any,
@@ -515,26 +502,6 @@ class CommandBuffer:
             self._views.add(view)
         return ref
 
-    def _fast_copy(
-        self,
-        source: Buffer,
-        source_offset: int,
-        target: Buffer,
-        target_offset: int,
-        length: int,
-        source_size: int | None,
-        target_size: int | None,
-    ) -> bool:
-        """Whether a validated copy's whole (root) source and target buffers of this device
-        pass every check of their transfer ranges (within their first ``*_size`` bytes where
-        a BufferView's) in one call (the copy's hot path), and that ranges in one allocation
-        do not overlap, without building any message; False sends the command down the
-        general path, which raises the right error."""
-        return self._validate and fast_copy_ok(
-            self.device, source, source_offset, target, target_offset, length, source_size,
-            target_size,
-        )  # fmt: skip
-
     def _require(self, ref: Ref, argument: str, usage: int, access: int) -> SlotRequirement:
         """Merge what a recorded command needs of slot range ``ref`` into its slot."""
         slots = self._slot_requirements()
@@ -753,8 +720,16 @@ class CommandBuffer:
             and type(source_offset) is int
             and type(target_offset) is int
             and type(length) is int
-            and self._fast_copy(
-                src_buffer, source_offset, dst_buffer, target_offset, length, src_size, dst_size
+            and self._validate  # every check of a validated copy, in one call, no message
+            and fast_copy_ok(
+                self.device,
+                src_buffer,
+                source_offset,
+                dst_buffer,
+                target_offset,
+                length,
+                src_size,
+                dst_size,
             )
         ):
             # The common case (two whole buffers or views of them, in range, not
@@ -820,9 +795,18 @@ class CommandBuffer:
             key = (id(executable), entry_point, workgroup_count, *map(id, bindings))
             fast = self._fast_dispatches
             hit = fast.get(key) if fast else None  # a new command buffer has no repeats
-            if hit is not None and _still_valid(hit, workgroup_count):
-                self._segments.append(hit[0])
-                return
+            if hit is not None:
+                # Records the cached segment if the grid is of ints (1.0 == 1 in the key; the
+                # key's grid equals the cached 3-tuple) and no buffer of the entry was
+                # released or had its permissions changed.
+                x, y, z = workgroup_count
+                if type(x) is int and type(y) is int and type(z) is int:
+                    for buffer, bits in hit[1]:
+                        if buffer.permission_bits is not bits or buffer.is_released:
+                            break
+                    else:
+                        self._segments.append(hit[0])
+                        return
             if (
                 hit is None
                 and self._validate

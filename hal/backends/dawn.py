@@ -491,12 +491,16 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         return self._completed
 
     def poll_ticket(self, ticket: int) -> int:
-        """Without blocking, the highest ticket known finished, looking at ``ticket``'s
-        submission: a zero-timeout ``wgpuInstanceWaitAny`` on its work-done future (outside
-        the lock under implicit synchronisation). Not ``wgpuInstanceProcessEvents``, which
-        waits until any other thread's WaitAny returns (hal's completion thread of any Dawn
-        device of the process waits there in 100 ms slices) and would hold the process's Dawn
-        lock meanwhile. A host wait polls one ticket many times: its future's wait info is
+        """The highest ticket known finished, looking at ``ticket``'s submission: a
+        zero-timeout ``wgpuInstanceWaitAny`` on its work-done future (outside the lock under
+        implicit synchronisation). Not ``wgpuInstanceProcessEvents``, which waits until any
+        other thread's WaitAny returns (hal's completion thread of any Dawn device of the
+        process waits there in 100 ms slices) and would hold the process's Dawn lock
+        meanwhile. The zero-timeout WaitAny does not wait for other devices' waits, but
+        Dawn serialises waits on one device: while this device's completion thread waits
+        for the same work (it began before the host wait), the poll returns when that wait
+        does (review: 50 ms on lavapipe; a bounded wait overshoots by as much, as it did
+        before polls). A host wait polls one ticket many times: its future's wait info is
         kept, and the lock is taken again only once the future completed. BackendError
         (lost=True) on a lost device."""
         if self._completed >= ticket:

@@ -348,10 +348,10 @@ class Backend:
         return 0
 
     def poll_ticket(self, ticket: int) -> int:
-        """:meth:`completed_ticket` for a host wait polling for ``ticket`` (submitted): never
-        blocks; the highest ticket known finished. The default is :meth:`completed_ticket`;
-        Dawn looks at that submission alone (its event processing waits for other threads'
-        waits). Raises BackendError."""
+        """:meth:`completed_ticket` for a host wait polling for ``ticket`` (submitted): does
+        not wait for the work; the highest ticket known finished. The default is
+        :meth:`completed_ticket`; Dawn looks at that submission alone (its event processing
+        waits for other threads' waits). Raises BackendError."""
         return self.completed_ticket()
 
     # -- mapping (staging buffers only) -------------------------------------------------------

@@ -213,3 +213,47 @@ def test_a_dawn_poll_does_not_wait_for_another_devices_work(
     finally:
         x.close()
         y.close()
+
+
+@pytest.mark.parametrize("poll_us", ["0", "2000"])
+def test_a_short_dawn_wait_keeps_its_deadline_beside_the_completion_thread(
+    monkeypatch: pytest.MonkeyPatch, poll_us: str
+) -> None:
+    """Dawn serialises waits on one device: a bounded wait begun while the device's completion
+    thread already waits for the same long work used to return only with that wait (a 5 ms
+    wait took ~50 ms and returned success; found in review). With less than the tracker's
+    wait slice left it now leaves the work to the tracker: DeadlineExceededError on time,
+    then the work completes and a later wait sees it."""
+    monkeypatch.setenv("HAL_WAIT_POLL_US", poll_us)
+    size = 64 << 20
+    try:
+        device = hal.create_device(implementation="dawn")
+    except hal.UnavailableError as error:  # pragma: no cover - a machine without Dawn
+        pytest.skip(str(error))
+    try:
+        source, target = device.allocate_buffer(size), device.allocate_buffer(size)
+        long_work = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+        long_work.begin()
+        for k in range(6):  # one submission of six 64 MiB copies
+            a, b = (source, target) if k % 2 == 0 else (target, source)
+            long_work.copy_buffer(a, 0, b, 0, size)
+            long_work.execution_barrier()
+        long_work.end()
+        done = device.create_semaphore()
+        start = time.perf_counter()
+        device.queue_execute(long_work, signal=[(done, 1)])
+        done.wait(1, timeout=WAIT)
+        alone = time.perf_counter() - start
+        if alone < 0.04:  # pragma: no cover - a machine too fast to tell
+            pytest.skip("the copies take too little time to wait beside them")
+        for value in (2, 3):
+            device.queue_execute(long_work, signal=[(done, value)])
+            time.sleep(0.01)  # the completion thread waits in Dawn for it now
+            start = time.perf_counter()
+            with pytest.raises(hal.DeadlineExceededError, match=r"within 0\.005 s"):
+                done.wait(value, timeout=0.005)
+            assert time.perf_counter() - start < alone / 3
+            done.wait(value, timeout=WAIT)
+            assert done.query() == value
+    finally:
+        device.close()

@@ -268,6 +268,9 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         # A host wait polls first on a GPU (protocol.waiter_poll_seconds, poll_ticket): a
         # WaitAny entered while the work still runs wakes ~15 µs after it finished.
         backend.waiter_poll_s = waiter_poll_seconds(adapter.adapter_type)
+        # Dawn serialises WaitAny calls on one device (second review: a zero-timeout WaitAny
+        # returned only when the completion thread's did, 50 ms later on lavapipe).
+        backend.serial_wait_slice_s = (_LONG_SLICE_NS if implicit else _SLICE_NS) * 1e-9
         return backend
 
     def _classify(self, error: BackendError) -> BackendError:
@@ -499,10 +502,11 @@ class DawnBackend(RawCalls, WgpuPyBackend):
         meanwhile. The zero-timeout WaitAny does not wait for other devices' waits, but
         Dawn serialises waits on one device: while this device's completion thread waits
         for the same work (it began before the host wait), the poll returns when that wait
-        does (review: 50 ms on lavapipe; a bounded wait overshoots by as much, as it did
-        before polls). A host wait polls one ticket many times: its future's wait info is
-        kept, and the lock is taken again only once the future completed. BackendError
-        (lost=True) on a lost device."""
+        does (review: 50 ms on lavapipe), which is why a bounded host wait with less than
+        :attr:`serial_wait_slice_s` left leaves such work to the completion thread
+        (hal/runtime/completion.py). A host wait polls one ticket many times: its future's
+        wait info is kept, and the lock is taken again only once the future completed.
+        BackendError (lost=True) on a lost device."""
         if self._completed >= ticket:
             return self._completed
         polled = self._polled

@@ -167,6 +167,12 @@ class Backend:
         #: fence lock so that a submission from another thread waits until it returns
         #: (gfx-rs/wgpu#9470): the GPU idled between back-to-back submissions.
         self.tracker_poll_s = 0.0
+        #: Where the implementation serialises waits on one device (Dawn), the longest the
+        #: completion tracker's blocking wait runs before it returns (its slice); 0 where
+        #: waits do not serialise. A bounded host wait with less than this left does not
+        #: wait in the backend while the tracker does: it would return only with the
+        #: tracker's wait, past its deadline.
+        self.serial_wait_slice_s = 0.0
 
     def note_lost(self, reason: str) -> None:
         """Record that the device is lost (the first reason wins)."""

@@ -76,6 +76,11 @@ class Completion:
         # (_tracker_yielding: parked for that reason, not idle).
         self._direct: list[int] = []
         self._tracker_yielding = False
+        # The ticket the tracker waits for in the backend now (0: none). Dawn serialises
+        # waits on one device: a bounded host wait begun meanwhile would return only when
+        # the tracker's wait does (within Backend.serial_wait_slice_s), so one with less
+        # time left leaves the work to the tracker and keeps its deadline.
+        self._tracker_waits_for = 0
         # Standing by (bounded-wait backends, within LINGER_S of a host wait that completed
         # work itself): the tracker sleeps in STANDBY_S slices and a quiet submission does
         # not wake it, so that a submit-and-wait round trip costs no thread wake-up (on the
@@ -184,10 +189,18 @@ class Completion:
         until done for an unbounded wait. True when it did one of those (look again);
         False to leave the work to the tracker: closing, the tracker spins, the work is
         already being completed, the deadline passed, or a bounded wait on a backend
-        without one. Raises nothing (see :meth:`wait_for`)."""
+        without one, or a bounded wait with less than the backend's
+        ``serial_wait_slice_s`` left while the tracker waits in the backend (the backend
+        would return only with the tracker's wait). Raises nothing (see :meth:`wait_for`)."""
         backend = self._backend
         if self._closing or backend.spin_s > 0 or ticket <= self._completed:
             return False
+        if (
+            deadline is not None
+            and self._tracker_waits_for
+            and deadline - time.monotonic() < backend.serial_wait_slice_s
+        ):
+            return False  # the tracker completes it and signals; the wait keeps its deadline
         poll = backend.waiter_poll_s
         if poll > 0:
             # Non-blocking polls first (on a GPU): small work finishes within them; they
@@ -480,7 +493,11 @@ class Completion:
             if self._polls_instead():
                 self.poll_backoff(oldest, None, partial(self._gone, oldest), tracker=True)
                 continue
-            self.wait_for(oldest)
+            self._tracker_waits_for = oldest
+            try:
+                self.wait_for(oldest)
+            finally:
+                self._tracker_waits_for = 0
 
     def _gone(self, ticket: int) -> bool:
         """Whether no in-flight work up to ``ticket`` is left (completed, failed or taken)."""

@@ -149,6 +149,35 @@ def test_no_polling_by_default_on_a_cpu_adapter(
             device.close()
 
 
+def _long_copies(device: hal.Device) -> hal.CommandBuffer:
+    """A reusable command buffer of one long submission: six 64 MiB copies, a barrier after
+    each (~20 ms a copy on lavapipe)."""
+    size = 64 << 20
+    source, target = device.allocate_buffer(size), device.allocate_buffer(size)
+    cb = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
+    cb.begin()
+    for k in range(6):
+        a, b = (source, target) if k % 2 == 0 else (target, source)
+        cb.copy_buffer(a, 0, b, 0, size)
+        cb.execution_barrier()
+    cb.end()
+    return cb
+
+
+def _timed_runs(
+    device: hal.Device, cb: hal.CommandBuffer, semaphore: hal.Semaphore, count: int
+) -> list[float]:
+    """Seconds of ``count`` submissions of ``cb`` each waited for alone, signalling
+    ``semaphore`` 1, 2, ..., ``count``."""
+    times = []
+    for value in range(1, count + 1):
+        start = time.perf_counter()
+        device.queue_execute(cb, signal=[(semaphore, value)])
+        semaphore.wait(value, timeout=WAIT)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def test_a_dawn_poll_does_not_wait_for_another_devices_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -158,7 +187,6 @@ def test_a_dawn_poll_does_not_wait_for_another_devices_work(
     ``wgpuInstanceProcessEvents`` under the process's Dawn lock made both wait for X's work:
     ProcessEvents returns only once the other thread's WaitAny does (found in review)."""
     monkeypatch.setenv("HAL_WAIT_POLL_US", "2000")
-    size = 64 << 20
     try:
         x = hal.create_device(implementation="dawn")
     except hal.UnavailableError as error:  # pragma: no cover - a machine without Dawn
@@ -166,21 +194,10 @@ def test_a_dawn_poll_does_not_wait_for_another_devices_work(
     y = hal.create_device(implementation="dawn")
     try:
         assert y.backend.waiter_poll_s == pytest.approx(2e-3)  # type: ignore[attr-defined]
-        source, target = x.allocate_buffer(size), x.allocate_buffer(size)
-        long_work = x.create_command_buffer(hal.CommandBufferMode.DEFAULT)
-        long_work.begin()
-        for k in range(6):  # one submission of six 64 MiB copies
-            a, b = (source, target) if k % 2 == 0 else (target, source)
-            long_work.copy_buffer(a, 0, b, 0, size)
-            long_work.execution_barrier()
-        long_work.end()
+        long_work = _long_copies(x)
         x_done, y_done = x.create_semaphore(), y.create_semaphore()
-        alone: list[float] = []  # X's work by itself: what a wait that waits for it costs
-        for value in (1, 2):
-            start = time.perf_counter()
-            x.queue_execute(long_work, signal=[(x_done, value)])
-            x_done.wait(value, timeout=WAIT)
-            alone.append(time.perf_counter() - start)
+        # X's work by itself: what a wait that waits for it costs.
+        alone = _timed_runs(x, long_work, x_done, 2)
         if min(alone) < 0.015:  # pragma: no cover - a machine too fast to tell
             pytest.skip("X's copies take too little time to overlap Y's round trip")
         small = y.allocate_buffer(256)
@@ -225,28 +242,15 @@ def test_a_short_dawn_wait_keeps_its_deadline_beside_the_completion_thread(
     wait slice left it now leaves the work to the tracker: DeadlineExceededError on time,
     then the work completes and a later wait sees it."""
     monkeypatch.setenv("HAL_WAIT_POLL_US", poll_us)
-    size = 64 << 20
     try:
         device = hal.create_device(implementation="dawn")
     except hal.UnavailableError as error:  # pragma: no cover - a machine without Dawn
         pytest.skip(str(error))
     try:
-        source, target = device.allocate_buffer(size), device.allocate_buffer(size)
-        long_work = device.create_command_buffer(hal.CommandBufferMode.DEFAULT)
-        long_work.begin()
-        for k in range(6):  # one submission of six 64 MiB copies
-            a, b = (source, target) if k % 2 == 0 else (target, source)
-            long_work.copy_buffer(a, 0, b, 0, size)
-            long_work.execution_barrier()
-        long_work.end()
+        long_work = _long_copies(device)
         done = device.create_semaphore()
-        times = []
-        for value in (1, 2, 3):  # the first pays the buffers' first use
-            start = time.perf_counter()
-            device.queue_execute(long_work, signal=[(done, value)])
-            done.wait(value, timeout=WAIT)
-            times.append(time.perf_counter() - start)
-        alone = min(times[1:])
+        times = _timed_runs(device, long_work, done, 3)
+        alone = min(times[1:])  # the first pays the buffers' first use
         if alone < 0.04:  # pragma: no cover - a GPU: the copies are over before the wait
             pytest.skip(f"the copies take {alone * 1e3:.1f} ms: too little to wait beside them")
         for value in (4, 5):

@@ -64,7 +64,7 @@ its own, unless it joins a neighbouring one)."""
 _FILLS = (BuiltinKernel.FILL, BuiltinKernel.FILL4)
 _COPIES = (BuiltinKernel.COPY, BuiltinKernel.COPY4, BuiltinKernel.COPY16)
 _TABLES = (BuiltinKernel.FILL_TABLE, BuiltinKernel.COPY_TABLE)
-TABLE_ENTRY = _ENTRY = struct.Struct("<4I")
+TABLE_ENTRY = struct.Struct("<4I")
 """One table entry of the table kernels: four little-endian u32 (a fill's begin, end, pattern,
 0; a copy's source begin, target begin, length, 0)."""
 
@@ -86,7 +86,7 @@ def _params(plan: Plan, d: Dispatch) -> tuple[int, ...]:
     data = d.constants
     if d.constants_offset is not None:  # staged: no immediates on this adapter
         data = plan.constants[d.constants_offset : d.constants_offset + 16]
-    return _ENTRY.unpack(data[:16])
+    return TABLE_ENTRY.unpack(data[:16])
 
 
 def _transfer(plan: Plan, d: Dispatch) -> _Transfer | None:
@@ -267,7 +267,7 @@ def _table_dispatch(run: _Run, table: bytearray) -> Dispatch:
     alignment = run.caps.storage_alignment
     first = run.transfers[0]
     target = _window(first.target, run.low, run.high, alignment)
-    pack = _ENTRY.pack
+    pack = TABLE_ENTRY.pack
     base = target.offset
     if first.source is None:
         transfers = run.transfers
@@ -524,7 +524,7 @@ def table_entries(plan: Plan, d: Dispatch) -> list[tuple[int, int, int, int]]:
     relative to the binding windows."""
     region = d.bindings[-1][2]
     data = plan.constants[region.offset : region.offset + region.size]
-    return list(_ENTRY.iter_unpack(data))
+    return list(TABLE_ENTRY.iter_unpack(data))
 
 
 def builtin_transfers(plan: Plan) -> int:
